@@ -1,0 +1,1 @@
+//! The `cytoseg` command-line tool.

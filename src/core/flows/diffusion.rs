@@ -1,0 +1,326 @@
+//! Labels → flows by heat diffusion from each mask's centre: Cellpose 4's `masks_to_flows_gpu`
+//! (which is the code path it runs on the CPU too), reproduced bit for bit.
+//!
+//! Diffusion never crosses between masks (a pixel only averages neighbours of its own label), so
+//! each mask is diffused on its own bounding box, in parallel, with the number of iterations
+//! Cellpose uses for the whole image. The gradient then reads the assembled heat map, where a
+//! touching neighbour's heat leaks in at borders exactly as in Cellpose.
+
+use rayon::prelude::*;
+
+use super::labels::find_objects;
+
+/// Above this many pixels (image padded by one), Cellpose diffuses in float32 instead of float64.
+const FLOAT32_ABOVE_PIXELS: f64 = 4e7;
+
+/// The reference's summation order of the 9 neighbours depends on how torch's CPU reduction
+/// (`Tensor.sum(dim=0)` over a 9 × N tensor) blocks the N mask pixels: inside blocks of
+/// `4 × vector width` columns it sums sequentially, in the remaining columns of each thread's
+/// chunk it sums with 4 interleaved accumulators. cytoseg reproduces torch 2.15's CPU kernels
+/// as measured on the reference machine (x86-64, torch capability AVX512, 2 threads): blocks of
+/// 16 columns, i.e. 4 rows of 4 doubles. Other torch configurations differ from each other in the
+/// last bit of the heat map.
+const REFERENCE_VECTOR_DOUBLES: usize = 4;
+/// Number of torch threads of the reference (see [`REFERENCE_VECTOR_DOUBLES`]).
+const REFERENCE_THREADS: usize = 2;
+/// torch only parallelizes reductions over at least this many elements (`at::internal::GRAIN_SIZE`).
+const TORCH_GRAIN_SIZE: usize = 32768;
+
+/// For each of `n` mask pixels (row-major order), whether torch sums its neighbours with the
+/// interleaved (ILP) order rather than sequentially.
+fn ilp_order_flags(n: usize) -> Vec<bool> {
+    let mut flags = vec![false; n];
+    let block = 4 * REFERENCE_VECTOR_DOUBLES;
+    let mut chunks = Vec::new();
+    if 9 * n < TORCH_GRAIN_SIZE || REFERENCE_THREADS == 1 {
+        chunks.push((0, n));
+    } else {
+        // at::parallel_for over columns, chunk ends rounded down to 128 bytes (16 doubles)
+        // except at the last column.
+        let threads = REFERENCE_THREADS.min(n);
+        let chunk = n.div_ceil(threads);
+        let round = 128 / std::mem::size_of::<f64>();
+        for t in 0..threads {
+            let b = (t * chunk).min(n);
+            let e = ((t + 1) * chunk).min(n);
+            let b = b - b % round;
+            let e = if e == n { e } else { e - e % round };
+            if b < e {
+                chunks.push((b, e));
+            }
+        }
+    }
+    for (b, e) in chunks {
+        let sequential = (e - b) / block * block;
+        for f in &mut flags[b + sequential..e] {
+            *f = true;
+        }
+    }
+    flags
+}
+
+/// Minimal float abstraction for the two precisions Cellpose may diffuse in.
+trait Heat:
+    Copy + Send + Sync + Default + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self>
+{
+    const ONE: Self;
+    fn div9(self) -> Self;
+}
+
+impl Heat for f64 {
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn div9(self) -> Self {
+        self / 9.0
+    }
+}
+
+impl Heat for f32 {
+    const ONE: Self = 1.0;
+    #[inline(always)]
+    fn div9(self) -> Self {
+        self / 9.0
+    }
+}
+
+/// One mask's diffusion problem: its bounding box padded by one pixel.
+struct Crop {
+    label: u32,
+    /// Top-left of the padded crop in padded-image coordinates (= unpadded box start).
+    y0: usize,
+    x0: usize,
+    /// Padded crop size.
+    h: usize,
+    w: usize,
+    /// Centre in padded-crop coordinates (flat index).
+    centre: usize,
+}
+
+/// Cellpose's `center_of_mass` for one mask inside its box: the mean position rounded half to
+/// even; if that pixel is not in the mask, the mask pixel nearest to it (first in row-major order).
+fn mask_centre(
+    labels: &[u32],
+    width: usize,
+    label: u32,
+    b: (usize, usize, usize, usize),
+) -> (usize, usize) {
+    let (y0, y1, x0, x1) = b;
+    let (mut sy, mut sx, mut n) = (0i64, 0i64, 0i64);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            if labels[y * width + x] == label {
+                sy += (y - y0) as i64;
+                sx += (x - x0) as i64;
+                n += 1;
+            }
+        }
+    }
+    let ym = (sy as f64 / n as f64).round_ties_even() as i64;
+    let xm = (sx as f64 / n as f64).round_ties_even() as i64;
+    let inside = |yy: i64, xx: i64| {
+        yy >= 0
+            && xx >= 0
+            && (yy as usize) < y1 - y0
+            && (xx as usize) < x1 - x0
+            && labels[(y0 + yy as usize) * width + x0 + xx as usize] == label
+    };
+    if inside(ym, xm) {
+        return (ym as usize, xm as usize);
+    }
+    let mut best = (i64::MAX, 0usize, 0usize);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            if labels[y * width + x] == label {
+                let dy = (y - y0) as i64 - ym;
+                let dx = (x - x0) as i64 - xm;
+                let d = dx * dx + dy * dy;
+                if d < best.0 {
+                    best = (d, y - y0, x - x0);
+                }
+            }
+        }
+    }
+    (best.1, best.2)
+}
+
+/// Diffuses one mask for `niter` iterations and returns its heat over the padded crop.
+/// `ilp[k]` says, for image pixel k, which summation order the reference uses.
+fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter: usize) -> Vec<T> {
+    let (h, w) = (c.h, c.w);
+    // own[i]: padded-crop pixel i belongs to the mask (the one-pixel ring never does);
+    // interleaved[i]: its neighbour sum uses the ILP order.
+    let mut own = vec![false; h * w];
+    let mut interleaved = vec![false; h * w];
+    for cy in 1..h - 1 {
+        for cx in 1..w - 1 {
+            let k = (c.y0 + cy - 1) * width + c.x0 + cx - 1;
+            own[cy * w + cx] = labels[k] == c.label;
+            interleaved[cy * w + cx] = ilp[k];
+        }
+    }
+    let zero = T::default();
+    let mut t = vec![zero; h * w];
+    let mut next = vec![zero; h * w];
+    let pick = |v: T, ok: bool| if ok { v } else { zero };
+    for _ in 0..niter {
+        t[c.centre] = t[c.centre] + T::ONE;
+        for cy in 1..h - 1 {
+            let row = cy * w;
+            for cx in 1..w - 1 {
+                let i = row + cx;
+                if !own[i] {
+                    continue;
+                }
+                // Cellpose's neighbour order: centre, up, down, left, right, up-left, up-right,
+                // down-left, down-right.
+                let v = [
+                    t[i],
+                    pick(t[i - w], own[i - w]),
+                    pick(t[i + w], own[i + w]),
+                    pick(t[i - 1], own[i - 1]),
+                    pick(t[i + 1], own[i + 1]),
+                    pick(t[i - w - 1], own[i - w - 1]),
+                    pick(t[i - w + 1], own[i - w + 1]),
+                    pick(t[i + w - 1], own[i + w - 1]),
+                    pick(t[i + w + 1], own[i + w + 1]),
+                ];
+                let acc = if interleaved[i] {
+                    ((((v[0] + v[4]) + v[8]) + (v[1] + v[5])) + (v[2] + v[6])) + (v[3] + v[7])
+                } else {
+                    ((((((((zero + v[0]) + v[1]) + v[2]) + v[3]) + v[4]) + v[5]) + v[6]) + v[7])
+                        + v[8]
+                };
+                next[i] = acc.div9();
+            }
+        }
+        std::mem::swap(&mut t, &mut next);
+    }
+    t
+}
+
+/// The flow computation shared by [`masks_to_flows`] and the quality control: runs the
+/// diffusion of every mask and returns, for each mask pixel, the unit flow `(dy, dx)` in
+/// float64, through the callback `emit(y, x, dy, dx)` (called in any order).
+pub(crate) struct Diffusion {
+    heat: HeatMap,
+    /// Bounding boxes of labels 1..=max (`None` where absent).
+    pub(crate) boxes: Vec<Option<(usize, usize, usize, usize)>>,
+    width: usize,
+}
+
+enum HeatMap {
+    F64(Vec<f64>),
+    F32(Vec<f32>),
+}
+
+impl Diffusion {
+    /// Diffuses all masks of `labels` (`height * width`, any label values).
+    pub(crate) fn run(labels: &[u32], height: usize, width: usize) -> Self {
+        let boxes = find_objects(labels, height, width);
+        let mut crops = Vec::new();
+        let mut ext_max = 0usize;
+        for (i, b) in boxes.iter().enumerate() {
+            let Some(b) = *b else { continue };
+            let label = i as u32 + 1;
+            let (cy, cx) = mask_centre(labels, width, label, b);
+            let (y0, y1, x0, x1) = b;
+            ext_max = ext_max.max((y1 - y0) + (x1 - x0) + 2);
+            let (h, w) = (y1 - y0 + 2, x1 - x0 + 2);
+            crops.push(Crop {
+                label,
+                y0,
+                x0,
+                h,
+                w,
+                centre: (cy + 1) * w + cx + 1,
+            });
+        }
+        let niter = 2 * ext_max;
+        let padded = ((height + 2) * (width + 2)) as f64;
+        let heat = if padded > FLOAT32_ABOVE_PIXELS {
+            HeatMap::F32(Self::assemble::<f32>(labels, height, width, &crops, niter))
+        } else {
+            HeatMap::F64(Self::assemble::<f64>(labels, height, width, &crops, niter))
+        };
+        Diffusion { heat, boxes, width }
+    }
+
+    fn assemble<T: Heat>(
+        labels: &[u32],
+        height: usize,
+        width: usize,
+        crops: &[Crop],
+        niter: usize,
+    ) -> Vec<T> {
+        let pw = width + 2;
+        let mut heat = vec![T::default(); (height + 2) * pw];
+        let n_mask = labels.iter().filter(|&&l| l != 0).count();
+        let order = ilp_order_flags(n_mask);
+        let mut ilp = vec![false; labels.len()];
+        for (flag, k) in order.iter().zip(
+            labels
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l != 0)
+                .map(|(k, _)| k),
+        ) {
+            ilp[k] = *flag;
+        }
+        drop(order);
+        let results: Vec<Vec<T>> = crops
+            .par_iter()
+            .map(|c| diffuse::<T>(labels, &ilp, width, c, niter))
+            .collect();
+        for (c, t) in crops.iter().zip(results) {
+            for cy in 1..c.h - 1 {
+                for cx in 1..c.w - 1 {
+                    let (y, x) = (c.y0 + cy - 1, c.x0 + cx - 1);
+                    if labels[y * width + x] == c.label {
+                        // Padded-image coordinates of image pixel (y, x) are (y + 1, x + 1).
+                        heat[(y + 1) * pw + x + 1] = t[cy * c.w + cx];
+                    }
+                }
+            }
+        }
+        heat
+    }
+
+    /// Unit flow `(dy, dx)` at image pixel (y, x) of a mask, as Cellpose normalizes it.
+    #[inline]
+    pub(crate) fn flow_at(&self, y: usize, x: usize) -> (f64, f64) {
+        let pw = self.width + 2;
+        let i = (y + 1) * pw + x + 1;
+        let (dy, dx) = match &self.heat {
+            HeatMap::F64(t) => (t[i + pw] - t[i - pw], t[i + 1] - t[i - 1]),
+            HeatMap::F32(t) => ((t[i + pw] - t[i - pw]) as f64, (t[i + 1] - t[i - 1]) as f64),
+        };
+        let norm = 1e-60 + (dy * dy + dx * dx).sqrt();
+        (dy / norm, dx / norm)
+    }
+}
+
+/// Cellpose's `masks_to_flows`: unit flows `(2, height, width)` (dY then dX, float64, row-major)
+/// from a label image, zero outside masks.
+pub(crate) fn masks_to_flows(labels: &[u32], height: usize, width: usize) -> Vec<f64> {
+    let n = height * width;
+    let mut out = vec![0.0f64; 2 * n];
+    if labels.iter().all(|&l| l == 0) {
+        return out;
+    }
+    let d = Diffusion::run(labels, height, width);
+    let (dy_out, dx_out) = out.split_at_mut(n);
+    dy_out
+        .par_chunks_mut(width)
+        .zip(dx_out.par_chunks_mut(width))
+        .enumerate()
+        .for_each(|(y, (row_y, row_x))| {
+            for x in 0..width {
+                if labels[y * width + x] != 0 {
+                    let (dy, dx) = d.flow_at(y, x);
+                    row_y[x] = dy;
+                    row_x[x] = dx;
+                }
+            }
+        });
+    out
+}
