@@ -1,1 +1,5 @@
-fn main() {}
+//! The `cytoseg` command-line tool (see `cytoseg --help`).
+
+fn main() {
+    std::process::exit(cytoseg::cli::main());
+}

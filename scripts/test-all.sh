@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check and test of cytoseg: formatting, lints, the committed C header, Rust unit,
+# parity and CLI tests, and the C API tests (under valgrind when installed).
+# Parity tests that need the reference tools (cellpose, stardist) run live when a Python with
+# them is found (CYTOSEG_PYTHON or ./.venv) and say that they skipped otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --release --all-targets --locked -- -D warnings
+echo "== build (regenerates include/cytoseg.h)"
+cargo build --release --locked
+if git rev-parse --git-dir >/dev/null 2>&1; then
+    if ! git diff --exit-code -- include/cytoseg.h; then
+        echo "include/cytoseg.h differs from the generated header: commit the regenerated file" >&2
+        exit 1
+    fi
+fi
+echo "== cargo test"
+cargo test --release --locked
+echo "== C API tests"
+bash tests/c/run.sh target/release

@@ -1,0 +1,266 @@
+//! Status codes, the per-thread last error, and the panic boundary around every export.
+
+use std::cell::RefCell;
+use std::ffi::c_char;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::core::error::Error;
+
+/// Result of a fallible cytoseg function. Codes are grouped by range (1xx arguments, 2xx model
+/// and runtime, 3xx files, 4xx control, 9xx internal) and are never renumbered; new codes are
+/// only added.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum cytoseg_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullPointer = 100,
+    /// An argument is out of range or inconsistent with another.
+    InvalidArgument = 101,
+    /// Buffer lengths or array shapes do not agree.
+    ShapeMismatch = 102,
+    /// Input data holds NaN or infinite values.
+    NonFinite = 103,
+    /// The input is too large to process (size overflow or a supported limit).
+    TooLarge = 104,
+    /// A model package is missing, corrupt or inconsistent with its manifest.
+    Model = 200,
+    /// The inference runtime failed or is unavailable.
+    Runtime = 201,
+    /// A file could not be read or written.
+    Io = 300,
+    /// A file's contents are not in a supported format or are truncated.
+    Format = 301,
+    /// The operation was cancelled by the caller.
+    Cancelled = 400,
+    /// An internal error (a bug) was caught at the boundary; the library remains usable.
+    Panic = 900,
+}
+
+impl cytoseg_status {
+    fn of(e: &Error) -> Self {
+        match e {
+            Error::InvalidArgument(_) => cytoseg_status::InvalidArgument,
+            Error::ShapeMismatch(_) => cytoseg_status::ShapeMismatch,
+            Error::NonFinite(_) => cytoseg_status::NonFinite,
+            Error::TooLarge(_) => cytoseg_status::TooLarge,
+            Error::Io { .. } => cytoseg_status::Io,
+            Error::Format { .. } => cytoseg_status::Format,
+            Error::Model(_) => cytoseg_status::Model,
+            Error::Runtime(_) => cytoseg_status::Runtime,
+            Error::Cancelled => cytoseg_status::Cancelled,
+        }
+    }
+
+    const fn name(self) -> &'static [u8] {
+        match self {
+            cytoseg_status::Ok => b"ok\0",
+            cytoseg_status::NullPointer => b"null pointer\0",
+            cytoseg_status::InvalidArgument => b"invalid argument\0",
+            cytoseg_status::ShapeMismatch => b"shape mismatch\0",
+            cytoseg_status::NonFinite => b"non-finite input\0",
+            cytoseg_status::TooLarge => b"too large\0",
+            cytoseg_status::Model => b"model error\0",
+            cytoseg_status::Runtime => b"runtime error\0",
+            cytoseg_status::Io => b"i/o error\0",
+            cytoseg_status::Format => b"file format error\0",
+            cytoseg_status::Cancelled => b"cancelled\0",
+            cytoseg_status::Panic => b"internal error\0",
+        }
+    }
+
+    const ALL: [cytoseg_status; 12] = [
+        cytoseg_status::Ok,
+        cytoseg_status::NullPointer,
+        cytoseg_status::InvalidArgument,
+        cytoseg_status::ShapeMismatch,
+        cytoseg_status::NonFinite,
+        cytoseg_status::TooLarge,
+        cytoseg_status::Model,
+        cytoseg_status::Runtime,
+        cytoseg_status::Io,
+        cytoseg_status::Format,
+        cytoseg_status::Cancelled,
+        cytoseg_status::Panic,
+    ];
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<(cytoseg_status, String)>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(status: cytoseg_status, message: String) {
+    LAST_ERROR.with(|l| *l.borrow_mut() = Some((status, message)));
+}
+
+/// An error raised inside the FFI layer itself (bad pointers, lengths).
+pub(crate) struct FfiError(pub cytoseg_status, pub String);
+
+impl From<Error> for FfiError {
+    fn from(e: Error) -> Self {
+        FfiError(cytoseg_status::of(&e), e.to_string())
+    }
+}
+
+/// `FfiError` for a NULL argument.
+pub(crate) fn null(name: &str) -> FfiError {
+    FfiError(cytoseg_status::NullPointer, format!("{name} is NULL"))
+}
+
+/// Runs an export's body: clears the last error, catches panics, records failures.
+pub(crate) fn boundary(body: impl FnOnce() -> Result<(), FfiError>) -> cytoseg_status {
+    LAST_ERROR.with(|l| *l.borrow_mut() = None);
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => cytoseg_status::Ok,
+        Ok(Err(FfiError(status, message))) => {
+            set_last_error(status, message);
+            status
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(
+                cytoseg_status::Panic,
+                format!("internal error (please report): {what}"),
+            );
+            cytoseg_status::Panic
+        }
+    }
+}
+
+/// Runs an infallible export's body behind the panic boundary, returning `fallback` on a panic.
+pub(crate) fn infallible<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+/// Copies the calling thread's last error message into `buf` as a NUL-terminated UTF-8 string,
+/// truncated to fit `buf_len` bytes.
+///
+/// @param buf      Destination buffer, or NULL to only query the length.
+/// @param buf_len  Size of `buf` in bytes.
+/// @return The number of bytes the full message needs, including the terminating NUL
+///         (1 when there is no error). Compare with `buf_len` to detect truncation.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_last_error_message(buf: *mut c_char, buf_len: usize) -> usize {
+    infallible(0, || {
+        LAST_ERROR.with(|l| {
+            let l = l.borrow();
+            let msg = l.as_ref().map(|(_, m)| m.as_bytes()).unwrap_or(b"");
+            if !buf.is_null() && buf_len > 0 {
+                let n = msg.len().min(buf_len - 1);
+                // SAFETY: the caller guarantees `buf` points to `buf_len` writable bytes; we
+                // write n + 1 <= buf_len of them.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(msg.as_ptr(), buf as *mut u8, n);
+                    *buf.add(n) = 0;
+                }
+            }
+            msg.len() + 1
+        })
+    })
+}
+
+/// Status of the calling thread's last failed call (`CYTOSEG_STATUS_OK` if the last call
+/// succeeded or none failed yet). Every fallible call resets it on entry.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_last_error_status() -> cytoseg_status {
+    infallible(cytoseg_status::Panic, || {
+        LAST_ERROR.with(|l| l.borrow().as_ref().map_or(cytoseg_status::Ok, |(s, _)| *s))
+    })
+}
+
+/// Clears the calling thread's last error.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_clear_last_error() {
+    infallible((), || LAST_ERROR.with(|l| *l.borrow_mut() = None))
+}
+
+/// A static, NUL-terminated English name for a status code ("unknown status" for codes this
+/// version does not define). Never NULL; must not be freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_status_name(status: i32) -> *const c_char {
+    infallible(b"unknown status\0".as_ptr() as *const c_char, || {
+        cytoseg_status::ALL
+            .iter()
+            .find(|s| **s as i32 == status)
+            .map_or(b"unknown status\0".as_ptr(), |s| s.name().as_ptr()) as *const c_char
+    })
+}
+
+/// Borrows a caller's input buffer, checking for NULL, alignment and size.
+///
+/// # Safety
+/// `ptr` must point to `len` initialized values of `T` that stay valid and unmodified for `'a`.
+pub(crate) unsafe fn input<'a, T>(
+    ptr: *const T,
+    len: usize,
+    name: &str,
+) -> Result<&'a [T], FfiError> {
+    check_buffer(ptr, len, name)?;
+    // SAFETY: non-null, aligned and of a representable size (checked above); validity is the
+    // caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows a caller's output buffer, checking for NULL, alignment and size.
+///
+/// # Safety
+/// `ptr` must point to `len` writable values of `T`, not aliased during the call.
+pub(crate) unsafe fn output<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    name: &str,
+) -> Result<&'a mut [T], FfiError> {
+    check_buffer(ptr, len, name)?;
+    // SAFETY: as for `input`, with exclusive access guaranteed by the caller.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+}
+
+fn check_buffer<T>(ptr: *const T, len: usize, name: &str) -> Result<(), FfiError> {
+    if ptr.is_null() {
+        return Err(null(name));
+    }
+    if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "{name} is not aligned to {} bytes",
+                std::mem::align_of::<T>()
+            ),
+        ));
+    }
+    if len
+        .checked_mul(std::mem::size_of::<T>())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(FfiError(
+            cytoseg_status::TooLarge,
+            format!("{name}: length {len} is too large"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a caller's buffer length equals what the image size requires.
+pub(crate) fn expect_len(
+    name: &str,
+    got: usize,
+    want: Option<usize>,
+    what: &str,
+) -> Result<usize, FfiError> {
+    match want {
+        Some(w) if w == got => Ok(w),
+        Some(w) => Err(FfiError(
+            cytoseg_status::ShapeMismatch,
+            format!("{name} has length {got}, expected {w} ({what})"),
+        )),
+        None => Err(FfiError(
+            cytoseg_status::TooLarge,
+            format!("{what} overflows size_t"),
+        )),
+    }
+}

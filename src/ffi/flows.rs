@@ -1,0 +1,194 @@
+//! C entry points for flows → labels and labels → flows.
+
+use crate::core::flows::{self, FlowsRef, MaskParams};
+
+use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, input, null, output};
+
+/// Parameters of the flows → labels conversion (Cellpose's names and defaults).
+///
+/// Always initialize with `cytoseg_masks_params_init()` before changing fields: it sets
+/// `struct_size`, which lets later versions append fields without breaking callers.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cytoseg_masks_params {
+    /// Must be `sizeof(cytoseg_masks_params)`; set by `cytoseg_masks_params_init`.
+    pub struct_size: u32,
+    /// Number of Euler integration steps. Default: 200.
+    pub niter: u32,
+    /// Pixels with cell-probability logit strictly above this are followed (compared in
+    /// float32). Default: 0.0.
+    pub cellprob_threshold: f32,
+    /// Reserved, must be 0.
+    pub reserved: u32,
+    /// Masks whose flow error exceeds this are removed; <= 0 turns quality control off.
+    /// Default: 0.4.
+    pub flow_threshold: f64,
+    /// Masks larger than this fraction of the image are removed. Default: 0.4.
+    pub max_size_fraction: f64,
+    /// Masks smaller than this many pixels are removed after hole filling; <= 0 turns both
+    /// off (as Cellpose's `compute_masks`). Default: 15.
+    pub min_size: i64,
+}
+
+impl From<MaskParams> for cytoseg_masks_params {
+    fn from(p: MaskParams) -> Self {
+        cytoseg_masks_params {
+            struct_size: std::mem::size_of::<cytoseg_masks_params>() as u32,
+            niter: p.niter,
+            cellprob_threshold: p.cellprob_threshold,
+            reserved: 0,
+            flow_threshold: p.flow_threshold,
+            max_size_fraction: p.max_size_fraction,
+            min_size: p.min_size,
+        }
+    }
+}
+
+impl cytoseg_masks_params {
+    pub(crate) fn to_core(self) -> Result<MaskParams, FfiError> {
+        if self.struct_size as usize != std::mem::size_of::<cytoseg_masks_params>() {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!(
+                    "params.struct_size is {}, expected {}: initialize params with cytoseg_masks_params_init()",
+                    self.struct_size,
+                    std::mem::size_of::<cytoseg_masks_params>()
+                ),
+            ));
+        }
+        Ok(MaskParams {
+            cellprob_threshold: self.cellprob_threshold,
+            flow_threshold: self.flow_threshold,
+            niter: self.niter,
+            min_size: self.min_size,
+            max_size_fraction: self.max_size_fraction,
+        })
+    }
+}
+
+/// Fills `params` with the defaults (cellprob_threshold 0, flow_threshold 0.4, niter 200,
+/// min_size 15, max_size_fraction 0.4) and sets `struct_size`.
+///
+/// @param params  Parameters to initialize (caller-owned).
+/// @return `CYTOSEG_STATUS_NULL_POINTER` if `params` is NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_masks_params_init(params: *mut cytoseg_masks_params) -> cytoseg_status {
+    boundary(|| {
+        // SAFETY: `params` is checked for NULL and alignment; the caller provides a writable struct.
+        let out = unsafe { output(params, 1, "params") }?;
+        out[0] = MaskParams::default().into();
+        Ok(())
+    })
+}
+
+/// Converts a Cellpose-style network output into instance labels, exactly as Cellpose 4's
+/// `dynamics.compute_masks` does on the CPU.
+///
+/// @param dp            Flows, float32, `2 * height * width` values: the dY plane then the dX
+///                      plane, each row-major (Cellpose's `dP` of shape (2, H, W)).
+/// @param dp_len        Number of floats in `dp`; must be `2 * height * width`.
+/// @param cellprob      Cell-probability logits, float32, `height * width` row-major.
+/// @param cellprob_len  Number of floats in `cellprob`; must be `height * width`.
+/// @param height        Image height (>= 2).
+/// @param width         Image width (>= 2).
+/// @param params        Parameters, or NULL for the defaults.
+/// @param labels        Output, caller-allocated, `height * width` uint32 row-major: 0 is
+///                      background, masks are numbered 1..n as Cellpose numbers them. Written
+///                      only on success.
+/// @param labels_len    Number of elements in `labels`; must be `height * width`.
+/// @param n_labels      Optional output (may be NULL): the number of masks n.
+/// @return `CYTOSEG_STATUS_OK`, or a failure status with a message in
+///         `cytoseg_last_error_message` (NULL pointers, mismatched lengths, NaN/Inf input,
+///         sizes under 2×2 or too large, invalid parameters).
+///
+/// Thread safety: may be called concurrently from several threads; the work itself runs on an
+/// internal thread pool.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_flows_to_labels(
+    dp: *const f32,
+    dp_len: usize,
+    cellprob: *const f32,
+    cellprob_len: usize,
+    height: usize,
+    width: usize,
+    params: *const cytoseg_masks_params,
+    labels: *mut u32,
+    labels_len: usize,
+    n_labels: *mut u32,
+) -> cytoseg_status {
+    boundary(|| {
+        let n = flows::check_size(height, width)?;
+        expect_len("dp_len", dp_len, n.checked_mul(2), "2 * height * width")?;
+        expect_len("cellprob_len", cellprob_len, Some(n), "height * width")?;
+        expect_len("labels_len", labels_len, Some(n), "height * width")?;
+        // SAFETY: lengths checked against the image size; validity is the caller's contract.
+        let dp = unsafe { input(dp, dp_len, "dp") }?;
+        let cellprob = unsafe { input(cellprob, cellprob_len, "cellprob") }?;
+        let params = if params.is_null() {
+            MaskParams::default()
+        } else {
+            // SAFETY: non-null; the caller provides an initialized struct.
+            unsafe { input(params, 1, "params") }?[0].to_core()?
+        };
+        let (dy, dx) = dp.split_at(n);
+        let flows = FlowsRef {
+            dy,
+            dx,
+            cellprob,
+            height,
+            width,
+        };
+        let result = flows::compute_masks_slices(&flows, &params)?;
+        // SAFETY: checked for NULL/alignment; length equals height * width.
+        let out = unsafe { output(labels, labels_len, "labels") }?;
+        out.copy_from_slice(&result);
+        if !n_labels.is_null() {
+            // SAFETY: non-null; the caller provides a writable uint32_t.
+            unsafe { *n_labels = result.iter().copied().max().unwrap_or(0) };
+        }
+        Ok(())
+    })
+}
+
+/// Computes Cellpose's flows from a label image (labels → flows by heat diffusion from each
+/// mask's centre, as `dynamics.masks_to_flows`), e.g. to make training targets.
+///
+/// @param labels      Label image, uint32, `height * width` row-major; 0 is background, any
+///                    other value names a mask.
+/// @param labels_len  Number of elements in `labels`; must be `height * width`.
+/// @param height      Image height (>= 2).
+/// @param width       Image width (>= 2).
+/// @param flows       Output, caller-allocated, `2 * height * width` doubles: unit flows, the
+///                    dY plane then the dX plane, zero outside masks. Written only on success.
+/// @param flows_len   Number of doubles in `flows`; must be `2 * height * width`.
+/// @return `CYTOSEG_STATUS_OK` or a failure status with a message.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_labels_to_flows(
+    labels: *const u32,
+    labels_len: usize,
+    height: usize,
+    width: usize,
+    flows: *mut f64,
+    flows_len: usize,
+) -> cytoseg_status {
+    boundary(|| {
+        let n = flows::check_size(height, width)?;
+        expect_len("labels_len", labels_len, Some(n), "height * width")?;
+        expect_len(
+            "flows_len",
+            flows_len,
+            n.checked_mul(2),
+            "2 * height * width",
+        )?;
+        if flows.is_null() {
+            return Err(null("flows"));
+        }
+        // SAFETY: lengths checked against the image size.
+        let labels = unsafe { input(labels, labels_len, "labels") }?;
+        let result = flows::labels_to_flows_slices(labels, height, width)?;
+        // SAFETY: checked for NULL/alignment; length equals 2 * height * width.
+        let out = unsafe { output(flows, flows_len, "flows") }?;
+        out.copy_from_slice(&result);
+        Ok(())
+    })
+}

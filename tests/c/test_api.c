@@ -1,0 +1,194 @@
+/* C API tests for cytoseg: conventions, flows -> labels, labels -> flows, bad input, threads.
+ * Built and run by tests/c/run.sh (also under valgrind in CI). Exit status 0 = all passed. */
+#include "cytoseg.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                     \
+        }                                                                   \
+    } while (0)
+
+enum { H = 48, W = 64 };
+
+/* Two round cells with flows (x5) pointing to their centres, as a network would output. */
+static void make_flows(float *dp, float *cellprob) {
+    const float cy[2] = {20.0f, 26.0f}, cx[2] = {16.0f, 46.0f};
+    for (int y = 0; y < H; y++) {
+        for (int x = 0; x < W; x++) {
+            int i = y * W + x;
+            dp[i] = dp[H * W + i] = 0.0f;
+            cellprob[i] = -4.0f;
+            for (int k = 0; k < 2; k++) {
+                float dy = cy[k] - (float)y, dx = cx[k] - (float)x;
+                float r = sqrtf(dy * dy + dx * dx);
+                if (r < 9.0f) {
+                    cellprob[i] = 4.0f;
+                    if (r > 0.0f) {
+                        dp[i] = 5.0f * dy / r;
+                        dp[H * W + i] = 5.0f * dx / r;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void test_version(void) {
+    CHECK(strcmp(cytoseg_version(), CYTOSEG_VERSION_STRING) == 0);
+    CHECK(cytoseg_version_number() == CYTOSEG_VERSION_NUMBER);
+    CHECK(CYTOSEG_VERSION_NUMBER ==
+          CYTOSEG_VERSION_MAJOR * 1000000 + CYTOSEG_VERSION_MINOR * 1000 + CYTOSEG_VERSION_PATCH);
+}
+
+static void test_errors_api(void) {
+    char buf[8];
+    CHECK(strcmp(cytoseg_status_name(CYTOSEG_STATUS_OK), "ok") == 0);
+    CHECK(strcmp(cytoseg_status_name(12345), "unknown status") == 0);
+    CHECK(cytoseg_masks_params_init(NULL) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_last_error_status() == CYTOSEG_STATUS_NULL_POINTER);
+    size_t need = cytoseg_last_error_message(NULL, 0);
+    CHECK(need > 1);
+    /* Truncated copy is NUL-terminated and reports the full length. */
+    CHECK(cytoseg_last_error_message(buf, sizeof buf) == need);
+    CHECK(strlen(buf) == sizeof buf - 1);
+    char *full = malloc(need);
+    CHECK(cytoseg_last_error_message(full, need) == need);
+    CHECK(strstr(full, "params") != NULL);
+    free(full);
+    cytoseg_clear_last_error();
+    CHECK(cytoseg_last_error_message(NULL, 0) == 1);
+    CHECK(cytoseg_last_error_status() == CYTOSEG_STATUS_OK);
+}
+
+static void test_flows_to_labels(void) {
+    static float dp[2 * H * W], cellprob[H * W];
+    static uint32_t labels[H * W];
+    make_flows(dp, cellprob);
+    cytoseg_masks_params p;
+    CHECK(cytoseg_masks_params_init(&p) == CYTOSEG_STATUS_OK);
+    CHECK(p.struct_size == sizeof p && p.niter == 200 && p.min_size == 15);
+    CHECK(p.flow_threshold == 0.4 && p.max_size_fraction == 0.4 && p.cellprob_threshold == 0.0f);
+    uint32_t n = 0;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &p, labels, H * W, &n) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(n == 2);
+    CHECK(labels[0] == 0);
+    CHECK(labels[20 * W + 16] != 0 && labels[26 * W + 46] != 0);
+    CHECK(labels[20 * W + 16] != labels[26 * W + 46]);
+    /* NULL params means defaults; same result. */
+    static uint32_t labels2[H * W];
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, NULL, labels2, H * W, NULL) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(memcmp(labels, labels2, sizeof labels) == 0);
+
+    /* Labels -> flows: unit vectors inside masks, zero outside. */
+    static double flows[2 * H * W];
+    CHECK(cytoseg_labels_to_flows(labels, H * W, H, W, flows, 2 * H * W) == CYTOSEG_STATUS_OK);
+    CHECK(flows[0] == 0.0 && flows[H * W] == 0.0);
+    int i = 20 * W + 12; /* left of the first centre: flow points right (+x) */
+    CHECK(flows[H * W + i] > 0.5);
+    double norm = flows[i] * flows[i] + flows[H * W + i] * flows[H * W + i];
+    CHECK(fabs(norm - 1.0) < 1e-9);
+}
+
+static void test_bad_input(void) {
+    static float dp[2 * H * W], cellprob[H * W];
+    static uint32_t labels[H * W];
+    make_flows(dp, cellprob);
+    for (int i = 0; i < H * W; i++) labels[i] = 77;
+    cytoseg_masks_params p;
+    cytoseg_masks_params_init(&p);
+    CHECK(cytoseg_flows_to_labels(NULL, 2 * H * W, cellprob, H * W, H, W, &p, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &p, NULL, H * W, NULL) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W - 1, cellprob, H * W, H, W, &p, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &p, labels, H * W - 5, NULL) ==
+          CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, 0, W, &p, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_flows_to_labels(dp, 2, cellprob, 1, 1, 1, &p, labels, 1, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    /* Overflowing dimensions. */
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, (size_t)1 << 40, (size_t)1 << 40, &p,
+                                  labels, H * W, NULL) == CYTOSEG_STATUS_TOO_LARGE);
+    /* NaN in the flows. */
+    dp[5] = NAN;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &p, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_NON_FINITE);
+    dp[5] = 0.0f;
+    cellprob[7] = INFINITY;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &p, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_NON_FINITE);
+    cellprob[7] = -4.0f;
+    /* Uninitialized parameters are caught by struct_size. */
+    cytoseg_masks_params bad = p;
+    bad.struct_size = 0;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &bad, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    bad = p;
+    bad.flow_threshold = NAN;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &bad, labels, H * W, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    /* Outputs untouched on failure. */
+    for (int i = 0; i < H * W; i++) CHECK(labels[i] == 77);
+    static double flows[2 * H * W];
+    CHECK(cytoseg_labels_to_flows(labels, H * W, H, W, NULL, 2 * H * W) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_labels_to_flows(labels, H * W, H, W, flows, H * W) == CYTOSEG_STATUS_SHAPE_MISMATCH);
+}
+
+/* One flows -> labels call per thread, plus a per-thread error. */
+static void *worker(void *arg) {
+    (void)arg;
+    static float dp[2 * H * W], cellprob[H * W];
+    uint32_t *labels = malloc(sizeof(uint32_t) * H * W);
+    float *d = malloc(sizeof(float) * 2 * H * W), *c = malloc(sizeof(float) * H * W);
+    make_flows(d, c);
+    (void)dp; (void)cellprob;
+    uint32_t n = 0;
+    int ok = cytoseg_flows_to_labels(d, 2 * H * W, c, H * W, H, W, NULL, labels, H * W, &n) ==
+                 CYTOSEG_STATUS_OK && n == 2;
+    int err = cytoseg_masks_params_init(NULL) == CYTOSEG_STATUS_NULL_POINTER &&
+              cytoseg_last_error_status() == CYTOSEG_STATUS_NULL_POINTER;
+    free(labels);
+    free(d);
+    free(c);
+    return (void *)(intptr_t)(ok && err);
+}
+
+static void test_threads(void) {
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        CHECK((intptr_t)r == 1);
+    }
+    /* The other threads' errors did not leak into this one. */
+    cytoseg_clear_last_error();
+    CHECK(cytoseg_last_error_status() == CYTOSEG_STATUS_OK);
+}
+
+int main(void) {
+    test_version();
+    test_errors_api();
+    test_flows_to_labels();
+    test_bad_input();
+    test_threads();
+    if (failures) {
+        fprintf(stderr, "test_api: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("test_api: all checks passed\n");
+    return 0;
+}

@@ -1,0 +1,106 @@
+//! `cytoseg masks` end to end: parity on a committed fixture, and clear errors on bad files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use ndarray::{Array2, Array3};
+use ndarray_npy::{NpzReader, read_npy, write_npy};
+
+fn cytoseg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cytoseg"))
+}
+
+fn fixture() -> (Array3<f32>, Array2<f32>, Array2<u32>) {
+    let p =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flows/border_objects_v0.npz");
+    let mut npz = NpzReader::new(std::fs::File::open(p).unwrap()).unwrap();
+    (
+        npz.by_name("dp").unwrap(),
+        npz.by_name("cellprob").unwrap(),
+        npz.by_name("expected").unwrap(),
+    )
+}
+
+#[test]
+fn masks_reproduces_cellpose_and_writes_npy_and_tiff() {
+    let dir = common::temp_dir("cli-masks");
+    let (dp, cp, expected) = fixture();
+    write_npy(dir.join("dp.npy"), &dp).unwrap();
+    write_npy(dir.join("cp.npy"), &cp).unwrap();
+    for out in ["labels.npy", "labels.tif"] {
+        let st = cytoseg()
+            .args(["masks", "--dp"])
+            .arg(dir.join("dp.npy"))
+            .arg("--cellprob")
+            .arg(dir.join("cp.npy"))
+            .arg("--out")
+            .arg(dir.join(out))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let got: Array2<u16> = read_npy(dir.join("labels.npy")).unwrap();
+    assert_eq!(got.mapv(u32::from), expected);
+    let tif = std::fs::read(dir.join("labels.tif")).unwrap();
+    assert!(tif.starts_with(b"II*\0") || tif.starts_with(b"MM\0*"));
+
+    // An existing output is not overwritten without --overwrite.
+    let before = std::fs::read(dir.join("labels.npy")).unwrap();
+    let o = cytoseg()
+        .args(["masks", "--dp"])
+        .arg(dir.join("dp.npy"))
+        .arg("--cellprob")
+        .arg(dir.join("cp.npy"))
+        .arg("--out")
+        .arg(dir.join("labels.npy"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(dir.join("labels.npy")).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn expect_error(dir: &Path, dp: &str, cp: &str, needle: &str) {
+    let o = cytoseg()
+        .args(["masks", "--dp"])
+        .arg(dir.join(dp))
+        .arg("--cellprob")
+        .arg(dir.join(cp))
+        .arg("--out")
+        .arg(dir.join("out.npy"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{dp} {cp} should fail");
+    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+    assert!(!dir.join("out.npy").exists(), "no output on failure");
+}
+
+#[test]
+fn masks_rejects_bad_input_clearly() {
+    let dir = common::temp_dir("cli-masks-bad");
+    let (dp, cp, _) = fixture();
+    write_npy(dir.join("dp.npy"), &dp).unwrap();
+    write_npy(dir.join("cp.npy"), &cp).unwrap();
+    write_npy(dir.join("dp64.npy"), &dp.mapv(f64::from)).unwrap();
+    write_npy(dir.join("cp_small.npy"), &Array2::<f32>::zeros((3, 3))).unwrap();
+    write_npy(dir.join("dp3.npy"), &Array3::<f32>::zeros((3, 4, 4))).unwrap();
+    let mut nan = cp.clone();
+    nan[[3, 3]] = f32::NAN;
+    write_npy(dir.join("cp_nan.npy"), &nan).unwrap();
+    let bytes = std::fs::read(dir.join("dp.npy")).unwrap();
+    std::fs::write(dir.join("dp_trunc.npy"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.join("garbage.npy"), b"not an npy file").unwrap();
+
+    expect_error(&dir, "missing.npy", "cp.npy", "missing.npy");
+    expect_error(&dir, "dp64.npy", "cp.npy", "expected float32");
+    expect_error(&dir, "dp.npy", "cp_small.npy", "expected (64, 80)");
+    expect_error(&dir, "dp3.npy", "cp.npy", "expected (2, N, N)");
+    expect_error(&dir, "dp.npy", "cp_nan.npy", "NaN");
+    expect_error(&dir, "dp_trunc.npy", "cp.npy", "dp_trunc.npy");
+    expect_error(&dir, "garbage.npy", "cp.npy", "garbage.npy");
+    let _ = std::fs::remove_dir_all(&dir);
+}
