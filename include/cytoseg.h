@@ -110,6 +110,11 @@ typedef int32_t cytoseg_status;
 typedef struct Criterion Criterion;
 
 /**
+ * Where the network runs.
+ */
+typedef struct Device Device;
+
+/**
  * Parameters of the flows → labels conversion (Cellpose's names and defaults).
  *
  * Always initialize with `cytoseg_masks_params_init()` before changing fields: it sets
@@ -153,6 +158,13 @@ typedef struct cytoseg_masks_params {
  * Largest `rows × columns` for which the SciPy-exact assignment is used.
  */
 #define EXACT_ASSIGNMENT_LIMIT (1 << 26)
+
+
+
+/**
+ * Manifest format versions this engine reads.
+ */
+#define SUPPORTED_FORMAT_VERSIONS { 1, }
 
 
 

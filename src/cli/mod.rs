@@ -2,6 +2,7 @@
 //! reports; no engine logic lives here.
 
 mod masks;
+mod segment;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,10 @@ pub enum Command {
     /// Convert a network's flows and cell probabilities (Cellpose layout, .npy) into instance
     /// labels exactly as Cellpose 4 does.
     Masks(masks::MasksArgs),
+    /// Segment images with a model: writes <stem>_labels.tif per image.
+    Segment(segment::SegmentCmd),
+    /// List the bundled models (and, with --providers, ONNX Runtime's execution providers).
+    Models(segment::ModelsCmd),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -46,6 +51,8 @@ pub fn main() -> i32 {
         .init();
     let result = match cli.command {
         Command::Masks(args) => masks::run(args),
+        Command::Segment(args) => segment::run(args),
+        Command::Models(args) => segment::models(args),
     };
     match result {
         Ok(code) => code,

@@ -3,5 +3,7 @@
 
 pub mod error;
 pub mod flows;
+pub mod image;
 pub mod io;
 pub mod metrics;
+pub mod model;

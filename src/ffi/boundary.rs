@@ -53,20 +53,20 @@ impl cytoseg_status {
         }
     }
 
-    const fn name(self) -> &'static [u8] {
+    const fn name(self) -> &'static std::ffi::CStr {
         match self {
-            cytoseg_status::Ok => b"ok\0",
-            cytoseg_status::NullPointer => b"null pointer\0",
-            cytoseg_status::InvalidArgument => b"invalid argument\0",
-            cytoseg_status::ShapeMismatch => b"shape mismatch\0",
-            cytoseg_status::NonFinite => b"non-finite input\0",
-            cytoseg_status::TooLarge => b"too large\0",
-            cytoseg_status::Model => b"model error\0",
-            cytoseg_status::Runtime => b"runtime error\0",
-            cytoseg_status::Io => b"i/o error\0",
-            cytoseg_status::Format => b"file format error\0",
-            cytoseg_status::Cancelled => b"cancelled\0",
-            cytoseg_status::Panic => b"internal error\0",
+            cytoseg_status::Ok => c"ok",
+            cytoseg_status::NullPointer => c"null pointer",
+            cytoseg_status::InvalidArgument => c"invalid argument",
+            cytoseg_status::ShapeMismatch => c"shape mismatch",
+            cytoseg_status::NonFinite => c"non-finite input",
+            cytoseg_status::TooLarge => c"too large",
+            cytoseg_status::Model => c"model error",
+            cytoseg_status::Runtime => c"runtime error",
+            cytoseg_status::Io => c"i/o error",
+            cytoseg_status::Format => c"file format error",
+            cytoseg_status::Cancelled => c"cancelled",
+            cytoseg_status::Panic => c"internal error",
         }
     }
 
@@ -183,11 +183,12 @@ pub extern "C" fn cytoseg_clear_last_error() {
 /// version does not define). Never NULL; must not be freed.
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_status_name(status: i32) -> *const c_char {
-    infallible(b"unknown status\0".as_ptr() as *const c_char, || {
+    const UNKNOWN: &std::ffi::CStr = c"unknown status";
+    infallible(UNKNOWN.as_ptr(), || {
         cytoseg_status::ALL
             .iter()
             .find(|s| **s as i32 == status)
-            .map_or(b"unknown status\0".as_ptr(), |s| s.name().as_ptr()) as *const c_char
+            .map_or(UNKNOWN.as_ptr(), |s| s.name().as_ptr())
     })
 }
 

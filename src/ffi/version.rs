@@ -5,13 +5,18 @@ use std::ffi::c_char;
 
 use super::boundary::infallible;
 
-const VERSION_C: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+const VERSION_C: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+) {
+    Ok(s) => s,
+    Err(_) => panic!("version string"),
+};
 
 /// The library version as a static NUL-terminated string, e.g. "0.1.0". Never NULL; must not be
 /// freed. Compare with `CYTOSEG_VERSION_STRING` to detect a header/library mismatch.
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_version() -> *const c_char {
-    VERSION_C.as_ptr() as *const c_char
+    VERSION_C.as_ptr()
 }
 
 /// The library version as `major * 1000000 + minor * 1000 + patch`, comparable with

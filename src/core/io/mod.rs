@@ -1,6 +1,7 @@
 //! File input/output: `.npy` arrays, label images as TIFF/NPY, and atomic writes so that an
 //! interrupted run never leaves a half-written file.
 
+pub mod image;
 pub mod labels;
 pub mod npy;
 

@@ -1,0 +1,643 @@
+//! Segmentation networks run through ONNX Runtime: model packages, image preparation and
+//! tiling as Cellpose 4 does them, then the exact flows → labels conversion.
+
+pub mod manifest;
+pub mod preprocess;
+pub mod runtime;
+pub mod tiling;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ndarray::ArrayView4;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorRef, ValueType};
+
+use crate::core::error::{Error, Result};
+use crate::core::flows::{self, FlowsRef, MaskParams};
+use crate::core::image::ImageView;
+
+pub use manifest::Manifest;
+pub use runtime::{Device, Runtime};
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Where the network runs (`auto` by default: a GPU provider if one is available).
+    pub device: Device,
+    /// ONNX Runtime library to load (otherwise `ORT_DYLIB_PATH`, next to cytoseg, then python3's
+    /// `onnxruntime` package).
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads of ONNX Runtime (0 = its default: one per core).
+    pub threads: usize,
+}
+
+/// Which image channels feed the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ChannelChoice {
+    /// Automatic: a one-channel model gets the mean of the image's channels (Cellpose's
+    /// `channels=[0,0]`); a multi-channel model gets the first channels, zero-padded.
+    #[default]
+    Auto,
+    /// These image channels (0-based), one per model input channel.
+    Select(Vec<usize>),
+}
+
+/// Parameters of [`Model::segment`].
+#[derive(Debug, Clone)]
+pub struct SegmentParams {
+    /// Typical object diameter in pixels; `None` (or <= 0) uses the model's own diameter, i.e. no
+    /// resizing. The image is resized by `model diameter / diameter` for the network.
+    pub diameter: Option<f64>,
+    /// Channels feeding the network.
+    pub channels: ChannelChoice,
+    /// Flows → labels parameters. `niter == 0` means Cellpose's automatic choice
+    /// `int(200 / rescale)`.
+    pub mask: MaskParams,
+    /// Tile edge (default: the model's, multiple of its size multiple).
+    pub tile_size: Option<usize>,
+    /// Fractional tile overlap (default: the model's; clamped to [0.05, 0.5] as Cellpose).
+    pub tile_overlap: Option<f64>,
+    /// Tiles per network call.
+    pub batch_size: usize,
+    /// Keep the network's flows and cell probability in the result.
+    pub keep_flows: bool,
+}
+
+impl SegmentParams {
+    /// The model's defaults.
+    pub fn for_model(model: &Model) -> Self {
+        let d = &model.manifest.mask_defaults;
+        SegmentParams {
+            diameter: None,
+            channels: ChannelChoice::Auto,
+            mask: MaskParams {
+                cellprob_threshold: d.cellprob_threshold,
+                flow_threshold: d.flow_threshold,
+                niter: 0,
+                min_size: d.min_size,
+                max_size_fraction: d.max_size_fraction,
+            },
+            tile_size: None,
+            tile_overlap: None,
+            batch_size: 8,
+            keep_flows: false,
+        }
+    }
+}
+
+/// Progress of a segmentation, reported between network batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Tiles run so far.
+    pub tiles_done: usize,
+    /// Tiles in total.
+    pub tiles_total: usize,
+}
+
+/// Time spent in each stage, in seconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Timings {
+    /// Channel selection, normalization, resizing.
+    pub preprocess: f64,
+    /// Network (all tiles) and blending.
+    pub network: f64,
+    /// Flows → labels.
+    pub masks: f64,
+}
+
+/// The result of segmenting one image.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// Row-major labels, 0 = background, 1..n.
+    pub labels: Vec<u32>,
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+    /// Number of objects n.
+    pub count: u32,
+    /// `(dY, dX, cellprob)` planes at image size, when requested.
+    pub flows: Option<[Vec<f32>; 3]>,
+    /// Stage timings.
+    pub timings: Timings,
+    /// Number of integration steps used.
+    pub niter: u32,
+}
+
+/// A loaded model package: manifest, verified ONNX network, and an ONNX Runtime session.
+/// `Send + Sync`: one model may segment from several threads (network calls are serialized).
+#[derive(Debug)]
+pub struct Model {
+    /// The package manifest.
+    pub manifest: Manifest,
+    /// The package folder.
+    pub dir: PathBuf,
+    /// The execution provider in use.
+    pub device: Device,
+    /// The ONNX Runtime in use.
+    pub runtime: &'static Runtime,
+    session: Mutex<Session>,
+}
+
+/// Folders searched for bundled models by name, in order: `$CYTOSEG_MODELS`, `models/` beside
+/// the executable or one level up, `share/cytoseg/models` beside the executable's parent, and
+/// this source tree's `models/`.
+pub fn model_search_path() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(p) = std::env::var_os("CYTOSEG_MODELS") {
+        dirs.extend(std::env::split_paths(&p));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("models"));
+        if let Some(up) = exe_dir.parent() {
+            dirs.push(up.join("models"));
+            dirs.push(up.join("share/cytoseg/models"));
+        }
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    dirs
+}
+
+/// The packages found on the search path: (name, folder), first occurrence of each name.
+pub fn list_models() -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for dir in model_search_path() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("manifest.json").is_file())
+            .collect();
+        found.sort();
+        for p in found {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, p));
+            }
+        }
+    }
+    out
+}
+
+/// Resolves a model given by bundled name or by path (a package folder or its manifest.json).
+pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
+    let p = Path::new(name_or_path);
+    if p.is_dir() && p.join("manifest.json").is_file() {
+        return Ok(p.to_path_buf());
+    }
+    if p.is_file() && p.file_name().is_some_and(|n| n == "manifest.json") {
+        return Ok(p.parent().unwrap_or(Path::new(".")).to_path_buf());
+    }
+    if p.exists() {
+        return Err(Error::Model(format!(
+            "{name_or_path} is not a model package: expected a folder holding manifest.json and the ONNX file"
+        )));
+    }
+    if let Some((_, dir)) = list_models().into_iter().find(|(n, _)| n == name_or_path) {
+        return Ok(dir);
+    }
+    let known: Vec<String> = list_models().into_iter().map(|(n, _)| n).collect();
+    Err(Error::Model(format!(
+        "no model named {name_or_path:?} (bundled: {}; searched {})",
+        if known.is_empty() {
+            "none found".to_string()
+        } else {
+            known.join(", ")
+        },
+        model_search_path()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+fn ort_err(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("{context}: {e}"))
+}
+
+fn build_session(rt: &Runtime, bytes: &[u8], device: Device, threads: usize) -> Result<Session> {
+    let mut b = Session::builder(&rt.env)
+        .map_err(ort_err("creating a session"))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    if threads > 0 {
+        b = b
+            .with_intra_threads(threads)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+    }
+    if device != Device::Cpu {
+        b = b
+            .with_execution_providers([device.dispatch()])
+            .map_err(|e| Error::Runtime(format!("execution provider {}: {e}", device.name())))?;
+    }
+    b.commit_from_memory(bytes)
+        .map_err(ort_err("loading the network"))
+}
+
+impl Model {
+    /// Loads a model package by bundled name or path, checks the ONNX file's SHA-256 and the
+    /// network's input/output signature against the manifest, and opens a session on the
+    /// requested device.
+    pub fn load(name_or_path: &str, options: &LoadOptions) -> Result<Model> {
+        let dir = resolve_model(name_or_path)?;
+        let manifest = Manifest::read(&dir.join("manifest.json"))?;
+        let onnx = manifest.onnx_path(&dir);
+        let bytes = std::fs::read(&onnx).map_err(|e| Error::io(&onnx, e))?;
+        let sha = manifest::sha256_hex(&bytes);
+        if sha != manifest.model.sha256.to_ascii_lowercase() {
+            return Err(Error::Model(format!(
+                "{}: SHA-256 {sha} does not match the manifest's {} (the file is corrupt or was replaced)",
+                onnx.display(),
+                manifest.model.sha256
+            )));
+        }
+        let rt = runtime::runtime(options.ort_lib.as_deref())?;
+        let (session, device) = match options.device {
+            Device::Auto => {
+                let mut chosen = None;
+                for d in runtime::AUTO_ORDER.into_iter().filter(|d| d.is_available()) {
+                    match build_session(rt, &bytes, d, options.threads) {
+                        Ok(s) => {
+                            chosen = Some((s, d));
+                            break;
+                        }
+                        Err(e) => {
+                            log::warn!("device {} unavailable, trying the next: {e}", d.name())
+                        }
+                    }
+                }
+                match chosen {
+                    Some(c) => c,
+                    None => (
+                        build_session(rt, &bytes, Device::Cpu, options.threads)?,
+                        Device::Cpu,
+                    ),
+                }
+            }
+            d => {
+                if !d.is_available() {
+                    return Err(Error::Runtime(format!(
+                        "device {} is not available in ONNX Runtime {} ({}): install a build with that provider (e.g. onnxruntime-gpu for cuda) or choose --device cpu",
+                        d.name(),
+                        rt.version,
+                        rt.library.display()
+                    )));
+                }
+                (build_session(rt, &bytes, d, options.threads)?, d)
+            }
+        };
+        log::info!(
+            "model {} {} on {}",
+            manifest.name,
+            manifest.version,
+            device.name()
+        );
+        check_signature(&session, &manifest)?;
+        Ok(Model {
+            manifest,
+            dir,
+            device,
+            runtime: rt,
+            session: Mutex::new(session),
+        })
+    }
+
+    /// Runs the network on a batch `(n, C, h, w)` and returns `(n, 3, h, w)`.
+    pub fn run_network(&self, input: ArrayView4<'_, f32>) -> Result<Vec<f32>> {
+        let (n, _, h, w) = input.dim();
+        let tensor = TensorRef::from_array_view(input).map_err(ort_err("preparing the input"))?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.manifest.input.name.as_str() => tensor])
+            .map_err(ort_err("running the network"))?;
+        let value = outputs
+            .get(self.manifest.output.name.as_str())
+            .ok_or_else(|| {
+                Error::Model(format!(
+                    "the network has no output {:?}",
+                    self.manifest.output.name
+                ))
+            })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("reading the output"))?;
+        let want = [n as i64, 3, h as i64, w as i64];
+        if shape[..] != want {
+            return Err(Error::Model(format!(
+                "the network returned shape {:?} for input {:?}, expected {want:?}",
+                &shape[..],
+                input.dim()
+            )));
+        }
+        Ok(data.to_vec())
+    }
+
+    /// Segments one 2-D image: channel selection, normalization, resizing by diameter, tiled
+    /// network with Cellpose's blending, resizing back, then flows → labels.
+    /// `progress` is called after each network batch; returning `false` cancels.
+    pub fn segment(
+        &self,
+        image: &ImageView<'_>,
+        params: &SegmentParams,
+        progress: Option<&dyn Fn(Progress) -> bool>,
+    ) -> Result<Segmentation> {
+        let t0 = Instant::now();
+        let (h, w) = (image.height, image.width);
+        flows::check_size(h, w)?;
+        if image.has_non_finite() {
+            return Err(Error::NonFinite(
+                "the image holds NaN or infinite values".into(),
+            ));
+        }
+        params.mask.validate()?;
+        let c_in = self.manifest.input.channels;
+        let mut planes = select_channels(image, &params.channels, c_in)?;
+        let norm = &self.manifest.normalization;
+        for p in planes.iter_mut() {
+            if !preprocess::normalize99(p, h, w, norm.low, norm.high) {
+                // Cellpose 4 zeroes channels it could not normalize.
+                p.fill(0.0);
+            }
+        }
+        let rescale = match params.diameter {
+            Some(d) if d > 0.0 && d.is_finite() => self.manifest.diameter / d,
+            Some(d) if !d.is_finite() => {
+                return Err(Error::invalid(format!("diameter {d} is not finite")));
+            }
+            _ => 1.0,
+        };
+        let mut data: Vec<f32> = planes.concat();
+        drop(planes);
+        let (mut lh, mut lw) = (h, w);
+        if rescale != 1.0 {
+            lh = (h as f64 * rescale) as usize;
+            lw = (w as f64 * rescale) as usize;
+            if lh < 2 || lw < 2 || lh > flows::MAX_SIDE || lw > flows::MAX_SIDE {
+                return Err(Error::invalid(format!(
+                    "diameter {:?} resizes the {h}×{w} image to {lh}×{lw}: choose a diameter closer to the objects' size",
+                    params.diameter
+                )));
+            }
+            data = preprocess::resize_linear(&data, c_in, h, w, lh, lw)?;
+        }
+        let t1 = Instant::now();
+        let yf = self.run_tiled(&data, lh, lw, params, progress)?;
+        drop(data);
+        let yf = if rescale != 1.0 {
+            preprocess::resize_linear(&yf, 3, lh, lw, h, w)?
+        } else {
+            yf
+        };
+        let t2 = Instant::now();
+        let n = h * w;
+        let (dy, rest) = yf.split_at(n);
+        let (dx, cellprob) = rest.split_at(n);
+        let mut mask = params.mask;
+        if mask.niter == 0 {
+            mask.niter = (200.0 / rescale) as u32;
+        }
+        let fl = FlowsRef {
+            dy,
+            dx,
+            cellprob,
+            height: h,
+            width: w,
+        };
+        let mut labels = flows::compute_masks_unfilled(&fl, &mask)?;
+        flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
+        let count = labels.iter().copied().max().unwrap_or(0);
+        let t3 = Instant::now();
+        let flows_out = params
+            .keep_flows
+            .then(|| [dy.to_vec(), dx.to_vec(), cellprob.to_vec()]);
+        Ok(Segmentation {
+            labels,
+            height: h,
+            width: w,
+            count,
+            flows: flows_out,
+            niter: mask.niter,
+            timings: Timings {
+                preprocess: (t1 - t0).as_secs_f64(),
+                network: (t2 - t1).as_secs_f64(),
+                masks: (t3 - t2).as_secs_f64(),
+            },
+        })
+    }
+
+    /// Pads, tiles, runs and blends as Cellpose's `run_net`; returns `(3, h, w)` planes.
+    fn run_tiled(
+        &self,
+        data: &[f32],
+        h: usize,
+        w: usize,
+        params: &SegmentParams,
+        progress: Option<&dyn Fn(Progress) -> bool>,
+    ) -> Result<Vec<f32>> {
+        let c_in = self.manifest.input.channels;
+        let multiple = self.manifest.input.size_multiple;
+        let tile = params.tile_size.unwrap_or(self.manifest.tiling.tile_size);
+        if tile < multiple || tile % multiple != 0 || tile > 4096 {
+            return Err(Error::invalid(format!(
+                "tile size {tile} must be a multiple of {multiple} between {multiple} and 4096"
+            )));
+        }
+        let overlap = params.tile_overlap.unwrap_or(self.manifest.tiling.overlap);
+        if !overlap.is_finite() {
+            return Err(Error::invalid("tile overlap must be finite"));
+        }
+        let batch = params.batch_size.max(1);
+        let (py0, py1) = tiling::pad_1d(h, tile);
+        let (px0, px1) = tiling::pad_1d(w, tile);
+        let (ph, pw) = (h + py0 + py1, w + px0 + px1);
+        let (ty, ys) = tiling::tile_starts(ph, tile, overlap);
+        let (tx, xs) = tiling::tile_starts(pw, tile, overlap);
+        if ty % multiple != 0 || tx % multiple != 0 {
+            return Err(Error::invalid(format!(
+                "tiles of {ty}×{tx} are not multiples of {multiple}"
+            )));
+        }
+        let mask = tiling::taper_mask(ty, tx);
+        let tiles: Vec<(usize, usize)> = ys
+            .iter()
+            .flat_map(|&y| xs.iter().map(move |&x| (y, x)))
+            .collect();
+        let total = tiles.len();
+        // Accumulators over the padded image: output float32 (as Cellpose), weights float64.
+        let mut yf = vec![0.0f32; 3 * ph * pw];
+        let mut navg = vec![0.0f64; ph * pw];
+        let plane = h * w;
+        let tsz = ty * tx;
+        let mut input = vec![0.0f32; batch * c_in * tsz];
+        for (bi, chunk) in tiles.chunks(batch).enumerate() {
+            let nb = chunk.len();
+            input[..nb * c_in * tsz].fill(0.0);
+            for (k, &(y0, x0)) in chunk.iter().enumerate() {
+                for c in 0..c_in {
+                    let dst = &mut input[(k * c_in + c) * tsz..(k * c_in + c + 1) * tsz];
+                    for r in 0..ty {
+                        let py = y0 + r;
+                        if py < py0 || py >= py0 + h {
+                            continue;
+                        }
+                        let sy = py - py0;
+                        for q in 0..tx {
+                            let px = x0 + q;
+                            if px >= px0 && px < px0 + w {
+                                dst[r * tx + q] = data[c * plane + sy * w + (px - px0)];
+                            }
+                        }
+                    }
+                }
+            }
+            let view = ArrayView4::from_shape((nb, c_in, ty, tx), &input[..nb * c_in * tsz])
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            let out = self.run_network(view)?;
+            for (k, &(y0, x0)) in chunk.iter().enumerate() {
+                for r in 0..ty {
+                    let row = (y0 + r) * pw + x0;
+                    for q in 0..tx {
+                        let m = mask[r * tx + q];
+                        navg[row + q] += m;
+                        for ch in 0..3 {
+                            let v = out[((k * 3 + ch) * ty + r) * tx + q];
+                            let acc = &mut yf[ch * ph * pw + row + q];
+                            *acc = (*acc as f64 + v as f64 * m) as f32;
+                        }
+                    }
+                }
+            }
+            if let Some(cb) = progress {
+                let done = ((bi + 1) * batch).min(total);
+                if !cb(Progress {
+                    tiles_done: done,
+                    tiles_total: total,
+                }) {
+                    return Err(Error::Cancelled);
+                }
+            }
+        }
+        let mut out = vec![0.0f32; 3 * plane];
+        for ch in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = (y + py0) * pw + x + px0;
+                    out[ch * plane + y * w + x] = (yf[ch * ph * pw + i] as f64 / navg[i]) as f32;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Builds the network's input planes from the image's channels.
+fn select_channels(
+    image: &ImageView<'_>,
+    choice: &ChannelChoice,
+    c_in: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let n = image.width * image.height;
+    match choice {
+        ChannelChoice::Select(list) => {
+            if list.len() != c_in {
+                return Err(Error::invalid(format!(
+                    "{} channel(s) chosen, the model takes {c_in}",
+                    list.len()
+                )));
+            }
+            list.iter()
+                .map(|&c| {
+                    if c >= image.channels {
+                        Err(Error::invalid(format!(
+                            "channel {c} chosen, the image has {} (0-based)",
+                            image.channels
+                        )))
+                    } else {
+                        Ok(image.plane(c))
+                    }
+                })
+                .collect()
+        }
+        ChannelChoice::Auto if c_in == 1 && image.channels > 1 => {
+            let mut acc = vec![0.0f32; n];
+            for c in 0..image.channels {
+                for (a, v) in acc.iter_mut().zip(image.plane(c)) {
+                    *a += v;
+                }
+            }
+            let k = image.channels as f32;
+            acc.iter_mut().for_each(|a| *a /= k);
+            Ok(vec![acc])
+        }
+        ChannelChoice::Auto => Ok((0..c_in)
+            .map(|c| {
+                if c < image.channels {
+                    image.plane(c)
+                } else {
+                    vec![0.0; n]
+                }
+            })
+            .collect()),
+    }
+}
+
+fn check_signature(session: &Session, m: &Manifest) -> Result<()> {
+    let shape_of = |t: &ValueType| match t {
+        ValueType::Tensor { shape, .. } => Some(shape.to_vec()),
+        _ => None,
+    };
+    let inputs = session.inputs();
+    let outputs = session.outputs();
+    let input = inputs
+        .iter()
+        .find(|o| o.name() == m.input.name)
+        .ok_or_else(|| {
+            Error::Model(format!(
+                "the network's inputs are {:?}, the manifest names {:?}",
+                inputs
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>(),
+                m.input.name
+            ))
+        })?;
+    let ishape = shape_of(input.dtype()).unwrap_or_default();
+    if ishape.len() != 4 || (ishape[1] != -1 && ishape[1] != m.input.channels as i64) {
+        return Err(Error::Model(format!(
+            "input {:?} has shape {ishape:?}, the manifest describes (N, {}, H, W)",
+            m.input.name, m.input.channels
+        )));
+    }
+    let output = outputs
+        .iter()
+        .find(|o| o.name() == m.output.name)
+        .ok_or_else(|| {
+            Error::Model(format!(
+                "the network's outputs are {:?}, the manifest names {:?}",
+                outputs
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>(),
+                m.output.name
+            ))
+        })?;
+    let oshape = shape_of(output.dtype()).unwrap_or_default();
+    if oshape.len() != 4 || (oshape[1] != -1 && oshape[1] != 3) {
+        return Err(Error::Model(format!(
+            "output {:?} has shape {oshape:?}, expected (N, 3, H, W) = dY, dX, cellprob",
+            m.output.name
+        )));
+    }
+    Ok(())
+}
