@@ -105,6 +105,76 @@ typedef int32_t cytoseg_status;
 #endif // __cplusplus
 
 /**
+ * Execution devices for `cytoseg_load_options.device`.
+ */
+enum cytoseg_device
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The first available GPU provider (TensorRT, CUDA, Core ML, DirectML), else the CPU.
+   */
+  CYTOSEG_DEVICE_AUTO = 0,
+  /**
+   * The CPU.
+   */
+  CYTOSEG_DEVICE_CPU = 1,
+  /**
+   * NVIDIA CUDA.
+   */
+  CYTOSEG_DEVICE_CUDA = 2,
+  /**
+   * NVIDIA TensorRT.
+   */
+  CYTOSEG_DEVICE_TENSORRT = 3,
+  /**
+   * Apple Core ML.
+   */
+  CYTOSEG_DEVICE_COREML = 4,
+  /**
+   * DirectML (Windows).
+   */
+  CYTOSEG_DEVICE_DIRECTML = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cytoseg_device cytoseg_device;
+#else
+typedef int32_t cytoseg_device;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Sample types for `cytoseg_model_segment`.
+ */
+enum cytoseg_dtype
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * uint8_t samples.
+   */
+  CYTOSEG_DTYPE_U8 = 1,
+  /**
+   * uint16_t samples.
+   */
+  CYTOSEG_DTYPE_U16 = 2,
+  /**
+   * float samples.
+   */
+  CYTOSEG_DTYPE_F32 = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cytoseg_dtype cytoseg_dtype;
+#else
+typedef int32_t cytoseg_dtype;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * How a ground-truth object and a predicted object are scored against each other.
  */
 typedef struct Criterion Criterion;
@@ -113,6 +183,13 @@ typedef struct Criterion Criterion;
  * Where the network runs.
  */
 typedef struct Device Device;
+
+/**
+ * A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
+ * Thread safety: one model may be used by several threads at once (`cytoseg_model_segment` is
+ * reentrant; network calls are serialized internally).
+ */
+typedef struct cytoseg_model cytoseg_model;
 
 /**
  * Parameters of the flows → labels conversion (Cellpose's names and defaults).
@@ -153,6 +230,78 @@ typedef struct cytoseg_masks_params {
    */
   int64_t min_size;
 } cytoseg_masks_params;
+
+/**
+ * How to load a model. Initialize with `cytoseg_load_options_init`.
+ */
+typedef struct cytoseg_load_options {
+  /**
+   * Must be `sizeof(cytoseg_load_options)`; set by `cytoseg_load_options_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * A `cytoseg_device` value. Default: `CYTOSEG_DEVICE_AUTO`. Naming a device the loaded
+   * ONNX Runtime lacks is an error (`CYTOSEG_STATUS_RUNTIME`), not a silent CPU run.
+   */
+  int32_t device;
+  /**
+   * ONNX Runtime intra-op threads; 0 = one per core. Default: 0.
+   */
+  uint32_t threads;
+  /**
+   * Reserved, must be 0.
+   */
+  uint32_t reserved;
+  /**
+   * Path of the ONNX Runtime library, or NULL to search `ORT_DYLIB_PATH`, the folder of
+   * libcytoseg, then python3's onnxruntime package. Only the first successful load in a
+   * process counts: one ONNX Runtime per process. Borrowed for the call only.
+   */
+  const char *ort_lib;
+} cytoseg_load_options;
+
+/**
+ * Parameters of `cytoseg_model_segment`. Initialize with `cytoseg_segment_params_init`, which
+ * copies the model's defaults.
+ */
+typedef struct cytoseg_segment_params {
+  /**
+   * Must be `sizeof(cytoseg_segment_params)`; set by `cytoseg_segment_params_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * Image channel for a one-channel model (0-based), or -1 for the mean of all channels.
+   * Default: -1.
+   */
+  int32_t channel;
+  /**
+   * Typical object diameter in pixels; 0 uses the model's (no resizing). Default: 0.
+   */
+  double diameter;
+  /**
+   * Tile edge in pixels (multiple of 16); 0 uses the model's. Default: 0.
+   */
+  uint32_t tile_size;
+  /**
+   * Tiles per network call. Default: 8.
+   */
+  uint32_t batch_size;
+  /**
+   * Fractional tile overlap; negative uses the model's. Default: -1.
+   */
+  double tile_overlap;
+  /**
+   * Flows → labels parameters (`niter` 0 = 200 scaled by the resize factor, as Cellpose).
+   */
+  struct cytoseg_masks_params masks;
+} cytoseg_segment_params;
+
+/**
+ * Progress callback: called from the calling thread after each batch of tiles with the
+ * number of tiles done and in total. Return 0 to continue, non-zero to cancel (the call then
+ * returns `CYTOSEG_STATUS_CANCELLED`). It must not keep pointers passed to it.
+ */
+typedef int32_t (*cytoseg_progress_fn)(void *userdata, size_t done, size_t total);
 
 /**
  * Largest `rows × columns` for which the SciPy-exact assignment is used.
@@ -264,6 +413,88 @@ cytoseg_status cytoseg_labels_to_flows(const uint32_t *labels,
                                        size_t width,
                                        double *flows,
                                        size_t flows_len);
+
+/**
+ * Fills `options` with the defaults (auto device, default threads, library search).
+ */
+cytoseg_status cytoseg_load_options_init(struct cytoseg_load_options *options);
+
+/**
+ * Loads a model package by bundled name (e.g. "nuclei") or folder path, verifies its
+ * ONNX file against the manifest, and opens it on the requested device.
+ *
+ * @param name_or_path  NUL-terminated UTF-8 name or path.
+ * @param options       Load options, or NULL for the defaults.
+ * @param out           Receives the new model on success; free it with `cytoseg_model_free`.
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_MODEL` for a missing or corrupt package;
+ *         `CYTOSEG_STATUS_RUNTIME` when ONNX Runtime or the device is unavailable.
+ */
+cytoseg_status cytoseg_model_load(const char *name_or_path,
+                                  const struct cytoseg_load_options *options,
+                                  struct cytoseg_model **out);
+
+/**
+ * Releases a model. NULL is a no-op. The model must not be in use by another thread.
+ */
+void cytoseg_model_free(struct cytoseg_model *model);
+
+/**
+ * Copies a JSON description of the model (name, version, family, sha256, diameter, channels,
+ * tile size, device in use, ONNX Runtime version and library) into `buf` as a NUL-terminated
+ * string, truncated to `buf_len`.
+ *
+ * @param needed  Optional: receives the bytes the full text needs, including the NUL.
+ */
+cytoseg_status cytoseg_model_info(const struct cytoseg_model *model,
+                                  char *buf,
+                                  size_t buf_len,
+                                  size_t *needed);
+
+/**
+ * Fills `params` with the model's defaults.
+ */
+cytoseg_status cytoseg_segment_params_init(const struct cytoseg_model *model,
+                                           struct cytoseg_segment_params *params);
+
+/**
+ * Segments one 2-D image: normalization, resizing by diameter, tiled network, flows → labels
+ * exactly as Cellpose 4.
+ *
+ * @param model             A loaded model.
+ * @param pixels            Samples, `height` rows of `width` pixels × `channels` interleaved
+ *                          samples, of type `dtype`; rows start every `row_stride_bytes`.
+ * @param dtype             A `cytoseg_dtype` value.
+ * @param width, height     Image size (each >= 2).
+ * @param channels          Samples per pixel (>= 1).
+ * @param row_stride_bytes  Bytes between row starts (>= width * channels * sample size, a
+ *                          multiple of the sample size).
+ * @param params            Parameters from `cytoseg_segment_params_init`, or NULL for the
+ *                          model's defaults.
+ * @param labels            Output, caller-allocated `height * width` uint32 (0 = background,
+ *                          objects 1..n). Written only on success.
+ * @param labels_len        Must be `height * width`.
+ * @param flows             Optional output (may be NULL): `3 * height * width` floats, the
+ *                          planes dY, dX, cellprob of the network at image size.
+ * @param flows_len         `3 * height * width` when `flows` is given, else ignored.
+ * @param n_labels          Optional output (may be NULL): the number of objects n.
+ * @param progress          Optional progress callback (may be NULL); can cancel.
+ * @param userdata          Passed to `progress` unchanged.
+ */
+cytoseg_status cytoseg_model_segment(const struct cytoseg_model *model,
+                                     const void *pixels,
+                                     int32_t dtype,
+                                     size_t width,
+                                     size_t height,
+                                     size_t channels,
+                                     size_t row_stride_bytes,
+                                     const struct cytoseg_segment_params *params,
+                                     uint32_t *labels,
+                                     size_t labels_len,
+                                     float *flows,
+                                     size_t flows_len,
+                                     uint32_t *n_labels,
+                                     cytoseg_progress_fn progress,
+                                     void *userdata);
 
 /**
  * The library version as a static NUL-terminated string, e.g. "0.1.0". Never NULL; must not be

@@ -219,7 +219,7 @@ pub fn models(cmd: ModelsCmd) -> Result<i32> {
     if cmd.providers {
         let rt = runtime::runtime(cmd.ort_lib.as_deref())?;
         println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
-        for (d, ok) in runtime::available_devices() {
+        for (d, ok) in runtime::available_devices(rt) {
             println!(
                 "  {:<9} {}",
                 d.name(),

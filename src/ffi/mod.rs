@@ -20,6 +20,7 @@
 
 mod boundary;
 mod flows;
+mod model;
 mod version;
 
 pub use boundary::{
@@ -29,5 +30,10 @@ pub use boundary::{
 pub use flows::{
     cytoseg_flows_to_labels, cytoseg_labels_to_flows, cytoseg_masks_params,
     cytoseg_masks_params_init,
+};
+pub use model::{
+    cytoseg_device, cytoseg_dtype, cytoseg_load_options, cytoseg_load_options_init, cytoseg_model,
+    cytoseg_model_free, cytoseg_model_info, cytoseg_model_load, cytoseg_model_segment,
+    cytoseg_progress_fn, cytoseg_segment_params, cytoseg_segment_params_init,
 };
 pub use version::{cytoseg_version, cytoseg_version_number};

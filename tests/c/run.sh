@@ -26,4 +26,26 @@ if command -v valgrind >/dev/null; then
 else
     echo "valgrind not installed: memory check skipped"
 fi
-echo "C tests: 1 passed, 0 failed"
+passed=1
+# Model tests need ONNX Runtime: $ORT_DYLIB_PATH or the repository's .venv (pip install onnxruntime).
+ort="${ORT_DYLIB_PATH:-}"
+if [ -z "$ort" ]; then
+    ort=$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1* 2>/dev/null | head -n 1 || true)
+fi
+if [ -n "$ort" ] && [ -f "$ort" ]; then
+    echo "== C model tests (ONNX Runtime: $ort)"
+    gcc -std=c11 "${flags[@]}" -g "$here/test_model.c" -o "$out/test_model" \
+        -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+    model="$root/tests/fixtures/models/blobs"
+    "$out/test_model" "$model" "$ort"
+    if command -v valgrind >/dev/null; then
+        echo "== C model tests under valgrind (errors in cytoseg; ONNX Runtime's own allocations are suppressed)"
+        RAYON_NUM_THREADS=2 valgrind --quiet --error-exitcode=1 --leak-check=full \
+            --suppressions="$here/valgrind.supp" --show-leak-kinds=definite,indirect \
+            --errors-for-leak-kinds=definite,indirect "$out/test_model" "$model" "$ort"
+    fi
+    passed=2
+else
+    echo "SKIPPED C model tests: no ONNX Runtime (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
+fi
+echo "C tests: $passed passed, 0 failed"

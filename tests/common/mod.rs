@@ -37,3 +37,26 @@ pub fn shared_data() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/dsb2018-fluo");
     p.exists().then_some(p)
 }
+
+/// An ONNX Runtime library for tests: `$ORT_DYLIB_PATH`, else the one in the repository's
+/// `.venv` (`pip install onnxruntime`). `None` when there is none (tests then skip, saying so).
+pub fn ort_library() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    for py in std::fs::read_dir(&lib).ok()?.flatten() {
+        let capi = py.path().join("site-packages/onnxruntime/capi");
+        if let Ok(entries) = std::fs::read_dir(&capi) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("libonnxruntime.so.1") {
+                    return Some(e.path());
+                }
+            }
+        }
+    }
+    None
+}

@@ -266,7 +266,10 @@ impl Model {
         let (session, device) = match options.device {
             Device::Auto => {
                 let mut chosen = None;
-                for d in runtime::AUTO_ORDER.into_iter().filter(|d| d.is_available()) {
+                for d in runtime::AUTO_ORDER
+                    .into_iter()
+                    .filter(|d| d.is_available(rt))
+                {
                     match build_session(rt, &bytes, d, options.threads) {
                         Ok(s) => {
                             chosen = Some((s, d));
@@ -286,7 +289,7 @@ impl Model {
                 }
             }
             d => {
-                if !d.is_available() {
+                if !d.is_available(rt) {
                     return Err(Error::Runtime(format!(
                         "device {} is not available in ONNX Runtime {} ({}): install a build with that provider (e.g. onnxruntime-gpu for cuda) or choose --device cpu",
                         d.name(),

@@ -215,8 +215,9 @@ impl Device {
         }
     }
 
-    /// Whether this provider is compiled into the loaded ONNX Runtime and usable here.
-    pub fn is_available(self) -> bool {
+    /// Whether this provider is compiled into the loaded ONNX Runtime (`rt` proves it is
+    /// loaded: asking before would make `ort` look for a library on its own).
+    pub fn is_available(self, _rt: &Runtime) -> bool {
         let check = |r: ort::Result<bool>| r.unwrap_or(false);
         match self {
             Device::Cpu => true,
@@ -248,9 +249,9 @@ pub const AUTO_ORDER: [Device; 4] = [
 ];
 
 /// Every concrete provider and whether the loaded runtime offers it.
-pub fn available_devices() -> Vec<(Device, bool)> {
+pub fn available_devices(rt: &Runtime) -> Vec<(Device, bool)> {
     std::iter::once(Device::Cpu)
         .chain(AUTO_ORDER)
-        .map(|d| (d, d.is_available()))
+        .map(|d| (d, d.is_available(rt)))
         .collect()
 }

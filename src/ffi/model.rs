@@ -1,0 +1,421 @@
+//! C entry points for models: load, describe, segment, free.
+
+use std::ffi::{CStr, c_char, c_void};
+use std::path::PathBuf;
+
+use crate::core::image::{ImageView, Pixels};
+use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
+
+use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, input, null, output};
+use super::flows::cytoseg_masks_params;
+
+/// A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
+/// Thread safety: one model may be used by several threads at once (`cytoseg_model_segment` is
+/// reentrant; network calls are serialized internally).
+pub struct cytoseg_model {
+    inner: Model,
+}
+
+/// Execution devices for `cytoseg_load_options.device`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum cytoseg_device {
+    /// The first available GPU provider (TensorRT, CUDA, Core ML, DirectML), else the CPU.
+    Auto = 0,
+    /// The CPU.
+    Cpu = 1,
+    /// NVIDIA CUDA.
+    Cuda = 2,
+    /// NVIDIA TensorRT.
+    Tensorrt = 3,
+    /// Apple Core ML.
+    Coreml = 4,
+    /// DirectML (Windows).
+    Directml = 5,
+}
+
+/// Sample types for `cytoseg_model_segment`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum cytoseg_dtype {
+    /// uint8_t samples.
+    U8 = 1,
+    /// uint16_t samples.
+    U16 = 2,
+    /// float samples.
+    F32 = 3,
+}
+
+/// How to load a model. Initialize with `cytoseg_load_options_init`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cytoseg_load_options {
+    /// Must be `sizeof(cytoseg_load_options)`; set by `cytoseg_load_options_init`.
+    pub struct_size: u32,
+    /// A `cytoseg_device` value. Default: `CYTOSEG_DEVICE_AUTO`. Naming a device the loaded
+    /// ONNX Runtime lacks is an error (`CYTOSEG_STATUS_RUNTIME`), not a silent CPU run.
+    pub device: i32,
+    /// ONNX Runtime intra-op threads; 0 = one per core. Default: 0.
+    pub threads: u32,
+    /// Reserved, must be 0.
+    pub reserved: u32,
+    /// Path of the ONNX Runtime library, or NULL to search `ORT_DYLIB_PATH`, the folder of
+    /// libcytoseg, then python3's onnxruntime package. Only the first successful load in a
+    /// process counts: one ONNX Runtime per process. Borrowed for the call only.
+    pub ort_lib: *const c_char,
+}
+
+/// Parameters of `cytoseg_model_segment`. Initialize with `cytoseg_segment_params_init`, which
+/// copies the model's defaults.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cytoseg_segment_params {
+    /// Must be `sizeof(cytoseg_segment_params)`; set by `cytoseg_segment_params_init`.
+    pub struct_size: u32,
+    /// Image channel for a one-channel model (0-based), or -1 for the mean of all channels.
+    /// Default: -1.
+    pub channel: i32,
+    /// Typical object diameter in pixels; 0 uses the model's (no resizing). Default: 0.
+    pub diameter: f64,
+    /// Tile edge in pixels (multiple of 16); 0 uses the model's. Default: 0.
+    pub tile_size: u32,
+    /// Tiles per network call. Default: 8.
+    pub batch_size: u32,
+    /// Fractional tile overlap; negative uses the model's. Default: -1.
+    pub tile_overlap: f64,
+    /// Flows → labels parameters (`niter` 0 = 200 scaled by the resize factor, as Cellpose).
+    pub masks: cytoseg_masks_params,
+}
+
+/// Progress callback: called from the calling thread after each batch of tiles with the
+/// number of tiles done and in total. Return 0 to continue, non-zero to cancel (the call then
+/// returns `CYTOSEG_STATUS_CANCELLED`). It must not keep pointers passed to it.
+pub type cytoseg_progress_fn =
+    Option<extern "C" fn(userdata: *mut c_void, done: usize, total: usize) -> i32>;
+
+fn checked_size(size: u32, want: usize, what: &str) -> Result<(), FfiError> {
+    if size as usize != want {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "{what}.struct_size is {size}, expected {want}: initialize it with its _init function"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Fills `options` with the defaults (auto device, default threads, library search).
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_load_options_init(options: *mut cytoseg_load_options) -> cytoseg_status {
+    boundary(|| {
+        // SAFETY: checked for NULL and alignment; the caller provides a writable struct.
+        let out = unsafe { output(options, 1, "options") }?;
+        out[0] = cytoseg_load_options {
+            struct_size: std::mem::size_of::<cytoseg_load_options>() as u32,
+            device: cytoseg_device::Auto as i32,
+            threads: 0,
+            reserved: 0,
+            ort_lib: std::ptr::null(),
+        };
+        Ok(())
+    })
+}
+
+fn c_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, FfiError> {
+    if p.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: non-null; the caller passes a NUL-terminated string valid for the call.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
+        FfiError(
+            cytoseg_status::InvalidArgument,
+            format!("{name} is not valid UTF-8"),
+        )
+    })
+}
+
+/// Loads a model package by bundled name (e.g. "nuclei") or folder path, verifies its
+/// ONNX file against the manifest, and opens it on the requested device.
+///
+/// @param name_or_path  NUL-terminated UTF-8 name or path.
+/// @param options       Load options, or NULL for the defaults.
+/// @param out           Receives the new model on success; free it with `cytoseg_model_free`.
+/// @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_MODEL` for a missing or corrupt package;
+///         `CYTOSEG_STATUS_RUNTIME` when ONNX Runtime or the device is unavailable.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_model_load(
+    name_or_path: *const c_char,
+    options: *const cytoseg_load_options,
+    out: *mut *mut cytoseg_model,
+) -> cytoseg_status {
+    boundary(|| {
+        let name = c_str(name_or_path, "name_or_path")?;
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let opts = if options.is_null() {
+            LoadOptions::default()
+        } else {
+            // SAFETY: non-null; caller-provided struct.
+            let o = unsafe { input(options, 1, "options") }?[0];
+            checked_size(
+                o.struct_size,
+                std::mem::size_of::<cytoseg_load_options>(),
+                "options",
+            )?;
+            let device = match o.device {
+                0 => Device::Auto,
+                1 => Device::Cpu,
+                2 => Device::Cuda,
+                3 => Device::TensorRt,
+                4 => Device::CoreMl,
+                5 => Device::DirectMl,
+                d => {
+                    return Err(FfiError(
+                        cytoseg_status::InvalidArgument,
+                        format!("unknown device {d}"),
+                    ));
+                }
+            };
+            let ort_lib = if o.ort_lib.is_null() {
+                None
+            } else {
+                Some(PathBuf::from(c_str(o.ort_lib, "options.ort_lib")?))
+            };
+            LoadOptions {
+                device,
+                ort_lib,
+                threads: o.threads as usize,
+            }
+        };
+        let model = Model::load(name, &opts)?;
+        // SAFETY: `out` checked non-null; ownership passes to the caller.
+        unsafe { *out = Box::into_raw(Box::new(cytoseg_model { inner: model })) };
+        Ok(())
+    })
+}
+
+/// Releases a model. NULL is a no-op. The model must not be in use by another thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_model_free(model: *mut cytoseg_model) {
+    let _ = boundary(|| {
+        if !model.is_null() {
+            // SAFETY: created by Box::into_raw in cytoseg_model_load and not freed before.
+            drop(unsafe { Box::from_raw(model) });
+        }
+        Ok(())
+    });
+}
+
+fn model_ref<'a>(model: *const cytoseg_model) -> Result<&'a Model, FfiError> {
+    if model.is_null() {
+        return Err(null("model"));
+    }
+    // SAFETY: non-null pointer from cytoseg_model_load, alive until cytoseg_model_free.
+    Ok(unsafe { &(*model).inner })
+}
+
+/// Copies a JSON description of the model (name, version, family, sha256, diameter, channels,
+/// tile size, device in use, ONNX Runtime version and library) into `buf` as a NUL-terminated
+/// string, truncated to `buf_len`.
+///
+/// @param needed  Optional: receives the bytes the full text needs, including the NUL.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_model_info(
+    model: *const cytoseg_model,
+    buf: *mut c_char,
+    buf_len: usize,
+    needed: *mut usize,
+) -> cytoseg_status {
+    boundary(|| {
+        let m = model_ref(model)?;
+        let info = serde_json::json!({
+            "name": m.manifest.name,
+            "version": m.manifest.version,
+            "family": m.manifest.family,
+            "description": m.manifest.description,
+            "sha256": m.manifest.model.sha256,
+            "diameter": m.manifest.diameter,
+            "channels": m.manifest.input.channels,
+            "tile_size": m.manifest.tiling.tile_size,
+            "license": m.manifest.license,
+            "device": m.device.name(),
+            "onnxruntime_version": m.runtime.version,
+            "onnxruntime_library": m.runtime.library.display().to_string(),
+            "path": m.dir.display().to_string(),
+        })
+        .to_string();
+        let bytes = info.as_bytes();
+        if !needed.is_null() {
+            // SAFETY: non-null; caller-provided size_t.
+            unsafe { *needed = bytes.len() + 1 };
+        }
+        if !buf.is_null() && buf_len > 0 {
+            // SAFETY: checked for NULL; caller provides buf_len bytes.
+            let out = unsafe { output(buf as *mut u8, buf_len, "buf") }?;
+            let n = bytes.len().min(buf_len - 1);
+            out[..n].copy_from_slice(&bytes[..n]);
+            out[n] = 0;
+        }
+        Ok(())
+    })
+}
+
+/// Fills `params` with the model's defaults.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_segment_params_init(
+    model: *const cytoseg_model,
+    params: *mut cytoseg_segment_params,
+) -> cytoseg_status {
+    boundary(|| {
+        let m = model_ref(model)?;
+        // SAFETY: checked for NULL and alignment.
+        let out = unsafe { output(params, 1, "params") }?;
+        let d = SegmentParams::for_model(m);
+        out[0] = cytoseg_segment_params {
+            struct_size: std::mem::size_of::<cytoseg_segment_params>() as u32,
+            channel: -1,
+            diameter: 0.0,
+            tile_size: 0,
+            batch_size: d.batch_size as u32,
+            tile_overlap: -1.0,
+            masks: d.mask.into(),
+        };
+        Ok(())
+    })
+}
+
+/// Segments one 2-D image: normalization, resizing by diameter, tiled network, flows → labels
+/// exactly as Cellpose 4.
+///
+/// @param model             A loaded model.
+/// @param pixels            Samples, `height` rows of `width` pixels × `channels` interleaved
+///                          samples, of type `dtype`; rows start every `row_stride_bytes`.
+/// @param dtype             A `cytoseg_dtype` value.
+/// @param width, height     Image size (each >= 2).
+/// @param channels          Samples per pixel (>= 1).
+/// @param row_stride_bytes  Bytes between row starts (>= width * channels * sample size, a
+///                          multiple of the sample size).
+/// @param params            Parameters from `cytoseg_segment_params_init`, or NULL for the
+///                          model's defaults.
+/// @param labels            Output, caller-allocated `height * width` uint32 (0 = background,
+///                          objects 1..n). Written only on success.
+/// @param labels_len        Must be `height * width`.
+/// @param flows             Optional output (may be NULL): `3 * height * width` floats, the
+///                          planes dY, dX, cellprob of the network at image size.
+/// @param flows_len         `3 * height * width` when `flows` is given, else ignored.
+/// @param n_labels          Optional output (may be NULL): the number of objects n.
+/// @param progress          Optional progress callback (may be NULL); can cancel.
+/// @param userdata          Passed to `progress` unchanged.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_model_segment(
+    model: *const cytoseg_model,
+    pixels: *const c_void,
+    dtype: i32,
+    width: usize,
+    height: usize,
+    channels: usize,
+    row_stride_bytes: usize,
+    params: *const cytoseg_segment_params,
+    labels: *mut u32,
+    labels_len: usize,
+    flows: *mut f32,
+    flows_len: usize,
+    n_labels: *mut u32,
+    progress: cytoseg_progress_fn,
+    userdata: *mut c_void,
+) -> cytoseg_status {
+    boundary(|| {
+        let m = model_ref(model)?;
+        let sample = match dtype {
+            1 => 1,
+            2 => 2,
+            3 => 4,
+            d => {
+                return Err(FfiError(
+                    cytoseg_status::InvalidArgument,
+                    format!("unknown dtype {d}"),
+                ));
+            }
+        };
+        if row_stride_bytes % sample != 0 {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!(
+                    "row_stride_bytes {row_stride_bytes} is not a multiple of the sample size {sample}"
+                ),
+            ));
+        }
+        let stride = row_stride_bytes / sample;
+        let n = crate::core::flows::check_size(height, width)?;
+        expect_len("labels_len", labels_len, Some(n), "height * width")?;
+        if !flows.is_null() {
+            expect_len(
+                "flows_len",
+                flows_len,
+                n.checked_mul(3),
+                "3 * height * width",
+            )?;
+        }
+        let total = height
+            .checked_sub(1)
+            .and_then(|h| h.checked_mul(stride))
+            .and_then(|v| v.checked_add(width.checked_mul(channels)?))
+            .ok_or_else(|| FfiError(cytoseg_status::TooLarge, "image size overflows".into()))?;
+        // SAFETY: the caller provides `total` samples of the given type at `pixels`.
+        let px = unsafe {
+            match dtype {
+                1 => Pixels::U8(input(pixels as *const u8, total, "pixels")?),
+                2 => Pixels::U16(input(pixels as *const u16, total, "pixels")?),
+                _ => Pixels::F32(input(pixels as *const f32, total, "pixels")?),
+            }
+        };
+        let view = ImageView::new(px, width, height, channels, stride)?;
+        let mut p = SegmentParams::for_model(m);
+        if !params.is_null() {
+            // SAFETY: non-null caller struct.
+            let c = unsafe { input(params, 1, "params") }?[0];
+            checked_size(
+                c.struct_size,
+                std::mem::size_of::<cytoseg_segment_params>(),
+                "params",
+            )?;
+            p.channels = match c.channel {
+                -1 => ChannelChoice::Auto,
+                ch if ch >= 0 => ChannelChoice::Select(vec![ch as usize]),
+                ch => {
+                    return Err(FfiError(
+                        cytoseg_status::InvalidArgument,
+                        format!("channel {ch}"),
+                    ));
+                }
+            };
+            p.diameter = (c.diameter != 0.0).then_some(c.diameter);
+            p.tile_size = (c.tile_size != 0).then_some(c.tile_size as usize);
+            p.tile_overlap = (c.tile_overlap >= 0.0).then_some(c.tile_overlap);
+            p.batch_size = c.batch_size.max(1) as usize;
+            p.mask = c.masks.to_core()?;
+        }
+        p.keep_flows = !flows.is_null();
+        let cb = |pr: Progress| match progress {
+            Some(f) => f(userdata, pr.tiles_done, pr.tiles_total) == 0,
+            None => true,
+        };
+        let seg = m.segment(&view, &p, Some(&cb))?;
+        // SAFETY: lengths checked above.
+        unsafe { output(labels, labels_len, "labels") }?.copy_from_slice(&seg.labels);
+        if let Some(fl) = &seg.flows {
+            // SAFETY: non-null (keep_flows) and length checked.
+            let out = unsafe { output(flows, flows_len, "flows") }?;
+            for (k, plane) in fl.iter().enumerate() {
+                out[k * n..(k + 1) * n].copy_from_slice(plane);
+            }
+        }
+        if !n_labels.is_null() {
+            // SAFETY: non-null caller uint32_t.
+            unsafe { *n_labels = seg.count };
+        }
+        Ok(())
+    })
+}

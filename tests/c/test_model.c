@@ -1,0 +1,173 @@
+/* C API tests for models: load, info, segment (with progress, cancellation, flows), errors,
+ * and one model shared by several threads.
+ * Usage: test_model MODEL_DIR ORT_LIBRARY   (run by tests/c/run.sh). */
+#include "cytoseg.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
+            failures++;                                                                  \
+        }                                                                                \
+    } while (0)
+
+enum { H = 200, W = 240, SPOTS = 6 };
+static uint16_t image[H * W];
+static const float sy[SPOTS] = {30, 40, 100, 150, 160, 60}, sx[SPOTS] = {30, 120, 60, 200, 40, 200};
+
+/* Bright round nuclei (radius ~8) on a dark background, 16-bit. */
+static void make_image(void) {
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            double v = 100.0;
+            for (int k = 0; k < SPOTS; k++) {
+                double r2 = (y - sy[k]) * (y - sy[k]) + (x - sx[k]) * (x - sx[k]);
+                v += 3000.0 * exp(-r2 / (2.0 * 6.0 * 6.0));
+            }
+            image[y * W + x] = (uint16_t)v;
+        }
+}
+
+static int calls = 0;
+static int32_t count_progress(void *userdata, size_t done, size_t total) {
+    (void)userdata;
+    calls++;
+    return done > total; /* never cancels */
+}
+static int32_t cancel_progress(void *userdata, size_t done, size_t total) {
+    (void)done;
+    (void)total;
+    *(int *)userdata += 1;
+    return 1;
+}
+
+static cytoseg_model *model;
+
+static void *worker(void *arg) {
+    (void)arg;
+    uint32_t *labels = malloc(sizeof(uint32_t) * H * W);
+    uint32_t n = 0;
+    int ok = cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * sizeof(uint16_t), NULL,
+                                   labels, H * W, NULL, 0, &n, NULL, NULL) == CYTOSEG_STATUS_OK &&
+             n == SPOTS;
+    free(labels);
+    return (void *)(intptr_t)ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL_DIR ORT_LIBRARY\n", argv[0]);
+        return 2;
+    }
+    make_image();
+    cytoseg_load_options opts;
+    CHECK(cytoseg_load_options_init(&opts) == CYTOSEG_STATUS_OK);
+    opts.device = CYTOSEG_DEVICE_CPU;
+    opts.ort_lib = argv[2];
+
+    /* Errors before a model exists. */
+    cytoseg_model *none = NULL;
+    CHECK(cytoseg_model_load("no-such-model", &opts, &none) == CYTOSEG_STATUS_MODEL && none == NULL);
+    CHECK(cytoseg_model_load(NULL, &opts, &none) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_model_load(argv[1], &opts, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+    cytoseg_load_options bad = opts;
+    bad.device = 42;
+    CHECK(cytoseg_model_load(argv[1], &bad, &none) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    cytoseg_model_free(NULL);
+
+    CHECK(cytoseg_model_load(argv[1], &opts, &model) == CYTOSEG_STATUS_OK && model != NULL);
+    if (!model) {
+        char msg[1024];
+        cytoseg_last_error_message(msg, sizeof msg);
+        fprintf(stderr, "load failed: %s\n", msg);
+        return 1;
+    }
+    size_t need = 0;
+    CHECK(cytoseg_model_info(model, NULL, 0, &need) == CYTOSEG_STATUS_OK && need > 10);
+    char *info = malloc(need);
+    CHECK(cytoseg_model_info(model, info, need, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(strstr(info, "\"family\":\"cellpose-flows\"") != NULL);
+    CHECK(strstr(info, "\"device\":\"cpu\"") != NULL);
+    free(info);
+
+    cytoseg_segment_params p;
+    CHECK(cytoseg_segment_params_init(model, &p) == CYTOSEG_STATUS_OK);
+    CHECK(p.channel == -1 && p.diameter == 0.0 && p.masks.flow_threshold == 0.4);
+    static uint32_t labels[H * W];
+    static float flows[3 * H * W];
+    uint32_t n = 0;
+    p.tile_size = 128; /* several tiles, so progress is called more than once */
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * sizeof(uint16_t), &p, labels,
+                                H * W, flows, 3 * H * W, &n, count_progress, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(n == SPOTS);
+    CHECK(calls >= 1);
+    for (int k = 0; k < SPOTS; k++) CHECK(labels[(int)sy[k] * W + (int)sx[k]] != 0);
+    CHECK(labels[0] == 0);
+    CHECK(flows[2 * H * W + 30 * W + 30] > 0.0f); /* cellprob positive inside a nucleus */
+
+    /* Same image as float with padding in each row: same labels. */
+    size_t stride = W + 7;
+    float *fimg = calloc(H * stride, sizeof(float));
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) fimg[y * stride + x] = image[y * W + x];
+    static uint32_t labels2[H * W];
+    CHECK(cytoseg_model_segment(model, fimg, CYTOSEG_DTYPE_F32, W, H, 1, stride * sizeof(float), &p, labels2,
+                                H * W, NULL, 0, NULL, NULL, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(memcmp(labels, labels2, sizeof labels) == 0);
+    free(fimg);
+
+    /* Cancellation from the progress callback. */
+    int cancel_calls = 0;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &p, labels2, H * W, NULL, 0,
+                                NULL, cancel_progress, &cancel_calls) == CYTOSEG_STATUS_CANCELLED);
+    CHECK(cancel_calls == 1);
+
+    /* Bad input. */
+    CHECK(cytoseg_model_segment(NULL, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, NULL, labels2, H * W, NULL, 0,
+                                NULL, NULL, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_model_segment(model, image, 9, W, H, 1, W * 2, NULL, labels2, H * W, NULL, 0, NULL, NULL,
+                                NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2 - 1, NULL, labels2, H * W, NULL,
+                                0, NULL, NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, NULL, labels2, H * W - 1, NULL,
+                                0, NULL, NULL, NULL) == CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, NULL, labels2, H * W, flows, 5,
+                                NULL, NULL, NULL) == CYTOSEG_STATUS_SHAPE_MISMATCH);
+    cytoseg_segment_params q = p;
+    q.channel = 3;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &q, labels2, H * W, NULL, 0,
+                                NULL, NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    q = p;
+    q.tile_size = 100; /* not a multiple of 16 */
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &q, labels2, H * W, NULL, 0,
+                                NULL, NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    float nan_img[4 * 4];
+    for (int i = 0; i < 16; i++) nan_img[i] = (float)i;
+    nan_img[5] = NAN;
+    static uint32_t small[16];
+    CHECK(cytoseg_model_segment(model, nan_img, CYTOSEG_DTYPE_F32, 4, 4, 1, 16, NULL, small, 16, NULL, 0, NULL,
+                                NULL, NULL) == CYTOSEG_STATUS_NON_FINITE);
+
+    /* One model, four threads at once. */
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        CHECK((intptr_t)r == 1);
+    }
+    cytoseg_model_free(model);
+    if (failures) {
+        fprintf(stderr, "test_model: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("test_model: all checks passed\n");
+    return 0;
+}

@@ -1,0 +1,149 @@
+//! Whole-pipeline parity: cytoseg's segmentation (normalization, resizing, tiling and blending,
+//! flows → labels) against Cellpose 4.2.1.1's own functions around the same ONNX network
+//! (`tests/parity/pipeline_reference.py`). Fixtures hold the reference labels for the DSB2018
+//! sample images (read from ../shared at test time) and the reference flows for one of them.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use cytoseg::core::io::image::read_image;
+use cytoseg::core::model::{Device, LoadOptions, Model, SegmentParams};
+use ndarray::{Array1, Array2, Array3};
+use ndarray_npy::NpzReader;
+
+fn load_model(name: &str) -> Option<Model> {
+    let Some(lib) = common::ort_library() else {
+        eprintln!(
+            "SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
+        );
+        return None;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name);
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        ort_lib: Some(lib),
+        threads: 0,
+    };
+    Some(Model::load(dir.to_str().unwrap(), &opts).expect("load test model"))
+}
+
+fn image_path(stem: &str) -> Option<PathBuf> {
+    let base = stem.split("_d").next().unwrap();
+    if base == "nuclei_example" {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/examples/nuclei_example.tif");
+        return p.exists().then_some(p);
+    }
+    common::shared_data().map(|d| d.join("sample/images").join(format!("{base}.tif")))
+}
+
+#[test]
+fn blobs_model_matches_cellpose_pipeline() {
+    let Some(model) = load_model("blobs") else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/blobs");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npz"))
+        .collect();
+    cases.sort();
+    let (mut compared, mut flows_checked) = (0, 0);
+    for case in cases {
+        let stem = case.file_stem().unwrap().to_string_lossy().into_owned();
+        let Some(img_path) = image_path(&stem) else {
+            eprintln!("SKIPPED {stem}: image not available (../shared/data/dsb2018-fluo absent)");
+            continue;
+        };
+        let mut npz = NpzReader::new(std::fs::File::open(&case).unwrap()).unwrap();
+        let want: Array2<u32> = npz.by_name("labels").unwrap();
+        let niter: ndarray::Array0<i64> = npz.by_name("niter").unwrap();
+        let flows: Option<Array3<f32>> = npz.by_name("flows").ok();
+        let image = read_image(&img_path).unwrap();
+        let mut params = SegmentParams::for_model(&model);
+        params.keep_flows = true;
+        if let Some(d) = stem.split("_d").nth(1) {
+            params.diameter = Some(d.parse().unwrap());
+        }
+        let seg = model
+            .segment(&image.view().unwrap(), &params, None)
+            .unwrap();
+        assert_eq!(seg.niter as i64, niter.into_scalar(), "{stem}: niter");
+        if let Some(want_flows) = flows {
+            let got = seg.flows.as_ref().unwrap();
+            let scale = want_flows.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let got: Array1<f32> = got.concat().into();
+            let err = got
+                .iter()
+                .zip(want_flows.iter())
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                err <= 1e-5 * scale,
+                "{stem}: flows differ by {err} (scale {scale})"
+            );
+            flows_checked += 1;
+        }
+        let got = Array2::from_shape_vec((seg.height, seg.width), seg.labels).unwrap();
+        let diff = got.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            diff,
+            0,
+            "{stem}: {diff} pixels differ ({} vs {} objects)",
+            seg.count,
+            want.iter().max().unwrap()
+        );
+        compared += 1;
+    }
+    eprintln!(
+        "{compared} images equal the Cellpose-pipeline reference ({flows_checked} with flows)"
+    );
+}
+
+#[test]
+fn model_loading_errors_are_clear() {
+    let Some(lib) = common::ort_library() else {
+        eprintln!("SKIPPED: no ONNX Runtime library");
+        return;
+    };
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        ort_lib: Some(lib),
+        threads: 0,
+    };
+    let err = Model::load("no-such-model", &opts).unwrap_err().to_string();
+    assert!(err.contains("no model named"), "{err}");
+    // A package whose ONNX file does not match its manifest's hash.
+    let tmp = common::temp_dir("bad-model");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/blobs");
+    std::fs::copy(src.join("manifest.json"), tmp.join("manifest.json")).unwrap();
+    let mut bytes = std::fs::read(src.join("model.onnx")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(tmp.join("model.onnx"), &bytes).unwrap();
+    let err = Model::load(tmp.to_str().unwrap(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SHA-256"), "{err}");
+    // Missing ONNX file.
+    std::fs::remove_file(tmp.join("model.onnx")).unwrap();
+    let err = Model::load(tmp.to_str().unwrap(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.onnx"), "{err}");
+    // A device this ONNX Runtime lacks is an error, not a silent CPU run.
+    let cuda = LoadOptions {
+        device: Device::Cuda,
+        ..opts.clone()
+    };
+    let rt = cytoseg::core::model::runtime::runtime(opts.ort_lib.as_deref()).unwrap();
+    if !Device::Cuda.is_available(rt) {
+        let err = Model::load(src.to_str().unwrap(), &cuda)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not available"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
