@@ -153,7 +153,7 @@ pub fn run(cmd: SegmentCmd) -> Result<i32> {
 fn segment_one(
     model: &Model,
     params: &SegmentParams,
-    path: &PathBuf,
+    path: &std::path::Path,
     cmd: &SegmentCmd,
 ) -> Result<u32> {
     let stem = path

@@ -339,7 +339,7 @@ pub extern "C" fn cytoseg_model_segment(
                 ));
             }
         };
-        if row_stride_bytes % sample != 0 {
+        if !row_stride_bytes.is_multiple_of(sample) {
             return Err(FfiError(
                 cytoseg_status::InvalidArgument,
                 format!(

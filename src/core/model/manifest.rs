@@ -157,7 +157,12 @@ impl Manifest {
                 self.input.channels
             ));
         }
-        if self.input.size_multiple == 0 || self.tiling.tile_size % self.input.size_multiple != 0 {
+        if self.input.size_multiple == 0
+            || !self
+                .tiling
+                .tile_size
+                .is_multiple_of(self.input.size_multiple)
+        {
             return Err(format!(
                 "tiling.tile_size {} must be a positive multiple of input.size_multiple {}",
                 self.tiling.tile_size, self.input.size_multiple

@@ -12,7 +12,7 @@ pub fn percentile_f32(values: &mut [f32], q: f64) -> f32 {
     let n = values.len();
     debug_assert!(n > 0);
     let qf = q / 100.0;
-    let virtual_index = (n as f64 * qf + (1.0 + qf * -1.0)) - 1.0;
+    let virtual_index = (n as f64 * qf + (1.0 + -qf)) - 1.0;
     let (prev, next) = if virtual_index >= (n - 1) as f64 {
         (n - 1, n - 1)
     } else if virtual_index < 0.0 {
@@ -49,7 +49,8 @@ pub fn normalize99(plane: &mut [f32], height: usize, width: usize, low: f64, hig
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
-    if !(max - min > 0.0) {
+    let range = max - min;
+    if range.is_nan() || range <= 0.0 {
         return false;
     }
     let mut sample: Vec<f32> = if plane.len() > DOWNSAMPLE_ABOVE {

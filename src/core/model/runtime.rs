@@ -58,22 +58,20 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
             ));
         }
     }
-    if let Some(capi) = python_onnxruntime_dir() {
-        if let Ok(entries) = std::fs::read_dir(&capi) {
-            let mut libs: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                        LIB_NAMES
-                            .iter()
-                            .any(|l| n.starts_with(l.trim_end_matches(".1")))
-                    })
+    if let Some(entries) = python_onnxruntime_dir().and_then(|capi| std::fs::read_dir(capi).ok()) {
+        let mut libs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    LIB_NAMES
+                        .iter()
+                        .any(|l| n.starts_with(l.trim_end_matches(".1")))
                 })
-                .collect();
-            libs.sort();
-            for l in libs {
-                out.push(("python3's onnxruntime package".to_string(), l));
-            }
+            })
+            .collect();
+        libs.sort();
+        for l in libs {
+            out.push(("python3's onnxruntime package".to_string(), l));
         }
     }
     out
