@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# The main job on a fresh clone: builds cytoseg and turns a bundled Cellpose-style network output
-# (flows + cell probabilities of real DSB2018 nuclei) into instance labels, written to demo-out/.
-# (Segmenting the bundled example image with the bundled model arrives with the inference and
-# default-model issues; this script will then run `cytoseg segment` on it.)
+# The main job on a fresh clone: build cytoseg, fetch ONNX Runtime (CPU, from PyPI, into .venv),
+# and segment the bundled example image with the bundled nuclei model.
+# Output: demo-out/nuclei_example_labels.tif (16-bit labels; open in Fiji or napari).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
-out=demo-out
-mkdir -p "$out"
-# A .npz is a zip of .npy files.
-case=tests/fixtures/flows/dsb_dad607a2_76_77_v0.npz
-python3 -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2], ['dp.npy', 'cellprob.npy'])" "$case" "$out"
-./target/release/cytoseg -v masks --dp "$out/dp.npy" --cellprob "$out/cellprob.npy" \
-    --out "$out/labels.tif" --overwrite
-echo "labels written to $out/labels.tif (open in Fiji or napari)"
+ORT_DYLIB_PATH=$(bash scripts/setup-ort.sh | tail -n 1)
+export ORT_DYLIB_PATH
+./target/release/cytoseg -v segment models/examples/nuclei_example.tif --model nuclei \
+    --out demo-out --overwrite
+echo "labels written to demo-out/nuclei_example_labels.tif"

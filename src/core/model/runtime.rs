@@ -132,7 +132,7 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
                     .map_err(|e| {
                         Error::Runtime(format!("creating the ONNX Runtime environment: {e}"))
                     })?;
-                let version = ort_version();
+                let version = ort_version(&path);
                 log::info!("ONNX Runtime {version} loaded from {}", path.display());
                 let _ = RUNTIME.set(Runtime {
                     library: path,
@@ -156,13 +156,29 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
     )))
 }
 
-fn ort_version() -> String {
-    // "ORT Build Info: git-branch=rel-1.31.1, ..." → "1.31.1"
-    let info = ort::info();
-    info.split(|c: char| c == ',' || c.is_whitespace())
-        .find_map(|t| t.strip_prefix("git-branch=rel-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| info.chars().take(60).collect())
+/// ONNX Runtime's version, read from the library's file name (`libonnxruntime.so.1.31.1`,
+/// following symbolic links), else from its build information.
+fn ort_version(path: &Path) -> String {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let from_name = name
+        .split(".so.")
+        .nth(1)
+        .or_else(|| {
+            name.strip_prefix("libonnxruntime.")
+                .and_then(|r| r.strip_suffix(".dylib"))
+        })
+        .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()));
+    match from_name {
+        Some(v) => v.to_string(),
+        None => ort::info()
+            .split(',')
+            .find_map(|t| t.trim().strip_prefix("git-commit-id="))
+            .map_or_else(|| "unknown".to_string(), |c| format!("unknown (build {c})")),
+    }
 }
 
 /// Where the network runs.
