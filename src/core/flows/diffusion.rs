@@ -61,26 +61,28 @@ fn ilp_order_flags(n: usize) -> Vec<bool> {
 
 /// Minimal float abstraction for the two precisions Cellpose may diffuse in.
 trait Heat:
-    Copy + Send + Sync + Default + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self>
+    Copy
+    + Send
+    + Sync
+    + Default
+    + PartialEq
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
 {
     const ONE: Self;
-    fn div9(self) -> Self;
+    const NINE: Self;
 }
 
 impl Heat for f64 {
     const ONE: Self = 1.0;
-    #[inline(always)]
-    fn div9(self) -> Self {
-        self / 9.0
-    }
+    const NINE: Self = 9.0;
 }
 
 impl Heat for f32 {
     const ONE: Self = 1.0;
-    #[inline(always)]
-    fn div9(self) -> Self {
-        self / 9.0
-    }
+    const NINE: Self = 9.0;
 }
 
 /// One mask's diffusion problem: its bounding box padded by one pixel.
@@ -159,38 +161,53 @@ fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter:
         }
     }
     let zero = T::default();
+    // Masks as 0/1 floats: heat values are finite and non-negative, so multiplying by 1 or 0
+    // is exact and selects like Cellpose's `Tneigh * isneighbor`, without branches.
+    let ownf: Vec<T> = own.iter().map(|&o| if o { T::ONE } else { zero }).collect();
+    let ilpf: Vec<T> = interleaved
+        .iter()
+        .map(|&o| if o { T::ONE } else { zero })
+        .collect();
+    let seqf: Vec<T> = interleaved
+        .iter()
+        .map(|&o| if o { zero } else { T::ONE })
+        .collect();
     let mut t = vec![zero; h * w];
     let mut next = vec![zero; h * w];
-    let pick = |v: T, ok: bool| if ok { v } else { zero };
     for _ in 0..niter {
         t[c.centre] = t[c.centre] + T::ONE;
         for cy in 1..h - 1 {
-            let row = cy * w;
-            for cx in 1..w - 1 {
-                let i = row + cx;
-                if !own[i] {
-                    continue;
-                }
+            // Row slices of equal length let the compiler drop bounds checks and vectorize.
+            let (tu, tm, td) = (
+                &t[(cy - 1) * w..cy * w],
+                &t[cy * w..(cy + 1) * w],
+                &t[(cy + 1) * w..(cy + 2) * w],
+            );
+            let (ou, om, od) = (
+                &ownf[(cy - 1) * w..cy * w],
+                &ownf[cy * w..(cy + 1) * w],
+                &ownf[(cy + 1) * w..(cy + 2) * w],
+            );
+            let il = &ilpf[cy * w..(cy + 1) * w];
+            let sq = &seqf[cy * w..(cy + 1) * w];
+            let out = &mut next[cy * w..(cy + 1) * w];
+            for k in 1..w - 1 {
                 // Cellpose's neighbour order: centre, up, down, left, right, up-left, up-right,
                 // down-left, down-right.
-                let v = [
-                    t[i],
-                    pick(t[i - w], own[i - w]),
-                    pick(t[i + w], own[i + w]),
-                    pick(t[i - 1], own[i - 1]),
-                    pick(t[i + 1], own[i + 1]),
-                    pick(t[i - w - 1], own[i - w - 1]),
-                    pick(t[i - w + 1], own[i - w + 1]),
-                    pick(t[i + w - 1], own[i + w - 1]),
-                    pick(t[i + w + 1], own[i + w + 1]),
-                ];
-                let acc = if interleaved[i] {
-                    ((((v[0] + v[4]) + v[8]) + (v[1] + v[5])) + (v[2] + v[6])) + (v[3] + v[7])
-                } else {
-                    ((((((((zero + v[0]) + v[1]) + v[2]) + v[3]) + v[4]) + v[5]) + v[6]) + v[7])
-                        + v[8]
-                };
-                next[i] = acc.div9();
+                let v0 = tm[k];
+                let v1 = tu[k] * ou[k];
+                let v2 = td[k] * od[k];
+                let v3 = tm[k - 1] * om[k - 1];
+                let v4 = tm[k + 1] * om[k + 1];
+                let v5 = tu[k - 1] * ou[k - 1];
+                let v6 = tu[k + 1] * ou[k + 1];
+                let v7 = td[k - 1] * od[k - 1];
+                let v8 = td[k + 1] * od[k + 1];
+                let ilp = ((((v0 + v4) + v8) + (v1 + v5)) + (v2 + v6)) + (v3 + v7);
+                let seq = ((((((((zero + v0) + v1) + v2) + v3) + v4) + v5) + v6) + v7) + v8;
+                // Exactly one of the two weights is 1 and the other 0.
+                let acc = ilp * il[k] + seq * sq[k];
+                out[k] = (acc / T::NINE) * om[k];
             }
         }
         std::mem::swap(&mut t, &mut next);
