@@ -175,6 +175,35 @@ typedef int32_t cytoseg_dtype;
 #endif // __cplusplus
 
 /**
+ * Matching criteria for `cytoseg_evaluate_labels`.
+ */
+enum cytoseg_criterion
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Intersection over union.
+   */
+  CYTOSEG_CRITERION_IOU = 0,
+  /**
+   * Intersection over the true object's area.
+   */
+  CYTOSEG_CRITERION_IOT = 1,
+  /**
+   * Intersection over the predicted object's area.
+   */
+  CYTOSEG_CRITERION_IOP = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cytoseg_criterion cytoseg_criterion;
+#else
+typedef int32_t cytoseg_criterion;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * How a ground-truth object and a predicted object are scored against each other.
  */
 typedef struct Criterion Criterion;
@@ -230,6 +259,64 @@ typedef struct cytoseg_masks_params {
    */
   int64_t min_size;
 } cytoseg_masks_params;
+
+/**
+ * Matching statistics at one threshold, with `stardist.matching`'s fields.
+ */
+typedef struct cytoseg_matching_stats {
+  /**
+   * The threshold.
+   */
+  double thresh;
+  /**
+   * True positives.
+   */
+  uint64_t tp;
+  /**
+   * False positives (`n_pred - tp`).
+   */
+  uint64_t fp;
+  /**
+   * False negatives (`n_true - tp`).
+   */
+  uint64_t fn_;
+  /**
+   * Ground-truth objects.
+   */
+  uint64_t n_true;
+  /**
+   * Predicted objects.
+   */
+  uint64_t n_pred;
+  /**
+   * `tp / (tp + fp)`.
+   */
+  double precision;
+  /**
+   * `tp / (tp + fn)`.
+   */
+  double recall;
+  /**
+   * `tp / (tp + fp + fn)`: the DSB 2018 "average precision" (Cellpose's `ap`).
+   */
+  double accuracy;
+  /**
+   * `2 tp / (2 tp + fp + fn)`.
+   */
+  double f1;
+  /**
+   * Sum of true-positive scores over `n_true`.
+   */
+  double mean_true_score;
+  /**
+   * Mean score of the true positives.
+   */
+  double mean_matched_score;
+  /**
+   * Panoptic quality.
+   */
+  double panoptic_quality;
+} cytoseg_matching_stats;
 
 /**
  * How to load a model. Initialize with `cytoseg_load_options_init`.
@@ -413,6 +500,26 @@ cytoseg_status cytoseg_labels_to_flows(const uint32_t *labels,
                                        size_t width,
                                        double *flows,
                                        size_t flows_len);
+
+/**
+ * Scores a predicted label image against ground truth, exactly as
+ * `stardist.matching.matching` (0.9.2) at each threshold, plus pixel-level foreground Dice.
+ *
+ * @param truth, pred    Label images, `len` uint32 each (0 = background; any label values).
+ * @param len            Number of pixels of each.
+ * @param thresholds     `n_thresholds` thresholds in [0, 1].
+ * @param criterion      A `cytoseg_criterion` value.
+ * @param stats          Output, caller-allocated array of `n_thresholds` structs.
+ * @param dice           Optional output (may be NULL): foreground Dice (NaN if both empty).
+ */
+cytoseg_status cytoseg_evaluate_labels(const uint32_t *truth,
+                                       const uint32_t *pred,
+                                       size_t len,
+                                       const double *thresholds,
+                                       size_t n_thresholds,
+                                       int32_t criterion,
+                                       struct cytoseg_matching_stats *stats,
+                                       double *dice);
 
 /**
  * Fills `options` with the defaults (auto device, default threads, library search).

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use cytoseg::core::flows::{self, FlowsRef, MaskParams};
+use cytoseg::core::flows::{self, MaskParams};
 use ndarray::{Array2, Array3};
 use ndarray_npy::NpzReader;
 

@@ -1,6 +1,7 @@
 //! The `cytoseg` command-line tool: each subcommand parses its arguments, calls the core, and
 //! reports; no engine logic lives here.
 
+mod evaluate;
 mod masks;
 mod segment;
 
@@ -29,6 +30,9 @@ pub enum Command {
     Masks(masks::MasksArgs),
     /// Segment images with a model: writes <stem>_labels.tif per image.
     Segment(segment::SegmentCmd),
+    /// Score predicted label images against ground truth (AP, precision, recall, F1, panoptic
+    /// quality at IoU thresholds, as stardist.matching and cellpose.metrics compute them).
+    Evaluate(evaluate::EvaluateCmd),
     /// List the bundled models (and, with --providers, ONNX Runtime's execution providers).
     Models(segment::ModelsCmd),
 }
@@ -53,6 +57,7 @@ pub fn main() -> i32 {
         Command::Masks(args) => masks::run(args),
         Command::Segment(args) => segment::run(args),
         Command::Models(args) => segment::models(args),
+        Command::Evaluate(args) => evaluate::run(args),
     };
     match result {
         Ok(code) => code,

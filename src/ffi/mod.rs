@@ -20,6 +20,7 @@
 
 mod boundary;
 mod flows;
+mod metrics;
 mod model;
 mod version;
 
@@ -31,6 +32,7 @@ pub use flows::{
     cytoseg_flows_to_labels, cytoseg_labels_to_flows, cytoseg_masks_params,
     cytoseg_masks_params_init,
 };
+pub use metrics::{cytoseg_criterion, cytoseg_evaluate_labels, cytoseg_matching_stats};
 pub use model::{
     cytoseg_device, cytoseg_dtype, cytoseg_load_options, cytoseg_load_options_init, cytoseg_model,
     cytoseg_model_free, cytoseg_model_info, cytoseg_model_load, cytoseg_model_segment,

@@ -179,12 +179,30 @@ static void test_threads(void) {
     CHECK(cytoseg_last_error_status() == CYTOSEG_STATUS_OK);
 }
 
+static void test_metrics(void) {
+    /* truth: two objects; pred: the first matched exactly, the second half covered, one spurious */
+    uint32_t t[16] = {1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 2, 2, 0, 0, 2, 2};
+    uint32_t p[16] = {7, 7, 0, 0, 7, 7, 0, 9, 0, 0, 5, 0, 0, 0, 5, 0};
+    double thr[2] = {0.5, 0.9};
+    cytoseg_matching_stats st[2];
+    double dice = 0;
+    CHECK(cytoseg_evaluate_labels(t, p, 16, thr, 2, CYTOSEG_CRITERION_IOU, st, &dice) == CYTOSEG_STATUS_OK);
+    CHECK(st[0].n_true == 2 && st[0].n_pred == 3);
+    CHECK(st[0].tp == 2 && st[0].fp == 1 && st[0].fn_ == 0); /* IoU 1 and 0.5 */
+    CHECK(st[1].tp == 1 && st[1].fp == 2 && st[1].fn_ == 1);
+    CHECK(fabs(st[0].accuracy - 2.0 / 3.0) < 1e-12);
+    CHECK(fabs(dice - 2.0 * 6.0 / (8.0 + 7.0)) < 1e-12);
+    CHECK(cytoseg_evaluate_labels(t, p, 16, thr, 2, 7, st, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_evaluate_labels(NULL, p, 16, thr, 2, 0, st, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+}
+
 int main(void) {
     test_version();
     test_errors_api();
     test_flows_to_labels();
     test_bad_input();
     test_threads();
+    test_metrics();
     if (failures) {
         fprintf(stderr, "test_api: %d check(s) failed\n", failures);
         return 1;

@@ -41,10 +41,11 @@ pub fn shared_data() -> Option<PathBuf> {
 /// An ONNX Runtime library for tests: `$ORT_DYLIB_PATH`, else the one in the repository's
 /// `.venv` (`pip install onnxruntime`). `None` when there is none (tests then skip, saying so).
 pub fn ort_library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from) {
-        if p.exists() {
-            return Some(p);
-        }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+    {
+        return Some(p);
     }
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
     for py in std::fs::read_dir(&lib).ok()?.flatten() {

@@ -85,3 +85,144 @@ fn write_tiff(
         enc.write_image::<colortype::Gray32>(w32, h32, labels)
     }
 }
+
+/// Reads a label image (`.tif`/`.tiff`, `.npy`, `.png`; any unsigned or non-negative integer
+/// type up to 32 bits, or integral floats). Returns row-major labels with the height and width.
+pub fn read_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "tif" | "tiff" => read_tiff_labels(path),
+        "npy" => read_npy_labels(path),
+        "png" => read_png_labels(path),
+        _ => Err(Error::format(
+            path,
+            "unsupported label image type (use .tif, .tiff, .npy or .png)",
+        )),
+    }
+}
+
+fn to_label<T: Copy + Into<f64>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
+    v.iter()
+        .map(|&x| {
+            let f: f64 = x.into();
+            if f >= 0.0 && f <= u32::MAX as f64 && f.fract() == 0.0 {
+                Ok(f as u32)
+            } else {
+                Err(Error::format(
+                    path,
+                    format!("holds {f}, not a label (labels are integers 0..=4294967295)"),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let bad =
+        |e: tiff::TiffError| Error::format(path, format!("unreadable or truncated TIFF: {e}"));
+    let mut dec = Decoder::new(std::io::BufReader::new(file)).map_err(bad)?;
+    let (w, h) = dec.dimensions().map_err(bad)?;
+    let (w, h) = (w as usize, h as usize);
+    let data = match dec.read_image().map_err(bad)? {
+        DecodingResult::U8(v) => v.into_iter().map(u32::from).collect(),
+        DecodingResult::U16(v) => v.into_iter().map(u32::from).collect(),
+        DecodingResult::U32(v) => v,
+        DecodingResult::I8(v) => to_label(path, &v)?,
+        DecodingResult::I16(v) => to_label(path, &v)?,
+        DecodingResult::I32(v) => to_label(path, &v)?,
+        DecodingResult::F32(v) => to_label(path, &v)?,
+        DecodingResult::F64(v) => to_label(path, &v)?,
+        _ => {
+            return Err(Error::format(
+                path,
+                "unsupported TIFF sample type for labels",
+            ));
+        }
+    };
+    if data.len() != w * h {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} samples for a {w}×{h} image: a label image has one channel",
+                data.len()
+            ),
+        ));
+    }
+    Ok((data, h, w))
+}
+
+fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    use ndarray::ArrayD;
+    use ndarray_npy::ReadNpyExt;
+    let open = || {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .map_err(|e| Error::io(path, e))
+    };
+    macro_rules! try_type {
+        ($t:ty, $conv:expr) => {
+            if let Ok(a) = ArrayD::<$t>::read_npy(open()?) {
+                let shape = a.shape().to_vec();
+                let v: Vec<$t> = a.as_standard_layout().iter().copied().collect();
+                let data: Vec<u32> = $conv(v)?;
+                return match shape[..] {
+                    [h, w] => Ok((data, h, w)),
+                    _ => Err(Error::format(
+                        path,
+                        format!("label array has shape {shape:?}, expected (H, W)"),
+                    )),
+                };
+            }
+        };
+    }
+    try_type!(u32, |v: Vec<u32>| Ok::<_, Error>(v));
+    try_type!(u16, |v: Vec<u16>| Ok::<_, Error>(
+        v.into_iter().map(u32::from).collect()
+    ));
+    try_type!(u8, |v: Vec<u8>| Ok::<_, Error>(
+        v.into_iter().map(u32::from).collect()
+    ));
+    try_type!(i32, |v: Vec<i32>| to_label(path, &v));
+    try_type!(i64, |v: Vec<i64>| to_label(
+        path,
+        &v.iter().map(|&x| x as f64).collect::<Vec<_>>()
+    ));
+    try_type!(u64, |v: Vec<u64>| to_label(
+        path,
+        &v.iter().map(|&x| x as f64).collect::<Vec<_>>()
+    ));
+    // Surfaces the file's own problem (I/O, truncation, dtype) in the error.
+    npy::read::<u32>(path, "an integer label array (uint8/16/32, int32/64)")?;
+    Err(Error::format(path, "not a label array"))
+}
+
+fn read_png_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    let bad = |e: image::ImageError| Error::format(path, format!("unreadable PNG: {e}"));
+    let img = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?
+        .decode()
+        .map_err(bad)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let data = match img {
+        image::DynamicImage::ImageLuma8(b) => b.into_raw().into_iter().map(u32::from).collect(),
+        image::DynamicImage::ImageLuma16(b) => b.into_raw().into_iter().map(u32::from).collect(),
+        other => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "PNG label images must be 8- or 16-bit grayscale, got {:?}",
+                    other.color()
+                ),
+            ));
+        }
+    };
+    Ok((data, h, w))
+}
