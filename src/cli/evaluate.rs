@@ -206,20 +206,28 @@ pub fn evaluate_pairs(
     })
 }
 
-/// Prints the dataset table (and per-image AP when there are few images).
+/// Prints the dataset table (and per-image AP when there are few images). A closed pipe
+/// (`cytoseg evaluate ... | head`) ends the printing quietly.
 pub fn print_report(r: &Report) {
-    println!(
+    let _ = write_report(r, &mut std::io::stdout().lock());
+}
+
+fn write_report(r: &Report, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
         "{} image(s), criterion {}{}",
         r.images.len(),
         r.criterion,
         if r.by_image { ", by image" } else { "" }
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:>6} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7} {:>9} {:>7} {:>7}",
         "thresh", "n_true", "n_pred", "tp", "fp", "fn", "AP", "precision", "recall", "F1"
-    );
+    )?;
     for d in &r.dataset {
-        println!(
+        writeln!(
+            out,
             "{:>6.2} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7.4} {:>9.4} {:>7.4} {:>7.4}   PQ {:.4}",
             d.thresh,
             d.n_true,
@@ -232,22 +240,30 @@ pub fn print_report(r: &Report) {
             d.recall,
             d.f1,
             d.panoptic_quality
-        );
+        )?;
     }
     if r.images.len() > 1 && r.images.len() <= 50 {
-        println!(
+        writeln!(
+            out,
             "per image: AP at {:?} (cellpose ap identical where both are defined)",
             r.thresholds
-        );
+        )?;
         for i in &r.images {
             let aps: Vec<String> = i
                 .matching
                 .iter()
                 .map(|m| format!("{:.3}", m.accuracy))
                 .collect();
-            println!("  {:<40} {}  dice {:.3}", i.name, aps.join(" "), i.dice);
+            writeln!(
+                out,
+                "  {:<40} {}  dice {:.3}",
+                i.name,
+                aps.join(" "),
+                i.dice
+            )?;
         }
     }
+    Ok(())
 }
 
 fn csv_text(r: &Report) -> String {
