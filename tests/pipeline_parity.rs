@@ -12,22 +12,19 @@ use cytoseg::core::model::{Device, LoadOptions, Model, SegmentParams};
 use ndarray::{Array1, Array2, Array3};
 use ndarray_npy::NpzReader;
 
-fn load_model(name: &str) -> Option<Model> {
+fn load_model(dir: &Path) -> Option<Model> {
     let Some(lib) = common::ort_library() else {
         eprintln!(
             "SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
         );
         return None;
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name);
     let opts = LoadOptions {
         device: Device::Cpu,
         ort_lib: Some(lib),
         threads: 0,
     };
-    Some(Model::load(dir.to_str().unwrap(), &opts).expect("load test model"))
+    Some(Model::load(dir.to_str().unwrap(), &opts).expect("load model"))
 }
 
 fn image_path(stem: &str) -> Option<PathBuf> {
@@ -41,10 +38,23 @@ fn image_path(stem: &str) -> Option<PathBuf> {
 
 #[test]
 fn blobs_model_matches_cellpose_pipeline() {
-    let Some(model) = load_model("blobs") else {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    check_model(&root.join("tests/fixtures/models/blobs"), "blobs");
+}
+
+#[test]
+fn bundled_nuclei_model_matches_cellpose_pipeline() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    check_model(&root.join("models/nuclei"), "nuclei");
+}
+
+fn check_model(model_dir: &Path, fixtures: &str) {
+    let Some(model) = load_model(model_dir) else {
         return;
     };
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline/blobs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pipeline")
+        .join(fixtures);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -98,7 +108,7 @@ fn blobs_model_matches_cellpose_pipeline() {
         compared += 1;
     }
     eprintln!(
-        "{compared} images equal the Cellpose-pipeline reference ({flows_checked} with flows)"
+        "{fixtures}: {compared} images equal the Cellpose-pipeline reference ({flows_checked} with flows)"
     );
 }
 

@@ -17,7 +17,11 @@ model = Path(sys.argv[1]).resolve()
 name = model.name
 out = root / "tests" / "fixtures" / "pipeline" / name
 out.mkdir(parents=True, exist_ok=True)
+import os
+
 images = sorted((root / ".." / "shared" / "data" / "dsb2018-fluo" / "sample" / "images").glob("*.tif"))
+# CYTOSEG_FIXTURE_IMAGES=N keeps the first N sample images (the real model is slower).
+images = images[: int(os.environ.get("CYTOSEG_FIXTURE_IMAGES", len(images)))]
 example = root / "models" / "examples" / "nuclei_example.tif"
 if example.exists():
     images.append(example)
