@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 
 use crate::core::error::{Error, Result};
-use crate::core::flows::{self, FlowsRef, MaskParams};
+use crate::core::flows::{self, MaskParams};
 use crate::core::io::{labels::write_labels, npy};
 
 /// Arguments of `cytoseg masks`.
@@ -52,21 +52,12 @@ pub fn run(args: MasksArgs) -> Result<i32> {
     let dp = npy::read_f32(&args.dp, &[Some(2), None, None])?;
     let (h, w) = (dp.shape()[1], dp.shape()[2]);
     let cellprob = npy::read_f32(&args.cellprob, &[Some(h), Some(w)])?;
-    let dp = dp.as_standard_layout();
-    let cellprob = cellprob.as_standard_layout();
-    let (dy, dx) = dp
-        .as_slice()
-        .ok_or_else(|| Error::invalid("dP layout"))?
-        .split_at(h * w);
-    let flows = FlowsRef {
-        dy,
-        dx,
-        cellprob: cellprob
-            .as_slice()
-            .ok_or_else(|| Error::invalid("cellprob layout"))?,
-        height: h,
-        width: w,
-    };
+    let dp = dp
+        .into_dimensionality::<ndarray::Ix3>()
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    let cellprob = cellprob
+        .into_dimensionality::<ndarray::Ix2>()
+        .map_err(|e| Error::invalid(e.to_string()))?;
     let params = MaskParams {
         cellprob_threshold: args.cellprob_threshold,
         flow_threshold: args.flow_threshold,
@@ -75,8 +66,9 @@ pub fn run(args: MasksArgs) -> Result<i32> {
         max_size_fraction: args.max_size_fraction,
     };
     let start = Instant::now();
-    let labels = flows::compute_masks_slices(&flows, &params)?;
+    let labels = flows::compute_masks(dp.view(), cellprob.view(), &params)?;
     let n = labels.iter().copied().max().unwrap_or(0);
+    let labels = labels.into_raw_vec_and_offset().0;
     write_labels(&args.out, &labels, h, w, args.overwrite)?;
     log::info!(
         "{h}×{w}: {n} masks in {:.3} s → {}",

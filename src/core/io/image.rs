@@ -44,12 +44,7 @@ impl Image {
 
 /// Reads an image file, choosing the reader by extension.
 pub fn read_image(path: &Path) -> Result<Image> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
+    match crate::core::io::extension(path).as_str() {
         "tif" | "tiff" => read_tiff(path),
         "npy" => read_npy_image(path),
         _ => Err(Error::format(

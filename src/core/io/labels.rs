@@ -89,12 +89,7 @@ fn write_tiff(
 /// Reads a label image (`.tif`/`.tiff`, `.npy`, `.png`; any unsigned or non-negative integer
 /// type up to 32 bits, or integral floats). Returns row-major labels with the height and width.
 pub fn read_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
+    match crate::core::io::extension(path).as_str() {
         "tif" | "tiff" => read_tiff_labels(path),
         "npy" => read_npy_labels(path),
         "png" => read_png_labels(path),

@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 
 use crate::core::error::{Error, Result};
 
+/// The lower-cased extension of a path ("" when it has none).
+pub fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// Writes a file atomically: the content goes to a temporary file in the same folder, which is
 /// renamed over `path` only once complete. With `overwrite == false` an existing file is an
 /// error and is left untouched.
