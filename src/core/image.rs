@@ -117,10 +117,14 @@ impl<'a> ImageView<'a> {
 
     /// Whether any sample is NaN or infinite (only possible for float images).
     pub fn has_non_finite(&self) -> bool {
+        // Only the image's own samples: padding between rows (row_stride) is not looked at.
+        let row = self.width * self.channels;
         match self.pixels {
-            Pixels::F32(_) => {
-                (0..self.channels).any(|c| self.plane(c).iter().any(|v| !v.is_finite()))
-            }
+            Pixels::F32(d) => (0..self.height).any(|y| {
+                d[y * self.row_stride..y * self.row_stride + row]
+                    .iter()
+                    .any(|v| !v.is_finite())
+            }),
             _ => false,
         }
     }

@@ -215,9 +215,9 @@ fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter:
     t
 }
 
-/// The flow computation shared by [`masks_to_flows`] and the quality control: runs the
-/// diffusion of every mask and returns, for each mask pixel, the unit flow `(dy, dx)` in
-/// float64, through the callback `emit(y, x, dy, dx)` (called in any order).
+/// The flow computation shared by [`masks_to_flows`] and the quality control: the assembled
+/// heat map of every mask's diffusion, from which [`Diffusion::flow_at`] reads the unit flow
+/// `(dy, dx)` of any mask pixel in float64.
 pub(crate) struct Diffusion {
     heat: HeatMap,
     /// Bounding boxes of labels 1..=max (`None` where absent).
