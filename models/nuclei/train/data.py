@@ -6,7 +6,7 @@ It is never copied into the repository; only derived flow targets are cached in 
 git-ignored `.cache/` folder next to this file.
 
 Split rule: image index k (position in the npz `ids` array) with k % 10 == 0 is
-validation (49 images), every other image is training (442 images).
+validation (50 images), every other image is training (441 images).
 """
 from __future__ import annotations
 

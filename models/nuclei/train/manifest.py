@@ -1,11 +1,12 @@
 """Write models/nuclei/manifest.json from the checkpoint, the ONNX file and the metrics.
 
-    python models/nuclei/train/manifest.py
+    python models/nuclei/train/manifest.py [--version X.Y.Z]   (bump the version for new weights)
 Reads .cache/ckpt.pt, ../model.onnx, .cache/val_metrics_onnx.json (from evaluate.py --onnx)
 and .cache/diameter.json (from diameter.py).
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import hashlib
 import json
@@ -22,6 +23,9 @@ PKG = Path(__file__).resolve().parents[1]
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--version", default="1.0.0", help="semantic version of the weights")
+    args = ap.parse_args()
     ck = torch.load(data.CACHE / "ckpt.pt", weights_only=False, map_location="cpu")
     onnx_path = PKG / "model.onnx"
     m = onnx.load(str(onnx_path))
@@ -36,7 +40,7 @@ def main():
     manifest = {
         "format_version": 1,
         "name": "nuclei",
-        "version": "1.0.0",
+        "version": args.version,
         "family": "cellpose-flows",
         "description": "Default nuclei model: Cellpose-style flow U-Net for grayscale fluorescence nuclei.",
         "model": {
@@ -85,7 +89,8 @@ def main():
         "training": {
             "steps": ck["step"], "wall_time_budget_min": a.get("budget_min"), "batch": a["batch"], "crop": a["crop"], "optimizer": "AdamW",
             "lr": a["lr"], "warmup_steps": a["warmup"], "schedule": "linear warmup, cosine decay to 2%", "weight_decay": a["wd"], "seed": a["seed"],
-            "hardware": "2-core Intel Xeon CPU @ 2.50GHz, 1 torch thread, no GPU",
+            "scale_jitter": [a.get("scale_min", 0.75), a.get("scale_max", 1.33)],
+            "hardware": a.get("hardware", "2-core Intel Xeon CPU @ 2.50GHz, 1 torch thread, no GPU"),
             "wall_time_min": round(ck["elapsed_s"] / 60, 1),
             "date": trained.isoformat(),
         },

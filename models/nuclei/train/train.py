@@ -4,8 +4,13 @@ Usage (from the repository root, venv active):
     python models/nuclei/train/train.py            # full run, writes .cache/ckpt.pt
     python models/nuclei/train/train.py --steps 5  # timing test
     python models/nuclei/train/train.py --replay-lr ckpt.pt  # exact rerun of a budgeted run
+    python models/nuclei/train/train.py --device cuda --steps 20000 --crop 224 \
+        --scale-min 0.5 --scale-max 2.0               # the longer GPU run the model card proposes
 
-Everything random is seeded (torch.manual_seed, numpy Generator), torch uses one thread.
+Everything random is seeded (torch.manual_seed, numpy Generator), torch uses one thread by
+default. The defaults (CPU, crop 128, scale jitter 0.75-1.33) are those of the shipped run.
+On CUDA, cuDNN kernels may differ run to run in the last bits; augmentation stays on the CPU
+(numpy/OpenCV) and is seeded as before.
 """
 from __future__ import annotations
 
@@ -32,10 +37,11 @@ def loss_fn(y, cellprob, flows):
     return loss + F.binary_cross_entropy_with_logits(y[:, 2], cellprob)
 
 
-def make_batch(idx, imgs, lbls, flows, rng, crop, augment=True):
+def make_batch(idx, imgs, lbls, flows, rng, crop, augment=True, scale_range=(0.75, 1.33)):
     xs, cs, fs = [], [], []
     for i in idx:
-        im, cp, fl = data.random_crop_augment(imgs[i], lbls[i], flows[i], rng, crop=crop)
+        im, cp, fl = data.random_crop_augment(imgs[i], lbls[i], flows[i], rng, crop=crop,
+                                              scale_range=scale_range)
         if augment:
             im = data.intensity_augment(im, rng)
         xs.append(im); cs.append(cp); fs.append(fl)
@@ -56,6 +62,13 @@ def main():
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--scale-min", type=float, default=0.75,
+                    help="scale jitter: each crop is resized by a log-uniform factor in [min, max]")
+    ap.add_argument("--scale-max", type=float, default=1.33)
+    ap.add_argument("--device", type=str, default="cpu", help="torch device: cpu or cuda")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--hardware", type=str, default="2-core Intel Xeon CPU @ 2.50GHz, 1 torch thread, no GPU",
+                    help="free-text hardware note, copied into the manifest by manifest.py")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--wd", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=100)
@@ -70,8 +83,12 @@ def main():
     ap.add_argument("--out", type=str, default=str(data.CACHE / "ckpt.pt"))
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
+    if not 0 < args.scale_min <= args.scale_max:
+        ap.error("need 0 < --scale-min <= --scale-max")
+    scale_range = (args.scale_min, args.scale_max)
+    dev = torch.device(args.device)
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -87,10 +104,11 @@ def main():
     # fixed validation crops (no intensity jitter) for a validation loss curve
     vrng = np.random.default_rng(12345)
     vbatches = [make_batch([va[(j * 8 + i) % len(va)] for i in range(8)], nimgs, lbls, flows,
-                           vrng, args.crop, augment=False) for j in range(8)]
+                           vrng, args.crop, augment=False, scale_range=scale_range)
+                for j in range(8)]
 
     widths = tuple(int(w) for w in args.widths.split(","))
-    net = FlowUNet(nin=1, nout=3, widths=widths).to(memory_format=torch.channels_last)
+    net = FlowUNet(nin=1, nout=3, widths=widths).to(dev, memory_format=torch.channels_last)
     print(f"params: {count_params(net)}", flush=True)
     decay = [p for n, p in net.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]
@@ -98,9 +116,9 @@ def main():
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     step0 = 0
     if args.resume and Path(args.out).exists():
-        ck = torch.load(args.out, weights_only=False)
+        ck = torch.load(args.out, weights_only=False, map_location=dev)
         net.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
-        step0 = ck["step"]; rng = ck["rng"]; torch.set_rng_state(ck["torch_rng"])
+        step0 = ck["step"]; rng = ck["rng"]; torch.set_rng_state(ck["torch_rng"].cpu())
         print(f"resumed at step {step0}", flush=True)
 
     def save(step, final=False):
@@ -113,7 +131,7 @@ def main():
     def val_loss():
         net.eval()
         with torch.no_grad():
-            ls = [loss_fn(net(x.to(memory_format=torch.channels_last)), c, f).item()
+            ls = [loss_fn(net(x.to(dev, memory_format=torch.channels_last)), c.to(dev), f.to(dev)).item()
                   for x, c, f in vbatches]
         net.train()
         return float(np.mean(ls))
@@ -148,9 +166,9 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         idx = rng.choice(tr, size=args.batch)
-        x, c, f = make_batch(idx, nimgs, lbls, flows, rng, args.crop)
-        y = net(x.to(memory_format=torch.channels_last))
-        loss = loss_fn(y, c, f)
+        x, c, f = make_batch(idx, nimgs, lbls, flows, rng, args.crop, scale_range=scale_range)
+        y = net(x.to(dev, memory_format=torch.channels_last))
+        loss = loss_fn(y, c.to(dev), f.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -167,7 +185,7 @@ def main():
     print(f"final val_loss {val_loss():.4f} after {len(lr_trace)} steps", flush=True)
     save(len(lr_trace), final=True)
     print(f"done in {(time.time()-t0)/60:.1f} min", flush=True)
-    json.dump({"steps": len(lr_trace), "wall_s": time.time() - t0}, open(data.CACHE / "train_done.json", "w"))
+    json.dump({"steps": len(lr_trace), "wall_s": time.time() - t0}, open(Path(args.out).parent / "train_done.json", "w"))
 
 
 if __name__ == "__main__":
