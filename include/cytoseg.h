@@ -221,6 +221,13 @@ typedef struct Device Device;
 typedef struct cytoseg_model cytoseg_model;
 
 /**
+ * A measurement table (opaque): one row per object, ordered by label, columns of doubles.
+ * Created by `cytoseg_measure`, released by `cytoseg_table_free`. Read-only after creation,
+ * so it may be read from several threads at once.
+ */
+typedef struct cytoseg_table cytoseg_table;
+
+/**
  * Parameters of the flows → labels conversion (Cellpose's names and defaults).
  *
  * Always initialize with `cytoseg_masks_params_init()` before changing fields: it sets
@@ -259,6 +266,29 @@ typedef struct cytoseg_masks_params {
    */
   int64_t min_size;
 } cytoseg_masks_params;
+
+/**
+ * Physical pixel size for `cytoseg_measure`. Initialize with `cytoseg_calibration_init`.
+ */
+typedef struct cytoseg_calibration {
+  /**
+   * Must be `sizeof(cytoseg_calibration)`; set by `cytoseg_calibration_init`.
+   */
+  size_t struct_size;
+  /**
+   * Width of a pixel (x, columns) in `unit`; > 0. Default 1.
+   */
+  double pixel_width;
+  /**
+   * Height of a pixel (y, rows) in `unit`; > 0. Default 1.
+   */
+  double pixel_height;
+  /**
+   * Length unit, e.g. "um" (NUL-terminated UTF-8, only read during the call); NULL means
+   * "pixel". Default NULL.
+   */
+  const char *unit;
+} cytoseg_calibration;
 
 /**
  * Matching statistics at one threshold, with `stardist.matching`'s fields.
@@ -500,6 +530,76 @@ cytoseg_status cytoseg_labels_to_flows(const uint32_t *labels,
                                        size_t width,
                                        double *flows,
                                        size_t flows_len);
+
+/**
+ * Fills `cal` with the defaults: 1 × 1 pixel, unit NULL ("pixel", uncalibrated).
+ */
+cytoseg_status cytoseg_calibration_init(struct cytoseg_calibration *cal);
+
+/**
+ * Measures every object of a label image: label, area, centroid, bounding box, perimeter,
+ * equivalent diameter, axis lengths, eccentricity, orientation, solidity, extent and, with an
+ * intensity image, per-channel mean/min/max/std/integrated intensity — the values of
+ * `skimage.measure.regionprops_table` (scikit-image 0.26); see the README's "Measurements".
+ *
+ * @param labels            `height * width` uint32 labels, row-major (0 = background).
+ * @param width, height     Label image size (each >= 1).
+ * @param image             Optional intensity image (may be NULL): `height` rows of `width`
+ *                          pixels × `channels` interleaved samples of type `dtype`, rows every
+ *                          `row_stride_bytes` (as for `cytoseg_model_segment`).
+ * @param dtype             A `cytoseg_dtype` value (ignored without `image`).
+ * @param channels          Samples per pixel (>= 1; ignored without `image`).
+ * @param row_stride_bytes  Bytes between row starts (ignored without `image`).
+ * @param cal               Pixel size and unit, or NULL for uncalibrated pixels.
+ * @param out               Receives the new table on success; free with `cytoseg_table_free`.
+ */
+cytoseg_status cytoseg_measure(const uint32_t *labels,
+                               size_t width,
+                               size_t height,
+                               const void *image,
+                               int32_t dtype,
+                               size_t channels,
+                               size_t row_stride_bytes,
+                               const struct cytoseg_calibration *cal,
+                               struct cytoseg_table **out);
+
+/**
+ * Number of rows (objects) of `t`; 0 for NULL.
+ */
+size_t cytoseg_table_rows(const struct cytoseg_table *t);
+
+/**
+ * Number of columns of `t`; 0 for NULL.
+ */
+size_t cytoseg_table_columns(const struct cytoseg_table *t);
+
+/**
+ * Name of column `i` (e.g. "area", "intensity_mean-1"), valid while `t` lives; NULL when `t`
+ * is NULL or `i` is out of range.
+ */
+const char *cytoseg_table_column_name(const struct cytoseg_table *t, size_t i);
+
+/**
+ * Unit of column `i` ("um", "um^2", ...; "" when it has none: pixels or unitless), valid
+ * while `t` lives; NULL when `t` is NULL or `i` is out of range.
+ */
+const char *cytoseg_table_column_unit(const struct cytoseg_table *t, size_t i);
+
+/**
+ * Copies column `i` of `t` into `out`.
+ *
+ * @param out  Caller-allocated array of `len` doubles.
+ * @param len  Must equal `cytoseg_table_rows(t)`.
+ */
+cytoseg_status cytoseg_table_column(const struct cytoseg_table *t,
+                                    size_t i,
+                                    double *out,
+                                    size_t len);
+
+/**
+ * Releases a table; NULL is a no-op.
+ */
+void cytoseg_table_free(struct cytoseg_table *t);
 
 /**
  * Scores a predicted label image against ground truth, exactly as

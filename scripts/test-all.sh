@@ -24,3 +24,7 @@ echo "== cargo test"
 cargo test --release --locked
 echo "== C API tests"
 bash tests/c/run.sh target/release
+echo "== Fiji/ImageJ plugin (JNI; Maven offline, JUnit and a real ImageJ 1 under Xvfb)"
+bash bindings/java/ci.sh
+echo "== Python package and napari plugin (clean venv bindings/python/.venv-ci, Xvfb)"
+bash bindings/python/ci.sh

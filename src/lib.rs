@@ -12,6 +12,8 @@
 pub mod cli;
 pub mod core;
 pub mod ffi;
+/// cbindgen:ignore
+pub mod jni;
 
 pub use crate::core::error::{Error, Result};
 

@@ -85,7 +85,7 @@ pub struct Report {
 
 const EXTS: [&str; 4] = ["tif", "tiff", "npy", "png"];
 
-fn label_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+pub(crate) fn label_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();

@@ -1,11 +1,11 @@
-//! `cytoseg segment` and `cytoseg models`: run a model on images, list the bundled models.
+//! `cytoseg segment` and `cytoseg models`: run a model over images in batch, list the bundled
+//! models.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::core::error::{Error, Result};
-use crate::core::io::{image::read_image, labels::write_labels, npy, write_atomic};
 use crate::core::model::{
     ChannelChoice, Device, LoadOptions, Model, SegmentParams, list_models, runtime,
 };
@@ -110,80 +110,150 @@ impl SegmentArgs {
 
 /// Arguments of `cytoseg segment`.
 #[derive(Debug, Args)]
+#[command(after_long_help = SEGMENT_AFTER_HELP)]
 pub struct SegmentCmd {
-    /// Images to segment (.tif, .tiff, .npy).
-    #[arg(required = true)]
-    pub images: Vec<PathBuf>,
-    /// Output folder: writes <stem>_labels.tif for each image.
-    #[arg(long)]
+    /// Images (.tif/.tiff incl. OME-TIFF, ImageJ hyperstacks and BigTIFF, .png, .jpg, .npy),
+    /// folders of them, or quoted glob patterns such as 'plate1/*.tif'.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Output folder (created if missing).
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Also take images from the sub-folders of folder inputs (outputs mirror the sub-folders).
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Images processed at once (default: the number of cores, at most 4); fewer run when
+    /// their estimated memory would exceed --max-memory.
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Memory the images in flight may use together, in GiB (default: 60% of the available
+    /// memory).
+    #[arg(long, value_name = "GiB")]
+    pub max_memory: Option<f64>,
     /// Model selection.
     #[command(flatten)]
     pub model: ModelArgs,
     /// Segmentation parameters.
     #[command(flatten)]
     pub seg: SegmentArgs,
-    /// Also write the network output as <stem>_flows.npy, float32 (3, H, W) = dY, dX, cellprob.
+    /// Do not write the per-object measurement tables (<stem>_objects.csv).
+    #[arg(long)]
+    pub no_objects: bool,
+    /// Also write the network output as <stem>_flows.npy, float32 (3, H, W) = dY, dX, cellprob
+    /// ((planes, 3, H, W) for stacks).
     #[arg(long)]
     pub save_flows: bool,
-    /// Replace existing outputs.
+    /// Redo images finished by an earlier run and replace existing outputs.
     #[arg(long)]
     pub overwrite: bool,
 }
 
+const SEGMENT_AFTER_HELP: &str = "\
+Outputs, in --out:
+  <stem>_labels.tif    labels, uint16 (uint32 past 65,535 objects), the input's pixel size kept;
+                       stacks as ImageJ hyperstacks, segmented plane by plane (numbering per plane)
+  <stem>_objects.csv   one row per object: shape and per-channel intensity measurements,
+                       calibrated when the input carries a pixel size
+  summary.csv          one row per image: status, error, planes, objects, area statistics, time
+  run.json             versions (cytoseg, model + SHA-256, ONNX Runtime + provider), every
+                       parameter, input SHA-256s, start and end times (UTC)
+  .cytoseg/            per-image records used to resume
+
+Re-running the same command skips finished images (same input, model and parameters, outputs
+intact) and redoes the rest, e.g. after an interruption; --overwrite redoes everything.
+An image that fails is reported in summary.csv and the log; the others go on.
+Exit status: 0 all images ok or skipped, 1 some image failed, 2 the run could not start.
+
+Stacks: multi-page TIFFs are z (or t) stacks; ImageJ hyperstacks and OME-TIFF give their axes.
+Channels: --channel picks the model's input channel(s); intensities are measured on all.
+
+Examples:
+  cytoseg segment images/ --out results
+  cytoseg segment 'plate*/**/*.tif' --out results --diameter 25 --jobs 2
+  cytoseg segment experiment/ --recursive --out results --device cuda";
+
 /// Runs `cytoseg segment`; returns 1 when any image failed.
-pub fn run(cmd: SegmentCmd) -> Result<i32> {
+pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
+    use super::batch;
     std::fs::create_dir_all(&cmd.out).map_err(|e| Error::io(&cmd.out, e))?;
+    let inputs = batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?;
+    if inputs.is_empty() {
+        return Err(Error::invalid("no input images found"));
+    }
+    let started = batch::utc_now();
+    let t0 = std::time::Instant::now();
     let model = cmd.model.load()?;
     let mut params = cmd.seg.params(&model);
     params.keep_flows = cmd.save_flows;
-    let mut failed = 0;
-    for path in &cmd.images {
-        match segment_one(&model, &params, path, &cmd) {
-            Ok(n) => log::info!("{}: {n} objects", path.display()),
-            Err(e) => {
-                failed += 1;
-                eprintln!("error: {e}");
-            }
-        }
+    let opts = batch::BatchOptions {
+        out: cmd.out.clone(),
+        jobs: default_jobs(cmd.jobs),
+        memory_budget: memory_budget(cmd.max_memory)?,
+        overwrite: cmd.overwrite,
+        measure: !cmd.no_objects,
+        save_flows: cmd.save_flows,
+        quiet,
+    };
+    if !quiet {
+        eprintln!(
+            "cytoseg {}: {} image(s), model {} {} on {} (ONNX Runtime {}), {} job(s)",
+            crate::VERSION,
+            inputs.len(),
+            model.manifest.name,
+            model.manifest.version,
+            model.device.name(),
+            model.runtime.version,
+            opts.jobs
+        );
+    }
+    let outcomes = batch::run_batch(&model, &params, &inputs, &opts);
+    let finished = batch::utc_now();
+    let manifest = batch::manifest(
+        &model,
+        &params,
+        &opts,
+        &outcomes,
+        &started,
+        &finished,
+        t0.elapsed().as_secs_f64(),
+    );
+    batch::write_run_files(&cmd.out, &outcomes, &manifest)?;
+    let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+    let failed = count("failed");
+    if !quiet || failed > 0 {
+        eprintln!(
+            "{} ok, {} skipped (finished earlier), {} failed in {:.1} s; summary: {}",
+            count("ok"),
+            count("skipped"),
+            failed,
+            t0.elapsed().as_secs_f64(),
+            cmd.out.join("summary.csv").display()
+        );
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-fn segment_one(
-    model: &Model,
-    params: &SegmentParams,
-    path: &std::path::Path,
-    cmd: &SegmentCmd,
-) -> Result<u32> {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::invalid(format!("{}: no file name", path.display())))?;
-    let out = cmd.out.join(format!("{stem}_labels.tif"));
-    if out.exists() && !cmd.overwrite {
-        return Err(Error::invalid(format!(
-            "{} already exists (use --overwrite to replace it)",
-            out.display()
-        )));
+/// `--jobs`, or the number of cores capped at 4.
+pub fn default_jobs(jobs: Option<usize>) -> usize {
+    jobs.filter(|&j| j > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
+    })
+}
+
+/// `--max-memory` in bytes, or 60% of the available memory (4 GiB when unknown).
+pub fn memory_budget(gib: Option<f64>) -> Result<u64> {
+    match gib {
+        Some(g) if g.is_finite() && g > 0.0 => Ok((g * (1u64 << 30) as f64) as u64),
+        Some(g) => Err(Error::invalid(format!(
+            "--max-memory {g}: expected a positive number of GiB"
+        ))),
+        None => Ok(super::batch::available_memory()
+            .map(|m| m / 10 * 6)
+            .unwrap_or(4 << 30)),
     }
-    let image = read_image(path)?;
-    let seg = model.segment(&image.view()?, params, None)?;
-    write_labels(&out, &seg.labels, seg.height, seg.width, cmd.overwrite)?;
-    if let Some(fl) = &seg.flows {
-        let fpath = cmd.out.join(format!("{stem}_flows.npy"));
-        write_atomic(&fpath, cmd.overwrite, |w| {
-            npy::write(w, &[3, seg.height, seg.width], fl.concat())
-        })?;
-    }
-    log::info!(
-        "{}: preprocess {:.3}s, network {:.3}s, masks {:.3}s",
-        path.display(),
-        seg.timings.preprocess,
-        seg.timings.network,
-        seg.timings.masks
-    );
-    Ok(seg.count)
 }
 
 /// Arguments of `cytoseg models`.

@@ -5,5 +5,6 @@ pub mod error;
 pub mod flows;
 pub mod image;
 pub mod io;
+pub mod measure;
 pub mod metrics;
 pub mod model;

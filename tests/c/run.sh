@@ -27,6 +27,17 @@ else
     echo "valgrind not installed: memory check skipped"
 fi
 passed=1
+echo "== C measurement tests"
+gcc -std=c11 "${flags[@]}" -g "$here/test_measure.c" -o "$out/test_measure" \
+    -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+"$out/test_measure"
+if command -v valgrind >/dev/null; then
+    echo "== C measurement tests under valgrind (errors and leaks are failures)"
+    RAYON_NUM_THREADS=2 valgrind --quiet --error-exitcode=1 --leak-check=full --suppressions="$here/valgrind.supp" \
+        --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+        "$out/test_measure"
+fi
+passed=$((passed + 1))
 # Model tests need ONNX Runtime: $ORT_DYLIB_PATH or the repository's .venv (pip install onnxruntime).
 ort="${ORT_DYLIB_PATH:-}"
 if [ -z "$ort" ]; then
@@ -44,7 +55,7 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
             --suppressions="$here/valgrind.supp" --show-leak-kinds=definite,indirect \
             --errors-for-leak-kinds=definite,indirect "$out/test_model" "$model" "$ort"
     fi
-    passed=2
+    passed=$((passed + 1))
 else
     echo "SKIPPED C model tests: no ONNX Runtime (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
 fi

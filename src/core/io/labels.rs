@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::core::error::{Error, Result};
+use crate::core::io::image::Calibration;
 use crate::core::io::{npy, write_atomic};
 
 /// File formats for label images.
@@ -43,46 +44,233 @@ pub fn write_labels(
     width: usize,
     overwrite: bool,
 ) -> Result<()> {
-    if labels.len() != height * width {
+    write_label_stack(
+        path,
+        &LabelStack {
+            labels,
+            planes: 1,
+            height,
+            width,
+            plane_axes: &[],
+            calibration: &Calibration::default(),
+        },
+        overwrite,
+    )
+}
+
+/// Label planes to write: `planes` row-major `height × width` planes one after the other.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelStack<'a> {
+    /// All planes' labels, plane after plane.
+    pub labels: &'a [u32],
+    /// Number of planes.
+    pub planes: usize,
+    /// Plane height.
+    pub height: usize,
+    /// Plane width.
+    pub width: usize,
+    /// Axes of the planes, outermost first (`[('z', 5)]`, `[('t', 3), ('z', 5)]`; empty for one
+    /// plane), recorded in the ImageJ description.
+    pub plane_axes: &'a [(char, usize)],
+    /// Pixel size, written as ImageJ reads it (resolution tags + `unit=`).
+    pub calibration: &'a Calibration,
+}
+
+/// Writes label planes atomically; refuses to replace an existing file unless `overwrite`.
+///
+/// TIFF: uint16 when every label fits, uint32 otherwise. One plane is deflate compressed;
+/// several planes are written as ImageJ writes a hyperstack (uncompressed, contiguous,
+/// `images= slices= frames=` in the description; BigTIFF with compressed pages past 4 GB), so
+/// that Fiji opens them with their axes. The calibration goes into `XResolution` /
+/// `YResolution` (pixels per unit) and `unit=` of an ImageJ description, which Fiji and
+/// tifffile read. `.npy`: `(H, W)` or `(planes, H, W)`, no calibration.
+pub fn write_label_stack(path: &Path, stack: &LabelStack<'_>, overwrite: bool) -> Result<()> {
+    let LabelStack {
+        labels,
+        planes,
+        height,
+        width,
+        ..
+    } = *stack;
+    if planes == 0 || labels.len() != planes * height * width {
         return Err(Error::shape(format!(
-            "{} labels for a {height}×{width} image",
+            "{} labels for {planes} plane(s) of {height}×{width}",
             labels.len()
         )));
     }
     let format = LabelFormat::from_path(path)?;
     let fits16 = labels.iter().all(|&l| l <= u16::MAX as u32);
+    let shape: Vec<usize> = if planes == 1 {
+        vec![height, width]
+    } else {
+        vec![planes, height, width]
+    };
     write_atomic(path, overwrite, |w| match format {
         LabelFormat::Npy => {
             if fits16 {
-                npy::write(
-                    w,
-                    &[height, width],
-                    labels.iter().map(|&l| l as u16).collect(),
-                )
+                npy::write(w, &shape, labels.iter().map(|&l| l as u16).collect())
             } else {
-                npy::write(w, &[height, width], labels.to_vec())
+                npy::write(w, &shape, labels.to_vec())
             }
         }
-        LabelFormat::Tiff => write_tiff(w, labels, height, width, fits16)
+        LabelFormat::Tiff => write_tiff(w, stack, fits16)
             .map_err(|e| Error::format(path, format!("writing TIFF: {e}"))),
     })
 }
 
-fn write_tiff(
-    w: &mut (impl std::io::Write + std::io::Seek),
-    labels: &[u32],
-    height: usize,
-    width: usize,
+/// The ImageJ description for a label stack.
+fn imagej_description(stack: &LabelStack<'_>, max: u32) -> String {
+    let mut d = String::from("ImageJ=1.54f\n");
+    if stack.planes > 1 {
+        d += &format!("images={}\n", stack.planes);
+        let size = |a: char| {
+            stack
+                .plane_axes
+                .iter()
+                .find(|(b, _)| *b == a)
+                .map(|(_, n)| *n)
+        };
+        match (size('z'), size('t')) {
+            (Some(z), Some(t)) if z * t == stack.planes => {
+                d += &format!("slices={z}\nframes={t}\nhyperstack=true\n");
+            }
+            (None, Some(t)) if t == stack.planes => d += &format!("frames={t}\n"),
+            _ => d += &format!("slices={}\n", stack.planes),
+        }
+    }
+    let cal = stack.calibration;
+    if cal.is_calibrated() {
+        let unit = if cal.unit == "µm" {
+            "micron".to_string()
+        } else {
+            cal.unit.chars().filter(|c| c.is_ascii_graphic()).collect()
+        };
+        d += &format!("unit={unit}\n");
+    }
+    d += &format!("min=0.0\nmax={max}.0\n");
+    d
+}
+
+/// `1 / size` as a TIFF rational with as many exact digits as fit.
+fn per_unit(size: f64) -> Rational {
+    if !(size.is_finite() && size > 0.0) {
+        return Rational { n: 1, d: 1 };
+    }
+    let mut scale = 1_000_000.0f64;
+    while size * scale > u32::MAX as f64 / 2.0 && scale > 1.0 {
+        scale /= 10.0;
+    }
+    let d = (size * scale).round().max(1.0) as u32;
+    Rational { n: scale as u32, d }
+}
+
+use tiff::encoder::Rational;
+
+fn write_tiff<W: std::io::Write + std::io::Seek>(
+    w: &mut W,
+    stack: &LabelStack<'_>,
     fits16: bool,
 ) -> std::result::Result<(), tiff::TiffError> {
     use tiff::encoder::{Compression, TiffEncoder, colortype};
-    let (w32, h32) = (width as u32, height as u32);
-    let mut enc = TiffEncoder::new(w)?.with_compression(Compression::Deflate(Default::default()));
-    if fits16 {
-        let data: Vec<u16> = labels.iter().map(|&l| l as u16).collect();
-        enc.write_image::<colortype::Gray16>(w32, h32, &data)
+    use tiff::tags::{ResolutionUnit, Tag};
+    let (w32, h32) = (stack.width as u32, stack.height as u32);
+    let max = stack.labels.iter().copied().max().unwrap_or(0);
+    let desc = imagej_description(stack, max);
+    let (xr, yr) = (
+        per_unit(stack.calibration.pixel_width),
+        per_unit(stack.calibration.pixel_height),
+    );
+    let plane = stack.height * stack.width;
+    let bytes = stack.labels.len() as u64 * if fits16 { 2 } else { 4 };
+    if stack.planes == 1 {
+        let mut enc =
+            TiffEncoder::new(w)?.with_compression(Compression::Deflate(Default::default()));
+        macro_rules! one {
+            ($ct:ty, $data:expr) => {{
+                let mut img = enc.new_image::<$ct>(w32, h32)?;
+                img.resolution(ResolutionUnit::None, xr);
+                img.y_resolution(yr);
+                img.encoder()
+                    .write_tag(Tag::ImageDescription, desc.as_str())?;
+                img.write_data($data)
+            }};
+        }
+        if fits16 {
+            let data: Vec<u16> = stack.labels.iter().map(|&l| l as u16).collect();
+            one!(colortype::Gray16, &data)
+        } else {
+            one!(colortype::Gray32, stack.labels)
+        }
+    } else if bytes < (u32::MAX as u64) - (1 << 24) {
+        // ImageJ hyperstack layout: all pixel data first and contiguous, then the IFDs.
+        let mut enc = TiffEncoder::new(w)?;
+        let mut offsets = Vec::with_capacity(stack.planes);
+        let mut dir = enc.image_directory()?;
+        for p in stack.labels.chunks(plane) {
+            let off = if fits16 {
+                let data: Vec<u16> = p.iter().map(|&l| l as u16).collect();
+                dir.write_data(&data[..])?
+            } else {
+                dir.write_data(p)?
+            };
+            offsets.push(u32::try_from(off)?);
+        }
+        let strip_bytes = (plane * if fits16 { 2 } else { 4 }) as u32;
+        let tags = |dir: &mut tiff::encoder::DirectoryEncoder<'_, _, _>,
+                    i: usize|
+         -> std::result::Result<(), tiff::TiffError> {
+            dir.write_tag(Tag::NewSubfileType, 0u32)?;
+            dir.write_tag(Tag::ImageWidth, w32)?;
+            dir.write_tag(Tag::ImageLength, h32)?;
+            dir.write_tag(Tag::BitsPerSample, if fits16 { 16u16 } else { 32u16 })?;
+            dir.write_tag(Tag::Compression, 1u16)?;
+            dir.write_tag(Tag::PhotometricInterpretation, 1u16)?;
+            if i == 0 {
+                dir.write_tag(Tag::ImageDescription, desc.as_str())?;
+            }
+            dir.write_tag(Tag::StripOffsets, offsets[i])?;
+            dir.write_tag(Tag::SamplesPerPixel, 1u16)?;
+            dir.write_tag(Tag::RowsPerStrip, h32)?;
+            dir.write_tag(Tag::StripByteCounts, strip_bytes)?;
+            dir.write_tag(Tag::XResolution, xr.clone())?;
+            dir.write_tag(Tag::YResolution, yr.clone())?;
+            dir.write_tag(Tag::ResolutionUnit, ResolutionUnit::None)?;
+            dir.write_tag(Tag::SampleFormat, 1u16)?;
+            Ok(())
+        };
+        tags(&mut dir, 0)?;
+        dir.finish()?;
+        for i in 1..stack.planes {
+            let mut dir = enc.image_directory()?;
+            tags(&mut dir, i)?;
+            dir.finish()?;
+        }
+        Ok(())
     } else {
-        enc.write_image::<colortype::Gray32>(w32, h32, labels)
+        // Past 4 GB: BigTIFF, compressed pages (Fiji opens it through Bio-Formats).
+        let mut enc =
+            TiffEncoder::new_big(w)?.with_compression(Compression::Deflate(Default::default()));
+        for (i, p) in stack.labels.chunks(plane).enumerate() {
+            macro_rules! page {
+                ($ct:ty, $data:expr) => {{
+                    let mut img = enc.new_image::<$ct>(w32, h32)?;
+                    img.resolution(ResolutionUnit::None, xr.clone());
+                    img.y_resolution(yr.clone());
+                    if i == 0 {
+                        img.encoder()
+                            .write_tag(Tag::ImageDescription, desc.as_str())?;
+                    }
+                    img.write_data($data)?
+                }};
+            }
+            if fits16 {
+                let data: Vec<u16> = p.iter().map(|&l| l as u16).collect();
+                page!(colortype::Gray16, &data)
+            } else {
+                page!(colortype::Gray32, p)
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds and tests the Fiji/ImageJ plugin (bindings/java), offline, on Debian 12:
+#   1. stages target/release/libcytoseg.so (debug info stripped) as natives/linux_x86_64/;
+#   2. mvn package with Debian's Maven repository: compiles, runs the JUnit tests under Xvfb,
+#      writes target/cytoseg_-<version>.jar (library + bundled nuclei model inside);
+#   3. integration test: the real ImageJ 1 (Debian's, -batch under xvfb-run, with timeout) runs
+#      src/test/ij/segment_example.ijm on models/examples/nuclei_example.tif, and the label image,
+#      ROI count, Results table and measurements must equal `cytoseg segment` on the same image
+#      with the same settings.
+# Needs: cargo build --release done; apt packages imagej maven junit5 libsurefire-java
+# libmaven-{compiler,jar,resources,install}-plugin-java xvfb xauth (.ci/run installs them); ONNX
+# Runtime (scripts/setup-ort.sh puts it in ./.venv; ORT_DYLIB_PATH is set from there).
+# Set CYTOSEG_BUNDLE_ORT=1 to also put libonnxruntime.so into the jar.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+
+lib="$root/target/release/libcytoseg.so"
+[ -f "$lib" ] || { echo "ci.sh: $lib is missing: run cargo build --release first" >&2; exit 1; }
+for tool in mvn xvfb-run java; do
+    command -v "$tool" >/dev/null || { echo "ci.sh: $tool is missing (apt-get install maven xvfb xauth default-jdk)" >&2; exit 1; }
+done
+[ -f /usr/share/java/ij.jar ] || { echo "ci.sh: /usr/share/java/ij.jar is missing (apt-get install imagej)" >&2; exit 1; }
+
+if [ -z "${ORT_DYLIB_PATH:-}" ]; then
+    ORT_DYLIB_PATH="$(ls "$root"/.venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1* 2>/dev/null | head -n 1 || true)"
+    [ -n "$ORT_DYLIB_PATH" ] && export ORT_DYLIB_PATH
+fi
+echo "== natives: $lib -> natives/linux_x86_64/ (ONNX Runtime: ${ORT_DYLIB_PATH:-engine search})"
+rm -rf natives && mkdir -p natives/linux_x86_64
+if command -v strip >/dev/null; then
+    strip --strip-debug -o natives/linux_x86_64/libcytoseg.so "$lib"
+else
+    cp "$lib" natives/linux_x86_64/libcytoseg.so
+fi
+if [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ] && [ -n "${ORT_DYLIB_PATH:-}" ]; then
+    ort_real="$(readlink -f "$ORT_DYLIB_PATH")"
+    cp "$ort_real" "natives/linux_x86_64/$(basename "$ort_real")"
+    basename "$ort_real" > natives/linux_x86_64/onnxruntime.txt
+fi
+
+echo "== mvn package (offline, Debian repository; JUnit under Xvfb)"
+rm -rf target   # `mvn clean` needs a plugin Debian lacks offline
+timeout 600 xvfb-run -a mvn -B -o -q -s /etc/maven/settings-debian.xml package
+jar="$(ls target/cytoseg_-*.jar)"
+echo "built $jar ($(du -h "$jar" | cut -f1))"
+
+echo "== ImageJ 1 integration test (xvfb-run, -batch macro) vs the cytoseg CLI"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/ij/plugins" "$work/cli" "$work/ijout"
+cp "$jar" "$work/ij/plugins/"
+image="$root/models/examples/nuclei_example.tif"
+"$root/target/release/cytoseg" -q segment "$image" --out "$work/cli" --model nuclei --device cpu \
+    --cellprob-threshold 0 --flow-threshold 0.4
+cli_labels="$work/cli/nuclei_example_labels.tif"
+log="$work/ij.log"
+if ! timeout 180 xvfb-run -a java -Xmx2g -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
+        "$here/src/test/ij/segment_example.ijm" "$image|$work/ijout|$cli_labels" >"$log" 2>&1; then
+    cat "$log"; echo "ci.sh: ImageJ failed or timed out" >&2; exit 1
+fi
+cat "$log"
+python3 "$here/src/test/ij/check_integration.py" "$log" "$work/ijout/ij_results.csv" \
+    "$work/cli/nuclei_example_objects.csv"
+echo "== About cytoseg (ONNX Runtime $( [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ] && echo "bundled in the jar, ORT_DYLIB_PATH unset" || echo "from the engine's search"))"
+printf 'run("About cytoseg");\nprint(getInfo("log"));\n' > "$work/about.ijm"
+if [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ]; then
+    env -u ORT_DYLIB_PATH timeout 60 xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch "$work/about.ijm" >"$work/about.log" 2>&1 || true
+else
+    timeout 60 xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch "$work/about.ijm" >"$work/about.log" 2>&1 || true
+fi
+cat "$work/about.log"
+grep -q "^cytoseg engine " "$work/about.log" && grep -q "^ONNX Runtime [0-9]" "$work/about.log" \
+    && grep -q "^model nuclei " "$work/about.log" || { echo "ci.sh: About cytoseg did not report the versions" >&2; exit 1; }
+if [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ]; then
+    grep -q "^ONNX Runtime .*cytoseg-natives-" "$work/about.log" || { echo "ci.sh: the bundled ONNX Runtime was not used" >&2; exit 1; }
+fi
+
+echo "== ImageJ 1 error paths (-batch): messages, no modal dialog, ImageJ keeps running"
+if ! timeout 60 xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
+        "$here/src/test/ij/errors.ijm" "$image" >"$work/err.log" 2>&1; then
+    cat "$work/err.log"; echo "ci.sh: the error-path macro failed or hung" >&2; exit 1
+fi
+cat "$work/err.log"
+for want in "cytoseg: model_file: /no/such/model does not exist" "AFTER_MISSING_MODEL" \
+        "is an RGB image: a label image must be" "AFTER_RGB_LABELS" "smaller than 2" "DONE"; do
+    grep -qF "$want" "$work/err.log" || { echo "ci.sh: expected \"$want\" in the error-path output" >&2; exit 1; }
+done
+echo "== Fiji/ImageJ plugin: all checks passed"

@@ -1,0 +1,114 @@
+package org.cytoseg;
+
+import java.lang.ref.Cleaner;
+import java.util.Map;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * A loaded model. Thread-safe: several threads may segment with one model at once;
+ * {@link #close()} waits for them and releases the native model once (a model that is never
+ * closed is released when garbage-collected).
+ */
+public final class Model implements AutoCloseable {
+    private static final Cleaner CLEANER = Cleaner.create();
+
+    /** The native handle and its lock, shared with the cleaner (which must not see Model). */
+    private static final class State implements Runnable {
+        final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+        long handle;
+
+        State(long handle) {
+            this.handle = handle;
+        }
+
+        @Override
+        public void run() {
+            lock.writeLock().lock();
+            try {
+                if (handle != 0) {
+                    Native.modelFree(handle);
+                    handle = 0;
+                }
+            } finally {
+                lock.writeLock().unlock();
+            }
+        }
+    }
+
+    private final State state;
+    private final Cleaner.Cleanable cleanable;
+    private final Map<String, String> info;
+
+    private Model(long handle) {
+        state = new State(handle);
+        cleanable = CLEANER.register(this, state);
+        info = Native.parseKeyValues(Native.modelInfo(handle));
+    }
+
+    /**
+     * Loads a model package.
+     *
+     * @param nameOrPath a bundled name ("nuclei", see {@link Models}) or a package folder
+     * @param device auto, cpu, cuda, tensorrt, coreml or directml
+     * @param threads ONNX Runtime threads, 0 = one per core
+     * @return the model
+     * @throws CytosegException when the package is missing or corrupt, or ONNX Runtime / the
+     *     device is unavailable
+     */
+    public static Model load(String nameOrPath, String device, int threads) {
+        String resolved = Models.resolve(nameOrPath);
+        return new Model(Native.modelLoad(resolved, device, Cytoseg.ortLibrary(), threads));
+    }
+
+    /** @return the model description (name, version, diameter, device, onnxruntime_version...) */
+    public Map<String, String> info() {
+        return info;
+    }
+
+    /** @return the execution provider in use (cpu, cuda, ...) */
+    public String device() {
+        return info.getOrDefault("device", "");
+    }
+
+    /**
+     * Segments one image.
+     *
+     * @param pixels byte[] (8-bit), short[] (16-bit, unsigned) or float[]; {@code height} rows of
+     *     {@code width} pixels of {@code channels} interleaved samples
+     * @param width image width
+     * @param height image height
+     * @param channels samples per pixel
+     * @param options settings (null = the model's defaults)
+     * @param labels output, width*height: 0 background, objects 1..n
+     * @param listener progress and cancellation, or null
+     * @return the number of objects n
+     */
+    public int segment(Object pixels, int width, int height, int channels, SegmentOptions options, int[] labels,
+            ProgressListener listener) {
+        double[] p = (options == null ? new SegmentOptions() : options).toArray();
+        state.lock.readLock().lock();
+        try {
+            long h = state.handle;
+            if (h == 0) {
+                throw new IllegalStateException("the model was closed");
+            }
+            if (pixels instanceof byte[]) {
+                return Native.segmentBytes(h, (byte[]) pixels, width, height, channels, p, labels, listener);
+            } else if (pixels instanceof short[]) {
+                return Native.segmentShorts(h, (short[]) pixels, width, height, channels, p, labels, listener);
+            } else if (pixels instanceof float[]) {
+                return Native.segmentFloats(h, (float[]) pixels, width, height, channels, p, labels, listener);
+            }
+            throw new IllegalArgumentException("pixels must be byte[], short[] or float[], not "
+                    + (pixels == null ? "null" : pixels.getClass().getSimpleName()));
+        } finally {
+            state.lock.readLock().unlock();
+        }
+    }
+
+    /** Releases the native model (waits for running segmentations); later calls do nothing. */
+    @Override
+    public void close() {
+        cleanable.clean();
+    }
+}

@@ -1,0 +1,120 @@
+package org.cytoseg;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The native entry points of libcytoseg (Rust, {@code src/jni}). Prefer {@link Model},
+ * {@link Cytoseg} and {@link Evaluation}, which add lifetime management and checks. Every method
+ * throws {@link CytosegException} for engine errors, {@link NullPointerException} and
+ * {@link IllegalArgumentException} for bad arguments and {@link IllegalStateException} for a
+ * closed model or an internal error; none can crash the JVM.
+ */
+public final class Native {
+    static {
+        NativeLoader.load();
+    }
+
+    private Native() {}
+
+    /** Makes sure the library is loaded (it is on first use of this class). */
+    public static void ensureLoaded() {
+        // The static initializer did the work.
+    }
+
+    /** @return the engine version */
+    public static native String version();
+
+    /**
+     * Loads ONNX Runtime and describes it.
+     *
+     * @param ortLib library path, or null for the engine's search
+     * @return key=value lines: version, library, provider.NAME=true|false
+     */
+    public static native String runtimeInfo(String ortLib);
+
+    /** @return name=folder lines of the model packages the engine finds by name */
+    public static native String listModels();
+
+    /** Panics inside the library on purpose (tests only). */
+    public static native void panicForTest();
+
+    /**
+     * @param nameOrPath bundled name or package folder
+     * @param device auto, cpu, cuda, tensorrt, coreml or directml
+     * @param ortLib ONNX Runtime library, or null for the engine's search
+     * @param threads ONNX Runtime threads, 0 = one per core
+     * @return a model handle
+     */
+    public static native long modelLoad(String nameOrPath, String device, String ortLib, int threads);
+
+    /** @param handle a handle from modelLoad; 0 is a no-op */
+    public static native void modelFree(long handle);
+
+    /** @return key=value description of the model (see src/jni/model.rs) */
+    public static native String modelInfo(long handle);
+
+    /** Segments 8-bit interleaved pixels; returns the object count. */
+    public static native int segmentBytes(long handle, byte[] pixels, int width, int height, int channels,
+            double[] params, int[] labels, ProgressListener listener);
+
+    /** Segments 16-bit (unsigned) interleaved pixels; returns the object count. */
+    public static native int segmentShorts(long handle, short[] pixels, int width, int height, int channels,
+            double[] params, int[] labels, ProgressListener listener);
+
+    /** Segments 32-bit float interleaved pixels; returns the object count. */
+    public static native int segmentFloats(long handle, float[] pixels, int width, int height, int channels,
+            double[] params, int[] labels, ProgressListener listener);
+
+    /**
+     * Scores predicted labels against ground truth (stardist.matching 0.9.2).
+     *
+     * @return 13 values per threshold then the foreground Dice (see {@link Evaluation})
+     */
+    public static native double[] evaluate(int[] truth, int[] pred, double[] thresholds, String criterion);
+
+    /**
+     * Measures every object of a label image (the engine's measurement table, as in
+     * {@code <stem>_objects.csv}).
+     *
+     * @param labels width*height labels, 0 = background
+     * @param image intensity image (byte[], short[] or float[], width*height*channels
+     *     interleaved) or null
+     * @param channels samples per pixel of image
+     * @param pixelWidth pixel width in unit
+     * @param pixelHeight pixel height in unit
+     * @param unit length unit, "pixel" when uncalibrated
+     * @return the table
+     */
+    public static native Table measure(int[] labels, int width, int height, Object image, int channels,
+            double pixelWidth, double pixelHeight, String unit);
+
+    /**
+     * Runs the {@code cytoseg} command line in this process (same code and outputs as the
+     * executable).
+     *
+     * @param args arguments, without the program name, e.g. {"segment", "in/", "--out", "out"}
+     * @return the exit status (0 ok, 1 some image failed, 2 the run could not start)
+     */
+    public static native int runCli(String[] args);
+
+    /**
+     * Parses the key=value lines the library returns (the value is the rest of the line).
+     *
+     * @param text lines
+     * @return the pairs in order
+     */
+    public static Map<String, String> parseKeyValues(String text) {
+        Map<String, String> out = new LinkedHashMap<>();
+        if (text == null) {
+            return out;
+        }
+        for (String line : text.split("\n")) {
+            int eq = line.indexOf('=');
+            if (eq > 0) {
+                out.put(line.substring(0, eq), line.substring(eq + 1));
+            }
+        }
+        return out;
+    }
+}

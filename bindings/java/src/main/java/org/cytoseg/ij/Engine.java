@@ -1,0 +1,130 @@
+package org.cytoseg.ij;
+
+import ij.IJ;
+import ij.Macro;
+import ij.macro.Interpreter;
+import java.awt.GraphicsEnvironment;
+import java.util.ArrayList;
+import java.util.List;
+import org.cytoseg.CytosegException;
+import org.cytoseg.Model;
+import org.cytoseg.Models;
+
+/** Model choice, loading with CPU fallback, and a one-model cache shared by the commands. */
+final class Engine {
+    /** Choice meaning "a package folder given in model_file". */
+    static final String FROM_FILE = "file";
+    /** Execution devices offered. */
+    static final String[] DEVICES = {"auto", "cpu", "cuda", "tensorrt", "coreml", "directml"};
+
+    private static Model cached;
+    private static String cachedKey;
+
+    private Engine() {}
+
+    /** @return the bundled model names then "file" */
+    static String[] modelChoices() {
+        List<String> c = new ArrayList<>(Models.bundled());
+        if (c.isEmpty()) {
+            c.add("nuclei");
+        }
+        c.add(FROM_FILE);
+        return c.toArray(new String[0]);
+    }
+
+    /**
+     * @param model a choice of {@link #modelChoices()}
+     * @param file the package folder when model is "file"
+     * @return what to load
+     */
+    static String modelSpec(String model, String file) {
+        if (FROM_FILE.equals(model)) {
+            if (file == null || file.trim().isEmpty()) {
+                throw new CytosegException(CytosegException.MODEL,
+                        "model=file needs model_file: the folder of a model package (holding manifest.json)");
+            }
+            if (!new java.io.File(file.trim()).exists()) {
+                throw new CytosegException(CytosegException.MODEL, "model_file: " + file.trim()
+                        + " does not exist (choose the folder of a model package, holding manifest.json)");
+            }
+            return file.trim();
+        }
+        return model;
+    }
+
+    /**
+     * Loads (or reuses) a model. A GPU device that is unavailable falls back to the CPU with a
+     * line in the Log window.
+     *
+     * @param spec bundled name or folder
+     * @param device device name
+     * @return the model, owned by the cache (do not close)
+     */
+    static synchronized Model load(String spec, String device) {
+        String key = spec + "\u0000" + device;
+        if (cached != null && key.equals(cachedKey)) {
+            return cached;
+        }
+        if (cached != null) {
+            cached.close();
+            cached = null;
+            cachedKey = null;
+        }
+        Model m;
+        try {
+            m = Model.load(spec, device, 0);
+        } catch (CytosegException e) {
+            if (e.status() != CytosegException.RUNTIME || "cpu".equals(device) || "auto".equals(device)) {
+                throw e;
+            }
+            IJ.log("cytoseg: device " + device + " is not available (" + firstLine(e.getMessage())
+                    + "); running on the CPU instead");
+            m = Model.load(spec, "cpu", 0);
+        }
+        if ("auto".equals(device)) {
+            IJ.log("cytoseg: model " + m.info().get("name") + " " + m.info().get("version") + " on " + m.device()
+                    + " (ONNX Runtime " + m.info().get("onnxruntime_version") + ")");
+        }
+        cached = m;
+        cachedKey = key;
+        return m;
+    }
+
+    /**
+     * Reports an error: a dialog in an interactive ImageJ/Fiji; on standard error and in the Log
+     * when no one can close a dialog (command-line {@code -batch} or headless, where a modal
+     * dialog would hang ImageJ), then stops the running macro.
+     *
+     * @param message what went wrong
+     */
+    static void error(String message) {
+        boolean unattended = GraphicsEnvironment.isHeadless()
+                || (IJ.getInstance() == null && (IJ.isMacro() || Interpreter.isBatchMode()));
+        if (!unattended) {
+            IJ.error("cytoseg", message);
+            return;
+        }
+        System.err.println("cytoseg: " + message);
+        IJ.log("cytoseg error: " + message);
+        if (IJ.isMacro()) {
+            Macro.abort();
+        }
+    }
+
+    static String firstLine(String s) {
+        if (s == null) {
+            return "";
+        }
+        int nl = s.indexOf('\n');
+        return nl < 0 ? s : s.substring(0, nl);
+    }
+
+    /** Releases the cached model (tests). */
+    static synchronized void release() {
+        if (cached != null) {
+            cached.close();
+            cached = null;
+            cachedKey = null;
+        }
+    }
+}

@@ -1,0 +1,376 @@
+package org.cytoseg.ij;
+
+import ij.IJ;
+import ij.ImagePlus;
+import ij.Macro;
+import ij.Prefs;
+import ij.WindowManager;
+import ij.gui.GenericDialog;
+import ij.gui.Roi;
+import ij.macro.Interpreter;
+import ij.measure.Calibration;
+import ij.measure.ResultsTable;
+import ij.plugin.PlugIn;
+import ij.plugin.frame.RoiManager;
+import ij.process.ImageProcessor;
+import java.awt.GraphicsEnvironment;
+import java.util.ArrayList;
+import java.util.List;
+import org.cytoseg.CytosegException;
+import org.cytoseg.Model;
+import org.cytoseg.Native;
+import org.cytoseg.SegmentOptions;
+import org.cytoseg.Table;
+
+/**
+ * Plugins &gt; cytoseg &gt; Segment Image: segments the current image (8-, 16-, 32-bit or RGB;
+ * stacks and hyperstacks plane by plane) and outputs a label image, ROIs and the measurement
+ * table. Macro: {@code run("Segment Image", "model=nuclei channel=mean diameter=0
+ * cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0 all_planes label_image
+ * roi_manager results");}
+ */
+public class Segment_Image implements PlugIn {
+    private static final String P = "cytoseg.segment.";
+
+    /** Settings of one run (the dialog's fields). */
+    public static final class Settings {
+        /** Bundled model name or "file". */
+        public String model = "nuclei";
+        /** Package folder when model is "file". */
+        public String modelFile = "";
+        /** "mean" or a 1-based channel number. */
+        public String channel = "mean";
+        /** Diameter in pixels, 0 = the model's. */
+        public double diameter = 0;
+        /** Cell probability threshold. */
+        public double cellprobThreshold = 0.0;
+        /** Flow error threshold. */
+        public double flowThreshold = 0.4;
+        /** Device. */
+        public String device = "auto";
+        /** Tile size, 0 = the model's. */
+        public int tileSize = 0;
+        /** Segment every z/t plane (else the current one). */
+        public boolean allPlanes = true;
+        /** Outputs. */
+        public boolean labelImage = true, roiManager = true, results = true;
+    }
+
+    /** What a run produced. */
+    public static final class Output {
+        /** The label image (also when not shown). */
+        public ImagePlus labels;
+        /** Objects per plane. */
+        public int[] counts;
+        /** ROIs made (added to the ROI Manager when one can exist). */
+        public int rois;
+        /** The ROIs, in plane then label order. */
+        public List<Roi> roiList = new ArrayList<>();
+        /** Rows written to the Results table. */
+        public int rows;
+    }
+
+    @Override
+    public void run(String arg) {
+        ImagePlus imp = WindowManager.getCurrentImage();
+        if (imp == null) {
+            Engine.error("Segment Image needs an open image (File > Open).");
+            return;
+        }
+        if (imp.getStackSize() == 0 || imp.getWidth() < 2 || imp.getHeight() < 2) {
+            Engine.error("The image \"" + imp.getTitle() + "\" is empty or smaller than 2×2 pixels.");
+            return;
+        }
+        try {
+            Settings s = dialog(imp);
+            if (s == null) {
+                return;
+            }
+            Output out = segment(imp, s);
+            if (out != null && s.labelImage) {
+                out.labels.show();
+            }
+        } catch (CytosegException e) {
+            if (e.isCancelled()) {
+                IJ.showStatus("cytoseg: cancelled");
+                IJ.log("cytoseg: cancelled");
+            } else {
+                Engine.error(e.getMessage());
+            }
+        } catch (IllegalArgumentException | IllegalStateException | UnsatisfiedLinkError e) {
+            Engine.error(e.getMessage());
+        } finally {
+            IJ.showProgress(1.0);
+        }
+    }
+
+    /** @return the channel choices for an image: mean, 1..C */
+    static String[] channelChoices(ImagePlus imp) {
+        int c = imp.getType() == ImagePlus.COLOR_RGB ? 3 : imp.getNChannels();
+        String[] out = new String[c + 1];
+        out[0] = "mean";
+        for (int i = 1; i <= c; i++) {
+            out[i] = Integer.toString(i);
+        }
+        return out;
+    }
+
+    /**
+     * Shows the dialog (or reads the macro options) and remembers the settings.
+     *
+     * @param imp the image
+     * @return the settings, or null when cancelled
+     */
+    public static Settings dialog(ImagePlus imp) {
+        Settings d = new Settings();
+        GenericDialog gd = new GenericDialog("cytoseg: Segment Image");
+        String[] models = Engine.modelChoices();
+        gd.addChoice("model", models, Prefs.get(P + "model", models[0]));
+        gd.addStringField("model_file", Prefs.get(P + "model_file", ""), 30);
+        String[] channels = channelChoices(imp);
+        String ch = Prefs.get(P + "channel", "mean");
+        gd.addChoice("channel", channels, java.util.Arrays.asList(channels).contains(ch) ? ch : "mean");
+        gd.addNumericField("diameter", Prefs.get(P + "diameter", d.diameter), 1, 6, "pixels (0 = the model's)");
+        gd.addNumericField("cellprob_threshold", Prefs.get(P + "cellprob_threshold", d.cellprobThreshold), 2);
+        gd.addNumericField("flow_threshold", Prefs.get(P + "flow_threshold", d.flowThreshold), 2, 6, "(0 = no check)");
+        gd.addChoice("device", Engine.DEVICES, Prefs.get(P + "device", "auto"));
+        gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
+        if (imp.getNSlices() * imp.getNFrames() > 1) {
+            gd.addCheckbox("all_planes", Prefs.get(P + "all_planes", true));
+        }
+        gd.addMessage("Outputs:");
+        gd.addCheckbox("label_image", Prefs.get(P + "label_image", true));
+        gd.addCheckbox("roi_manager", Prefs.get(P + "roi_manager", true));
+        gd.addCheckbox("results", Prefs.get(P + "results", true));
+        gd.addHelp("https://github.com/cytoseg/cytoseg#fiji--imagej");
+        gd.showDialog();
+        if (gd.wasCanceled()) {
+            return null;
+        }
+        Settings s = new Settings();
+        s.model = gd.getNextChoice();
+        s.modelFile = gd.getNextString();
+        s.channel = gd.getNextChoice();
+        s.diameter = gd.getNextNumber();
+        s.cellprobThreshold = gd.getNextNumber();
+        s.flowThreshold = gd.getNextNumber();
+        s.device = gd.getNextChoice();
+        s.tileSize = (int) gd.getNextNumber();
+        s.allPlanes = imp.getNSlices() * imp.getNFrames() > 1 ? gd.getNextBoolean() : true;
+        s.labelImage = gd.getNextBoolean();
+        s.roiManager = gd.getNextBoolean();
+        s.results = gd.getNextBoolean();
+        if (gd.invalidNumber()) {
+            throw new IllegalArgumentException("a numeric field holds an invalid number");
+        }
+        if (Macro.getOptions() == null) {
+            Prefs.set(P + "model", s.model);
+            Prefs.set(P + "model_file", s.modelFile);
+            Prefs.set(P + "channel", s.channel);
+            Prefs.set(P + "diameter", s.diameter);
+            Prefs.set(P + "cellprob_threshold", s.cellprobThreshold);
+            Prefs.set(P + "flow_threshold", s.flowThreshold);
+            Prefs.set(P + "device", s.device);
+            Prefs.set(P + "tile_size", s.tileSize);
+            Prefs.set(P + "all_planes", s.allPlanes);
+            Prefs.set(P + "label_image", s.labelImage);
+            Prefs.set(P + "roi_manager", s.roiManager);
+            Prefs.set(P + "results", s.results);
+        }
+        return s;
+    }
+
+    /** Pixels of one (z, t) plane: the chosen channel, or all channels interleaved. */
+    static Object planePixels(ImagePlus imp, int channel, int z, int t, int[] nChannels) {
+        int w = imp.getWidth(), h = imp.getHeight(), n = w * h;
+        if (imp.getType() == ImagePlus.COLOR_RGB) {
+            int[] rgb = (int[]) imp.getStack().getProcessor(imp.getStackIndex(1, z, t)).getPixels();
+            if (channel > 0) {
+                int shift = 16 - 8 * (channel - 1);
+                byte[] out = new byte[n];
+                for (int i = 0; i < n; i++) out[i] = (byte) (rgb[i] >> shift);
+                nChannels[0] = 1;
+                return out;
+            }
+            byte[] out = new byte[3 * n];
+            for (int i = 0; i < n; i++) {
+                out[3 * i] = (byte) (rgb[i] >> 16);
+                out[3 * i + 1] = (byte) (rgb[i] >> 8);
+                out[3 * i + 2] = (byte) rgb[i];
+            }
+            nChannels[0] = 3;
+            return out;
+        }
+        int nc = imp.getNChannels();
+        if (channel > 0 || nc == 1) {
+            nChannels[0] = 1;
+            return imp.getStack().getProcessor(imp.getStackIndex(Math.max(channel, 1), z, t)).getPixels();
+        }
+        Object first = imp.getStack().getProcessor(imp.getStackIndex(1, z, t)).getPixels();
+        Object out = java.lang.reflect.Array.newInstance(first.getClass().getComponentType(), n * nc);
+        for (int c = 0; c < nc; c++) {
+            Object src = imp.getStack().getProcessor(imp.getStackIndex(c + 1, z, t)).getPixels();
+            // Interleave channel c: pixel i's samples are out[i*nc .. i*nc+nc).
+            if (src instanceof byte[]) {
+                byte[] a = (byte[]) src, o = (byte[]) out;
+                for (int i = 0; i < n; i++) o[i * nc + c] = a[i];
+            } else if (src instanceof short[]) {
+                short[] a = (short[]) src, o = (short[]) out;
+                for (int i = 0; i < n; i++) o[i * nc + c] = a[i];
+            } else {
+                float[] a = (float[]) src, o = (float[]) out;
+                for (int i = 0; i < n; i++) o[i * nc + c] = a[i];
+            }
+        }
+        nChannels[0] = nc;
+        return out;
+    }
+
+    /**
+     * Segments an image with the given settings and fills the requested outputs (the label
+     * image is returned, not shown).
+     *
+     * @param imp the image
+     * @param s settings
+     * @return the outputs
+     * @throws CytosegException for engine errors (cancelled included)
+     */
+    public static Output segment(ImagePlus imp, Settings s) {
+        int type = imp.getType();
+        if (type != ImagePlus.GRAY8 && type != ImagePlus.GRAY16 && type != ImagePlus.GRAY32
+                && type != ImagePlus.COLOR_RGB) {
+            throw new IllegalArgumentException("Segment Image supports 8-, 16-, 32-bit and RGB images; \""
+                    + imp.getTitle() + "\" is an 8-bit colour (indexed) image: convert it with Image > Type");
+        }
+        int channel = "mean".equals(s.channel) ? 0 : Integer.parseInt(s.channel.trim());
+        int maxC = type == ImagePlus.COLOR_RGB ? 3 : imp.getNChannels();
+        if (channel < 0 || channel > maxC) {
+            throw new IllegalArgumentException("channel " + s.channel + ": the image has " + maxC + " channel(s)");
+        }
+        Model model = Engine.load(Engine.modelSpec(s.model, s.modelFile), s.device);
+        SegmentOptions o = new SegmentOptions();
+        o.diameter = s.diameter;
+        o.cellprobThreshold = s.cellprobThreshold;
+        o.flowThreshold = s.flowThreshold;
+        o.tileSize = s.tileSize;
+        int w = imp.getWidth(), h = imp.getHeight();
+        int z0 = 1, z1 = imp.getNSlices(), t0 = 1, t1 = imp.getNFrames();
+        if (!s.allPlanes) {
+            z0 = z1 = imp.getSlice();
+            t0 = t1 = imp.getFrame();
+        }
+        int nz = z1 - z0 + 1, nt = t1 - t0 + 1, planes = nz * nt;
+        List<int[]> labels = new ArrayList<>();
+        int[] counts = new int[planes];
+        int maxLabel = 0;
+        IJ.resetEscape();
+        int p = 0;
+        for (int t = t0; t <= t1; t++) {
+            for (int z = z0; z <= z1; z++, p++) {
+                if (IJ.escapePressed()) {
+                    throw new CytosegException(CytosegException.CANCELLED, "cancelled");
+                }
+                final int plane = p;
+                IJ.showStatus("cytoseg: segmenting plane " + (p + 1) + "/" + planes);
+                int[] nc = new int[1];
+                Object px = planePixels(imp, channel, z, t, nc);
+                int[] lab = new int[w * h];
+                counts[p] = model.segment(px, w, h, nc[0], o, lab, (done, total) -> {
+                    IJ.showProgress((plane * (double) total + done) / ((double) planes * total));
+                    return !IJ.escapePressed();
+                });
+                maxLabel = Math.max(maxLabel, counts[p]);
+                labels.add(lab);
+            }
+        }
+        Output out = new Output();
+        out.counts = counts;
+        Calibration cal = imp.getCalibration();
+        out.labels = Labels.image(imp.getShortTitle() + "_labels", labels, w, h, nz, nt, maxLabel, cal);
+        if (s.roiManager) {
+            RoiManager rm = roiManager();
+            if (rm != null) {
+                rm.reset();
+            }
+            p = 0;
+            for (int t = t0; t <= t1; t++) {
+                for (int z = z0; z <= z1; z++, p++) {
+                    Roi[] rois = Labels.rois(labels.get(p), w, h, counts[p]);
+                    for (int l = 1; l < rois.length; l++) {
+                        if (rois[l] == null) {
+                            continue;
+                        }
+                        Roi r = rois[l];
+                        r.setName(planes > 1 ? String.format("p%d-%04d", p + 1, l) : String.format("%04d", l));
+                        if (planes > 1) {
+                            r.setPosition(0, nz > 1 ? z - z0 + 1 : 0, nt > 1 ? t - t0 + 1 : 0);
+                        }
+                        out.roiList.add(r);
+                        if (rm != null) {
+                            rm.addRoi(r);
+                        }
+                        out.rois++;
+                    }
+                }
+            }
+        }
+        if (s.results) {
+            ResultsTable rt = ResultsTable.getResultsTable();
+            rt.reset();
+            p = 0;
+            for (int t = t0; t <= t1; t++) {
+                for (int z = z0; z <= z1; z++, p++) {
+                    int[] nc = new int[1];
+                    Object px = planePixels(imp, 0, z, t, nc);
+                    boolean scaled = isCalibrated(cal);
+                    Table tab = Native.measure(labels.get(p), w, h, px, nc[0], scaled ? cal.pixelWidth : 1.0,
+                            scaled ? cal.pixelHeight : 1.0, scaled ? cal.getUnit() : "pixel");
+                    for (int r = 0; r < tab.rows(); r++) {
+                        rt.incrementCounter();
+                        if (nz > 1) rt.addValue("slice", z);
+                        if (nt > 1) rt.addValue("frame", t);
+                        for (int c = 0; c < tab.columns(); c++) {
+                            String u = tab.unit(c);
+                            rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, r));
+                        }
+                        out.rows++;
+                    }
+                }
+            }
+            rt.show("Results");
+        }
+        IJ.showStatus("cytoseg: " + sum(counts) + " objects in " + planes + " plane(s)");
+        return out;
+    }
+
+    /** Whether the image has a physical pixel size (a real unit, not blank or "pixel"). */
+    static boolean isCalibrated(Calibration cal) {
+        String u = cal.getUnit();
+        return cal.scaled() && u != null && !u.trim().isEmpty() && !u.startsWith("pixel");
+    }
+
+    /**
+     * The ROI Manager to fill: the hidden one of a batch-mode macro, the visible one otherwise,
+     * none when headless (no window can exist).
+     */
+    static RoiManager roiManager() {
+        if (Interpreter.isBatchMode()) {
+            return Interpreter.getBatchModeRoiManager();
+        }
+        if (GraphicsEnvironment.isHeadless()) {
+            return null;
+        }
+        return RoiManager.getRoiManager();
+    }
+
+    private static long sum(int[] a) {
+        long s = 0;
+        for (int v : a) s += v;
+        return s;
+    }
+
+    /** Exposed for tests: the processor type of a label plane. */
+    static boolean isSixteen(ImageProcessor ip) {
+        return ip.getBitDepth() == 16;
+    }
+}

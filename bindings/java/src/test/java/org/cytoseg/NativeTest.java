@@ -1,0 +1,102 @@
+package org.cytoseg;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import org.junit.jupiter.api.Test;
+
+/** The JNI layer without ONNX Runtime: versions, errors, panics, metrics, measurements. */
+class NativeTest {
+    @Test
+    void versionIsTheCrateVersion() {
+        assertTrue(Native.version().matches("\\d+\\.\\d+\\.\\d+.*"), Native.version());
+    }
+
+    @Test
+    void panicBecomesIllegalStateAndTheLibraryStaysUsable() {
+        IllegalStateException e = assertThrows(IllegalStateException.class, Native::panicForTest);
+        assertTrue(e.getMessage().contains("internal error"), e.getMessage());
+        assertTrue(e.getMessage().contains("panicForTest was called"), e.getMessage());
+        assertFalse(Native.version().isEmpty());
+    }
+
+    @Test
+    void evaluateIdenticalLabelsIsPerfect() {
+        int[] a = {0, 1, 1, 0, 2, 2, 0, 3, 3};
+        Evaluation e = Evaluation.evaluate(a, a.clone(), new double[] {0.5, 0.9}, "iou");
+        assertEquals(2, e.stats.length);
+        for (Evaluation.Stats s : e.stats) {
+            assertEquals(3, s.tp);
+            assertEquals(0, s.fp);
+            assertEquals(1.0, s.ap);
+            assertEquals(1.0, s.f1);
+            assertEquals(1.0, s.panopticQuality);
+        }
+        assertEquals(1.0, e.dice);
+    }
+
+    @Test
+    void evaluateCountsAMissedObject() {
+        int[] truth = {1, 1, 0, 2, 2, 0};
+        int[] pred = {1, 1, 0, 0, 0, 0};
+        Evaluation.Stats s = Evaluation.evaluate(truth, pred, new double[] {0.5}, "iou").stats[0];
+        assertEquals(1, s.tp);
+        assertEquals(1, s.fn);
+        assertEquals(0, s.fp);
+        assertEquals(0.5, s.ap, 1e-12);
+        assertEquals(0.5, s.recall, 1e-12);
+        assertEquals(1.0, s.precision, 1e-12);
+    }
+
+    @Test
+    void engineErrorsBecomeCytosegExceptionsWithTheirStatus() {
+        CytosegException e = assertThrows(CytosegException.class,
+                () -> Native.evaluate(new int[4], new int[5], new double[] {0.5}, "iou"));
+        assertEquals(102, e.status());
+        assertTrue(e.getMessage().contains("4") && e.getMessage().contains("5"), e.getMessage());
+        CytosegException c = assertThrows(CytosegException.class,
+                () -> Native.evaluate(new int[4], new int[4], new double[] {0.5}, "dice"));
+        assertEquals(101, c.status());
+    }
+
+    @Test
+    void badArgumentsBecomeJdkExceptions() {
+        assertThrows(NullPointerException.class, () -> Native.evaluate(null, new int[1], new double[] {0.5}, "iou"));
+        assertThrows(IllegalArgumentException.class, () -> Native.evaluate(new int[1], new int[1], new double[] {1.5}, "iou"));
+        assertThrows(IllegalStateException.class,
+                () -> Native.segmentBytes(0, new byte[4], 2, 2, 1, new double[10], new int[4], null));
+    }
+
+    @Test
+    void missingModelNamesItself() {
+        CytosegException e = assertThrows(CytosegException.class, () -> Model.load("no-such-model", "cpu", 0));
+        assertEquals(CytosegException.MODEL, e.status());
+        assertTrue(e.getMessage().contains("no-such-model"), e.getMessage());
+    }
+
+    @Test
+    void measureGivesOneRowPerObject() {
+        int[] labels = {1, 1, 0, 0, 0, 2, 2, 2, 0};
+        short[] image = {10, 20, 0, 0, 0, 5, 5, 5, 0};
+        Table t = Native.measure(labels, 3, 3, image, 1, 1.0, 1.0, "pixel");
+        assertEquals(2, t.rows());
+        int area = t.indexOf("area");
+        assertTrue(area >= 0);
+        assertEquals(2.0, t.get(area, 0));
+        assertEquals(3.0, t.get(area, 1));
+        int mean = t.indexOf("intensity_mean");
+        assertEquals(15.0, t.get(mean, 0), 1e-12);
+        assertArrayEquals(new double[] {1, 2}, new double[] {t.get(t.indexOf("label"), 0), t.get(t.indexOf("label"), 1)});
+        Table cal = Native.measure(labels, 3, 3, null, 1, 0.5, 0.5, "um");
+        assertEquals(0.5, cal.get(cal.indexOf("area"), 0), 1e-12);
+        assertFalse(cal.unit(cal.indexOf("area")).isEmpty());
+    }
+
+    @Test
+    void keyValuesParse() {
+        assertEquals("a=b", Native.parseKeyValues("k=a=b\nx=1\n").get("k"));
+    }
+}

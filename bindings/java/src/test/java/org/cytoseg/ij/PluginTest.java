@@ -1,0 +1,217 @@
+package org.cytoseg.ij;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ij.IJ;
+import ij.ImagePlus;
+import ij.Macro;
+import ij.measure.ResultsTable;
+import ij.process.ColorProcessor;
+import ij.process.ShortProcessor;
+import java.awt.GraphicsEnvironment;
+import java.util.concurrent.atomic.AtomicReference;
+import org.cytoseg.Cytoseg;
+import org.cytoseg.CytosegException;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+
+/** The plugin classes, called as ImageJ calls them (macro options on a Run$_ thread). */
+class PluginTest {
+    static final String OPTIONS = "model=nuclei channel=mean diameter=0 cellprob_threshold=0 flow_threshold=0.4 "
+            + "device=cpu tile_size=0 label_image roi_manager results";
+
+    static ImagePlus example() {
+        return IJ.openImage("../../models/examples/nuclei_example.tif");
+    }
+
+    static void needDisplayAndRuntime() {
+        Assumptions.assumeFalse(GraphicsEnvironment.isHeadless(), "ImageJ dialogs need a display (ci.sh uses xvfb-run)");
+        try {
+            Cytoseg.runtime();
+        } catch (CytosegException e) {
+            Assumptions.assumeTrue(false, "ONNX Runtime not found: " + e.getMessage());
+        }
+    }
+
+    /** Runs body on a thread named like ImageJ's macro threads, with these macro options. */
+    static <T> T asMacro(String options, java.util.function.Supplier<T> body) throws InterruptedException {
+        AtomicReference<T> out = new AtomicReference<>();
+        AtomicReference<Throwable> err = new AtomicReference<>();
+        Thread t = new Thread(() -> {
+            Macro.setOptions(Thread.currentThread(), options);
+            try {
+                out.set(body.get());
+            } catch (Throwable e) {
+                err.set(e);
+            } finally {
+                Macro.setOptions(Thread.currentThread(), null);
+            }
+        }, "Run$_cytoseg_test");
+        t.start();
+        t.join();
+        if (err.get() instanceof RuntimeException) throw (RuntimeException) err.get();
+        if (err.get() != null) throw new AssertionError(err.get());
+        return out.get();
+    }
+
+    @Test
+    void macroOptionsFillTheSettings() throws Exception {
+        Assumptions.assumeFalse(GraphicsEnvironment.isHeadless(), "ImageJ dialogs need a display");
+        ImagePlus imp = example();
+        Segment_Image.Settings s = asMacro("model=nuclei channel=1 diameter=25 cellprob_threshold=-0.5 "
+                + "flow_threshold=0 device=cuda tile_size=128 results", () -> Segment_Image.dialog(imp));
+        assertEquals("nuclei", s.model);
+        assertEquals("1", s.channel);
+        assertEquals(25.0, s.diameter);
+        assertEquals(-0.5, s.cellprobThreshold);
+        assertEquals(0.0, s.flowThreshold);
+        assertEquals("cuda", s.device);
+        assertEquals(128, s.tileSize);
+        assertTrue(s.results);
+        assertTrue(!s.labelImage && !s.roiManager);
+    }
+
+    @Test
+    void segmentImageMakesLabelsRoisAndResults() throws Exception {
+        needDisplayAndRuntime();
+        ImagePlus imp = example();
+        Segment_Image.Settings s = asMacro(OPTIONS, () -> Segment_Image.dialog(imp));
+        Segment_Image.Output out = Segment_Image.segment(imp, s);
+        int n = out.counts[0];
+        assertTrue(n > 10, "objects: " + n);
+        assertEquals(16, out.labels.getBitDepth());
+        assertEquals(n, (int) out.labels.getProcessor().getStatistics().max);
+        assertEquals(n, out.rois);
+        assertEquals(n, out.roiList.size());
+        assertEquals(n, out.rows);
+        assertEquals(n, ResultsTable.getResultsTable().size());
+        assertEquals("nuclei_example_labels", out.labels.getTitle());
+        assertNotNull(out.labels.getProcessor().getLut());
+    }
+
+    @Test
+    void stacksAreSegmentedPlaneByPlane() throws Exception {
+        needDisplayAndRuntime();
+        ImagePlus one = example();
+        ij.ImageStack st = new ij.ImageStack(one.getWidth(), one.getHeight());
+        st.addSlice(one.getProcessor());
+        st.addSlice(one.getProcessor().duplicate());
+        ImagePlus imp = new ImagePlus("two", st);
+        Segment_Image.Settings s = new Segment_Image.Settings();
+        s.device = "cpu";
+        s.roiManager = false;
+        Segment_Image.Output out = Segment_Image.segment(imp, s);
+        assertEquals(2, out.counts.length);
+        assertEquals(out.counts[0], out.counts[1]);
+        assertEquals(2, out.labels.getStackSize());
+        assertEquals(2 * out.counts[0], out.rows);
+    }
+
+    @Test
+    void hyperstackChannelsAreChosenOrAveraged() throws Exception {
+        needDisplayAndRuntime();
+        ImagePlus one = example();
+        ij.ImageStack st = new ij.ImageStack(one.getWidth(), one.getHeight());
+        st.addSlice(one.getProcessor());
+        st.addSlice(new ShortProcessor(one.getWidth(), one.getHeight())); // an empty second channel
+        ImagePlus imp = new ImagePlus("two channels", st);
+        imp.setDimensions(2, 1, 1);
+        Segment_Image.Settings s = new Segment_Image.Settings();
+        s.device = "cpu";
+        s.roiManager = false;
+        s.results = false;
+        Segment_Image.Output single = Segment_Image.segment(one, s);
+        s.channel = "1";
+        Segment_Image.Output first = Segment_Image.segment(imp, s);
+        org.junit.jupiter.api.Assertions.assertArrayEquals((short[]) single.labels.getProcessor().getPixels(),
+                (short[]) first.labels.getProcessor().getPixels());
+        s.channel = "2";
+        assertEquals(0, Segment_Image.segment(imp, s).counts[0]);
+        s.channel = "mean";
+        assertTrue(Segment_Image.segment(imp, s).counts[0] > 0);
+        s.channel = "3";
+        assertThrows(IllegalArgumentException.class, () -> Segment_Image.segment(imp, s));
+    }
+
+    @Test
+    void unavailableGpuFallsBackToTheCpu() {
+        needDisplayAndRuntime();
+        String cuda = org.cytoseg.Cytoseg.runtime().get("provider.cuda");
+        org.cytoseg.Model m = Engine.load("nuclei", "cuda");
+        assertEquals("true".equals(cuda) ? "cuda" : "cpu", m.device());
+        Engine.release();
+    }
+
+    @Test
+    void rgbIsSegmentedFromItsMeanAndRejectedAsLabels() {
+        ColorProcessor cp = new ColorProcessor(8, 8);
+        ImagePlus rgb = new ImagePlus("rgb", cp);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Evaluate_Labels.evaluate(rgb, rgb, new double[] {0.5}, "iou"));
+        assertTrue(e.getMessage().contains("RGB"), e.getMessage());
+    }
+
+    @Test
+    void missingModelFileIsAClearError() {
+        Segment_Image.Settings s = new Segment_Image.Settings();
+        s.model = "file";
+        s.modelFile = "/no/such/model";
+        CytosegException e = assertThrows(CytosegException.class, () -> Segment_Image.segment(example(), s));
+        assertTrue(e.getMessage().contains("/no/such/model"), e.getMessage());
+        s.modelFile = "";
+        e = assertThrows(CytosegException.class, () -> Segment_Image.segment(example(), s));
+        assertTrue(e.getMessage().contains("model_file"), e.getMessage());
+    }
+
+    @Test
+    void evaluateLabelsGivesOneRowPerThreshold() {
+        short[] a = new short[16];
+        a[0] = a[1] = 1;
+        a[10] = a[11] = 2;
+        ImagePlus t = new ImagePlus("t", new ShortProcessor(4, 4, a, null));
+        ImagePlus p = new ImagePlus("p", new ShortProcessor(4, 4, a.clone(), null));
+        ResultsTable rt = Evaluate_Labels.evaluate(t, p, Evaluate_Labels.parseThresholds("0.5, 0.9"), "iou");
+        assertEquals(2, rt.size());
+        assertEquals(1.0, rt.getValue("AP", 0));
+        assertEquals(2.0, rt.getValue("tp", 1));
+        assertThrows(IllegalArgumentException.class, () -> Evaluate_Labels.parseThresholds("0.5,x"));
+    }
+
+    @Test
+    void segmentFolderWritesWhatTheCliWrites() throws Exception {
+        needDisplayAndRuntime();
+        java.nio.file.Path out = java.nio.file.Files.createTempDirectory("cytoseg-folder-test");
+        java.util.List<String> a = Segment_Folder.arguments("../../models/examples/nuclei_example.tif", out.toString(),
+                org.cytoseg.Models.resolve("nuclei"), "mean", 0, 0, 0.4, "cpu", 0, false, false);
+        assertEquals(0, org.cytoseg.Native.runCli(a.toArray(new String[0])));
+        for (String f : new String[] {"nuclei_example_labels.tif", "nuclei_example_objects.csv", "summary.csv", "run.json"}) {
+            assertTrue(out.resolve(f).toFile().isFile(), f + " missing");
+        }
+        ImagePlus labels = IJ.openImage(out.resolve("nuclei_example_labels.tif").toString());
+        Segment_Image.Settings s = new Segment_Image.Settings();
+        s.device = "cpu";
+        s.roiManager = false;
+        s.results = false;
+        Segment_Image.Output mine = Segment_Image.segment(example(), s);
+        short[] x = (short[]) labels.getProcessor().getPixels();
+        short[] y = (short[]) mine.labels.getProcessor().getPixels();
+        org.junit.jupiter.api.Assertions.assertArrayEquals(x, y);
+        // A second run skips the finished image; a bad argument is exit status 2, not a crash.
+        assertEquals(0, org.cytoseg.Native.runCli(a.toArray(new String[0])));
+        assertEquals(2, org.cytoseg.Native.runCli(new String[] {"segment", "--no-such-option"}));
+    }
+
+    @Test
+    void segmentFolderArgumentsMatchTheCli() {
+        java.util.List<String> a = Segment_Folder.arguments("../../models/examples", "/tmp/out", "nuclei", "2", 25,
+                0, 0.4, "cpu", 256, false, false);
+        assertEquals("segment", a.get(0));
+        assertTrue(String.join(" ", a).contains("--channel 1 --diameter 25.0 --cellprob-threshold 0.0 "
+                + "--flow-threshold 0.4 --tile-size 256"), String.join(" ", a));
+        assertThrows(IllegalArgumentException.class,
+                () -> Segment_Folder.arguments("/no/such/dir", "/tmp/out", "nuclei", "mean", 0, 0, 0.4, "cpu", 0, false, false));
+    }
+}

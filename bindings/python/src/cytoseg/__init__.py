@@ -1,0 +1,62 @@
+"""cytoseg: Cellpose-style segmentation of microscopy images with a native engine.
+
+A thin ctypes layer over libcytoseg's C API (bundled in this package); ONNX Runtime comes from
+the ``onnxruntime`` pip package. No torch, no conda.
+
+>>> import cytoseg, tifffile
+>>> with cytoseg.Model("nuclei", device="cpu") as model:
+...     labels = model.segment(tifffile.imread("nuclei.tif"), diameter=17)
+>>> table = cytoseg.measure(labels)
+"""
+
+from ._errors import (
+    CancelledError,
+    CytosegError,
+    CytosegIOError,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    ModelError,
+    NonFiniteError,
+    OnnxRuntimeError,
+    ShapeMismatchError,
+    TooLargeError,
+)
+from ._version import __version__
+from .api import (
+    DEFAULT_MODEL,
+    Model,
+    bundled_models,
+    engine_version,
+    evaluate,
+    example_image_path,
+    flows_to_labels,
+    labels_to_flows,
+    measure,
+    models_dir,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "CancelledError",
+    "CytosegError",
+    "CytosegIOError",
+    "FormatError",
+    "InternalError",
+    "InvalidArgumentError",
+    "Model",
+    "ModelError",
+    "NonFiniteError",
+    "OnnxRuntimeError",
+    "ShapeMismatchError",
+    "TooLargeError",
+    "__version__",
+    "bundled_models",
+    "engine_version",
+    "evaluate",
+    "example_image_path",
+    "flows_to_labels",
+    "labels_to_flows",
+    "measure",
+    "models_dir",
+]

@@ -1,0 +1,389 @@
+"""The Segment dock widget: runs cytoseg on an image layer in a worker thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from .. import api
+from .._errors import CancelledError
+from ..api import Model
+from . import _settings
+
+if TYPE_CHECKING:
+    import napari
+
+FOLDER_CHOICE = "model folder…"
+DEVICES = ["auto", "cpu", "cuda", "tensorrt", "coreml", "directml"]
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Everything one run needs, read from the widget in the main thread."""
+
+    model: str
+    device: str
+    diameter: float | None
+    cellprob_threshold: float
+    flow_threshold: float
+    tile_size: int | None
+
+
+def layer_image(layer: Any) -> tuple[Any, tuple[int, ...]]:
+    """The pixels of an image layer (the full-resolution level of a multiscale one) and the
+    shape of its leading (stack) axes: ``()`` for a 2-D or RGB image, ``(T,)`` for a (T, Y, X)
+    stack, ... Planes are read one at a time, so lazy (dask) layers stay lazy."""
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    plane_ndim = 3 if layer.rgb else 2
+    if data.ndim < plane_ndim:
+        raise ValueError(f"layer {layer.name!r} has shape {data.shape}: not an image")
+    return data, tuple(int(n) for n in data.shape[: data.ndim - plane_ndim])
+
+
+def measurements(labels: np.ndarray, image: np.ndarray, scale: Any) -> Any:
+    """The features table of a result: cytoseg.measure (calibrated when the layer is scaled)."""
+    import pandas as pd
+
+    from .. import _native
+
+    sy, sx = (float(scale[-2]), float(scale[-1]))
+    calibrated = not (sy == 1.0 and sx == 1.0)
+    if _native.has("cytoseg_measure"):
+        return api.measure(
+            labels, image, pixel_size=(sy, sx) if calibrated else None, as_frame=True
+        )
+    # an older libcytoseg: label, area and centroid only
+    flat = labels.ravel()
+    ids = np.unique(flat[flat > 0])
+    count = np.bincount(flat)
+    yy, xx = np.indices(labels.shape)
+    return pd.DataFrame(
+        {
+            "label": ids,
+            "area": count[ids] * sy * sx,
+            "centroid-0": (np.bincount(flat, yy.ravel())[ids] / count[ids]) * sy,
+            "centroid-1": (np.bincount(flat, xx.ravel())[ids] / count[ids]) * sx,
+        }
+    )
+
+
+class SegmentWidget(Container):
+    """Dock widget: image layer, model, diameter, thresholds, device and tile size; Run and
+    Cancel buttons; progress bar. The result is a Labels layer ``<image>_labels`` (scale and
+    translate of the image) whose ``features`` are cytoseg's measurements."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__()
+        from napari.layers import Image
+
+        self._viewer = napari_viewer
+        self._image_type = Image
+        self.image = ComboBox(label="image", choices=self._image_layers)
+        models = api.bundled_models() or [api.DEFAULT_MODEL]
+        self.model = ComboBox(label="model", choices=[*models, FOLDER_CHOICE])
+        self.model_folder = FileEdit(label="folder", mode="d", visible=False)
+        self.diameter = FloatSpinBox(
+            label="diameter",
+            min=0.0,
+            max=10000.0,
+            step=1.0,
+            tooltip="Typical object diameter in pixels; 0 = the model's",
+        )
+        self.cellprob = FloatSpinBox(
+            label="cellprob_threshold", min=-20.0, max=20.0, step=0.5, value=0.0
+        )
+        self.flow = FloatSpinBox(
+            label="flow_threshold",
+            min=0.0,
+            max=10.0,
+            step=0.05,
+            value=0.4,
+            tooltip="Flow error above which masks are dropped; 0 = off",
+        )
+        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.tile_size = SpinBox(
+            label="tile_size",
+            min=0,
+            max=8192,
+            step=16,
+            tooltip="Tile edge in pixels (multiple of 16); 0 = the model's",
+        )
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.status = Label(value="")
+        self.extend(
+            [
+                self.image,
+                self.model,
+                self.model_folder,
+                self.diameter,
+                self.cellprob,
+                self.flow,
+                self.device,
+                self.tile_size,
+                self.run_button,
+                self.cancel_button,
+                self.progress,
+                self.status,
+            ]
+        )
+
+        self._load_settings()
+        self.model.changed.connect(self._on_model_choice)
+        self._on_model_choice(self.model.value)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        napari_viewer.layers.events.inserted.connect(self._refresh_layers)
+        napari_viewer.layers.events.removed.connect(self._refresh_layers)
+        napari_viewer.layers.events.reordered.connect(self._refresh_layers)
+
+        self._cached: tuple[tuple[str, str], Model] | None = None
+        self._model_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._tiles = (0, 0)
+        self.worker: Any = None
+        #: Number of runs started (tests and scripts wait on it).
+        self.runs = 0
+        self.last_error: BaseException | None = None
+        self._timer: Any = None
+        self._started = 0.0
+        self._lead: tuple[int, ...] = ()
+
+    # layers & settings -----------------------------------------------------------------
+    def _image_layers(self, *_: Any) -> list[Any]:
+        return [ly for ly in self._viewer.layers if isinstance(ly, self._image_type)]
+
+    def _refresh_layers(self, *_: Any) -> None:
+        self.image.reset_choices()
+
+    def _on_model_choice(self, value: Any) -> None:
+        self.model_folder.visible = value == FOLDER_CHOICE
+
+    def _load_settings(self) -> None:
+        model = _settings.read("segment/model", self.model.value)
+        if model in self.model.choices:
+            self.model.value = model
+        self.model_folder.value = _settings.read("segment/model_folder", "")
+        self.diameter.value = _settings.read("segment/diameter", 0.0)
+        self.cellprob.value = _settings.read("segment/cellprob_threshold", 0.0)
+        self.flow.value = _settings.read("segment/flow_threshold", 0.4)
+        device = _settings.read("segment/device", "auto")
+        self.device.value = device if device in DEVICES else "auto"
+        self.tile_size.value = _settings.read("segment/tile_size", 0)
+
+    def _save_settings(self) -> None:
+        _settings.write(
+            {
+                "segment/model": self.model.value,
+                "segment/model_folder": str(self.model_folder.value or ""),
+                "segment/diameter": float(self.diameter.value),
+                "segment/cellprob_threshold": float(self.cellprob.value),
+                "segment/flow_threshold": float(self.flow.value),
+                "segment/device": self.device.value,
+                "segment/tile_size": int(self.tile_size.value),
+            }
+        )
+
+    def params(self) -> RunParams:
+        """The current settings as run parameters."""
+        model = (
+            str(self.model_folder.value) if self.model.value == FOLDER_CHOICE else self.model.value
+        )
+        return RunParams(
+            model=model,
+            device=self.device.value,
+            diameter=float(self.diameter.value) or None,
+            cellprob_threshold=float(self.cellprob.value),
+            flow_threshold=float(self.flow.value),
+            tile_size=int(self.tile_size.value) or None,
+        )
+
+    # running ---------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether a run is in progress."""
+        return self.worker is not None
+
+    def run(self, *_: Any) -> Any:
+        """Starts segmenting the chosen image in a worker thread; returns the started worker
+        (None when nothing could start)."""
+        from napari.qt.threading import create_worker
+        from qtpy.QtCore import QTimer
+
+        if self.busy:
+            return None
+        layer = self.image.value
+        if layer is None:
+            self.status.value = "Choose an image layer."
+            return None
+        try:
+            image, self._lead = layer_image(layer)
+        except ValueError as e:
+            self.status.value = str(e)
+            return None
+        params = self.params()
+        self._save_settings()
+        self._cancel.clear()
+        self._tiles = (0, 0)
+        self.last_error = None
+        self.progress.max, self.progress.value = 1, 0
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = f"Segmenting {layer.name}…"
+        self._started = time.perf_counter()
+        worker = create_worker(
+            self._segment,
+            image,
+            params,
+            layer.scale,
+            _start_thread=False,
+            _connect={
+                "returned": lambda result: self._on_result(layer, result),
+                "errored": self._on_error,
+                "finished": self._on_finished,
+            },
+        )
+        self.worker = worker
+        self.runs += 1
+        self._timer = QTimer()
+        self._timer.timeout.connect(self._show_progress)
+        self._timer.start(100)
+        worker.start()  # napari only connects returned workers, it never starts them
+        return worker
+
+    def cancel(self, *_: Any) -> None:
+        """Asks the running segmentation to stop after its current batch of tiles."""
+        if self.busy:
+            self._cancel.set()
+            self.status.value = "Cancelling…"
+
+    def _model_for(self, params: RunParams) -> Model:
+        key = (params.model, params.device)
+        with self._model_lock:
+            if self._cached is None or self._cached[0] != key:
+                if self._cached is not None:
+                    self._cached[1].close()
+                    self._cached = None
+                self._cached = (key, Model(params.model, device=params.device))
+            return self._cached[1]
+
+    def _segment(self, data: Any, params: RunParams, scale: Any) -> tuple[Any, ...]:
+        """Worker thread: load (or reuse) the model, segment plane by plane, measure.
+
+        Planes of a stack get consecutive label ranges (labels are unique in the stack) and
+        their feature rows carry the plane's position (``index-0``, ...)."""
+        import pandas as pd
+
+        model = self._model_for(params)
+        lead = self._lead
+        n_planes = int(np.prod(lead)) if lead else 1
+        labels = np.zeros((*lead, *data.shape[len(lead) : len(lead) + 2]), np.uint32)
+        tables, offset = [], 0
+        for k, index in enumerate(np.ndindex(*lead)):
+
+            def progress(done: int, total: int, k: int = k) -> bool:
+                self._tiles = (k * total + done, n_planes * total)
+                return not self._cancel.is_set()
+
+            if self._cancel.is_set():
+                raise CancelledError("cancelled", status=400)
+            plane = np.asarray(data[index])
+            lab = model.segment(
+                plane,
+                diameter=params.diameter,
+                cellprob_threshold=params.cellprob_threshold,
+                flow_threshold=params.flow_threshold,
+                tile_size=params.tile_size,
+                progress=progress,
+            )
+            table = measurements(lab, plane, scale)
+            if offset:
+                lab[lab > 0] += np.uint32(offset)
+                table["label"] = table["label"] + offset
+            for axis, i in enumerate(index):
+                table.insert(1 + axis, f"index-{axis}", i)
+            tables.append(table)
+            labels[index] = lab
+            offset = int(labels[index].max()) if lab.any() else offset
+        features = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+        return labels, features, model.info, params
+
+    def release_model(self) -> None:
+        """Frees the cached model (it is reloaded on the next run)."""
+        with self._model_lock:
+            if self._cached is not None:
+                self._cached[1].close()
+                self._cached = None
+
+    def _show_progress(self) -> None:
+        done, total = self._tiles
+        if total:
+            self.progress.max = total
+            self.progress.value = done
+
+    def _on_result(self, layer: Any, result: tuple[Any, ...]) -> None:
+        labels, features, info, params = result
+        name = f"{layer.name}_labels"
+        meta = {
+            "cytoseg": {
+                "model": info.get("name"),
+                "model_version": info.get("version"),
+                "device": info.get("device"),
+                **params.__dict__,
+            }
+        }
+        scale = tuple(layer.scale)  # an RGB layer's scale has no channel axis
+        translate = tuple(layer.translate)
+        existing = next((ly for ly in self._viewer.layers if ly.name == name), None)
+        from napari.layers import Labels
+
+        if isinstance(existing, Labels):
+            existing.data = labels
+            existing.scale = scale
+            existing.translate = translate
+            existing.features = features
+            existing.metadata.update(meta)
+        else:
+            self._viewer.add_labels(
+                labels,
+                name=name,
+                scale=scale,
+                translate=translate,
+                features=features,
+                metadata=meta,
+            )
+        n = int(labels.max()) if labels.size else 0
+        self.status.value = (
+            f"{n} objects in {time.perf_counter() - self._started:.1f} s ({info.get('device')})"
+        )
+
+    def _on_error(self, error: BaseException) -> None:
+        self.last_error = error
+        if isinstance(error, CancelledError):
+            self.status.value = "Cancelled."
+        else:
+            self.status.value = f"Failed: {error}"
+
+    def _on_finished(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        self._show_progress()

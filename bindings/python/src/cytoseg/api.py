@@ -1,0 +1,616 @@
+"""The Python API of cytoseg: models, flows ↔ labels, evaluation and measurements.
+
+Arrays cross into the engine without copies when they already have a supported layout
+(uint8, uint16 or float32 images whose pixels are contiguous within each row: C-contiguous
+arrays and row crops of them; uint32 labels; float32 flows). Other arrays are converted once.
+Outputs are numpy arrays allocated here and filled by the engine.
+
+Engine calls release the GIL (ctypes.CDLL), so threads run them in parallel; a :class:`Model`
+may be shared by several threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from ctypes import byref, c_double, c_float, c_uint32, c_void_p
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _native
+
+#: Name of the model used when none is given.
+DEFAULT_MODEL = "nuclei"
+
+_F32P = ctypes.POINTER(c_float)
+_F64P = ctypes.POINTER(c_double)
+_U32P = ctypes.POINTER(c_uint32)
+
+_NATIVE_DTYPES = {
+    np.dtype(np.uint8): _native.DTYPE_U8,
+    np.dtype(np.uint16): _native.DTYPE_U16,
+    np.dtype(np.float32): _native.DTYPE_F32,
+}
+
+
+def models_dir() -> Path:
+    """The folder of the model packages bundled with this Python package."""
+    return _native.PACKAGE_DIR / "models"
+
+
+def bundled_models() -> list[str]:
+    """Names of the bundled model packages (folders holding a manifest.json)."""
+    d = models_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file())
+
+
+def example_image_path() -> Path:
+    """The bundled example image (``nuclei_example.tif``, 320×320 uint16 nuclei)."""
+    return _native.PACKAGE_DIR / "data" / "nuclei_example.tif"
+
+
+def engine_version() -> str:
+    """Version of the loaded libcytoseg (equal to ``cytoseg.__version__`` in a built wheel)."""
+    return _native.lib().cytoseg_version().decode()
+
+
+def _resolve_model(name_or_path: str | os.PathLike[str] | None) -> str:
+    """A bundled name becomes the bundled folder; paths and other names go to the engine as
+    given (it also searches ``$CYTOSEG_MODELS``)."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    s = os.fspath(name_or_path)
+    if not os.path.exists(s) and (models_dir() / s / "manifest.json").is_file():
+        return str(models_dir() / s)
+    return s
+
+
+def _image_for_engine(image: Any, what: str = "image") -> tuple[np.ndarray, int, int]:
+    """Checks an image and returns ``(array, dtype code, row stride in bytes)``.
+
+    Accepts (H, W) or (H, W, C). No copy when the dtype is native and each row's pixels are
+    contiguous (any positive row stride); otherwise one conversion to a C-contiguous array.
+    """
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"{what} must be 2-D (height, width) or 3-D (height, width, channels), "
+            f"got shape {arr.shape}"
+        )
+    if arr.dtype.kind not in "uif" or arr.dtype.itemsize > 8:
+        raise TypeError(
+            f"{what} must hold real numbers (uint8, uint16 or float32 without a copy; other "
+            f"integer and float types are converted to float32), got dtype {arr.dtype}"
+        )
+    if arr.dtype.newbyteorder("=") not in _NATIVE_DTYPES or not arr.dtype.isnative:
+        target = arr.dtype.newbyteorder("=")
+        arr = arr.astype(target if target in _NATIVE_DTYPES else np.float32)
+    h, w = arr.shape[:2]
+    c = arr.shape[2] if arr.ndim == 3 else 1
+    item = arr.itemsize
+    pixel_contiguous = arr.strides[1] == c * item and (arr.ndim == 2 or arr.strides[2] == item)
+    row = arr.strides[0]
+    if not (pixel_contiguous and row >= w * c * item and row % item == 0) or h * w == 0:
+        arr = np.ascontiguousarray(arr)
+        row = arr.strides[0] if arr.size else w * c * item
+    return arr, _NATIVE_DTYPES[arr.dtype], row
+
+
+def _labels_for_engine(labels: Any, what: str) -> np.ndarray:
+    """A C-contiguous uint32 copy or view of an integer label array (values 0..2^32-1)."""
+    arr = np.asarray(labels)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint32)
+    if arr.dtype.kind not in "ui":
+        raise TypeError(f"{what} must be an integer label image, got dtype {arr.dtype}")
+    if arr.dtype != np.uint32 and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 0xFFFFFFFF:
+            raise ValueError(f"{what} values must lie in 0..4294967295, found {lo}..{hi}")
+    return np.ascontiguousarray(arr, dtype=np.uint32)
+
+
+def _ptr(arr: np.ndarray, ctype: Any) -> Any:
+    return arr.ctypes.data_as(ctypes.POINTER(ctype))
+
+
+class Model:
+    """A segmentation model loaded into the engine (an ONNX Runtime session).
+
+    Args:
+        name_or_path: a bundled model name (:func:`bundled_models`, default ``"nuclei"``) or the
+            folder of a model package (``manifest.json`` + ONNX file).
+        device: ``"auto"`` (first available GPU provider, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"tensorrt"``, ``"coreml"`` or ``"directml"``. Naming a provider the installed ONNX
+            Runtime lacks raises :class:`OnnxRuntimeError` instead of running on the CPU.
+        threads: ONNX Runtime intra-op threads; 0 = one per core.
+        ort_lib: path of ONNX Runtime's shared library; by default ``$ORT_DYLIB_PATH`` or the
+            one inside the installed ``onnxruntime`` pip package. One ONNX Runtime is loaded per
+            process: the first successful load wins.
+
+    Use as a context manager or call :meth:`close` to free the engine's memory at a known
+    point. One model may be used by several threads at once.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        threads: int = 0,
+        ort_lib: str | os.PathLike[str] | None = None,
+    ):
+        self._ptr: int | None = None
+        self._lock = threading.Condition()
+        self._busy = 0
+        lib = _native.lib()
+        dev = str(device).lower()
+        if dev not in _native.DEVICES:
+            raise ValueError(
+                f"unknown device {device!r}: choose one of {', '.join(_native.DEVICES)}"
+            )
+        if int(threads) < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
+        opts = _native.LoadOptions()
+        _native.check(lib.cytoseg_load_options_init(byref(opts)))
+        opts.device = _native.DEVICES[dev]
+        opts.threads = int(threads)
+        ort = os.fspath(ort_lib) if ort_lib is not None else _native.find_onnxruntime()
+        opts.ort_lib = os.fsencode(ort) if ort else None
+        self.path = _resolve_model(name_or_path)
+        out = c_void_p()
+        _native.check(lib.cytoseg_model_load(os.fsencode(self.path), byref(opts), byref(out)))
+        self._ptr = out.value
+        self.info: dict[str, Any] = self._read_info()
+        self.name: str = self.info.get("name", str(name_or_path))
+        self.device: str = self.info.get("device", dev)
+        self.diameter: float | None = self.info.get("diameter")
+        self.channels: int | None = self.info.get("channels")
+
+    def _read_info(self) -> dict[str, Any]:
+        lib = _native.lib()
+        needed = ctypes.c_size_t()
+        _native.check(lib.cytoseg_model_info(self._ptr, None, 0, byref(needed)))
+        buf = ctypes.create_string_buffer(needed.value)
+        _native.check(lib.cytoseg_model_info(self._ptr, buf, len(buf), None))
+        return json.loads(buf.value.decode("utf-8"))
+
+    # lifecycle -------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._ptr is None
+
+    def close(self) -> None:
+        """Frees the engine's model. Waits for calls running in other threads to finish;
+        later calls raise ``ValueError``. Closing twice is a no-op."""
+        with self._lock:
+            while self._busy:
+                self._lock.wait()
+            ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            _native.lib().cytoseg_model_free(ptr)
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_ptr", None) is not None and not self._busy:
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"device={self.device!r}"
+        return f"<cytoseg.Model {getattr(self, 'name', '?')!r} {state}>"
+
+    def _acquire(self) -> int:
+        with self._lock:
+            if self._ptr is None:
+                raise ValueError("the model is closed")
+            self._busy += 1
+            return self._ptr
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._lock.notify_all()
+
+    # segmentation ----------------------------------------------------------------------
+    def segment(
+        self,
+        image: Any,
+        diameter: float | None = None,
+        channels: int | Sequence[int] | None = None,
+        cellprob_threshold: float | None = None,
+        flow_threshold: float | None = None,
+        tile_size: int | None = None,
+        tile_overlap: float | None = None,
+        batch_size: int | None = None,
+        niter: int | None = None,
+        min_size: int | None = None,
+        max_size_fraction: float | None = None,
+        return_flows: bool = False,
+        progress: Callable[[int, int], Any] | None = None,
+        channel_axis: int | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Segments one 2-D image into instance labels.
+
+        Args:
+            image: (H, W) or (H, W, C) array (see ``channel_axis``); uint8, uint16 and float32
+                are passed without a copy, other real types are converted to float32.
+            diameter: typical object diameter in pixels; None uses the model's (no resizing).
+            channels: the image channel to segment (an int or a one-element sequence);
+                None averages all channels.
+            cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction: flows →
+                labels parameters (Cellpose's names; None keeps the model's defaults:
+                0.0, 0.4, 200 scaled by the resize factor, 15, 0.4).
+            tile_size: tile edge in pixels (multiple of 16); None uses the model's.
+            tile_overlap: fractional tile overlap; None uses the model's.
+            batch_size: tiles per network call; None keeps the default (8).
+            return_flows: also return the network output at image size, float32 (3, H, W):
+                dY, dX, cellprob.
+            progress: ``progress(done, total)`` called after each batch of tiles (from the
+                calling thread); returning ``False`` cancels (:class:`CancelledError`), and an
+                exception raised in it cancels the run and is re-raised.
+            channel_axis: the axis holding channels when it is not the last one.
+
+        Returns:
+            uint32 labels (H, W), 0 = background and objects 1..n; with ``return_flows``,
+            ``(labels, flows)``.
+        """
+        arr = np.asarray(image)
+        if channel_axis is not None:
+            if arr.ndim != 3:
+                raise ValueError(f"channel_axis needs a 3-D image, got shape {arr.shape}")
+            arr = np.moveaxis(arr, channel_axis, -1)
+        arr, dtype, row = _image_for_engine(arr)
+        h, w = arr.shape[:2]
+        c = arr.shape[2] if arr.ndim == 3 else 1
+        if channels is None:
+            channel = -1
+        else:
+            seq = [channels] if isinstance(channels, (int, np.integer)) else list(channels)
+            if len(seq) != 1:
+                raise ValueError(
+                    f"channels must name one image channel for this model, got {channels!r}"
+                )
+            channel = int(seq[0])
+            if not 0 <= channel < c:
+                raise ValueError(f"channel {channel} does not exist: the image has {c} channel(s)")
+        lib = _native.lib()
+        ptr = self._acquire()
+        try:
+            p = _native.SegmentParams()
+            _native.check(lib.cytoseg_segment_params_init(ptr, byref(p)))
+            _check_struct(p, "cytoseg_segment_params")
+            p.channel = channel
+            if diameter is not None:
+                if not (diameter > 0 and math.isfinite(diameter)):
+                    raise ValueError(
+                        f"diameter must be a positive number of pixels, got {diameter}"
+                    )
+                p.diameter = float(diameter)
+            if tile_size is not None:
+                p.tile_size = int(tile_size)
+            if tile_overlap is not None:
+                p.tile_overlap = float(tile_overlap)
+            if batch_size is not None:
+                p.batch_size = int(batch_size)
+            _set_masks(
+                p.masks, cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction
+            )
+            labels = np.empty((h, w), dtype=np.uint32)
+            flows = np.empty((3, h, w), dtype=np.float32) if return_flows else None
+            raised: list[BaseException] = []
+
+            def trampoline(_userdata: Any, done: int, total: int) -> int:
+                try:
+                    return 1 if progress(int(done), int(total)) is False else 0
+                except BaseException as e:  # re-raised after the engine returns
+                    raised.append(e)
+                    return 1
+
+            cb = _native.PROGRESS_FN(trampoline) if progress is not None else _native.PROGRESS_FN()
+            status = lib.cytoseg_model_segment(
+                ptr,
+                arr.ctypes.data_as(c_void_p),
+                dtype,
+                w,
+                h,
+                c,
+                row,
+                byref(p),
+                _ptr(labels, c_uint32),
+                labels.size,
+                _ptr(flows, c_float) if flows is not None else None,
+                flows.size if flows is not None else 0,
+                None,
+                cb,
+                None,
+            )
+            if raised:
+                raise raised[0]
+            _native.check(status)
+        finally:
+            self._release()
+        return (labels, flows) if flows is not None else labels
+
+
+def _check_struct(s: ctypes.Structure, name: str) -> None:
+    """The engine filled ``struct_size``: it must match this binding's layout."""
+    if s.struct_size != ctypes.sizeof(s):
+        raise ImportError(
+            f"{name} is {s.struct_size} bytes in libcytoseg but {ctypes.sizeof(s)} in the "
+            "Python binding: the package and library versions do not match"
+        )
+
+
+def _set_masks(
+    m: _native.MasksParams,
+    cellprob_threshold: float | None,
+    flow_threshold: float | None,
+    niter: int | None,
+    min_size: int | None,
+    max_size_fraction: float | None,
+) -> None:
+    if cellprob_threshold is not None:
+        m.cellprob_threshold = float(cellprob_threshold)
+    if flow_threshold is not None:
+        m.flow_threshold = float(flow_threshold)
+    if niter is not None:
+        if int(niter) < 0:
+            raise ValueError(f"niter must be >= 0, got {niter}")
+        m.niter = int(niter)
+    if min_size is not None:
+        m.min_size = int(min_size)
+    if max_size_fraction is not None:
+        m.max_size_fraction = float(max_size_fraction)
+
+
+def flows_to_labels(
+    dp: Any,
+    cellprob: Any,
+    cellprob_threshold: float = 0.0,
+    flow_threshold: float = 0.4,
+    niter: int = 200,
+    min_size: int = 15,
+    max_size_fraction: float = 0.4,
+) -> np.ndarray:
+    """Cellpose flows → instance labels, exactly as Cellpose 4's ``compute_masks`` (CPU).
+
+    Args:
+        dp: flows (2, H, W), dY then dX (Cellpose's ``dP``); converted to float32.
+        cellprob: cell-probability logits (H, W); converted to float32.
+        cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction: Cellpose's
+            parameters and defaults.
+
+    Returns:
+        uint32 labels (H, W), numbered as Cellpose numbers them.
+    """
+    dp = np.ascontiguousarray(dp, dtype=np.float32)
+    cellprob = np.ascontiguousarray(cellprob, dtype=np.float32)
+    if dp.ndim != 3 or dp.shape[0] != 2:
+        raise ValueError(f"dp must have shape (2, H, W), got {dp.shape}")
+    if cellprob.shape != dp.shape[1:]:
+        raise ValueError(
+            f"cellprob must have shape {dp.shape[1:]} to match dp, got {cellprob.shape}"
+        )
+    h, w = cellprob.shape
+    lib = _native.lib()
+    p = _native.MasksParams()
+    _native.check(lib.cytoseg_masks_params_init(byref(p)))
+    _check_struct(p, "cytoseg_masks_params")
+    _set_masks(p, cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction)
+    labels = np.empty((h, w), dtype=np.uint32)
+    _native.check(
+        lib.cytoseg_flows_to_labels(
+            _ptr(dp, c_float),
+            dp.size,
+            _ptr(cellprob, c_float),
+            cellprob.size,
+            h,
+            w,
+            byref(p),
+            _ptr(labels, c_uint32),
+            labels.size,
+            None,
+        )
+    )
+    return labels
+
+
+def labels_to_flows(labels: Any) -> np.ndarray:
+    """Instance labels → Cellpose flows (``masks_to_flows``): float64 (2, H, W), dY then dX."""
+    lab = _labels_for_engine(labels, "labels")
+    if lab.ndim != 2:
+        raise ValueError(f"labels must be 2-D (height, width), got shape {lab.shape}")
+    h, w = lab.shape
+    flows = np.empty((2, h, w), dtype=np.float64)
+    _native.check(
+        _native.lib().cytoseg_labels_to_flows(
+            _ptr(lab, c_uint32), lab.size, h, w, _ptr(flows, c_double), flows.size
+        )
+    )
+    return flows
+
+
+def evaluate(
+    truth: Any,
+    pred: Any,
+    thresholds: float | Sequence[float] = (0.5, 0.75, 0.9),
+    criterion: str = "iou",
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """Scores predicted labels against ground truth, exactly as ``stardist.matching.matching``.
+
+    Args:
+        truth, pred: integer label images of the same shape (0 = background).
+        thresholds: one threshold, or several.
+        criterion: ``"iou"``, ``"iot"`` or ``"iop"``.
+
+    Returns:
+        For each threshold a dict with stardist's fields (``criterion``, ``thresh``, ``fp``,
+        ``tp``, ``fn``, ``precision``, ``recall``, ``accuracy`` (the DSB 2018 AP), ``f1``,
+        ``n_true``, ``n_pred``, ``mean_true_score``, ``mean_matched_score``,
+        ``panoptic_quality``) plus the pixel-level foreground ``dice``: a list of them, or a
+        single dict when ``thresholds`` is a number.
+    """
+    t = _labels_for_engine(truth, "truth")
+    p = _labels_for_engine(pred, "pred")
+    if t.shape != p.shape:
+        raise ValueError(f"truth and pred shapes differ: {t.shape} vs {p.shape}")
+    if criterion not in _native.CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}: choose iou, iot or iop")
+    scalar = np.ndim(thresholds) == 0
+    ths = np.ascontiguousarray(np.atleast_1d(np.asarray(thresholds, dtype=np.float64)))
+    stats = (_native.MatchingStats * len(ths))()
+    dice = c_double()
+    _native.check(
+        _native.lib().cytoseg_evaluate_labels(
+            _ptr(t, c_uint32),
+            _ptr(p, c_uint32),
+            t.size,
+            _ptr(ths, c_double),
+            len(ths),
+            _native.CRITERIA[criterion],
+            stats,
+            byref(dice),
+        )
+    )
+    records = [
+        {
+            "criterion": criterion,
+            "thresh": s.thresh,
+            "fp": int(s.fp),
+            "tp": int(s.tp),
+            "fn": int(s.fn_),
+            "precision": s.precision,
+            "recall": s.recall,
+            "accuracy": s.accuracy,
+            "f1": s.f1,
+            "n_true": int(s.n_true),
+            "n_pred": int(s.n_pred),
+            "mean_true_score": s.mean_true_score,
+            "mean_matched_score": s.mean_matched_score,
+            "panoptic_quality": s.panoptic_quality,
+            "dice": dice.value,
+        }
+        for s in stats
+    ]
+    return records[0] if scalar else records
+
+
+def measure(
+    labels: Any,
+    image: Any = None,
+    pixel_size: float | Sequence[float] | None = None,
+    unit: str | None = None,
+    as_frame: bool | None = None,
+    return_units: bool = False,
+) -> Any:
+    """Measures every object of a label image (one row per label, in label order).
+
+    Args:
+        labels: integer label image (H, W), 0 = background.
+        image: optional intensity image (H, W) or (H, W, C) for the intensity columns (one set
+            per channel).
+        pixel_size: physical pixel size, one number or ``(height, width)``; lengths and areas
+            are then in ``unit`` (default ``"um"`` when a pixel size is given).
+        unit: the unit of ``pixel_size``.
+        as_frame: return a pandas DataFrame (True), a dict of numpy columns (False), or a
+            DataFrame when pandas is installed (None, the default).
+        return_units: also return a dict of each column's unit ("" = none).
+
+    Returns:
+        Columns named as skimage's ``regionprops_table`` (``label``, ``area``, ``centroid-0``,
+        ...; see the README), ``label`` as uint32 and the rest float64. A DataFrame also carries
+        the units in ``df.attrs["units"]``. With ``return_units``: ``(table, units)``.
+    """
+    columns, units = _measure(labels, image, pixel_size, unit)
+    if as_frame is None:
+        try:
+            import pandas  # noqa: F401
+
+            as_frame = True
+        except ImportError:
+            as_frame = False
+    if as_frame:
+        import pandas as pd
+
+        table: Any = pd.DataFrame(columns)
+        table.attrs["units"] = units
+    else:
+        table = columns
+    return (table, units) if return_units else table
+
+
+def _measure(
+    labels: Any, image: Any, pixel_size: Any, unit: str | None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    if not _native.has("cytoseg_measure"):
+        raise NotImplementedError(
+            f"this libcytoseg ({_native.library_path()}) has no cytoseg_measure: rebuild it"
+        )
+    lib = _native.lib()
+    lab = _labels_for_engine(labels, "labels")
+    if lab.ndim != 2:
+        raise ValueError(f"labels must be 2-D (height, width), got shape {lab.shape}")
+    h, w = lab.shape
+    img_ptr, dtype, chans, row = None, _native.DTYPE_F32, 0, 0
+    if image is not None:
+        img, dtype, row = _image_for_engine(image, "image")
+        if img.shape[:2] != (h, w):
+            raise ValueError(f"image shape {img.shape} does not match labels shape {lab.shape}")
+        chans = img.shape[2] if img.ndim == 3 else 1
+        img_ptr = img.ctypes.data_as(c_void_p)
+    cal = None
+    if pixel_size is not None or unit is not None:
+        ps = np.atleast_1d(np.asarray(1.0 if pixel_size is None else pixel_size, dtype=np.float64))
+        if ps.size == 1:
+            ps = np.array([ps[0], ps[0]])
+        if ps.size != 2 or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
+            raise ValueError(f"pixel_size must be one or two positive numbers, got {pixel_size!r}")
+        cal = _native.Calibration()
+        _native.check(lib.cytoseg_calibration_init(byref(cal)))
+        _check_struct(cal, "cytoseg_calibration")
+        cal.pixel_height, cal.pixel_width = float(ps[0]), float(ps[1])
+        unit_bytes = (unit if unit is not None else "um").encode("utf-8")
+        cal.unit = unit_bytes
+    table = c_void_p()
+    _native.check(
+        lib.cytoseg_measure(
+            _ptr(lab, c_uint32),
+            w,
+            h,
+            img_ptr,
+            dtype,
+            chans,
+            row,
+            byref(cal) if cal is not None else None,
+            byref(table),
+        )
+    )
+    try:
+        rows = lib.cytoseg_table_rows(table)
+        columns: dict[str, np.ndarray] = {}
+        units: dict[str, str] = {}
+        for i in range(lib.cytoseg_table_columns(table)):
+            name = lib.cytoseg_table_column_name(table, i).decode("utf-8")
+            units[name] = (lib.cytoseg_table_column_unit(table, i) or b"").decode("utf-8")
+            values = np.empty(rows, dtype=np.float64)
+            _native.check(lib.cytoseg_table_column(table, i, _ptr(values, c_double), rows))
+            columns[name] = values.astype(np.uint32) if name == "label" else values
+    finally:
+        lib.cytoseg_table_free(table)
+    return columns, units

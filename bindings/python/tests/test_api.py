@@ -1,0 +1,186 @@
+"""The Python API gives the CLI's labels and exposes every C entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cytoseg
+from cytoseg import _native
+from cytoseg._errors import EXCEPTIONS_BY_STATUS, STATUS_NAMES
+
+from .conftest import REPO
+
+
+def test_version_matches_library_and_crate():
+    assert cytoseg.__version__ == cytoseg.engine_version()
+    cargo = REPO / "Cargo.toml"
+    if cargo.is_file():
+        m = re.search(r'^version\s*=\s*"([^"]+)"', cargo.read_text(), re.M)
+        assert m and m.group(1) == cytoseg.__version__
+
+
+def test_status_codes_cover_the_header():
+    header = REPO / "include" / "cytoseg.h"
+    if not header.is_file():
+        pytest.skip(f"{header} not found")
+    codes = {int(v): n for n, v in re.findall(r"CYTOSEG_STATUS_(\w+) = (\d+)", header.read_text())}
+    assert codes == STATUS_NAMES
+    assert set(codes) - {0} == set(EXCEPTIONS_BY_STATUS)
+
+
+def test_bundled_model_and_info(model):
+    assert "nuclei" in cytoseg.bundled_models()
+    assert model.name == "nuclei"
+    assert model.device == "cpu"
+    assert model.info["sha256"] and model.diameter > 0
+    lib = Path(model.info["onnxruntime_library"])
+    assert lib.name.startswith("libonnxruntime") or lib.name.startswith("onnxruntime")
+
+
+def test_example_matches_cli(model, example, cli_segment):
+    (ref,) = cli_segment([cytoseg.example_image_path()])
+    labels = model.segment(example)
+    assert labels.dtype == np.uint32 and labels.shape == example.shape
+    assert labels.max() > 10
+    np.testing.assert_array_equal(labels, ref)
+
+
+def test_parameters_reach_the_engine(model, example, cli_segment):
+    flags = [
+        "--diameter",
+        "25",
+        "--cellprob-threshold",
+        "-0.5",
+        "--flow-threshold",
+        "0.6",
+        "--tile-size",
+        "64",
+        "--min-size",
+        "30",
+    ]
+    (ref,) = cli_segment([cytoseg.example_image_path()], *flags)
+    labels = model.segment(
+        example, diameter=25, cellprob_threshold=-0.5, flow_threshold=0.6, tile_size=64, min_size=30
+    )
+    np.testing.assert_array_equal(labels, ref)
+    assert not np.array_equal(labels, model.segment(example))
+
+
+def test_dsb_sample_matches_cli(model, dsb_sample, cli_segment, tifffile):
+    paths = sorted((dsb_sample / "images").glob("*.tif"))
+    refs = cli_segment(paths)
+    for p, ref in zip(paths, refs, strict=True):
+        labels = model.segment(tifffile.imread(p))
+        np.testing.assert_array_equal(labels, ref, err_msg=str(p))
+
+
+def test_layouts_without_copies_give_the_same_labels(model, example):
+    big = np.zeros((400, 500), np.uint16)
+    big[30:350, 70:390] = example
+    crop = big[30:350, 70:390]  # rows 1000 bytes apart: passed with its row stride, no copy
+    assert not crop.flags.c_contiguous
+    ref = model.segment(example)
+    np.testing.assert_array_equal(model.segment(crop), ref)
+    np.testing.assert_array_equal(model.segment(example.astype(np.float64)), ref)
+    np.testing.assert_array_equal(model.segment(example.T.copy().T), ref)  # Fortran order
+    stack = np.stack([np.zeros_like(example), example, example // 2], axis=-1)
+    np.testing.assert_array_equal(model.segment(stack, channels=1), ref)
+    np.testing.assert_array_equal(
+        model.segment(np.moveaxis(stack, -1, 0), channels=[1], channel_axis=0), ref
+    )
+
+
+def test_flows_round_trip(model, example):
+    labels, flows = model.segment(example, return_flows=True)
+    assert flows.shape == (3, *example.shape) and flows.dtype == np.float32
+    again = cytoseg.flows_to_labels(flows[:2], flows[2])
+    np.testing.assert_array_equal(again, labels)
+
+
+def test_labels_to_flows_points_to_the_centre():
+    yy, xx = np.mgrid[:41, :41]
+    disk = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 100).astype(np.uint16)
+    flows = cytoseg.labels_to_flows(disk)
+    assert flows.shape == (2, 41, 41) and flows.dtype == np.float64
+    norm = np.hypot(flows[0], flows[1])
+    assert np.all(norm[disk == 0] == 0)
+    inside = (disk == 1) & ((yy - 20) ** 2 + (xx - 20) ** 2 >= 9)
+    assert np.allclose(norm[inside], 1, atol=1e-6)
+    # flow points from the pixel towards the centre
+    assert np.all(flows[0][inside] * (20 - yy[inside]) + flows[1][inside] * (20 - xx[inside]) > 0)
+    back = cytoseg.flows_to_labels(flows.astype(np.float32) * 5, np.where(disk, 5.0, -5.0))
+    assert back.max() == 1 and np.array_equal(back > 0, disk > 0)
+
+
+def test_evaluate_matches_cli(cli, tmp_path, model, example, tifffile):
+    truth_path = REPO / "models" / "examples" / "nuclei_example_labels.tif"
+    if not truth_path.is_file():
+        pytest.skip(f"{truth_path} not found")
+    pred = model.segment(example)
+    pred_path = tmp_path / "pred.tif"
+    tifffile.imwrite(pred_path, pred)
+    report = tmp_path / "r.json"
+    cli(
+        "evaluate",
+        "--truth",
+        str(truth_path),
+        "--pred",
+        str(pred_path),
+        "--json",
+        str(report),
+        "--thresholds",
+        "0.3,0.5,0.9",
+    )
+    ref = json.loads(report.read_text())["dataset"]
+    got = cytoseg.evaluate(tifffile.imread(truth_path), pred, thresholds=[0.3, 0.5, 0.9])
+    assert len(got) == 3
+    for g, r in zip(got, ref, strict=True):
+        for k in [
+            "thresh",
+            "fp",
+            "tp",
+            "fn",
+            "precision",
+            "recall",
+            "accuracy",
+            "f1",
+            "n_true",
+            "n_pred",
+            "mean_true_score",
+            "mean_matched_score",
+            "panoptic_quality",
+        ]:
+            assert g[k] == r[k], k
+    single = cytoseg.evaluate(tifffile.imread(truth_path), pred, thresholds=0.5)
+    assert single == got[1]
+    assert 0 < single["dice"] <= 1
+
+
+@pytest.mark.skipif(not _native.has("cytoseg_measure"), reason="libcytoseg has no cytoseg_measure")
+def test_measure_against_numpy(model, example):
+    labels = model.segment(example)
+    table = cytoseg.measure(labels, example, as_frame=False)
+    ids = np.unique(labels[labels > 0])
+    np.testing.assert_array_equal(table["label"], ids)
+    area = np.bincount(labels.ravel())[ids]
+    np.testing.assert_allclose(table["area"], area)
+    yy, xx = np.indices(labels.shape)
+    cy = np.bincount(labels.ravel(), yy.ravel())[ids] / area
+    np.testing.assert_allclose(table["centroid-0"], cy, rtol=1e-12)
+    mean = np.bincount(labels.ravel(), example.ravel().astype(float))[ids] / area
+    intensity = [k for k in table if "mean" in k and "intensity" in k]
+    assert intensity, list(table)
+    np.testing.assert_allclose(table[intensity[0]], mean, rtol=1e-9)
+    cal, units = cytoseg.measure(
+        labels, pixel_size=0.5, unit="um", as_frame=False, return_units=True
+    )
+    np.testing.assert_allclose(cal["area"], area * 0.25)
+    assert "um" in units["area"]
+    pd = pytest.importorskip("pandas")
+    df = cytoseg.measure(labels)
+    assert isinstance(df, pd.DataFrame) and len(df) == len(ids)

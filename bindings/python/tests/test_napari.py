@@ -1,0 +1,180 @@
+"""The napari plugin with a real viewer (napari 0.9, PyQt6) under Xvfb."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import cytoseg
+from cytoseg import _native
+
+napari = pytest.importorskip("napari", reason="napari is not installed")
+pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
+
+from qtpy.QtCore import QTimer  # noqa: E402
+
+from cytoseg._napari._evaluate import EvaluateWidget  # noqa: E402
+from cytoseg._napari._widget import SegmentWidget  # noqa: E402
+
+MEASURE = _native.has("cytoseg_measure")
+
+
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("CYTOSEG_NAPARI_SETTINGS", str(tmp_path / "settings.ini"))
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+def _segment_widget(viewer):
+    w = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(w, name="cytoseg")
+    w.device.value = "cpu"
+    return w
+
+
+def _click_run(qtbot, w):
+    """Clicks Run from inside the event loop and waits until the run has started."""
+    runs = w.runs
+    QTimer.singleShot(0, w.run_button.native.click)
+    qtbot.waitUntil(lambda: w.runs > runs, timeout=10_000)
+
+
+def test_manifest_declares_widgets_and_sample():
+    npe2 = pytest.importorskip("npe2")
+    pm = npe2.PluginManifest.from_distribution("cytoseg")
+    assert {w.display_name for w in pm.contributions.widgets} == {"Segment", "Evaluate"}
+    assert [s.key for s in pm.contributions.sample_data] == ["nuclei_example"]
+
+
+def test_plugin_widgets_dock_from_the_menu(viewer):
+    _, seg = viewer.window.add_plugin_dock_widget("cytoseg", "Segment")
+    _, ev = viewer.window.add_plugin_dock_widget("cytoseg", "Evaluate")
+    assert isinstance(seg, SegmentWidget) and isinstance(ev, EvaluateWidget)
+    viewer.open_sample("cytoseg", "nuclei_example")
+    assert seg.image.value is viewer.layers["nuclei_example"]  # layer list follows the viewer
+
+
+def test_sample_segment_features(viewer, qtbot, cli_segment):
+    viewer.open_sample("cytoseg", "nuclei_example")
+    image = viewer.layers["nuclei_example"]
+    image.scale = (0.5, 0.25)
+    image.translate = (10.0, -4.0)
+    w = _segment_widget(viewer)
+    assert w.image.value is image
+    _click_run(qtbot, w)
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    assert w.last_error is None, w.status.value
+    assert w.run_button.enabled and not w.cancel_button.enabled
+    labels = viewer.layers["nuclei_example_labels"]
+    assert isinstance(labels, napari.layers.Labels)
+    (ref,) = cli_segment([cytoseg.example_image_path()])
+    np.testing.assert_array_equal(labels.data, ref)  # same labels as the CLI
+    assert tuple(labels.scale) == (0.5, 0.25)
+    assert tuple(labels.translate) == (10.0, -4.0)
+    feats = labels.features
+    if MEASURE:
+        assert len(feats) == ref.max()
+        np.testing.assert_array_equal(feats["label"], np.arange(1, ref.max() + 1))
+        area = np.bincount(ref.ravel())[1:] * 0.5 * 0.25  # calibrated by the layer's scale
+        np.testing.assert_allclose(feats["area"], area)
+        assert any("intensity" in c for c in feats.columns)
+    assert w.progress.value == w.progress.max > 0
+
+
+def test_run_again_updates_the_same_layer(viewer, qtbot):
+    viewer.open_sample("cytoseg", "nuclei_example")
+    w = _segment_widget(viewer)
+    for diameter in (0.0, 25.0):
+        w.diameter.value = diameter
+        _click_run(qtbot, w)
+        if w.busy:
+            assert not w.run_button.enabled  # disabled while busy
+            assert w.run() is None  # and a second start is refused
+        qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+        assert w.last_error is None, w.status.value
+    assert [ly.name for ly in viewer.layers] == ["nuclei_example", "nuclei_example_labels"]
+    assert viewer.layers["nuclei_example_labels"].metadata["cytoseg"]["diameter"] == 25.0
+
+
+def test_cancel_stops_a_long_run(viewer, qtbot, example):
+    big = np.tile(example, (6, 6))  # 1920 × 1920
+    viewer.add_image(big, name="big")
+    w = _segment_widget(viewer)
+    w.image.value = viewer.layers["big"]
+    w.tile_size.value = 64  # about 1,200 tiles: minutes of work
+    _click_run(qtbot, w)
+    assert w.busy and not w.run_button.enabled and w.cancel_button.enabled
+    qtbot.waitUntil(lambda: w._tiles[0] > 0, timeout=60_000)
+    done_before, total = w._tiles
+    t0 = time.perf_counter()
+    QTimer.singleShot(0, w.cancel_button.native.click)
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    assert isinstance(w.last_error, cytoseg.CancelledError)
+    assert w.status.value == "Cancelled."
+    assert w._tiles[0] < total
+    assert time.perf_counter() - t0 < 30
+    assert "big_labels" not in [ly.name for ly in viewer.layers]
+    assert w.run_button.enabled and not w.cancel_button.enabled
+
+
+def test_settings_are_remembered(viewer):
+    w = _segment_widget(viewer)
+    w.diameter.value = 23.0
+    w.cellprob.value = -1.5
+    w.flow.value = 0.55
+    w.tile_size.value = 128
+    w._save_settings()
+    w2 = SegmentWidget(viewer)
+    assert (
+        w2.diameter.value,
+        w2.cellprob.value,
+        w2.flow.value,
+        w2.tile_size.value,
+        w2.device.value,
+    ) == (23.0, -1.5, 0.55, 128, "cpu")
+
+
+def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example):
+    flipped = example[::-1].copy()
+    viewer.add_image(np.stack([example, flipped]), name="stack", scale=(3.0, 1.0, 1.0))
+    w = _segment_widget(viewer)
+    w.image.value = viewer.layers["stack"]
+    _click_run(qtbot, w)
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    assert w.last_error is None, w.status.value
+    out = viewer.layers["stack_labels"]
+    assert out.data.shape == (2, *example.shape) and tuple(out.scale) == (3.0, 1.0, 1.0)
+    first, second = model.segment(example), model.segment(flipped)
+    np.testing.assert_array_equal(out.data[0], first)
+    n = int(first.max())
+    np.testing.assert_array_equal(out.data[1], np.where(second > 0, second + n, 0))
+    feats = out.features
+    assert len(feats) == n + second.max()
+    np.testing.assert_array_equal(feats["label"], np.arange(1, len(feats) + 1))
+    np.testing.assert_array_equal(feats["index-0"], [0] * n + [1] * int(second.max()))
+
+
+def test_evaluate_widget(viewer, model, example, tifffile):
+    from .conftest import REPO
+
+    truth = tifffile.imread(REPO / "models" / "examples" / "nuclei_example_labels.tif")
+    pred = model.segment(example)
+    viewer.add_labels(truth, name="truth")
+    viewer.add_labels(pred, name="pred")
+    w = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.truth.value = viewer.layers["truth"]
+    w.pred.value = viewer.layers["pred"]
+    w.thresholds.value = "0.5, 0.9"
+    records = w.run()
+    assert records == cytoseg.evaluate(truth, pred, thresholds=[0.5, 0.9])
+    assert w.table.shape == (2, 13)
+    assert "Dice" in w.status.value
+    w.thresholds.value = "0.5, x"
+    assert w.run() == [] and "not a number" in w.status.value

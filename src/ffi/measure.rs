@@ -1,0 +1,292 @@
+//! C entry points for per-object measurements (tables equal to skimage's `regionprops_table`).
+
+use std::ffi::{CStr, CString, c_char, c_void};
+
+use crate::core::image::{ImageView, Pixels};
+use crate::core::measure::{Calibration, Table, measure};
+
+use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, infallible, input, null};
+
+/// A measurement table (opaque): one row per object, ordered by label, columns of doubles.
+/// Created by `cytoseg_measure`, released by `cytoseg_table_free`. Read-only after creation,
+/// so it may be read from several threads at once.
+pub struct cytoseg_table {
+    table: Table,
+    names: Vec<CString>,
+    units: Vec<CString>,
+}
+
+/// Physical pixel size for `cytoseg_measure`. Initialize with `cytoseg_calibration_init`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct cytoseg_calibration {
+    /// Must be `sizeof(cytoseg_calibration)`; set by `cytoseg_calibration_init`.
+    pub struct_size: usize,
+    /// Width of a pixel (x, columns) in `unit`; > 0. Default 1.
+    pub pixel_width: f64,
+    /// Height of a pixel (y, rows) in `unit`; > 0. Default 1.
+    pub pixel_height: f64,
+    /// Length unit, e.g. "um" (NUL-terminated UTF-8, only read during the call); NULL means
+    /// "pixel". Default NULL.
+    pub unit: *const c_char,
+}
+
+/// Fills `cal` with the defaults: 1 × 1 pixel, unit NULL ("pixel", uncalibrated).
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_calibration_init(cal: *mut cytoseg_calibration) -> cytoseg_status {
+    boundary(|| {
+        if cal.is_null() {
+            return Err(null("cal"));
+        }
+        // SAFETY: non-null caller struct.
+        unsafe {
+            cal.write(cytoseg_calibration {
+                struct_size: std::mem::size_of::<cytoseg_calibration>(),
+                pixel_width: 1.0,
+                pixel_height: 1.0,
+                unit: std::ptr::null(),
+            })
+        };
+        Ok(())
+    })
+}
+
+fn calibration(cal: *const cytoseg_calibration) -> Result<Calibration, FfiError> {
+    if cal.is_null() {
+        return Ok(Calibration::default());
+    }
+    // SAFETY: non-null caller struct.
+    let c = unsafe { input(cal, 1, "cal") }?[0];
+    let want = std::mem::size_of::<cytoseg_calibration>();
+    if c.struct_size != want {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "cal.struct_size is {}, expected {want}: initialize it with cytoseg_calibration_init",
+                c.struct_size
+            ),
+        ));
+    }
+    let unit = if c.unit.is_null() {
+        "pixel".to_string()
+    } else {
+        // SAFETY: non-null; the caller passes a NUL-terminated string valid for the call.
+        unsafe { CStr::from_ptr(c.unit) }
+            .to_str()
+            .map_err(|_| {
+                FfiError(
+                    cytoseg_status::InvalidArgument,
+                    "cal.unit is not valid UTF-8".into(),
+                )
+            })?
+            .to_string()
+    };
+    Ok(Calibration {
+        pixel_width: c.pixel_width,
+        pixel_height: c.pixel_height,
+        unit,
+    })
+}
+
+/// Measures every object of a label image: label, area, centroid, bounding box, perimeter,
+/// equivalent diameter, axis lengths, eccentricity, orientation, solidity, extent and, with an
+/// intensity image, per-channel mean/min/max/std/integrated intensity — the values of
+/// `skimage.measure.regionprops_table` (scikit-image 0.26); see the README's "Measurements".
+///
+/// @param labels            `height * width` uint32 labels, row-major (0 = background).
+/// @param width, height     Label image size (each >= 1).
+/// @param image             Optional intensity image (may be NULL): `height` rows of `width`
+///                          pixels × `channels` interleaved samples of type `dtype`, rows every
+///                          `row_stride_bytes` (as for `cytoseg_model_segment`).
+/// @param dtype             A `cytoseg_dtype` value (ignored without `image`).
+/// @param channels          Samples per pixel (>= 1; ignored without `image`).
+/// @param row_stride_bytes  Bytes between row starts (ignored without `image`).
+/// @param cal               Pixel size and unit, or NULL for uncalibrated pixels.
+/// @param out               Receives the new table on success; free with `cytoseg_table_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_measure(
+    labels: *const u32,
+    width: usize,
+    height: usize,
+    image: *const c_void,
+    dtype: i32,
+    channels: usize,
+    row_stride_bytes: usize,
+    cal: *const cytoseg_calibration,
+    out: *mut *mut cytoseg_table,
+) -> cytoseg_status {
+    boundary(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        if width == 0 || height == 0 {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!("label image is empty ({width}×{height})"),
+            ));
+        }
+        let n = width.checked_mul(height).ok_or_else(|| {
+            FfiError(
+                cytoseg_status::TooLarge,
+                "width * height overflows size_t".into(),
+            )
+        })?;
+        // SAFETY: the caller provides width * height labels.
+        let labels = unsafe { input(labels, n, "labels") }?;
+        let calibration = calibration(cal)?;
+        let table = if image.is_null() {
+            measure(labels, height, width, None, &calibration)?
+        } else {
+            let sample = match dtype {
+                1 => 1,
+                2 => 2,
+                3 => 4,
+                d => {
+                    return Err(FfiError(
+                        cytoseg_status::InvalidArgument,
+                        format!("unknown dtype {d}"),
+                    ));
+                }
+            };
+            if !row_stride_bytes.is_multiple_of(sample) {
+                return Err(FfiError(
+                    cytoseg_status::InvalidArgument,
+                    format!(
+                        "row_stride_bytes {row_stride_bytes} is not a multiple of the sample size {sample}"
+                    ),
+                ));
+            }
+            if channels == 0 {
+                return Err(FfiError(
+                    cytoseg_status::InvalidArgument,
+                    "channels must be >= 1".into(),
+                ));
+            }
+            let stride = row_stride_bytes / sample;
+            let total = (height - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(width.checked_mul(channels)?))
+                .ok_or_else(|| FfiError(cytoseg_status::TooLarge, "image size overflows".into()))?;
+            // SAFETY: the caller provides `total` samples of the given type at `image`.
+            let px = unsafe {
+                match dtype {
+                    1 => Pixels::U8(input(image as *const u8, total, "image")?),
+                    2 => Pixels::U16(input(image as *const u16, total, "image")?),
+                    _ => Pixels::F32(input(image as *const f32, total, "image")?),
+                }
+            };
+            let view = ImageView::new(px, width, height, channels, stride)?;
+            measure(labels, height, width, Some(&view), &calibration)?
+        };
+        let cstring = |s: &str| {
+            CString::new(s).map_err(|_| {
+                FfiError(
+                    cytoseg_status::InvalidArgument,
+                    "cal.unit contains a NUL byte".into(),
+                )
+            })
+        };
+        let names = table
+            .columns
+            .iter()
+            .map(|c| cstring(&c.name))
+            .collect::<Result<_, _>>()?;
+        let units = table
+            .columns
+            .iter()
+            .map(|c| cstring(c.unit.as_deref().unwrap_or("")))
+            .collect::<Result<_, _>>()?;
+        let handle = Box::new(cytoseg_table {
+            table,
+            names,
+            units,
+        });
+        // SAFETY: non-null caller pointer.
+        unsafe { *out = Box::into_raw(handle) };
+        Ok(())
+    })
+}
+
+fn table_ref<'a>(t: *const cytoseg_table) -> Option<&'a cytoseg_table> {
+    // SAFETY: a non-null pointer from cytoseg_measure, alive until cytoseg_table_free.
+    (!t.is_null()).then(|| unsafe { &*t })
+}
+
+/// Number of rows (objects) of `t`; 0 for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_table_rows(t: *const cytoseg_table) -> usize {
+    infallible(0, || table_ref(t).map_or(0, |t| t.table.n_rows()))
+}
+
+/// Number of columns of `t`; 0 for NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_table_columns(t: *const cytoseg_table) -> usize {
+    infallible(0, || table_ref(t).map_or(0, |t| t.table.columns.len()))
+}
+
+/// Name of column `i` (e.g. "area", "intensity_mean-1"), valid while `t` lives; NULL when `t`
+/// is NULL or `i` is out of range.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_table_column_name(t: *const cytoseg_table, i: usize) -> *const c_char {
+    infallible(std::ptr::null(), || {
+        table_ref(t)
+            .and_then(|t| t.names.get(i))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// Unit of column `i` ("um", "um^2", ...; "" when it has none: pixels or unitless), valid
+/// while `t` lives; NULL when `t` is NULL or `i` is out of range.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_table_column_unit(t: *const cytoseg_table, i: usize) -> *const c_char {
+    infallible(std::ptr::null(), || {
+        table_ref(t)
+            .and_then(|t| t.units.get(i))
+            .map_or(std::ptr::null(), |s| s.as_ptr())
+    })
+}
+
+/// Copies column `i` of `t` into `out`.
+///
+/// @param out  Caller-allocated array of `len` doubles.
+/// @param len  Must equal `cytoseg_table_rows(t)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_table_column(
+    t: *const cytoseg_table,
+    i: usize,
+    out: *mut f64,
+    len: usize,
+) -> cytoseg_status {
+    boundary(|| {
+        let t = table_ref(t).ok_or_else(|| null("t"))?;
+        let col = t.table.columns.get(i).ok_or_else(|| {
+            FfiError(
+                cytoseg_status::InvalidArgument,
+                format!(
+                    "column {i} is out of range (the table has {})",
+                    t.table.columns.len()
+                ),
+            )
+        })?;
+        expect_len("len", len, Some(col.values.len()), "the table's row count")?;
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: the caller provides `len` writable doubles.
+        let dst = unsafe { super::boundary::output(out, len, "out") }?;
+        dst.copy_from_slice(&col.values);
+        Ok(())
+    })
+}
+
+/// Releases a table; NULL is a no-op.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_table_free(t: *mut cytoseg_table) {
+    let _ = boundary(|| {
+        if !t.is_null() {
+            // SAFETY: created by Box::into_raw in cytoseg_measure and not freed before.
+            drop(unsafe { Box::from_raw(t) });
+        }
+        Ok(())
+    });
+}

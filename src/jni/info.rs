@@ -1,0 +1,109 @@
+//! `org.cytoseg.Native`: versions, bundled models and ONNX Runtime's execution providers.
+
+use std::path::PathBuf;
+
+use ::jni::EnvUnowned;
+use ::jni::objects::{JClass, JObjectArray, JString};
+use ::jni::sys::jint;
+
+use crate::core::model::{list_models, runtime};
+
+use super::boundary::{JResult, ThrowCytoseg, non_null, opt_string_arg, string_arg};
+use super::kv;
+
+/// The engine version, e.g. "0.1.0".
+///
+/// Java: `static native String version()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_version<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> { Ok(JString::from_str(env, crate::VERSION)?) })
+        .resolve::<ThrowCytoseg>()
+}
+
+/// Loads ONNX Runtime (once per process; `ortLib` nullable, else the engine's search) and
+/// describes it as `key=value` lines: `version`, `library`, then `provider.<name>=true|false`
+/// for cpu, tensorrt, cuda, coreml and directml.
+///
+/// Java: `static native String runtimeInfo(String ortLib)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_runtimeInfo<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    ort_lib: JString<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        let lib = opt_string_arg(env, &ort_lib)?.map(PathBuf::from);
+        let rt = runtime::runtime(lib.as_deref())?;
+        let mut pairs = vec![
+            ("version".to_string(), rt.version.clone()),
+            ("library".to_string(), rt.library.display().to_string()),
+        ];
+        for (d, ok) in runtime::available_devices(rt) {
+            pairs.push((format!("provider.{}", d.name()), ok.to_string()));
+        }
+        let refs: Vec<(&str, String)> =
+            pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        Ok(JString::from_str(env, kv(&refs))?)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// The model packages the engine finds by name (`$CYTOSEG_MODELS`, `models/` beside the
+/// executable, the source tree), as `name=folder` lines.
+///
+/// Java: `static native String listModels()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_listModels<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        let found = list_models();
+        let refs: Vec<(&str, String)> = found
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.display().to_string()))
+            .collect();
+        Ok(JString::from_str(env, kv(&refs))?)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// Panics on purpose, to test that a panic reaches Java as an `IllegalStateException` and the
+/// library stays usable. Not for other use.
+///
+/// Java: `static native void panicForTest()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_panicForTest<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) {
+    env.with_env(|_env| -> JResult<()> { panic!("panicForTest was called") })
+        .resolve::<ThrowCytoseg>()
+}
+
+/// Runs the `cytoseg` command line in this process (`crate::cli::run_from`), so that the Fiji
+/// plugin's Segment Folder writes exactly what the `cytoseg segment` executable writes.
+///
+/// Java: `static native int runCli(String[] args)` (arguments without the program name).
+/// Returns the command's exit status; messages go to the process's standard error.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_runCli<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    args: JObjectArray<'local>,
+) -> jint {
+    env.with_env(|env| -> JResult<jint> {
+        non_null(&args, "args")?;
+        let mut argv = vec!["cytoseg".to_string()];
+        for i in 0..args.len(env)? {
+            let item = args.get_element(env, i)?;
+            let s = env.cast_local::<JString>(item)?;
+            argv.push(string_arg(env, &s, "args[i]")?);
+        }
+        Ok(crate::cli::run_from(argv))
+    })
+    .resolve::<ThrowCytoseg>()
+}

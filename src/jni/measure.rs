@@ -1,0 +1,132 @@
+//! `org.cytoseg.Native`: per-object measurements of a label image (the engine's
+//! `<stem>_objects.csv` table).
+
+use ::jni::objects::{JByteArray, JClass, JFloatArray, JIntArray, JObject, JShortArray};
+use ::jni::objects::{JString, ReleaseMode};
+use ::jni::sys::jint;
+use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
+
+use crate::core::image::{ImageView, Pixels};
+use crate::core::measure::{Calibration, Table, measure as core_measure};
+
+use super::boundary::{AsUnsigned, JResult, JniError, ThrowCytoseg, dim, non_null, string_arg};
+
+/// Runs the engine's measurement inside critical sections on `labels` and (optionally) the
+/// image, then builds the Java `Table` once both are released.
+#[allow(clippy::too_many_arguments)]
+fn measure<'local>(
+    env: &mut Env<'local>,
+    labels: &JIntArray<'local>,
+    width: jint,
+    height: jint,
+    image: &JObject<'local>,
+    channels: jint,
+    calibration: Calibration,
+) -> JResult<JObject<'local>> {
+    non_null(labels, "labels")?;
+    let (w, h) = (dim(width, "width")?, dim(height, "height")?);
+    let c = dim(channels, "channels")?;
+    let run = |px: Option<Pixels<'_>>, l: &[i32]| -> JResult<Table> {
+        let view = match px {
+            Some(p) => Some(ImageView::new(p, w, h, c, w * c)?),
+            None => None,
+        };
+        Ok(core_measure(
+            i32::as_unsigned(l),
+            h,
+            w,
+            view.as_ref(),
+            &calibration,
+        )?)
+    };
+    // Each branch: borrow the image, then the labels (two distinct arrays), compute, release.
+    // SAFETY (all branches): read-only critical borrows for pure computation; no JNI call and no
+    // blocking system call happens until the guards are dropped at the end of the branch.
+    let table = if image.is_null() {
+        let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        run(None, &l)?
+    } else if env.is_instance_of(image, jni_str!("[B"))? {
+        let local = env.new_local_ref(image)?;
+        let arr: JByteArray = env.cast_local::<JByteArray>(local)?;
+        let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        run(Some(Pixels::U8(i8::as_unsigned(&px))), &l)?
+    } else if env.is_instance_of(image, jni_str!("[S"))? {
+        let local = env.new_local_ref(image)?;
+        let arr: JShortArray = env.cast_local::<JShortArray>(local)?;
+        let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        run(Some(Pixels::U16(i16::as_unsigned(&px))), &l)?
+    } else if env.is_instance_of(image, jni_str!("[F"))? {
+        let local = env.new_local_ref(image)?;
+        let arr: JFloatArray = env.cast_local::<JFloatArray>(local)?;
+        let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        run(Some(Pixels::F32(&px)), &l)?
+    } else {
+        return Err(JniError::Arg(
+            "image must be byte[], short[], float[] or null".into(),
+        ));
+    };
+    to_java(env, &table)
+}
+
+fn to_java<'local>(env: &mut Env<'local>, table: &Table) -> JResult<JObject<'local>> {
+    let cols = table.columns.len();
+    let rows = table.n_rows();
+    let names = env.new_object_array(cols as i32, jni_str!("java/lang/String"), JObject::null())?;
+    let units = env.new_object_array(cols as i32, jni_str!("java/lang/String"), JObject::null())?;
+    let mut values = Vec::with_capacity(cols * rows);
+    for (i, col) in table.columns.iter().enumerate() {
+        let name = JString::from_str(env, &col.name)?;
+        names.set_element(env, i, &name)?;
+        let unit = JString::from_str(env, col.unit.as_deref().unwrap_or(""))?;
+        units.set_element(env, i, &unit)?;
+        values.extend_from_slice(&col.values);
+    }
+    let arr = env.new_double_array(values.len())?;
+    arr.set_region(env, 0, &values)?;
+    let rows = i32::try_from(rows).map_err(|_| JniError::Arg("too many objects".into()))?;
+    Ok(env.new_object(
+        jni_str!("org/cytoseg/Table"),
+        jni_sig!("([Ljava/lang/String;[Ljava/lang/String;[DI)V"),
+        &[
+            JValue::Object(&names),
+            JValue::Object(&units),
+            JValue::Object(&arr),
+            JValue::Int(rows),
+        ],
+    )?)
+}
+
+/// Measures every object of a label image, with intensities from `image` when given.
+///
+/// Java: `static native Table measure(int[] labels, int width, int height, Object image,
+/// int channels, double pixelWidth, double pixelHeight, String unit)`. `image` is null or a
+/// `byte[]`/`short[]`/`float[]` of `width*height*channels` interleaved samples (8/16-bit read
+/// as unsigned); the calibration gives physical lengths and areas (`unit` "pixel" =
+/// uncalibrated). Columns as the engine's `measure` (skimage `regionprops_table` names).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_org_cytoseg_Native_measure<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    labels: JIntArray<'local>,
+    width: jint,
+    height: jint,
+    image: JObject<'local>,
+    channels: jint,
+    pixel_width: f64,
+    pixel_height: f64,
+    unit: JString<'local>,
+) -> JObject<'local> {
+    env.with_env(|env| {
+        let calibration = Calibration {
+            pixel_width,
+            pixel_height,
+            unit: string_arg(env, &unit, "unit")?,
+        };
+        measure(env, &labels, width, height, &image, channels, calibration)
+    })
+    .resolve::<ThrowCytoseg>()
+}

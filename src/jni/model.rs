@@ -1,0 +1,390 @@
+//! `org.cytoseg.Native`: model load, description, segmentation and release.
+//!
+//! A model crosses to Java as a `long` handle (`Box::into_raw` of the engine's `Model`). The
+//! engine's model is `Send + Sync`, so one handle may segment from several Java threads at
+//! once; the Java `Model` class guarantees that `modelFree` never runs while another call uses
+//! the handle (read/write lock) and that it runs once.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+
+use ::jni::objects::{
+    JByteArray, JClass, JDoubleArray, JFloatArray, JIntArray, JObject, JShortArray,
+};
+use ::jni::objects::{JPrimitiveArray, JString, ReleaseMode, TypeArray};
+use ::jni::sys::{jint, jlong};
+use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
+
+use crate::core::image::{ImageView, Pixels};
+use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
+
+use super::boundary::{
+    AsUnsigned, JResult, JniError, ThrowCytoseg, dim, labels_as_jint, non_null, opt_string_arg,
+    string_arg,
+};
+use super::kv;
+
+/// Number of values in the `double[] params` array of the segment entry points.
+pub(crate) const PARAMS_LEN: usize = 10;
+
+/// Loads a model package by bundled name or folder path.
+///
+/// Java: `static native long modelLoad(String nameOrPath, String device, String ortLib, int threads)`.
+/// `device` is `auto|cpu|cuda|tensorrt|coreml|directml`; `ortLib` (nullable) is the ONNX
+/// Runtime library to load (otherwise the engine's search: `ORT_DYLIB_PATH`, next to
+/// libcytoseg, python3's onnxruntime); `threads` 0 = one per core. Returns a non-zero handle.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_modelLoad<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    name: JString<'local>,
+    device: JString<'local>,
+    ort_lib: JString<'local>,
+    threads: jint,
+) -> jlong {
+    env.with_env(|env| -> JResult<jlong> {
+        let name = string_arg(env, &name, "nameOrPath")?;
+        let device = Device::parse(&string_arg(env, &device, "device")?)?;
+        let ort_lib = opt_string_arg(env, &ort_lib)?.map(PathBuf::from);
+        let options = LoadOptions {
+            device,
+            ort_lib,
+            threads: dim(threads, "threads")?,
+        };
+        let model = Model::load(&name, &options)?;
+        Ok(Box::into_raw(Box::new(model)) as jlong)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// Releases a model handle; 0 is a no-op.
+///
+/// Java: `static native void modelFree(long handle)`. The caller guarantees that no other call
+/// uses the handle and that it is freed once (the Java `Model` class does).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_modelFree<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    env.with_env(|_env| -> JResult<()> {
+        if handle != 0 {
+            // SAFETY: a non-zero handle comes from `modelLoad` (Box::into_raw) and is freed
+            // once, with no call using it concurrently (the Java side's contract).
+            drop(unsafe { Box::from_raw(handle as *mut Model) });
+        }
+        Ok(())
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// Borrows the model behind a handle.
+fn model_ref<'a>(handle: jlong) -> JResult<&'a Model> {
+    if handle == 0 {
+        return Err(JniError::Closed);
+    }
+    // SAFETY: a non-zero handle comes from `modelLoad` and stays valid until `modelFree`, which
+    // the Java side never runs while a call is using the handle.
+    Ok(unsafe { &*(handle as *const Model) })
+}
+
+/// Describes a loaded model as `key=value` lines: name, version, family, description, sha256,
+/// diameter, channels, tile_size, tile_overlap, cellprob_threshold, flow_threshold, niter,
+/// min_size, max_size_fraction, license, device, onnxruntime_version, onnxruntime_library,
+/// path.
+///
+/// Java: `static native String modelInfo(long handle)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_modelInfo<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        let m = model_ref(handle)?;
+        let md = &m.manifest;
+        let d = &md.mask_defaults;
+        let text = kv(&[
+            ("name", md.name.clone()),
+            ("version", md.version.clone()),
+            ("family", md.family.clone()),
+            ("description", md.description.clone()),
+            ("sha256", md.model.sha256.clone()),
+            ("diameter", md.diameter.to_string()),
+            ("channels", md.input.channels.to_string()),
+            ("tile_size", md.tiling.tile_size.to_string()),
+            ("tile_overlap", md.tiling.overlap.to_string()),
+            ("cellprob_threshold", d.cellprob_threshold.to_string()),
+            ("flow_threshold", d.flow_threshold.to_string()),
+            ("niter", d.niter.to_string()),
+            ("min_size", d.min_size.to_string()),
+            ("max_size_fraction", d.max_size_fraction.to_string()),
+            ("license", md.license.clone()),
+            ("device", m.device.name().to_string()),
+            ("onnxruntime_version", m.runtime.version.clone()),
+            (
+                "onnxruntime_library",
+                m.runtime.library.display().to_string(),
+            ),
+            ("path", m.dir.display().to_string()),
+        ]);
+        Ok(JString::from_str(env, text)?)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// The engine's segmentation parameters from the Java `double[]` (layout in
+/// `org.cytoseg.SegmentOptions`): 0 channel (-1 = automatic), 1 diameter (0 = the model's),
+/// 2 cellprob_threshold, 3 flow_threshold, 4 niter (0 = automatic), 5 min_size,
+/// 6 max_size_fraction (NaN = the model's for 2, 3, 5, 6), 7 tile_size (0 = the model's),
+/// 8 tile_overlap (negative or NaN = the model's), 9 batch_size (0 = 8).
+fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
+    if v.len() != PARAMS_LEN {
+        return Err(JniError::Arg(format!(
+            "params has {} values, expected {PARAMS_LEN}",
+            v.len()
+        )));
+    }
+    let int = |x: f64, name: &str| -> JResult<Option<usize>> {
+        if !x.is_finite() || x < 0.0 || x.fract() != 0.0 || x > u32::MAX as f64 {
+            return Err(JniError::Arg(format!(
+                "{name} must be a non-negative integer, got {x}"
+            )));
+        }
+        Ok((x > 0.0).then_some(x as usize))
+    };
+    let mut p = SegmentParams::for_model(model);
+    p.channels = if v[0] < 0.0 {
+        ChannelChoice::Auto
+    } else {
+        ChannelChoice::Select(vec![int(v[0], "channel")?.unwrap_or(0)])
+    };
+    p.diameter = (v[1] != 0.0 && !v[1].is_nan()).then_some(v[1]);
+    if !v[2].is_nan() {
+        p.mask.cellprob_threshold = v[2] as f32;
+    }
+    if !v[3].is_nan() {
+        p.mask.flow_threshold = v[3];
+    }
+    p.mask.niter = int(v[4], "niter")?.unwrap_or(0) as u32;
+    if !v[5].is_nan() {
+        p.mask.min_size = v[5] as i64;
+    }
+    if !v[6].is_nan() {
+        p.mask.max_size_fraction = v[6];
+    }
+    p.tile_size = int(v[7], "tile_size")?;
+    p.tile_overlap = (v[8] >= 0.0).then_some(v[8]);
+    p.batch_size = int(v[9], "batch_size")?.unwrap_or(8);
+    Ok(p)
+}
+
+/// Element types of the pixel arrays ImageJ hands over.
+trait Sample: TypeArray {
+    fn pixels(s: &[Self]) -> Pixels<'_>
+    where
+        Self: Sized;
+}
+
+impl Sample for i8 {
+    fn pixels(s: &[i8]) -> Pixels<'_> {
+        Pixels::U8(i8::as_unsigned(s))
+    }
+}
+
+impl Sample for i16 {
+    fn pixels(s: &[i16]) -> Pixels<'_> {
+        Pixels::U16(i16::as_unsigned(s))
+    }
+}
+
+impl Sample for f32 {
+    fn pixels(s: &[f32]) -> Pixels<'_> {
+        Pixels::F32(s)
+    }
+}
+
+/// Arguments shared by the three segment entry points.
+struct SegmentCall<'a, 'local> {
+    handle: jlong,
+    width: jint,
+    height: jint,
+    channels: jint,
+    params: &'a JDoubleArray<'local>,
+    labels: &'a JIntArray<'local>,
+    listener: &'a JObject<'local>,
+}
+
+/// Segments one image. The pixels are borrowed with `Get<Type>ArrayElements` (`NoCopyBack`),
+/// not a critical section: the call runs for seconds and calls back into Java for progress,
+/// which a critical section forbids (and it would stall the garbage collector meanwhile). A JVM
+/// may hand over a copy (HotSpot does); that one copy is cheap next to the engine's own float
+/// conversion.
+fn segment<'local, T: Sample + 'static>(
+    env: &mut Env<'local>,
+    pixels: &JPrimitiveArray<'local, T>,
+    call: SegmentCall<'_, 'local>,
+) -> JResult<jint>
+where
+    JPrimitiveArray<'local, T>: ::jni::refs::Reference,
+{
+    let model = model_ref(call.handle)?;
+    non_null(pixels, "pixels")?;
+    non_null(call.params, "params")?;
+    non_null(call.labels, "labels")?;
+    let (w, h, c) = (
+        dim(call.width, "width")?,
+        dim(call.height, "height")?,
+        dim(call.channels, "channels")?,
+    );
+    let n = w
+        .checked_mul(h)
+        .ok_or_else(|| JniError::Arg("width × height overflows".into()))?;
+    let samples = n
+        .checked_mul(c)
+        .ok_or_else(|| JniError::Arg("width × height × channels overflows".into()))?;
+    let len = pixels.len(env)?;
+    if len != samples {
+        return Err(JniError::Arg(format!(
+            "pixels holds {len} samples, {w}×{h}×{c} needs {samples}"
+        )));
+    }
+    let labels_len = call.labels.len(env)?;
+    if labels_len != n {
+        return Err(JniError::Arg(format!(
+            "labels holds {labels_len} values, {w}×{h} needs {n}"
+        )));
+    }
+    let mut pv = vec![0.0f64; call.params.len(env)?];
+    call.params.get_region(env, 0, &mut pv)?;
+    let params = params_from(model, &pv)?;
+    let seg = {
+        // SAFETY: read-only borrow (NoCopyBack); the Java plugin does not write to the image's
+        // pixel array while it segments it, and this is the only borrow of the array.
+        let elems = unsafe { pixels.get_elements(env, ReleaseMode::NoCopyBack)? };
+        let view = ImageView::new(T::pixels(&elems), w, h, c, w * c)?;
+        let env_cell = RefCell::new(&mut *env);
+        let listener = call.listener;
+        let progress = |p: Progress| -> bool {
+            let mut env = env_cell.borrow_mut();
+            let answer = env.call_method(
+                listener,
+                jni_str!("progress"),
+                jni_sig!("(II)Z"),
+                &[
+                    JValue::Int(p.tiles_done.min(i32::MAX as usize) as i32),
+                    JValue::Int(p.tiles_total.min(i32::MAX as usize) as i32),
+                ],
+            );
+            // An exception thrown by the listener cancels; it stays pending and reaches the
+            // caller instead of the engine's "cancelled".
+            answer.and_then(|v| v.z()).unwrap_or(false)
+        };
+        let cb: Option<&dyn Fn(Progress) -> bool> = if listener.is_null() {
+            None
+        } else {
+            Some(&progress)
+        };
+        model.segment(&view, &params, cb)?
+    };
+    call.labels
+        .set_region(env, 0, labels_as_jint(&seg.labels))?;
+    Ok(seg.count.min(i32::MAX as u32) as jint)
+}
+
+/// Segments an 8-bit image.
+///
+/// Java: `static native int segmentBytes(long handle, byte[] pixels, int width, int height,
+/// int channels, double[] params, int[] labels, ProgressListener listener)`. `pixels` holds
+/// `height` rows of `width` pixels of `channels` interleaved unsigned samples; `labels`
+/// (`width*height`) receives the objects 1..n (0 = background); `listener` (nullable) is
+/// called after each batch of tiles and cancels by returning false. Returns n.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_org_cytoseg_Native_segmentBytes<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    pixels: JByteArray<'local>,
+    width: jint,
+    height: jint,
+    channels: jint,
+    params: JDoubleArray<'local>,
+    labels: JIntArray<'local>,
+    listener: JObject<'local>,
+) -> jint {
+    env.with_env(|env| {
+        let call = SegmentCall {
+            handle,
+            width,
+            height,
+            channels,
+            params: &params,
+            labels: &labels,
+            listener: &listener,
+        };
+        segment(env, &pixels, call)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// Segments a 16-bit image (Java `short` samples read as unsigned). Arguments as
+/// `segmentBytes`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_org_cytoseg_Native_segmentShorts<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    pixels: JShortArray<'local>,
+    width: jint,
+    height: jint,
+    channels: jint,
+    params: JDoubleArray<'local>,
+    labels: JIntArray<'local>,
+    listener: JObject<'local>,
+) -> jint {
+    env.with_env(|env| {
+        let call = SegmentCall {
+            handle,
+            width,
+            height,
+            channels,
+            params: &params,
+            labels: &labels,
+            listener: &listener,
+        };
+        segment(env, &pixels, call)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// Segments a 32-bit float image. Arguments as `segmentBytes`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_org_cytoseg_Native_segmentFloats<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    pixels: JFloatArray<'local>,
+    width: jint,
+    height: jint,
+    channels: jint,
+    params: JDoubleArray<'local>,
+    labels: JIntArray<'local>,
+    listener: JObject<'local>,
+) -> jint {
+    env.with_env(|env| {
+        let call = SegmentCall {
+            handle,
+            width,
+            height,
+            channels,
+            params: &params,
+            labels: &labels,
+            listener: &listener,
+        };
+        segment(env, &pixels, call)
+    })
+    .resolve::<ThrowCytoseg>()
+}

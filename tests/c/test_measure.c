@@ -1,0 +1,173 @@
+/* C API tests for cytoseg measurements: cytoseg_measure and the cytoseg_table accessors.
+ * Expected values are computed here, independently, from the test's own label image (areas,
+ * bounding boxes, centroids and intensity statistics of rectangles), and the parity of every
+ * column with scikit-image is tested in tests/measure_parity.rs.
+ * Built and run by tests/c/run.sh (also under valgrind). Exit status 0 = all passed. */
+#include "cytoseg.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            failures++;                                                              \
+        }                                                                            \
+    } while (0)
+
+enum { H = 20, W = 30 };
+
+/* Two rectangles: label 4 rows 2..5 x cols 3..10 (4x8), label 9 rows 10..18 x cols 20..24 (9x5). */
+static void make_labels(uint32_t *labels) {
+    memset(labels, 0, sizeof(uint32_t) * H * W);
+    for (int y = 2; y <= 5; y++)
+        for (int x = 3; x <= 10; x++) labels[y * W + x] = 4;
+    for (int y = 10; y <= 18; y++)
+        for (int x = 20; x <= 24; x++) labels[y * W + x] = 9;
+}
+
+static long find_column(const cytoseg_table *t, const char *name) {
+    for (size_t i = 0; i < cytoseg_table_columns(t); i++)
+        if (strcmp(cytoseg_table_column_name(t, i), name) == 0) return (long)i;
+    return -1;
+}
+
+static double cell(const cytoseg_table *t, const char *name, size_t row) {
+    long i = find_column(t, name);
+    if (i < 0) {
+        fprintf(stderr, "no column %s\n", name);
+        failures++;
+        return NAN;
+    }
+    size_t n = cytoseg_table_rows(t);
+    double *v = malloc(sizeof(double) * (n ? n : 1));
+    double out = NAN;
+    if (cytoseg_table_column(t, (size_t)i, v, n) == CYTOSEG_STATUS_OK && row < n) out = v[row];
+    free(v);
+    return out;
+}
+
+static int near(double a, double b) { return fabs(a - b) <= 1e-12 * (fabs(b) > 1 ? fabs(b) : 1); }
+
+static void test_shape_uncalibrated(void) {
+    uint32_t labels[H * W];
+    make_labels(labels);
+    cytoseg_table *t = NULL;
+    CHECK(cytoseg_measure(labels, W, H, NULL, 0, 0, 0, NULL, &t) == CYTOSEG_STATUS_OK);
+    CHECK(t != NULL);
+    CHECK(cytoseg_table_rows(t) == 2);
+    CHECK(cytoseg_table_columns(t) == 16);
+    CHECK(strcmp(cytoseg_table_column_name(t, 0), "label") == 0);
+    CHECK(cytoseg_table_column_name(t, 16) == NULL);
+    CHECK(cytoseg_table_column_unit(t, 99) == NULL);
+    CHECK(strcmp(cytoseg_table_column_unit(t, 1), "") == 0); /* uncalibrated: no units */
+    CHECK(cell(t, "label", 0) == 4 && cell(t, "label", 1) == 9);
+    CHECK(cell(t, "area", 0) == 32 && cell(t, "area", 1) == 45);
+    CHECK(cell(t, "bbox-0", 0) == 2 && cell(t, "bbox-1", 0) == 3);
+    CHECK(cell(t, "bbox-2", 0) == 6 && cell(t, "bbox-3", 0) == 11); /* exclusive ends */
+    CHECK(near(cell(t, "centroid-0", 0), 3.5) && near(cell(t, "centroid-1", 0), 6.5));
+    CHECK(near(cell(t, "centroid-0", 1), 14.0) && near(cell(t, "centroid-1", 1), 22.0));
+    CHECK(near(cell(t, "solidity", 0), 1.0) && near(cell(t, "extent", 1), 1.0));
+    CHECK(near(cell(t, "equivalent_diameter_area", 0), sqrt(4.0 * 32 / acos(-1.0))));
+    /* Wrong length and bad index are errors that name the problem. */
+    double v[3];
+    CHECK(cytoseg_table_column(t, 1, v, 3) == CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_table_column(t, 77, v, 2) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    char msg[256];
+    cytoseg_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "77") != NULL);
+    CHECK(cytoseg_table_column(t, 1, NULL, 2) == CYTOSEG_STATUS_NULL_POINTER);
+    cytoseg_table_free(t);
+}
+
+static void test_calibrated_multichannel(void) {
+    uint32_t labels[H * W];
+    make_labels(labels);
+    /* Two channels of uint16 in padded rows of S2 samples: c0 = x + 100 y, c1 = 7. */
+    enum { S2 = 64 };
+    uint16_t *px = calloc(H * S2, sizeof(uint16_t));
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            px[y * S2 + 2 * x] = (uint16_t)(x + 100 * y);
+            px[y * S2 + 2 * x + 1] = 7;
+        }
+    cytoseg_calibration cal;
+    CHECK(cytoseg_calibration_init(&cal) == CYTOSEG_STATUS_OK);
+    CHECK(cal.struct_size == sizeof cal && cal.pixel_width == 1.0 && cal.unit == NULL);
+    cal.pixel_width = cal.pixel_height = 0.5;
+    cal.unit = "um";
+    cytoseg_table *t = NULL;
+    CHECK(cytoseg_measure(labels, W, H, px, CYTOSEG_DTYPE_U16, 2, S2 * sizeof(uint16_t), &cal, &t) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(cytoseg_table_columns(t) == 16 + 10);
+    long area = find_column(t, "area");
+    CHECK(area >= 0 && strcmp(cytoseg_table_column_unit(t, (size_t)area), "um^2") == 0);
+    long cy = find_column(t, "centroid-0");
+    CHECK(cy >= 0 && strcmp(cytoseg_table_column_unit(t, (size_t)cy), "um") == 0);
+    CHECK(near(cell(t, "area", 0), 32 * 0.25));
+    CHECK(near(cell(t, "centroid-1", 1), 22.0 * 0.5));
+    CHECK(cell(t, "bbox-3", 1) == 25); /* bounding boxes stay in pixel indices */
+    /* Label 4: x 3..10, y 2..5 -> mean x 6.5, mean y 3.5; c0 = x + 100 y. */
+    double sum = 0, sq = 0;
+    for (int y = 2; y <= 5; y++)
+        for (int x = 3; x <= 10; x++) sum += x + 100 * y;
+    double mean = sum / 32;
+    for (int y = 2; y <= 5; y++)
+        for (int x = 3; x <= 10; x++) sq += (x + 100 * y - mean) * (x + 100 * y - mean);
+    CHECK(near(cell(t, "intensity_mean-0", 0), mean));
+    CHECK(near(cell(t, "intensity_integrated-0", 0), sum));
+    CHECK(near(cell(t, "intensity_std-0", 0), sqrt(sq / 32)));
+    CHECK(cell(t, "intensity_min-0", 0) == 3 + 200 && cell(t, "intensity_max-0", 0) == 10 + 500);
+    CHECK(cell(t, "intensity_mean-1", 1) == 7 && cell(t, "intensity_std-1", 1) == 0);
+    cytoseg_table_free(t);
+
+    /* Bad calibration, struct size, dtype, stride, sizes, NULLs. */
+    cal.pixel_width = -1;
+    t = NULL;
+    CHECK(cytoseg_measure(labels, W, H, NULL, 0, 0, 0, &cal, &t) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(t == NULL);
+    char msg[256];
+    cytoseg_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "pixel width") != NULL);
+    cal.pixel_width = 1;
+    cal.struct_size = 3;
+    CHECK(cytoseg_measure(labels, W, H, NULL, 0, 0, 0, &cal, &t) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_measure(labels, W, H, px, 99, 2, S2 * 2, NULL, &t) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_measure(labels, W, H, px, CYTOSEG_DTYPE_U16, 2, 3, NULL, &t) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_measure(labels, W, H, px, CYTOSEG_DTYPE_U16, 2, 10, NULL, &t) != CYTOSEG_STATUS_OK);
+    CHECK(cytoseg_measure(NULL, W, H, NULL, 0, 0, 0, NULL, &t) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_measure(labels, W, H, NULL, 0, 0, 0, NULL, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_measure(labels, 0, H, NULL, 0, 0, 0, NULL, &t) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(t == NULL);
+    free(px);
+}
+
+static void test_empty_and_null(void) {
+    uint32_t zeros[4 * 5] = {0};
+    cytoseg_table *t = NULL;
+    CHECK(cytoseg_measure(zeros, 5, 4, NULL, 0, 0, 0, NULL, &t) == CYTOSEG_STATUS_OK);
+    CHECK(cytoseg_table_rows(t) == 0 && cytoseg_table_columns(t) == 16);
+    CHECK(cytoseg_table_column(t, 0, NULL, 0) == CYTOSEG_STATUS_OK);
+    cytoseg_table_free(t);
+    cytoseg_table_free(NULL);
+    CHECK(cytoseg_table_rows(NULL) == 0 && cytoseg_table_columns(NULL) == 0);
+    CHECK(cytoseg_table_column_name(NULL, 0) == NULL);
+    CHECK(cytoseg_calibration_init(NULL) == CYTOSEG_STATUS_NULL_POINTER);
+}
+
+int main(void) {
+    test_shape_uncalibrated();
+    test_calibrated_multichannel();
+    test_empty_and_null();
+    if (failures) {
+        fprintf(stderr, "test_measure: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("test_measure: all checks passed\n");
+    return 0;
+}
