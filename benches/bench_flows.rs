@@ -19,6 +19,8 @@
 //! * `CYTOSEG_BENCH_SIZES=512,1024` — image sides (default `512,1024,2048,4096`);
 //! * `CYTOSEG_BENCH_REF_4096=1` — also run the reference above 2048² (slow: minutes per call);
 //! * `CYTOSEG_BENCH_REF=0` — never run the reference;
+//! * `CYTOSEG_BENCH_DUMP=DIR` — only write each case's input (`SIDE_DENSITY_dp.npy`,
+//!   `SIDE_DENSITY_cellprob.npy`) to `DIR` and exit, for experiments on the same data;
 //! * `CYTOSEG_BENCH_STAGES=1` — also time the pipeline's stages through the public API
 //!   (flows → unfilled labels, flow-error QC, hole filling) and `labels_to_flows_slices`.
 //!
@@ -567,6 +569,20 @@ fn bench() -> BoxResult<()> {
             } = input;
             ndarray_npy::write_npy(&dp_path, &Array3::from_shape_vec((2, side, side), dp)?)?;
             ndarray_npy::write_npy(&cp_path, &Array2::from_shape_vec((side, side), cellprob)?)?;
+            if let Some(keep) = std::env::var_os("CYTOSEG_BENCH_DUMP") {
+                let keep = PathBuf::from(keep);
+                std::fs::create_dir_all(&keep)?;
+                for p in [&dp_path, &cp_path] {
+                    let name = p.file_name().ok_or("input file name")?;
+                    std::fs::copy(p, keep.join(name))?;
+                }
+                eprintln!(
+                    "{side}² {:.0}%: input written to {}",
+                    density * 100.0,
+                    keep.display()
+                );
+                continue;
+            }
             eprintln!(
                 "{side}² {:.0}%: {drawn} nuclei drawn, foreground {:.1}%, input built in {:.2} s \
                  (labels_to_flows_slices {:.3} s)",

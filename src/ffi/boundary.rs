@@ -5,6 +5,7 @@ use std::ffi::c_char;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::core::error::Error;
+use crate::core::image::{ImageView, Pixels};
 
 /// Result of a fallible cytoseg function. Codes are grouped by range (1xx arguments, 2xx model
 /// and runtime, 3xx files, 4xx control, 9xx internal) and are never renumbered; new codes are
@@ -244,6 +245,63 @@ fn check_buffer<T>(ptr: *const T, len: usize, name: &str) -> Result<(), FfiError
         ));
     }
     Ok(())
+}
+
+/// Borrows a caller's interleaved image buffer (`cytoseg_dtype` samples, `channels` per pixel,
+/// rows `row_stride_bytes` apart) as an [`ImageView`], checking the dtype, stride and size.
+///
+/// # Safety
+/// `pixels` must point to `(height - 1) * row_stride_bytes + width * channels * sample size`
+/// bytes of initialized samples of `dtype` that stay valid and unmodified for `'a`.
+pub(crate) unsafe fn image_input<'a>(
+    pixels: *const std::ffi::c_void,
+    dtype: i32,
+    width: usize,
+    height: usize,
+    channels: usize,
+    row_stride_bytes: usize,
+    name: &str,
+) -> Result<ImageView<'a>, FfiError> {
+    let sample = match dtype {
+        1 => 1,
+        2 => 2,
+        3 => 4,
+        d => {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!("unknown dtype {d}"),
+            ));
+        }
+    };
+    if !row_stride_bytes.is_multiple_of(sample) {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "row_stride_bytes {row_stride_bytes} is not a multiple of the sample size {sample}"
+            ),
+        ));
+    }
+    if channels == 0 {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            "channels must be >= 1".into(),
+        ));
+    }
+    let stride = row_stride_bytes / sample;
+    let total = height
+        .checked_sub(1)
+        .and_then(|h| h.checked_mul(stride))
+        .and_then(|v| v.checked_add(width.checked_mul(channels)?))
+        .ok_or_else(|| FfiError(cytoseg_status::TooLarge, "image size overflows".into()))?;
+    // SAFETY: the caller provides `total` samples of the given type at `pixels`.
+    let px = unsafe {
+        match dtype {
+            1 => Pixels::U8(input(pixels as *const u8, total, name)?),
+            2 => Pixels::U16(input(pixels as *const u16, total, name)?),
+            _ => Pixels::F32(input(pixels as *const f32, total, name)?),
+        }
+    };
+    Ok(ImageView::new(px, width, height, channels, stride)?)
 }
 
 /// Checks that a caller's buffer length equals what the image size requires.

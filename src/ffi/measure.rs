@@ -2,10 +2,11 @@
 
 use std::ffi::{CStr, CString, c_char, c_void};
 
-use crate::core::image::{ImageView, Pixels};
 use crate::core::measure::{Calibration, Table, measure};
 
-use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, infallible, input, null};
+use super::boundary::{
+    FfiError, boundary, cytoseg_status, expect_len, image_input, infallible, input, null,
+};
 
 /// A measurement table (opaque): one row per object, ordered by label, columns of doubles.
 /// Created by `cytoseg_measure`, released by `cytoseg_table_free`. Read-only after creation,
@@ -137,45 +138,18 @@ pub extern "C" fn cytoseg_measure(
         let table = if image.is_null() {
             measure(labels, height, width, None, &calibration)?
         } else {
-            let sample = match dtype {
-                1 => 1,
-                2 => 2,
-                3 => 4,
-                d => {
-                    return Err(FfiError(
-                        cytoseg_status::InvalidArgument,
-                        format!("unknown dtype {d}"),
-                    ));
-                }
-            };
-            if !row_stride_bytes.is_multiple_of(sample) {
-                return Err(FfiError(
-                    cytoseg_status::InvalidArgument,
-                    format!(
-                        "row_stride_bytes {row_stride_bytes} is not a multiple of the sample size {sample}"
-                    ),
-                ));
-            }
-            if channels == 0 {
-                return Err(FfiError(
-                    cytoseg_status::InvalidArgument,
-                    "channels must be >= 1".into(),
-                ));
-            }
-            let stride = row_stride_bytes / sample;
-            let total = (height - 1)
-                .checked_mul(stride)
-                .and_then(|v| v.checked_add(width.checked_mul(channels)?))
-                .ok_or_else(|| FfiError(cytoseg_status::TooLarge, "image size overflows".into()))?;
-            // SAFETY: the caller provides `total` samples of the given type at `image`.
-            let px = unsafe {
-                match dtype {
-                    1 => Pixels::U8(input(image as *const u8, total, "image")?),
-                    2 => Pixels::U16(input(image as *const u16, total, "image")?),
-                    _ => Pixels::F32(input(image as *const f32, total, "image")?),
-                }
-            };
-            let view = ImageView::new(px, width, height, channels, stride)?;
+            // SAFETY: the caller provides the image buffer described by the arguments.
+            let view = unsafe {
+                image_input(
+                    image,
+                    dtype,
+                    width,
+                    height,
+                    channels,
+                    row_stride_bytes,
+                    "image",
+                )
+            }?;
             measure(labels, height, width, Some(&view), &calibration)?
         };
         let cstring = |s: &str| {

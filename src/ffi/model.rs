@@ -3,10 +3,11 @@
 use std::ffi::{CStr, c_char, c_void};
 use std::path::PathBuf;
 
-use crate::core::image::{ImageView, Pixels};
 use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
 
-use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, input, null, output};
+use super::boundary::{
+    FfiError, boundary, cytoseg_status, expect_len, image_input, input, null, output,
+};
 use super::flows::cytoseg_masks_params;
 
 /// A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
@@ -328,26 +329,6 @@ pub extern "C" fn cytoseg_model_segment(
 ) -> cytoseg_status {
     boundary(|| {
         let m = model_ref(model)?;
-        let sample = match dtype {
-            1 => 1,
-            2 => 2,
-            3 => 4,
-            d => {
-                return Err(FfiError(
-                    cytoseg_status::InvalidArgument,
-                    format!("unknown dtype {d}"),
-                ));
-            }
-        };
-        if !row_stride_bytes.is_multiple_of(sample) {
-            return Err(FfiError(
-                cytoseg_status::InvalidArgument,
-                format!(
-                    "row_stride_bytes {row_stride_bytes} is not a multiple of the sample size {sample}"
-                ),
-            ));
-        }
-        let stride = row_stride_bytes / sample;
         let n = crate::core::flows::check_size(height, width)?;
         expect_len("labels_len", labels_len, Some(n), "height * width")?;
         if !flows.is_null() {
@@ -358,20 +339,18 @@ pub extern "C" fn cytoseg_model_segment(
                 "3 * height * width",
             )?;
         }
-        let total = height
-            .checked_sub(1)
-            .and_then(|h| h.checked_mul(stride))
-            .and_then(|v| v.checked_add(width.checked_mul(channels)?))
-            .ok_or_else(|| FfiError(cytoseg_status::TooLarge, "image size overflows".into()))?;
-        // SAFETY: the caller provides `total` samples of the given type at `pixels`.
-        let px = unsafe {
-            match dtype {
-                1 => Pixels::U8(input(pixels as *const u8, total, "pixels")?),
-                2 => Pixels::U16(input(pixels as *const u16, total, "pixels")?),
-                _ => Pixels::F32(input(pixels as *const f32, total, "pixels")?),
-            }
-        };
-        let view = ImageView::new(px, width, height, channels, stride)?;
+        // SAFETY: the caller provides the image buffer described by the arguments.
+        let view = unsafe {
+            image_input(
+                pixels,
+                dtype,
+                width,
+                height,
+                channels,
+                row_stride_bytes,
+                "pixels",
+            )
+        }?;
         let mut p = SegmentParams::for_model(m);
         if !params.is_null() {
             // SAFETY: non-null caller struct.

@@ -174,24 +174,53 @@ fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter:
         .collect();
     let mut t = vec![zero; h * w];
     let mut next = vec![zero; h * w];
-    for _ in 0..niter {
+    // Pixels that are not the mask's keep zero heat forever (the update multiplies by `own`),
+    // so multiplying a neighbour's heat by its mask flag changes nothing: when no pixel of the
+    // crop uses the ILP order, the plain sequential sum of the nine heats is the reference's.
+    let any_ilp = interleaved.iter().any(|&b| b);
+    let (ccy, ccx) = (c.centre / w, c.centre % w);
+    for it in 0..niter {
         t[c.centre] = t[c.centre] + T::ONE;
-        for cy in 1..h - 1 {
+        // Heat has spread at most `it` pixels from the centre before this update, `it + 1`
+        // after it: outside that window both buffers hold zeros, so skipping it is exact.
+        let reach = it + 1;
+        let (ya, yb) = (
+            ccy.saturating_sub(reach).max(1),
+            (ccy + reach + 1).min(h - 1),
+        );
+        let (xa, xb) = (
+            ccx.saturating_sub(reach).max(1),
+            (ccx + reach + 1).min(w - 1),
+        );
+        for cy in ya..yb {
             // Row slices of equal length let the compiler drop bounds checks and vectorize.
             let (tu, tm, td) = (
                 &t[(cy - 1) * w..cy * w],
                 &t[cy * w..(cy + 1) * w],
                 &t[(cy + 1) * w..(cy + 2) * w],
             );
-            let (ou, om, od) = (
+            let om = &ownf[cy * w..(cy + 1) * w];
+            let out = &mut next[cy * w..(cy + 1) * w];
+            if !any_ilp {
+                for k in xa..xb {
+                    // Cellpose's neighbour order: centre, up, down, left, right, up-left,
+                    // up-right, down-left, down-right (`0 + centre` is `centre`).
+                    let seq = (((((((tm[k] + tu[k]) + td[k]) + tm[k - 1]) + tm[k + 1])
+                        + tu[k - 1])
+                        + tu[k + 1])
+                        + td[k - 1])
+                        + td[k + 1];
+                    out[k] = (seq / T::NINE) * om[k];
+                }
+                continue;
+            }
+            let (ou, od) = (
                 &ownf[(cy - 1) * w..cy * w],
-                &ownf[cy * w..(cy + 1) * w],
                 &ownf[(cy + 1) * w..(cy + 2) * w],
             );
             let il = &ilpf[cy * w..(cy + 1) * w];
             let sq = &seqf[cy * w..(cy + 1) * w];
-            let out = &mut next[cy * w..(cy + 1) * w];
-            for k in 1..w - 1 {
+            for k in xa..xb {
                 // Cellpose's neighbour order: centre, up, down, left, right, up-left, up-right,
                 // down-left, down-right.
                 let v0 = tm[k];
