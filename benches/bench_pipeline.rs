@@ -35,6 +35,8 @@
 //!
 //! Without `--bench` (e.g. under `cargo test --benches`) it only runs a quick in-process smoke
 //! check (skipped, saying so, when no ONNX Runtime library is found).
+mod common;
+use common::{env_flag, machine, median, reference_python, repo, target_dir, vm_hwm_kb};
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -64,10 +66,6 @@ struct CropPool {
     crops: Vec<Vec<u16>>,
     eight_bit: bool,
     source: String,
-}
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Crop origins along one axis of length `n`: every 256 from 0, plus the far end when the image
@@ -175,42 +173,6 @@ fn mosaic(pool: &CropPool, side: usize) -> Vec<u16> {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// `VmHWM` (peak resident set) of this process, in kB.
-fn vm_hwm_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 {
-        s[m]
-    } else {
-        (s[m - 1] + s[m]) / 2.0
-    }
-}
-
-fn env_flag(name: &str) -> Option<bool> {
-    std::env::var(name)
-        .ok()
-        .map(|v| !matches!(v.trim(), "" | "0" | "false" | "no"))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"))
-}
-
 /// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the repository `.venv`'s onnxruntime
 /// package (the one the Python reference uses), else `None` (cytoseg then searches itself).
 fn ort_library() -> Option<PathBuf> {
@@ -232,35 +194,6 @@ fn ort_library() -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// A Python that imports cellpose, onnxruntime, torch and numpy, or why there is none.
-fn reference_python() -> Result<PathBuf, String> {
-    let mut tried = Vec::new();
-    let candidates: Vec<PathBuf> = std::env::var_os("CYTOSEG_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(std::iter::once(repo().join(".venv/bin/python")))
-        .collect();
-    for py in candidates {
-        if !py.exists() {
-            tried.push(format!("{} does not exist", py.display()));
-            continue;
-        }
-        match Command::new(&py)
-            .args(["-c", "import cellpose, onnxruntime, torch, numpy"])
-            .output()
-        {
-            Ok(o) if o.status.success() => return Ok(py),
-            Ok(o) => {
-                let err = String::from_utf8_lossy(&o.stderr);
-                let last = err.lines().last().unwrap_or("").to_string();
-                tried.push(format!("{} cannot import them ({last})", py.display()));
-            }
-            Err(e) => tried.push(format!("{}: {e}", py.display())),
-        }
-    }
-    Err(tried.join("; "))
 }
 
 fn load_model(threads: usize) -> BoxResult<Model> {
@@ -453,7 +386,7 @@ fn bench() -> BoxResult<()> {
     let python = if env_flag("CYTOSEG_BENCH_REF") == Some(false) {
         Err("CYTOSEG_BENCH_REF=0".to_string())
     } else {
-        reference_python()
+        reference_python("cellpose, onnxruntime, torch, numpy")
     };
     if let Err(why) = &python {
         eprintln!("Python reference skipped: {why}");
@@ -588,22 +521,6 @@ fn bench() -> BoxResult<()> {
         return Err("cytoseg's labels differ from cellpose's".into());
     }
     Ok(())
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cores} × {cpu}; load average at the end {load}")
 }
 
 fn render(
