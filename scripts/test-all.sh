@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== system packages (apt, only what is missing)"
+bash scripts/setup-system.sh
 echo "== ONNX Runtime for the inference tests (PyPI, into ./.venv)"
 bash scripts/setup-ort.sh || echo "ONNX Runtime could not be installed: inference tests will say they skipped"
 echo "== cargo fmt --check"
