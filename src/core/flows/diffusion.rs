@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::labels::find_objects;
+use super::labels::{BoundingBox, find_objects};
 
 /// Above this many pixels (image padded by one), Cellpose diffuses in float32 instead of float64.
 const FLOAT32_ABOVE_PIXELS: f64 = 4e7;
@@ -26,10 +26,9 @@ const REFERENCE_THREADS: usize = 2;
 /// torch only parallelizes reductions over at least this many elements (`at::internal::GRAIN_SIZE`).
 const TORCH_GRAIN_SIZE: usize = 32768;
 
-/// For each of `n` mask pixels (row-major order), whether torch sums its neighbours with the
-/// interleaved (ILP) order rather than sequentially.
-fn ilp_order_flags(n: usize) -> Vec<bool> {
-    let mut flags = vec![false; n];
+/// The ranges of mask-pixel ranks (row-major order among the `n` mask pixels) whose
+/// neighbours torch sums with the interleaved (ILP) order rather than sequentially.
+fn ilp_rank_ranges(n: usize) -> Vec<(usize, usize)> {
     let block = 4 * REFERENCE_VECTOR_DOUBLES;
     let mut chunks = Vec::new();
     if 9 * n < TORCH_GRAIN_SIZE || REFERENCE_THREADS == 1 {
@@ -50,13 +49,39 @@ fn ilp_order_flags(n: usize) -> Vec<bool> {
             }
         }
     }
-    for (b, e) in chunks {
-        let sequential = (e - b) / block * block;
-        for f in &mut flags[b + sequential..e] {
-            *f = true;
+    chunks
+        .into_iter()
+        .map(|(b, e)| (b + (e - b) / block * block, e))
+        .filter(|(b, e)| b < e)
+        .collect()
+}
+
+/// Image indices of the mask pixels of the given ranks (ascending ranks, each below the number
+/// of mask pixels), from per-row mask-pixel counts.
+fn pixels_of_ranks(
+    labels: &[u32],
+    width: usize,
+    row_counts: &[usize],
+    ranks: &[usize],
+) -> Vec<usize> {
+    let mut out = Vec::with_capacity(ranks.len());
+    let mut y = 0;
+    let mut before = 0; // mask pixels in rows < y
+    for &r in ranks {
+        while before + row_counts[y] <= r {
+            before += row_counts[y];
+            y += 1;
         }
+        let x = labels[y * width..(y + 1) * width]
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| **l != 0)
+            .nth(r - before)
+            .map(|(x, _)| x)
+            .expect("rank within row");
+        out.push(y * width + x);
     }
-    flags
+    out
 }
 
 /// Minimal float abstraction for the two precisions Cellpose may diffuse in.
@@ -146,8 +171,15 @@ fn mask_centre(
 }
 
 /// Diffuses one mask for `niter` iterations and returns its heat over the padded crop.
-/// `ilp[k]` says, for image pixel k, which summation order the reference uses.
-fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter: usize) -> Vec<T> {
+/// Mask pixels whose image index lies in one of the `ilp` ranges use the reference's
+/// interleaved summation order.
+fn diffuse<T: Heat>(
+    labels: &[u32],
+    ilp: &[(usize, usize)],
+    width: usize,
+    c: &Crop,
+    niter: usize,
+) -> Vec<T> {
     let (h, w) = (c.h, c.w);
     // own[i]: padded-crop pixel i belongs to the mask (the one-pixel ring never does);
     // interleaved[i]: its neighbour sum uses the ILP order.
@@ -156,8 +188,9 @@ fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter:
     for cy in 1..h - 1 {
         for cx in 1..w - 1 {
             let k = (c.y0 + cy - 1) * width + c.x0 + cx - 1;
-            own[cy * w + cx] = labels[k] == c.label;
-            interleaved[cy * w + cx] = ilp[k];
+            let o = labels[k] == c.label;
+            own[cy * w + cx] = o;
+            interleaved[cy * w + cx] = o && ilp.iter().any(|&(a, b)| a <= k && k < b);
         }
     }
     let zero = T::default();
@@ -202,15 +235,20 @@ fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter:
             let om = &ownf[cy * w..(cy + 1) * w];
             let out = &mut next[cy * w..(cy + 1) * w];
             if !any_ilp {
-                for k in xa..xb {
+                // Equal-length windows shifted by one column: no bounds checks, so the
+                // loop vectorizes.
+                let n = xb - xa;
+                let (ul, uc, ur) = (&tu[xa - 1..][..n], &tu[xa..][..n], &tu[xa + 1..][..n]);
+                let (ml, mc, mr) = (&tm[xa - 1..][..n], &tm[xa..][..n], &tm[xa + 1..][..n]);
+                let (dl, dc, dr) = (&td[xa - 1..][..n], &td[xa..][..n], &td[xa + 1..][..n]);
+                let (om, out) = (&om[xa..][..n], &mut out[xa..][..n]);
+                for j in 0..n {
                     // Cellpose's neighbour order: centre, up, down, left, right, up-left,
                     // up-right, down-left, down-right (`0 + centre` is `centre`).
-                    let seq = (((((((tm[k] + tu[k]) + td[k]) + tm[k - 1]) + tm[k + 1])
-                        + tu[k - 1])
-                        + tu[k + 1])
-                        + td[k - 1])
-                        + td[k + 1];
-                    out[k] = (seq / T::NINE) * om[k];
+                    let seq = (((((((mc[j] + uc[j]) + dc[j]) + ml[j]) + mr[j]) + ul[j]) + ur[j])
+                        + dl[j])
+                        + dr[j];
+                    out[j] = (seq / T::NINE) * om[j];
                 }
                 continue;
             }
@@ -244,105 +282,132 @@ fn diffuse<T: Heat>(labels: &[u32], ilp: &[bool], width: usize, c: &Crop, niter:
     t
 }
 
-/// The flow computation shared by [`masks_to_flows`] and the quality control: the assembled
-/// heat map of every mask's diffusion, from which [`Diffusion::flow_at`] reads the unit flow
-/// `(dy, dx)` of any mask pixel in float64.
-pub(crate) struct Diffusion {
-    heat: HeatMap,
-    /// Bounding boxes of labels 1..=max (`None` where absent).
-    pub(crate) boxes: Vec<Option<(usize, usize, usize, usize)>>,
+/// The flow computation shared by [`masks_to_flows`] and the quality control: every mask's
+/// diffused heat over its padded box, from which [`Diffusion::flow_at`] reads the unit flow
+/// `(dy, dx)` of any mask pixel in float64. The heat of an image pixel is that of its own mask's
+/// crop (0 for background and outside the image), which is what Cellpose's assembled heat map
+/// holds there, so no full-image map is built.
+pub(crate) struct Diffusion<'a> {
+    labels: &'a [u32],
+    height: usize,
     width: usize,
+    /// Bounding boxes of labels 1..=max (`None` where absent).
+    pub(crate) boxes: Vec<Option<BoundingBox>>,
+    crops: Vec<Crop>,
+    /// Index into `crops` of each label 1..=max (unused where absent).
+    crop_of: Vec<u32>,
+    heat: HeatMap,
 }
 
 enum HeatMap {
-    F64(Vec<f64>),
-    F32(Vec<f32>),
+    F64(Vec<Vec<f64>>),
+    F32(Vec<Vec<f32>>),
 }
 
-impl Diffusion {
+impl<'a> Diffusion<'a> {
     /// Diffuses all masks of `labels` (`height * width`, any label values).
-    pub(crate) fn run(labels: &[u32], height: usize, width: usize) -> Self {
+    pub(crate) fn run(labels: &'a [u32], height: usize, width: usize) -> Self {
         let boxes = find_objects(labels, height, width);
-        let mut crops = Vec::new();
-        let mut ext_max = 0usize;
-        for (i, b) in boxes.iter().enumerate() {
-            let Some(b) = *b else { continue };
-            let label = i as u32 + 1;
-            let (cy, cx) = mask_centre(labels, width, label, b);
-            let (y0, y1, x0, x1) = b;
-            ext_max = ext_max.max((y1 - y0) + (x1 - x0) + 2);
-            let (h, w) = (y1 - y0 + 2, x1 - x0 + 2);
-            crops.push(Crop {
-                label,
-                y0,
-                x0,
-                h,
-                w,
-                centre: (cy + 1) * w + cx + 1,
-            });
+        let crops: Vec<Crop> = boxes
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let b = (*b)?;
+                let label = i as u32 + 1;
+                let (cy, cx) = mask_centre(labels, width, label, b);
+                let (y0, y1, x0, x1) = b;
+                let (h, w) = (y1 - y0 + 2, x1 - x0 + 2);
+                Some(Crop {
+                    label,
+                    y0,
+                    x0,
+                    h,
+                    w,
+                    centre: (cy + 1) * w + cx + 1,
+                })
+            })
+            .collect();
+        let mut crop_of = vec![u32::MAX; boxes.len()];
+        for (i, c) in crops.iter().enumerate() {
+            crop_of[c.label as usize - 1] = i as u32;
         }
+        let ext_max = crops.iter().map(|c| c.h + c.w - 2).max().unwrap_or(0);
         let niter = 2 * ext_max;
+        let ilp = ilp_pixel_ranges(labels, width);
         let padded = ((height + 2) * (width + 2)) as f64;
         let heat = if padded > FLOAT32_ABOVE_PIXELS {
-            HeatMap::F32(Self::assemble::<f32>(labels, height, width, &crops, niter))
+            HeatMap::F32(
+                crops
+                    .par_iter()
+                    .map(|c| diffuse::<f32>(labels, &ilp, width, c, niter))
+                    .collect(),
+            )
         } else {
-            HeatMap::F64(Self::assemble::<f64>(labels, height, width, &crops, niter))
+            HeatMap::F64(
+                crops
+                    .par_iter()
+                    .map(|c| diffuse::<f64>(labels, &ilp, width, c, niter))
+                    .collect(),
+            )
         };
-        Diffusion { heat, boxes, width }
+        Diffusion {
+            labels,
+            height,
+            width,
+            boxes,
+            crops,
+            crop_of,
+            heat,
+        }
     }
 
-    fn assemble<T: Heat>(
-        labels: &[u32],
-        height: usize,
-        width: usize,
-        crops: &[Crop],
-        niter: usize,
-    ) -> Vec<T> {
-        let pw = width + 2;
-        let mut heat = vec![T::default(); (height + 2) * pw];
-        let n_mask = labels.iter().filter(|&&l| l != 0).count();
-        let order = ilp_order_flags(n_mask);
-        let mut ilp = vec![false; labels.len()];
-        for (flag, k) in order.iter().zip(
-            labels
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| **l != 0)
-                .map(|(k, _)| k),
-        ) {
-            ilp[k] = *flag;
+    /// Heat at padded-image pixel (py, px): its mask's diffused value, 0 off masks.
+    #[inline]
+    fn value<T: Heat>(&self, heat: &[Vec<T>], py: usize, px: usize) -> T {
+        if py == 0 || px == 0 || py > self.height || px > self.width {
+            return T::default();
         }
-        drop(order);
-        let results: Vec<Vec<T>> = crops
-            .par_iter()
-            .map(|c| diffuse::<T>(labels, &ilp, width, c, niter))
-            .collect();
-        for (c, t) in crops.iter().zip(results) {
-            for cy in 1..c.h - 1 {
-                for cx in 1..c.w - 1 {
-                    let (y, x) = (c.y0 + cy - 1, c.x0 + cx - 1);
-                    if labels[y * width + x] == c.label {
-                        // Padded-image coordinates of image pixel (y, x) are (y + 1, x + 1).
-                        heat[(y + 1) * pw + x + 1] = t[cy * c.w + cx];
-                    }
-                }
-            }
+        let l = self.labels[(py - 1) * self.width + px - 1];
+        if l == 0 {
+            return T::default();
         }
-        heat
+        let ci = self.crop_of[l as usize - 1] as usize;
+        let c = &self.crops[ci];
+        // Image pixel (py - 1, px - 1) sits at (py - y0, px - x0) of the padded crop.
+        heat[ci][(py - c.y0) * c.w + (px - c.x0)]
     }
 
     /// Unit flow `(dy, dx)` at image pixel (y, x) of a mask, as Cellpose normalizes it.
     #[inline]
     pub(crate) fn flow_at(&self, y: usize, x: usize) -> (f64, f64) {
-        let pw = self.width + 2;
-        let i = (y + 1) * pw + x + 1;
+        let (py, px) = (y + 1, x + 1);
         let (dy, dx) = match &self.heat {
-            HeatMap::F64(t) => (t[i + pw] - t[i - pw], t[i + 1] - t[i - 1]),
-            HeatMap::F32(t) => ((t[i + pw] - t[i - pw]) as f64, (t[i + 1] - t[i - 1]) as f64),
+            HeatMap::F64(t) => (
+                self.value(t, py + 1, px) - self.value(t, py - 1, px),
+                self.value(t, py, px + 1) - self.value(t, py, px - 1),
+            ),
+            HeatMap::F32(t) => (
+                (self.value(t, py + 1, px) - self.value(t, py - 1, px)) as f64,
+                (self.value(t, py, px + 1) - self.value(t, py, px - 1)) as f64,
+            ),
         };
         let norm = 1e-60 + (dy * dy + dx * dx).sqrt();
         (dy / norm, dx / norm)
     }
+}
+
+/// Image-index ranges `[a, b)` holding the mask pixels the reference sums with the interleaved
+/// order (other pixels inside a range are not mask pixels, so they never matter).
+fn ilp_pixel_ranges(labels: &[u32], width: usize) -> Vec<(usize, usize)> {
+    let row_counts: Vec<usize> = labels
+        .par_chunks(width)
+        .map(|row| row.iter().filter(|&&l| l != 0).count())
+        .collect();
+    let n_mask: usize = row_counts.iter().sum();
+    let ranges = ilp_rank_ranges(n_mask);
+    let ranks: Vec<usize> = ranges.iter().flat_map(|&(a, b)| [a, b - 1]).collect();
+    let pixels = pixels_of_ranks(labels, width, &row_counts, &ranks);
+    pixels.chunks(2).map(|p| (p[0], p[1] + 1)).collect()
 }
 
 /// Cellpose's `masks_to_flows`: unit flows `(2, height, width)` (dY then dX, float64, row-major)

@@ -34,15 +34,19 @@ impl FlowField {
         let scale_x = (2.0f64 / (width as f64 - 1.0)) as f32;
         let scale_y = (2.0f64 / (height as f64 - 1.0)) as f32;
         let mut data = vec![[0.0f32; 2]; (height + 2) * stride];
-        for y in 0..height {
-            let row = &mut data[(y + 1) * stride + 1..(y + 1) * stride + 1 + width];
-            for (x, cell) in row.iter_mut().enumerate() {
-                let i = y * width + x;
-                if mask[i] {
-                    *cell = [(dx[i] / 5.0) * scale_x, (dy[i] / 5.0) * scale_y];
+        // Padded row y + 1 holds image row y between one zero column on each side.
+        data[stride..(height + 1) * stride]
+            .par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(y, row)| {
+                let i0 = y * width;
+                for (x, cell) in row[1..1 + width].iter_mut().enumerate() {
+                    let i = i0 + x;
+                    if mask[i] {
+                        *cell = [(dx[i] / 5.0) * scale_x, (dy[i] / 5.0) * scale_y];
+                    }
                 }
-            }
-        }
+            });
         FlowField {
             data,
             stride,

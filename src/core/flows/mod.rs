@@ -20,6 +20,7 @@ mod quality;
 mod seeds;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
+use rayon::prelude::*;
 
 use crate::core::error::{Error, Result};
 
@@ -119,7 +120,11 @@ pub fn check_size(height: usize, width: usize) -> Result<usize> {
 }
 
 fn check_finite(name: &str, data: &[f32]) -> Result<()> {
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = data
+        .par_iter()
+        .with_min_len(1 << 16)
+        .position_first(|v| !v.is_finite())
+    {
         return Err(Error::NonFinite(format!(
             "{name} holds {} at element {i}",
             data[i]
@@ -161,12 +166,21 @@ pub fn compute_masks_unfilled(flows: &FlowsRef<'_>, params: &MaskParams) -> Resu
     params.validate()?;
     let (h, w) = (flows.height, flows.width);
     let thr = params.cellprob_threshold;
-    let mask: Vec<bool> = flows.cellprob.iter().map(|&c| c > thr).collect();
+    let mask: Vec<bool> = flows
+        .cellprob
+        .par_iter()
+        .with_min_len(1 << 16)
+        .map(|&c| c > thr)
+        .collect();
     let points: Vec<(u32, u32)> = mask
-        .iter()
+        .par_chunks(w)
         .enumerate()
-        .filter(|&(_, &m)| m)
-        .map(|(i, _)| ((i / w) as u32, (i % w) as u32))
+        .flat_map_iter(|(y, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|&(_, &m)| m)
+                .map(move |(x, _)| (y as u32, x as u32))
+        })
         .collect();
     if points.is_empty() {
         log::info!("no cell pixels found");
@@ -177,7 +191,7 @@ pub fn compute_masks_unfilled(flows: &FlowsRef<'_>, params: &MaskParams) -> Resu
     let mut labels = seeds::get_masks(&final_pos, &points, h, w, params.max_size_fraction);
     drop(final_pos);
     drop(points);
-    if params.flow_threshold > 0.0 && labels.iter().any(|&l| l != 0) {
+    if params.flow_threshold > 0.0 && labels.par_iter().any(|&l| l != 0) {
         quality::remove_bad_flow_masks(
             &mut labels,
             flows.dy,

@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::diffusion::Diffusion;
-use super::labels::renumber_first_appearance;
+use super::labels::{apply_map, renumber_first_appearance};
 
 /// numpy's pairwise summation of float64 (`np.add.reduce` on a contiguous array), which is what
 /// `ndarray.mean()` sums with: blocks of up to 128 values summed with 8 interleaved accumulators,
@@ -91,11 +91,12 @@ pub(crate) fn remove_bad_flow_masks(
         .chain(errors.iter().map(|&e| e > threshold))
         .collect();
     if bad.iter().any(|&b| b) {
-        for l in labels.iter_mut() {
-            if bad[*l as usize] {
-                *l = 0;
-            }
-        }
+        let map: Vec<u32> = bad
+            .iter()
+            .enumerate()
+            .map(|(l, &b)| if b { 0 } else { l as u32 })
+            .collect();
+        apply_map(labels, &map);
     }
     renumber_first_appearance(labels);
 }

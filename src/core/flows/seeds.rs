@@ -5,6 +5,8 @@
 //! holding more than 2 pixels inside its 11×11 window; seeds are painted in ascending order of
 //! their count, so stronger seeds win overlaps; every pixel takes the label of the bin it ended in.
 
+use rayon::prelude::*;
+
 use super::labels::{remove_labels_over, renumber_first_appearance};
 
 /// Histogram padding around the image (Cellpose's hard-coded `rpad`).
@@ -34,7 +36,8 @@ pub(crate) fn get_masks(
     let pw = width + 2 * RPAD;
     // Padded positions, clamped as Cellpose clamps them.
     let padded: Vec<usize> = final_pos
-        .iter()
+        .par_iter()
+        .with_min_len(1 << 14)
         .map(|&(y, x)| {
             let y = (y as i64 + RPAD as i64).clamp(0, (height + RPAD - 1) as i64) as usize;
             let x = (x as i64 + RPAD as i64).clamp(0, (width + RPAD - 1) as i64) as usize;
@@ -49,25 +52,24 @@ pub(crate) fn get_masks(
     // Seeds: bins equal to the maximum of their 5×5 neighbourhood and holding > 10 pixels,
     // in row-major order. Bins with counts lie within [RPAD, size + RPAD), so the window
     // never leaves the padded histogram.
-    let mut seeds: Vec<(usize, i32)> = Vec::new();
-    for (i, &h) in hist.iter().enumerate() {
-        if h <= SEED_MIN_COUNT {
-            continue;
-        }
-        let (y, x) = (i / pw, i % pw);
-        let mut is_max = true;
-        'win: for yy in y - 2..=y + 2 {
-            for xx in x - 2..=x + 2 {
-                if hist[yy * pw + xx] > h {
-                    is_max = false;
-                    break 'win;
+    let mut seeds: Vec<(usize, i32)> = hist
+        .par_chunks(pw)
+        .enumerate()
+        .flat_map_iter(|(y, row)| {
+            let hist = &hist;
+            row.iter().enumerate().filter_map(move |(x, &h)| {
+                if h <= SEED_MIN_COUNT {
+                    return None;
                 }
-            }
-        }
-        if is_max {
-            seeds.push((i, h));
-        }
-    }
+                let is_max = (y - 2..=y + 2).all(|yy| {
+                    hist[yy * pw + x - 2..=yy * pw + x + 2]
+                        .iter()
+                        .all(|&v| v <= h)
+                });
+                is_max.then_some((y * pw + x, h))
+            })
+        })
+        .collect();
     if seeds.is_empty() {
         log::warn!("no seeds found: no masks");
         return vec![0; height * width];
@@ -115,9 +117,14 @@ pub(crate) fn get_masks(
     }
     drop(hist);
 
+    let values: Vec<u32> = padded
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|&pos| painted[pos])
+        .collect();
     let mut labels = vec![0u32; height * width];
-    for (&(y, x), &pos) in points.iter().zip(&padded) {
-        labels[y as usize * width + x as usize] = painted[pos];
+    for (&(y, x), v) in points.iter().zip(values) {
+        labels[y as usize * width + x as usize] = v;
     }
     drop(painted);
 
