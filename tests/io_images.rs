@@ -197,6 +197,9 @@ fn label_stacks_keep_calibration_and_axes_for_imagej_and_tifffile() {
     assert_eq!(got, labels);
     let (one, oh, ow) = read_labels(&one_path).unwrap();
     assert_eq!((one, oh, ow), (big.clone(), h, w));
+    // A stack is not silently read as its first plane.
+    let e = read_labels(&stack_path).expect_err("stack read as one label image");
+    assert!(e.to_string().contains("more than one page"), "{e}");
     assert_eq!(read_stack(&one_path).unwrap().sample_type, "uint32");
 
     // The reference reader: tifffile sees an ImageJ hyperstack TZYX with the unit and size.

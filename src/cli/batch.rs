@@ -31,6 +31,7 @@ use crate::core::error::{Error, Result};
 use crate::core::io::image::{IMAGE_EXTENSIONS, Stack, read_stack};
 use crate::core::io::labels::{LabelStack, write_label_stack};
 use crate::core::io::{npy, write_atomic};
+use crate::core::measure::csv_field;
 use crate::core::model::{ChannelChoice, Model, SegmentParams};
 
 /// One input image and where its outputs go.
@@ -372,7 +373,9 @@ fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_str(&text).ok()
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+/// Writes `value` as pretty JSON (and a final newline) to `path` atomically, replacing it;
+/// creates the parent folder.
+pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -768,14 +771,6 @@ pub fn run_batch(
         .into_iter()
         .map(|o| o.unwrap_or_default())
         .collect()
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 /// `summary.csv`: one row per image.

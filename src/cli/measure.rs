@@ -9,7 +9,7 @@ use clap::Args;
 use crate::core::error::{Error, Result};
 use crate::core::io::image::{normalize_unit, read_stack};
 use crate::core::io::labels::read_labels;
-use crate::core::io::write_atomic;
+use crate::core::io::{extension, write_atomic};
 use crate::core::measure::{Calibration, measure};
 
 /// Arguments of `cytoseg measure`.
@@ -50,7 +50,11 @@ pub struct MeasureCmd {
 }
 
 /// Pixel size from a TIFF's metadata, if it has one (best effort: any failure means none).
+/// Other formats carry none, so they are not decoded a second time for it.
 fn file_calibration(path: &std::path::Path) -> Option<Calibration> {
+    if !matches!(extension(path).as_str(), "tif" | "tiff") {
+        return None;
+    }
     read_stack(path)
         .ok()
         .map(|s| s.calibration)

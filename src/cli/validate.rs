@@ -179,12 +179,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
         "finished_utc": batch::utc_now(),
         "evaluation": report,
     });
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::invalid(e.to_string()))?;
-    crate::core::io::write_atomic(&json_path, true, |w| {
-        use std::io::Write;
-        w.write_all(text.as_bytes())
-            .map_err(|e| Error::io(&json_path, e))
-    })?;
+    batch::write_json(&json_path, &doc)?;
     write_reports(&report, None, Some(&cmd.out.join("validation.csv")), true)?;
     for o in &failed {
         eprintln!("FAILED {}: {}", o.input, o.error);

@@ -39,28 +39,39 @@ fn measure<'local>(
             &calibration,
         )?)
     };
-    // Each branch: borrow the image, then the labels (two distinct arrays), compute, release.
-    // SAFETY (all branches): read-only critical borrows for pure computation; no JNI call and no
-    // blocking system call happens until the guards are dropped at the end of the branch.
+    // Each branch: borrow the image, then the labels, compute, release. The two are distinct
+    // arrays (`int[]` against `byte[]`/`short[]`/`float[]`), so there is one borrow per array.
+    // The SAFETY argument of every `get_elements_critical` below: a read-only (`NoCopyBack`)
+    // borrow, the only one of its array, for pure computation: no JNI call and no blocking
+    // system call happens until the guards drop at the end of the branch; the arrays belong to
+    // the caller, who does not write them from another thread during the call (documented on
+    // `Native.measure`).
     let table = if image.is_null() {
+        // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         run(None, &l)?
     } else if env.is_instance_of(image, jni_str!("[B"))? {
         let local = env.new_local_ref(image)?;
         let arr: JByteArray = env.cast_local::<JByteArray>(local)?;
+        // SAFETY: see above.
         let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         run(Some(Pixels::U8(i8::as_unsigned(&px))), &l)?
     } else if env.is_instance_of(image, jni_str!("[S"))? {
         let local = env.new_local_ref(image)?;
         let arr: JShortArray = env.cast_local::<JShortArray>(local)?;
+        // SAFETY: see above.
         let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         run(Some(Pixels::U16(i16::as_unsigned(&px))), &l)?
     } else if env.is_instance_of(image, jni_str!("[F"))? {
         let local = env.new_local_ref(image)?;
         let arr: JFloatArray = env.cast_local::<JFloatArray>(local)?;
+        // SAFETY: see above.
         let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         run(Some(Pixels::F32(&px)), &l)?
     } else {

@@ -32,9 +32,13 @@ fn evaluate<'local>(
         )));
     }
     let (stats, dice) = {
-        // SAFETY: read-only critical borrows of two distinct arrays for pure computation: no
-        // JNI call and no blocking system call happens until both guards are dropped.
+        // SAFETY: read-only (`NoCopyBack`) critical borrows for pure computation: no JNI call
+        // and no blocking system call happens until both guards are dropped; the caller does
+        // not write the arrays from another thread during the call (documented on
+        // `Native.evaluate`). `truth` and `pred` may be the same Java array: both borrows are
+        // shared (`Deref` only, never `DerefMut`), so that aliasing is harmless.
         let t = unsafe { truth.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
+        // SAFETY: as above.
         let p = unsafe { pred.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         let (t, p) = (i32::as_unsigned(&t), i32::as_unsigned(&p));
         let compute = || -> crate::Result<_> {

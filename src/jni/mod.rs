@@ -7,11 +7,12 @@
 //!   [`boundary::ThrowCytoseg`]: engine errors become `org.cytoseg.CytosegException` carrying
 //!   the engine's message and the C API's status number; a panic becomes an
 //!   `IllegalStateException`; nothing unwinds into the JVM;
-//! * ImageJ pixel arrays (`byte[]`, `short[]`, `float[]`) are borrowed, never converted in
+//! * ImageJ pixel arrays (`byte[]`, `short[]`, `float[]`) cross as they are, never converted in
 //!   Java; 8- and 16-bit samples are read as unsigned; label images are `int[]`;
-//! * short pure computations (metrics, measurements) read arrays in a JNI critical section;
-//!   segmentation, which runs for seconds and calls back into Java for progress and
-//!   cancellation, uses `Get<Type>ArrayElements` (see `model.rs`);
+//! * short pure computations (metrics, measurements) read arrays in a JNI critical section
+//!   (the caller must not write them from another thread meanwhile); segmentation, which runs
+//!   for seconds and calls back into Java for progress and cancellation, copies the pixels
+//!   out with `Get<Type>ArrayRegion` first (see `model.rs`);
 //! * a model is a `long` handle, usable from several threads at once;
 //! * descriptions cross as `key=value` lines (one pair per line, the value is the rest of the
 //!   line), parsed by `org.cytoseg.Native.parseKeyValues`.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use ::jni::objects::{
     JByteArray, JClass, JDoubleArray, JFloatArray, JIntArray, JObject, JShortArray,
 };
-use ::jni::objects::{JPrimitiveArray, JString, ReleaseMode, TypeArray};
+use ::jni::objects::{JPrimitiveArray, JString, TypeArray};
 use ::jni::sys::{jint, jlong};
 use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 
@@ -180,7 +180,7 @@ fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
 }
 
 /// Element types of the pixel arrays ImageJ hands over.
-trait Sample: TypeArray {
+trait Sample: TypeArray + Default {
     fn pixels(s: &[Self]) -> Pixels<'_>
     where
         Self: Sized;
@@ -215,11 +215,11 @@ struct SegmentCall<'a, 'local> {
     listener: &'a JObject<'local>,
 }
 
-/// Segments one image. The pixels are borrowed with `Get<Type>ArrayElements` (`NoCopyBack`),
-/// not a critical section: the call runs for seconds and calls back into Java for progress,
-/// which a critical section forbids (and it would stall the garbage collector meanwhile). A JVM
-/// may hand over a copy (HotSpot does); that one copy is cheap next to the engine's own float
-/// conversion.
+/// Segments one image. The pixels are copied out with `Get<Type>ArrayRegion`, not borrowed:
+/// the call runs for seconds and calls back into Java for progress, which a critical section
+/// forbids, and a borrow (`Get<Type>ArrayElements`) would let the listener or another Java
+/// thread write the array while Rust reads it. HotSpot copies for `Get<Type>ArrayElements`
+/// anyway; that one copy is cheap next to the engine's own float conversion.
 fn segment<'local, T: Sample + 'static>(
     env: &mut Env<'local>,
     pixels: &JPrimitiveArray<'local, T>,
@@ -259,14 +259,17 @@ where
     call.params.get_region(env, 0, &mut pv)?;
     let params = params_from(model, &pv)?;
     let seg = {
-        // SAFETY: read-only borrow (NoCopyBack); the Java plugin does not write to the image's
-        // pixel array while it segments it, and this is the only borrow of the array.
-        let elems = unsafe { pixels.get_elements(env, ReleaseMode::NoCopyBack)? };
-        let view = ImageView::new(T::pixels(&elems), w, h, c, w * c)?;
+        let mut samples = vec![T::default(); len];
+        pixels.get_region(env, 0, &mut samples)?;
+        let view = ImageView::new(T::pixels(&samples), w, h, c, w * c)?;
         let env_cell = RefCell::new(&mut *env);
         let listener = call.listener;
         let progress = |p: Progress| -> bool {
             let mut env = env_cell.borrow_mut();
+            if env.exception_check() {
+                // No JNI call may run with an exception pending; keep cancelling.
+                return false;
+            }
             let answer = env.call_method(
                 listener,
                 jni_str!("progress"),

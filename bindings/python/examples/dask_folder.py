@@ -51,8 +51,11 @@ def segment_file(
         raise FileExistsError(f"{out} exists (pass overwrite=True to replace it)")
     labels = cached_model(model, device).segment(tifffile.imread(path), **params)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tifffile.imwrite(tmp, labels, compression="zlib")
-    os.replace(tmp, out)
+    try:
+        tifffile.imwrite(tmp, labels, compression="zlib")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no partial file behind
     return str(out), int(labels.max())
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import cytoseg
-from cytoseg import _native
 from cytoseg._errors import EXCEPTIONS_BY_STATUS, STATUS_NAMES
+from cytoseg.api import _image_for_engine
 
 from .conftest import REPO
 
@@ -84,11 +84,14 @@ def test_layouts_without_copies_give_the_same_labels(model, example):
     big[30:350, 70:390] = example
     crop = big[30:350, 70:390]  # rows 1000 bytes apart: passed with its row stride, no copy
     assert not crop.flags.c_contiguous
+    passed, _, row = _image_for_engine(crop)
+    assert np.shares_memory(passed, big) and row == 1000
+    stack = np.stack([np.zeros_like(example), example, example // 2], axis=-1)
+    assert np.shares_memory(_image_for_engine(stack[:, 8:])[0], stack)  # column crop: no copy
     ref = model.segment(example)
     np.testing.assert_array_equal(model.segment(crop), ref)
     np.testing.assert_array_equal(model.segment(example.astype(np.float64)), ref)
     np.testing.assert_array_equal(model.segment(example.T.copy().T), ref)  # Fortran order
-    stack = np.stack([np.zeros_like(example), example, example // 2], axis=-1)
     np.testing.assert_array_equal(model.segment(stack, channels=1), ref)
     np.testing.assert_array_equal(
         model.segment(np.moveaxis(stack, -1, 0), channels=[1], channel_axis=0), ref
@@ -161,7 +164,6 @@ def test_evaluate_matches_cli(cli, tmp_path, model, example, tifffile):
     assert 0 < single["dice"] <= 1
 
 
-@pytest.mark.skipif(not _native.has("cytoseg_measure"), reason="libcytoseg has no cytoseg_measure")
 def test_measure_against_numpy(model, example):
     labels = model.segment(example)
     table = cytoseg.measure(labels, example, as_frame=False)

@@ -24,8 +24,10 @@ def test_one_model_many_threads(model, example):
 def test_close_waits_for_running_calls(example):
     m = cytoseg.Model(device="cpu")
     started = threading.Event()
+    seen = []
 
     def progress(done, total):
+        seen.append((done, total))
         started.set()
         time.sleep(0.01)
 
@@ -34,6 +36,28 @@ def test_close_waits_for_running_calls(example):
         assert started.wait(60)
         # close from this thread while the call runs: it must wait, not free the model under it
         m.close()
-        assert fut.done()
-        labels = fut.result()
+        # the run had reported its last batch before close returned (the future itself may be
+        # resolved a moment later, after segment() returns on the pool thread)
+        assert seen[-1][0] == seen[-1][1] > 1
+        labels = fut.result(timeout=60)
     assert labels.max() > 0 and m.closed
+
+
+def test_close_from_own_progress_callback_is_refused(example):
+    m = cytoseg.Model(device="cpu")
+
+    def progress(done, total):
+        m.close()  # would wait for this very call forever: must raise instead
+
+    try:
+        try:
+            m.segment(example, tile_size=128, progress=progress)
+        except RuntimeError as e:
+            assert "progress" in str(e)
+        else:
+            raise AssertionError("close() inside the callback did not raise")
+        assert not m.closed
+        assert m.segment(example, tile_size=128).max() > 0  # the model still works
+    finally:
+        m.close()
+    assert m.closed

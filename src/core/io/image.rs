@@ -166,7 +166,7 @@ pub fn read_stack(path: &Path) -> Result<Stack> {
     match crate::core::io::extension(path).as_str() {
         "tif" | "tiff" => read_tiff(path),
         "png" | "jpg" | "jpeg" => read_raster(path),
-        "npy" => single(read_npy_image(path)?, "npy"),
+        "npy" => Ok(single(read_npy_image(path)?)),
         other => Err(Error::format(
             path,
             format!("unsupported image type {other:?} (use .tif/.tiff, .png, .jpg/.jpeg or .npy)"),
@@ -174,13 +174,14 @@ pub fn read_stack(path: &Path) -> Result<Stack> {
     }
 }
 
-fn single(image: Image, _kind: &str) -> Result<Stack> {
+/// A one-plane, uncalibrated stack holding `image`.
+fn single(image: Image) -> Stack {
     let sample_type = match image.data {
         ImageData::U8(_) => "uint8",
         ImageData::U16(_) => "uint16",
         ImageData::F32(_) => "float32",
     };
-    Ok(Stack {
+    Stack {
         width: image.width,
         height: image.height,
         channels: image.channels,
@@ -188,7 +189,7 @@ fn single(image: Image, _kind: &str) -> Result<Stack> {
         plane_axes: Vec::new(),
         calibration: Calibration::default(),
         sample_type: sample_type.to_string(),
-    })
+    }
 }
 
 /// One decoded TIFF page: interleaved samples.
@@ -503,7 +504,7 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
         let c = get("channels").unwrap_or(1).max(1);
         let z = get("slices").unwrap_or(1).max(1);
         let t = get("frames").unwrap_or(1).max(1);
-        if c * z * t == npages {
+        if c.checked_mul(z).and_then(|cz| cz.checked_mul(t)) == Some(npages) {
             (nc, nz, nt) = (c, z, t);
         } else {
             return Err(Error::format(
@@ -539,7 +540,8 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
         let t = num("SizeT").unwrap_or(1).max(1);
         // With RGB pages SizeC counts the samples of each page too.
         let c_pages = if spp > 1 && c % spp == 0 { c / spp } else { c };
-        let total = c_pages * z * t;
+        // Saturating: absurd sizes in the XML must fail the check below, not wrap around.
+        let total = c_pages.saturating_mul(z).saturating_mul(t);
         if total > npages {
             return Err(Error::format(
                 path,
@@ -665,14 +667,13 @@ fn read_raster(path: &Path) -> Result<Stack> {
         .decode()
         .map_err(bad)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let (data, channels, ty) = match img {
-        D::ImageLuma8(b) => (ImageData::U8(b.into_raw()), 1, "uint8"),
+    let (data, channels) = match img {
+        D::ImageLuma8(b) => (ImageData::U8(b.into_raw()), 1),
         D::ImageLumaA8(b) => (
             ImageData::U8(b.into_raw().chunks(2).map(|p| p[0]).collect()),
             1,
-            "uint8",
         ),
-        D::ImageRgb8(b) => (ImageData::U8(b.into_raw()), 3, "uint8"),
+        D::ImageRgb8(b) => (ImageData::U8(b.into_raw()), 3),
         D::ImageRgba8(b) => (
             ImageData::U8(
                 b.into_raw()
@@ -681,15 +682,13 @@ fn read_raster(path: &Path) -> Result<Stack> {
                     .collect(),
             ),
             3,
-            "uint8",
         ),
-        D::ImageLuma16(b) => (ImageData::U16(b.into_raw()), 1, "uint16"),
+        D::ImageLuma16(b) => (ImageData::U16(b.into_raw()), 1),
         D::ImageLumaA16(b) => (
             ImageData::U16(b.into_raw().chunks(2).map(|p| p[0]).collect()),
             1,
-            "uint16",
         ),
-        D::ImageRgb16(b) => (ImageData::U16(b.into_raw()), 3, "uint16"),
+        D::ImageRgb16(b) => (ImageData::U16(b.into_raw()), 3),
         D::ImageRgba16(b) => (
             ImageData::U16(
                 b.into_raw()
@@ -698,24 +697,18 @@ fn read_raster(path: &Path) -> Result<Stack> {
                     .collect(),
             ),
             3,
-            "uint16",
         ),
         other => {
             let rgb = other.into_rgb32f();
-            (ImageData::F32(rgb.into_raw()), 3, "float32")
+            (ImageData::F32(rgb.into_raw()), 3)
         }
     };
-    let mut s = single(
-        Image {
-            data,
-            width: w,
-            height: h,
-            channels,
-        },
-        "raster",
-    )?;
-    s.sample_type = ty.to_string();
-    Ok(s)
+    Ok(single(Image {
+        data,
+        width: w,
+        height: h,
+        channels,
+    }))
 }
 
 fn read_npy_image(path: &Path) -> Result<Image> {

@@ -337,6 +337,13 @@ fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
             ),
         ));
     }
+    if dec.more_images() {
+        // Only the first page would be read: refuse rather than measure or score part of a stack.
+        return Err(Error::format(
+            path,
+            "holds more than one page (a stack); a single 2-D label image was expected",
+        ));
+    }
     Ok((data, h, w))
 }
 

@@ -152,7 +152,8 @@ impl Table {
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// `s` as one CSV field: quoted (inner quotes doubled) when it holds a comma, quote or newline.
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

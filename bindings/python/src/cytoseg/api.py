@@ -150,6 +150,7 @@ class Model:
         self._ptr: int | None = None
         self._lock = threading.Condition()
         self._busy = 0
+        self._local = threading.local()  # calls running on this thread (close() refuses then)
         lib = _native.lib()
         dev = str(device).lower()
         if dev not in _native.DEVICES:
@@ -160,6 +161,7 @@ class Model:
             raise ValueError(f"threads must be >= 0, got {threads}")
         opts = _native.LoadOptions()
         _native.check(lib.cytoseg_load_options_init(byref(opts)))
+        _check_struct(opts, "cytoseg_load_options")
         opts.device = _native.DEVICES[dev]
         opts.threads = int(threads)
         ort = os.fspath(ort_lib) if ort_lib is not None else _native.find_onnxruntime()
@@ -190,7 +192,14 @@ class Model:
 
     def close(self) -> None:
         """Frees the engine's model. Waits for calls running in other threads to finish;
-        later calls raise ``ValueError``. Closing twice is a no-op."""
+        later calls raise ``ValueError``. Closing twice is a no-op. Raises ``RuntimeError``
+        when called from inside a call on this model on the same thread (e.g. from its progress
+        callback), which could never finish waiting for itself."""
+        if getattr(self._local, "depth", 0):
+            raise RuntimeError(
+                "Model.close() was called from inside a call on this model (e.g. its progress "
+                "callback); return False from the callback to cancel, then close"
+            )
         with self._lock:
             while self._busy:
                 self._lock.wait()
@@ -220,9 +229,11 @@ class Model:
             if self._ptr is None:
                 raise ValueError("the model is closed")
             self._busy += 1
+            self._local.depth = getattr(self._local, "depth", 0) + 1
             return self._ptr
 
     def _release(self) -> None:
+        self._local.depth -= 1
         with self._lock:
             self._busy -= 1
             self._lock.notify_all()

@@ -56,29 +56,9 @@ def layer_image(layer: Any) -> tuple[Any, tuple[int, ...]]:
 
 def measurements(labels: np.ndarray, image: np.ndarray, scale: Any) -> Any:
     """The features table of a result: cytoseg.measure (calibrated when the layer is scaled)."""
-    import pandas as pd
-
-    from .. import _native
-
     sy, sx = (float(scale[-2]), float(scale[-1]))
     calibrated = not (sy == 1.0 and sx == 1.0)
-    if _native.has("cytoseg_measure"):
-        return api.measure(
-            labels, image, pixel_size=(sy, sx) if calibrated else None, as_frame=True
-        )
-    # an older libcytoseg: label, area and centroid only
-    flat = labels.ravel()
-    ids = np.unique(flat[flat > 0])
-    count = np.bincount(flat)
-    yy, xx = np.indices(labels.shape)
-    return pd.DataFrame(
-        {
-            "label": ids,
-            "area": count[ids] * sy * sx,
-            "centroid-0": (np.bincount(flat, yy.ravel())[ids] / count[ids]) * sy,
-            "centroid-1": (np.bincount(flat, xx.ravel())[ids] / count[ids]) * sx,
-        }
-    )
+    return api.measure(labels, image, pixel_size=(sy, sx) if calibrated else None, as_frame=True)
 
 
 class SegmentWidget(Container):
@@ -162,7 +142,6 @@ class SegmentWidget(Container):
         self.last_error: BaseException | None = None
         self._timer: Any = None
         self._started = 0.0
-        self._lead: tuple[int, ...] = ()
 
     # layers & settings -----------------------------------------------------------------
     def _image_layers(self, *_: Any) -> list[Any]:
@@ -232,7 +211,7 @@ class SegmentWidget(Container):
             self.status.value = "Choose an image layer."
             return None
         try:
-            image, self._lead = layer_image(layer)
+            image, lead = layer_image(layer)
         except ValueError as e:
             self.status.value = str(e)
             return None
@@ -249,6 +228,7 @@ class SegmentWidget(Container):
         worker = create_worker(
             self._segment,
             image,
+            lead,
             params,
             layer.scale,
             _start_thread=False,
@@ -282,7 +262,9 @@ class SegmentWidget(Container):
                 self._cached = (key, Model(params.model, device=params.device))
             return self._cached[1]
 
-    def _segment(self, data: Any, params: RunParams, scale: Any) -> tuple[Any, ...]:
+    def _segment(
+        self, data: Any, lead: tuple[int, ...], params: RunParams, scale: Any
+    ) -> tuple[Any, ...]:
         """Worker thread: load (or reuse) the model, segment plane by plane, measure.
 
         Planes of a stack get consecutive label ranges (labels are unique in the stack) and
@@ -290,7 +272,6 @@ class SegmentWidget(Container):
         import pandas as pd
 
         model = self._model_for(params)
-        lead = self._lead
         n_planes = int(np.prod(lead)) if lead else 1
         labels = np.zeros((*lead, *data.shape[len(lead) : len(lead) + 2]), np.uint32)
         tables, offset = [], 0
@@ -319,7 +300,8 @@ class SegmentWidget(Container):
                 table.insert(1 + axis, f"index-{axis}", i)
             tables.append(table)
             labels[index] = lab
-            offset = int(labels[index].max()) if lab.any() else offset
+            if lab.any():
+                offset = int(lab.max())
         features = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
         return labels, features, model.info, params
 

@@ -106,9 +106,19 @@ public final class Model implements AutoCloseable {
         }
     }
 
-    /** Releases the native model (waits for running segmentations); later calls do nothing. */
+    /**
+     * Releases the native model (waits for running segmentations); later calls do nothing.
+     *
+     * @throws IllegalStateException when called from inside {@link #segment} on this model (a
+     *     progress listener), which would wait for itself; return false from the listener to
+     *     cancel instead
+     */
     @Override
     public void close() {
+        if (state.lock.getReadHoldCount() > 0) {
+            throw new IllegalStateException("Model.close() was called from inside segment() on the same model"
+                    + " (a progress listener); return false from the listener to cancel instead");
+        }
         cleanable.clean();
     }
 }

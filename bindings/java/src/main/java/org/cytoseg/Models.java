@@ -96,9 +96,13 @@ public final class Models {
         String base = "/models/" + nameOrPath + "/";
         if (Models.class.getResource(base + "manifest.json") != null) {
             try {
+                // deleteOnExit deletes in reverse order of registration: register the folders
+                // before the files, so that the files go first and the folders are empty.
                 Path tmp = Files.createTempDirectory("cytoseg-model-");
+                tmp.toFile().deleteOnExit();
                 Path pkg = tmp.resolve(nameOrPath);
                 Files.createDirectories(pkg);
+                pkg.toFile().deleteOnExit();
                 for (String name : FILES) {
                     try (InputStream in = Models.class.getResourceAsStream(base + name)) {
                         if (in != null) {
@@ -108,8 +112,6 @@ public final class Models {
                         }
                     }
                 }
-                pkg.toFile().deleteOnExit();
-                tmp.toFile().deleteOnExit();
                 EXTRACTED.put(nameOrPath, pkg);
                 return pkg.toString();
             } catch (IOException e) {

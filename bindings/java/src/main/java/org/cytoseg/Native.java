@@ -67,7 +67,8 @@ public final class Native {
             double[] params, int[] labels, ProgressListener listener);
 
     /**
-     * Scores predicted labels against ground truth (stardist.matching 0.9.2).
+     * Scores predicted labels against ground truth (stardist.matching 0.9.2). The label arrays
+     * are read in place (a JNI critical section): no other thread may write them during the call.
      *
      * @return 13 values per threshold then the foreground Dice (see {@link Evaluation})
      */
@@ -75,7 +76,8 @@ public final class Native {
 
     /**
      * Measures every object of a label image (the engine's measurement table, as in
-     * {@code <stem>_objects.csv}).
+     * {@code <stem>_objects.csv}). {@code labels} and {@code image} are read in place (a JNI
+     * critical section): no other thread may write them during the call.
      *
      * @param labels width*height labels, 0 = background
      * @param image intensity image (byte[], short[] or float[], width*height*channels

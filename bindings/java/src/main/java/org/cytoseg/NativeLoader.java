@@ -77,6 +77,8 @@ public final class NativeLoader {
         if (NativeLoader.class.getResource(dir + lib) != null) {
             try {
                 Path tmp = Files.createTempDirectory("cytoseg-natives-");
+                // Registered first, so deleted last (deleteOnExit runs in reverse order), once
+                // the files in it are gone.
                 tmp.toFile().deleteOnExit();
                 extractOrt(dir, tmp);
                 Path path = extract(dir + lib, tmp);

@@ -144,6 +144,22 @@ class ModelTest {
     }
 
     @Test
+    void closeFromTheListenerIsRefusedInsteadOfDeadlocking() {
+        Model m = Model.load("nuclei", "cpu", 1);
+        SegmentOptions o = new SegmentOptions();
+        o.tileSize = 128;
+        o.batchSize = 1;
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+                () -> m.segment(pixels, w, h, 1, o, new int[w * h], (d, t) -> {
+                    m.close();
+                    return true;
+                }));
+        assertTrue(e.getMessage().contains("close()"), e.getMessage());
+        m.close();
+        assertThrows(IllegalStateException.class, () -> m.segment(pixels, w, h, 1, null, new int[w * h], null));
+    }
+
+    @Test
     void closedModelIsRefused() {
         Model m = Model.load("nuclei", "cpu", 1);
         m.close();
