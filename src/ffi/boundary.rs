@@ -40,7 +40,8 @@ pub enum cytoseg_status {
 }
 
 impl cytoseg_status {
-    fn of(e: &Error) -> Self {
+    /// The status of an engine error (also the status number the JNI layer reports).
+    pub(crate) fn of(e: &Error) -> Self {
         match e {
             Error::InvalidArgument(_) => cytoseg_status::InvalidArgument,
             Error::ShapeMismatch(_) => cytoseg_status::ShapeMismatch,

@@ -66,24 +66,6 @@ impl From<Error> for JniError {
 /// Result of an entry point's body.
 pub(crate) type JResult<T> = Result<T, JniError>;
 
-/// The C API's status number for an engine error (same codes as `cytoseg_status`).
-pub(crate) fn status_of(e: &Error) -> cytoseg_status {
-    match e {
-        Error::InvalidArgument(_) => cytoseg_status::InvalidArgument,
-        Error::ShapeMismatch(_) => cytoseg_status::ShapeMismatch,
-        Error::NonFinite(_) => cytoseg_status::NonFinite,
-        Error::TooLarge(_) => cytoseg_status::TooLarge,
-        Error::Io { .. } => cytoseg_status::Io,
-        Error::Format { .. } => cytoseg_status::Format,
-        Error::Model(_) => cytoseg_status::Model,
-        Error::Runtime(_) => cytoseg_status::Runtime,
-        Error::Cancelled => cytoseg_status::Cancelled,
-        // `Error` is non-exhaustive: a variant added later is still an engine error.
-        #[allow(unreachable_patterns)]
-        _ => cytoseg_status::InvalidArgument,
-    }
-}
-
 /// The error policy of every entry point: throws the exception described in the module docs
 /// and returns the type's default (0, null) to Java.
 pub(crate) struct ThrowCytoseg;
@@ -111,7 +93,9 @@ fn throw_error(env: &mut Env<'_>, err: &JniError) {
     match err {
         JniError::Engine(e) => {
             let text = e.to_string();
-            if throw_cytoseg(env, status_of(e) as i32, &text).is_err() || !env.exception_check() {
+            if throw_cytoseg(env, cytoseg_status::of(e) as i32, &text).is_err()
+                || !env.exception_check()
+            {
                 // The exception class is missing (the library was loaded without the jar's
                 // classes): fall back to a JDK class so that the message still arrives.
                 env.exception_clear();

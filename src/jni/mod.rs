@@ -38,7 +38,7 @@ pub(crate) fn kv(pairs: &[(&str, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::boundary::{AsUnsigned, labels_as_jint, status_of};
+    use super::boundary::{AsUnsigned, labels_as_jint};
     use super::kv;
     use crate::core::error::Error;
     use crate::ffi::cytoseg_status;
@@ -62,10 +62,10 @@ mod tests {
     #[test]
     fn engine_errors_keep_the_c_status_numbers() {
         assert_eq!(
-            status_of(&Error::Model("x".into())) as i32,
+            cytoseg_status::of(&Error::Model("x".into())) as i32,
             cytoseg_status::Model as i32
         );
-        assert_eq!(status_of(&Error::Cancelled) as i32, 400);
-        assert_eq!(status_of(&Error::shape("x")) as i32, 102);
+        assert_eq!(cytoseg_status::of(&Error::Cancelled) as i32, 400);
+        assert_eq!(cytoseg_status::of(&Error::shape("x")) as i32, 102);
     }
 }
