@@ -175,7 +175,6 @@ Examples:
 /// Runs `cytoseg segment`; returns 1 when any image failed.
 pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
     use super::batch;
-    std::fs::create_dir_all(&cmd.out).map_err(|e| Error::io(&cmd.out, e))?;
     let inputs = batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?;
     if inputs.is_empty() {
         return Err(Error::invalid("no input images found"));
@@ -194,6 +193,8 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
         save_flows: cmd.save_flows,
         quiet,
     };
+    // Only now that the run can start: a bad model or device leaves no empty output folder.
+    std::fs::create_dir_all(&cmd.out).map_err(|e| Error::io(&cmd.out, e))?;
     if !quiet {
         eprintln!(
             "cytoseg {}: {} image(s), model {} {} on {} (ONNX Runtime {}), {} job(s)",
