@@ -27,9 +27,8 @@
 //! Without `--bench` (e.g. under `cargo test --benches`) it only runs a quick in-process smoke
 //! check.
 mod common;
-use common::{env_flag, machine, median, reference_python, target_dir, vm_hwm_kb};
+use common::{BoxResult, env_flag, machine, median, reference_python, target_dir, vm_hwm_kb};
 
-use std::error::Error;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -40,8 +39,6 @@ use std::time::Instant;
 use cytoseg::core::flows::{self, FlowsRef, MaskParams};
 use ndarray::{Array2, Array3};
 use serde_json::Value;
-
-type BoxResult<T> = Result<T, Box<dyn Error>>;
 
 /// Hidden first argument that makes this binary run one measured case.
 const CHILD_ARG: &str = "__cytoseg_bench_flows_child";
@@ -836,16 +833,5 @@ fn smoke() -> BoxResult<()> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let result = if args.get(1).map(String::as_str) == Some(CHILD_ARG) {
-        child(&args[2..])
-    } else if args.iter().skip(1).any(|a| a == "--bench") {
-        bench()
-    } else {
-        smoke()
-    };
-    if let Err(e) = result {
-        eprintln!("bench_flows: error: {e}");
-        std::process::exit(1);
-    }
+    common::dispatch("bench_flows", CHILD_ARG, child, bench, smoke);
 }

@@ -36,9 +36,8 @@
 //! Without `--bench` (e.g. under `cargo test --benches`) it only runs a quick in-process smoke
 //! check (skipped, saying so, when no ONNX Runtime library is found).
 mod common;
-use common::{env_flag, machine, median, reference_python, repo, target_dir, vm_hwm_kb};
+use common::{BoxResult, env_flag, machine, median, reference_python, repo, target_dir, vm_hwm_kb};
 
-use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,8 +48,6 @@ use cytoseg::core::io::image::{ImageData, read_image};
 use cytoseg::core::model::{Device, LoadOptions, Model, SegmentParams, Timings};
 use ndarray::Array2;
 use serde_json::Value;
-
-type BoxResult<T> = Result<T, Box<dyn Error>>;
 
 /// Hidden first argument that makes this binary run one measured case.
 const CHILD_ARG: &str = "__cytoseg_bench_pipeline_child";
@@ -710,16 +707,5 @@ fn smoke() -> BoxResult<()> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let result = if args.get(1).map(String::as_str) == Some(CHILD_ARG) {
-        child(&args[2..])
-    } else if args.iter().skip(1).any(|a| a == "--bench") {
-        bench()
-    } else {
-        smoke()
-    };
-    if let Err(e) = result {
-        eprintln!("bench_pipeline: error: {e}");
-        std::process::exit(1);
-    }
+    common::dispatch("bench_pipeline", CHILD_ARG, child, bench, smoke);
 }

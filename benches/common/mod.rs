@@ -94,3 +94,30 @@ pub fn reference_python(modules: &str) -> Result<PathBuf, String> {
     }
     Err(tried.join("; "))
 }
+
+/// A benchmark's result type.
+pub type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The benchmarks' `main`: `CHILD_ARG args...` runs one measured case in a child process,
+/// `--bench` (as `cargo bench` passes) the whole benchmark, anything else (`cargo test`) the quick
+/// smoke check. Exits with status 1 and the error on failure.
+pub fn dispatch(
+    name: &str,
+    child_arg: &str,
+    child: impl FnOnce(&[String]) -> BoxResult<()>,
+    bench: impl FnOnce() -> BoxResult<()>,
+    smoke: impl FnOnce() -> BoxResult<()>,
+) {
+    let args: Vec<String> = std::env::args().collect();
+    let result = if args.get(1).map(String::as_str) == Some(child_arg) {
+        child(&args[2..])
+    } else if args.iter().skip(1).any(|a| a == "--bench") {
+        bench()
+    } else {
+        smoke()
+    };
+    if let Err(e) = result {
+        eprintln!("{name}: error: {e}");
+        std::process::exit(1);
+    }
+}
