@@ -450,14 +450,18 @@ fn run_reference(
 
 fn cytoseg_reps(side: usize) -> usize {
     match side {
-        0..=1024 => 5,
-        1025..=2048 => 3,
+        0..=1024 => 15,
+        1025..=2048 => 7,
         _ => 2,
     }
 }
 
 fn reference_reps(side: usize) -> usize {
-    if side <= 1024 { 3 } else { 1 }
+    match side {
+        0..=1024 => 5,
+        1025..=2048 => 3,
+        _ => 1,
+    }
 }
 
 fn bench() -> BoxResult<()> {
@@ -718,8 +722,8 @@ fn render(rows: &[Row], python: &Result<PathBuf, String>, stages: bool, total_s:
          timed runs minus `VmHWM` once the input was loaded, in a child process (labels output \
          included); input MB: 12 bytes/px (dy, dx, cellprob float32); goal peak/input < 3. \
          cellpose peak MB: `ru_maxrss` after the timed runs minus after loading + warm-up. \
-         Medians of N runs: cytoseg 5 (≤1024²), 3 (2048²), 2 (4096²); cellpose 3 (≤1024²), 1 \
-         (≥2048²). The machine is shared: compare medians and ratios.\n"
+         Medians of N runs: cytoseg 15 (≤1024²), 7 (2048²), 2 (4096²); cellpose 5 (≤1024²), \
+         3 (2048²), 1 (4096²). The machine is shared: compare medians and ratios.\n"
     );
     let notes: Vec<String> = rows
         .iter()

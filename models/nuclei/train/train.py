@@ -82,6 +82,9 @@ def main():
                     help="checkpoint whose recorded per-step lr trace is replayed (exact rerun)")
     ap.add_argument("--out", type=str, default=str(data.CACHE / "ckpt.pt"))
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", type=str, default=None,
+                    help="start from this checkpoint's weights (fresh optimiser and lr schedule): "
+                         "a continuation phase; the checkpoint's file name and step are recorded")
     args = ap.parse_args()
     if not 0 < args.scale_min <= args.scale_max:
         ap.error("need 0 < --scale-min <= --scale-max")
@@ -115,6 +118,13 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
     step0 = 0
+    if args.init:
+        ck0 = torch.load(args.init, weights_only=False, map_location=dev)
+        net.load_state_dict(ck0["model"])
+        args.init_from = {"file": Path(args.init).name, "step": int(ck0["step"]),
+                          "args": ck0.get("args", {})}
+        print(f"initialised from {args.init} (step {ck0['step']})", flush=True)
+        del ck0
     if args.resume and Path(args.out).exists():
         ck = torch.load(args.out, weights_only=False, map_location=dev)
         net.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])

@@ -97,18 +97,35 @@ trait Heat:
     + std::ops::Div<Output = Self>
 {
     const ONE: Self;
-    const NINE: Self;
+    /// `self / 9`, correctly rounded like the division itself, without a division.
+    fn div9(self) -> Self;
 }
 
-impl Heat for f64 {
-    const ONE: Self = 1.0;
-    const NINE: Self = 9.0;
+// Division by 9 as a multiplication with one fused correction (Markstein): with `y = RN(1/9)`,
+// `q = RN(a·y)`, the remainder `r = a − 9q` is exact in one FMA, and `RN(q + r·y)` differs from
+// the exact `a/9 = q + r/9` only by `(r/9)(9y − 1)`, under 2^-50 of an ulp of the result. That
+// can change the rounding only if `a/9` lay that close to a midpoint between two floats, and it
+// never does: with `a = k·u` (`u` = ulp of `a`) and result ulp `v = u/8` or `u/16`, the
+// distance from `a/9` to any midpoint is `|32k − 18j − 9|·u/288` or `|16k − 9(2j + 1)|·u/144`
+// (for some integer `j`), an odd numerator, so at least `v/18`. The same holds for subnormal
+// values (a grid of the smallest spacing) and in float32. Heat values are finite and
+// non-negative. `div9_is_exact` checks it on many values of every exponent.
+macro_rules! impl_heat {
+    ($t:ty) => {
+        impl Heat for $t {
+            const ONE: Self = 1.0;
+            #[inline(always)]
+            fn div9(self) -> Self {
+                const Y: $t = 1.0 / 9.0;
+                let q = self * Y;
+                let r = (-q).mul_add(9.0, self);
+                r.mul_add(Y, q)
+            }
+        }
+    };
 }
-
-impl Heat for f32 {
-    const ONE: Self = 1.0;
-    const NINE: Self = 9.0;
-}
+impl_heat!(f64);
+impl_heat!(f32);
 
 /// One mask's diffusion problem: its bounding box padded by one pixel.
 struct Crop {
@@ -211,6 +228,15 @@ fn diffuse<T: Heat>(
     // so multiplying a neighbour's heat by its mask flag changes nothing: when no pixel of the
     // crop uses the ILP order, the plain sequential sum of the nine heats is the reference's.
     let any_ilp = interleaved.iter().any(|&b| b);
+    // Each row's span of mask pixels: outside it every pixel keeps zero heat (the update
+    // multiplies by `own`), so only the span is computed.
+    let spans: Vec<(usize, usize)> = own
+        .chunks(w)
+        .map(|row| match row.iter().position(|&o| o) {
+            Some(lo) => (lo, w - row.iter().rev().position(|&o| o).unwrap_or(0)),
+            None => (0, 0),
+        })
+        .collect();
     let (ccy, ccx) = (c.centre / w, c.centre % w);
     for it in 0..niter {
         t[c.centre] = t[c.centre] + T::ONE;
@@ -226,6 +252,10 @@ fn diffuse<T: Heat>(
             (ccx + reach + 1).min(w - 1),
         );
         for cy in ya..yb {
+            let (xa, xb) = (xa.max(spans[cy].0), xb.min(spans[cy].1));
+            if xa >= xb {
+                continue;
+            }
             // Row slices of equal length let the compiler drop bounds checks and vectorize.
             let (tu, tm, td) = (
                 &t[(cy - 1) * w..cy * w],
@@ -248,7 +278,7 @@ fn diffuse<T: Heat>(
                     let seq = (((((((mc[j] + uc[j]) + dc[j]) + ml[j]) + mr[j]) + ul[j]) + ur[j])
                         + dl[j])
                         + dr[j];
-                    out[j] = (seq / T::NINE) * om[j];
+                    out[j] = seq.div9() * om[j];
                 }
                 continue;
             }
@@ -274,7 +304,7 @@ fn diffuse<T: Heat>(
                 let seq = ((((((((zero + v0) + v1) + v2) + v3) + v4) + v5) + v6) + v7) + v8;
                 // Exactly one of the two weights is 1 and the other 0.
                 let acc = ilp * il[k] + seq * sq[k];
-                out[k] = (acc / T::NINE) * om[k];
+                out[k] = acc.div9() * om[k];
             }
         }
         std::mem::swap(&mut t, &mut next);
@@ -307,7 +337,16 @@ enum HeatMap {
 impl<'a> Diffusion<'a> {
     /// Diffuses all masks of `labels` (`height * width`, any label values).
     pub(crate) fn run(labels: &'a [u32], height: usize, width: usize) -> Self {
-        let boxes = find_objects(labels, height, width);
+        Self::run_in_boxes(labels, height, width, find_objects(labels, height, width))
+    }
+
+    /// [`Self::run`] with the bounding boxes of labels 1..=max already known.
+    pub(crate) fn run_in_boxes(
+        labels: &'a [u32],
+        height: usize,
+        width: usize,
+        boxes: Vec<Option<BoundingBox>>,
+    ) -> Self {
         let crops: Vec<Crop> = boxes
             .par_iter()
             .enumerate()
@@ -434,4 +473,56 @@ pub(crate) fn masks_to_flows(labels: &[u32], height: usize, width: usize) -> Vec
             }
         });
     out
+}
+
+#[cfg(test)]
+mod div9_tests {
+    use super::Heat;
+
+    /// SplitMix64, for reproducible test values.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn div9_is_exact() {
+        let mut s = 7u64;
+        // Random bit patterns of every finite non-negative float64 (normal and subnormal),
+        // float32 likewise, and the kind of values diffusion produces (sums of ninths).
+        for _ in 0..4_000_000 {
+            let a = f64::from_bits(next(&mut s) & 0x7FFF_FFFF_FFFF_FFFF);
+            if a.is_finite() {
+                assert_eq!(a.div9().to_bits(), (a / 9.0).to_bits(), "{a:e}");
+            }
+            let b = f32::from_bits(next(&mut s) as u32 & 0x7FFF_FFFF);
+            if b.is_finite() {
+                assert_eq!(b.div9().to_bits(), (b / 9.0).to_bits(), "{b:e}");
+            }
+        }
+        for k in 0..200_000u32 {
+            for a in [
+                k as f64,
+                k as f64 / 9.0,
+                (k as f64).sqrt(),
+                f64::MIN_POSITIVE * k as f64,
+            ] {
+                assert_eq!(a.div9().to_bits(), (a / 9.0).to_bits(), "{a:e}");
+            }
+            let b = k as f32 / 7.0;
+            assert_eq!(b.div9().to_bits(), (b / 9.0).to_bits(), "{b:e}");
+        }
+        let (mut h, mut g) = (1.0f64, 1.0f32);
+        for _ in 0..400 {
+            assert_eq!(h.div9().to_bits(), (h / 9.0).to_bits());
+            assert_eq!(g.div9().to_bits(), (g / 9.0).to_bits());
+            h = h / 9.0 + 1.0 / 3.0 * h;
+            g = g / 9.0 + 1.0 / 3.0 * g;
+        }
+        assert_eq!(f64::MAX.div9(), f64::MAX / 9.0);
+        assert_eq!(0.0f64.div9().to_bits(), 0.0f64.to_bits());
+    }
 }

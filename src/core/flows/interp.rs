@@ -90,7 +90,7 @@ impl FlowField {
 /// Points advanced side by side by [`FlowField::integrate_lanes`].
 const LANES: usize = 32;
 /// Steps per block: lanes check for cycles and finish only between blocks.
-const BLOCK: usize = 16;
+const BLOCK: usize = 8;
 /// A lane's first cycle anchor is refreshed every this many steps...
 const ANCHOR_INTERVAL: u64 = 16;
 /// ...and from this step on the interval doubles at every refresh, so that long cycles are
@@ -160,8 +160,10 @@ impl FlowField {
     /// Each lane keeps an anchor (its position at some step `ta`); when the position after step
     /// `t` equals it bitwise, the trajectory is periodic from `ta` with period `t - ta`, so the
     /// final position is the one after step `t + (niter - t) mod (t - ta)`: the lane just runs
-    /// to that step instead of `niter`. Positions of the current block are kept, so a lane can
-    /// finish inside a block.
+    /// to that step instead of `niter`. Two anchors are compared at every step: one refreshed at
+    /// growing intervals (Brent's method, for long cycles) and the lane's position at the start
+    /// of the current block (short cycles are found within a block of entering them).
+    /// Positions of the current block are kept, so a lane can finish inside a block.
     fn integrate_lanes(&self, starts: &[(f32, f32)], niter: u32, out: &mut [(f32, f32)]) {
         debug_assert_eq!(starts.len(), out.len());
         if niter == 0 {
@@ -184,22 +186,34 @@ impl FlowField {
         }
         let mut ax = [0u32; LANES];
         let mut ay = [0u32; LANES];
+        let mut bx = [0u32; LANES];
+        let mut by = [0u32; LANES];
         let mut hist_x = [[0.0f32; LANES]; BLOCK];
         let mut hist_y = [[0.0f32; LANES]; BLOCK];
         while active > 0 {
             for (l, lane) in lanes.iter().enumerate() {
                 (ax[l], ay[l]) = lane.anchor;
+                (bx[l], by[l]) = (gx[l].to_bits(), gy[l].to_bits());
             }
-            // First step of the block whose position equals the anchor (BLOCK: none).
+            // First step of the block whose position equals the anchor, and the first whose
+            // position equals the one at the start of the block (BLOCK: none).
             let mut hit = [BLOCK as u32; LANES];
+            let mut hit_start = [BLOCK as u32; LANES];
             for k in 0..BLOCK {
                 self.step_lanes(&mut gx, &mut gy);
                 for l in 0..LANES {
-                    let eq = (gx[l].to_bits() == ax[l]) & (gy[l].to_bits() == ay[l]);
+                    let (px, py) = (gx[l].to_bits(), gy[l].to_bits());
+                    let eq = (px == ax[l]) & (py == ay[l]);
                     hit[l] = if eq & (hit[l] == BLOCK as u32) {
                         k as u32
                     } else {
                         hit[l]
+                    };
+                    let eq = (px == bx[l]) & (py == by[l]);
+                    hit_start[l] = if eq & (hit_start[l] == BLOCK as u32) {
+                        k as u32
+                    } else {
+                        hit_start[l]
                     };
                 }
                 hist_x[k] = gx;
@@ -211,17 +225,31 @@ impl FlowField {
                 }
                 let t0 = lane.t;
                 let t1 = t0 + BLOCK as u64;
-                if !lane.periodic && (hit[l] as usize) < BLOCK {
-                    let th = t0 + u64::from(hit[l]) + 1;
-                    if th <= niter {
-                        let period = th - lane.anchor_t;
+                if !lane.periodic {
+                    // (step after which the position repeats, period): from the anchor, or
+                    // from the block's first position, whichever shows it first.
+                    let mut found = None;
+                    if (hit[l] as usize) < BLOCK {
+                        let th = t0 + u64::from(hit[l]) + 1;
+                        found = Some((th, th - lane.anchor_t));
+                    }
+                    if (hit_start[l] as usize) < BLOCK {
+                        let th = t0 + u64::from(hit_start[l]) + 1;
+                        if found.is_none_or(|(f, _)| th < f) {
+                            found = Some((th, th - t0));
+                        }
+                    }
+                    if let Some((th, period)) = found
+                        && th <= niter
+                    {
                         lane.end = th + (niter - th) % period;
                         lane.periodic = true;
                     }
                 }
                 if lane.end <= t1 {
                     let k = (lane.end - t0 - 1) as usize;
-                    out[lane.point] = (hist_x[k][l], hist_y[k][l]);
+                    let pos = (hist_x[k][l], hist_y[k][l]);
+                    out[lane.point] = pos;
                     if let Some(&(x, y)) = starts.get(next) {
                         (gx[l], gy[l]) = (x, y);
                         *lane = Lane::start(next, x, y, niter);

@@ -2,7 +2,6 @@
 //! removal of too large and too small masks, and hole filling as Cellpose's
 //! `fill_holes_and_remove_small_masks`.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -44,116 +43,119 @@ pub(crate) fn apply_map(labels: &mut [u32], map: &[u32]) {
         .for_each(|l| *l = map[*l as usize]);
 }
 
-/// Renumbers non-zero labels to 1..n in order of first appearance in a row-major scan, as
-/// `fastremap.renumber(preserve_zero=True)`. Returns n.
-pub(crate) fn renumber_first_appearance(labels: &mut [u32]) -> u32 {
-    let max = max_label(labels);
-    let mut next = 0u32;
-    // Dense table when the label space is small relative to the image, a map otherwise.
-    if (max as usize) <= labels.len().saturating_mul(2).max(1 << 16) {
-        let table = max as usize + 1;
-        // Each range lists its labels in order of first appearance; the ranges, merged in
-        // order, give the image's order of first appearance.
-        let ranges = row_ranges(labels.len(), 1, table);
-        let firsts: Vec<Vec<u32>> = ranges
-            .par_iter()
-            .map(|r| {
-                let mut seen = vec![false; table];
-                let mut order = Vec::new();
-                for &l in &labels[r.clone()] {
-                    if l != 0 && !seen[l as usize] {
-                        seen[l as usize] = true;
-                        order.push(l);
-                    }
-                }
-                order
-            })
-            .collect();
-        let mut map = vec![0u32; table];
-        for l in firsts.into_iter().flatten() {
-            let m = &mut map[l as usize];
-            if *m == 0 {
-                next += 1;
-                *m = next;
-            }
-        }
-        apply_map(labels, &map);
-    } else {
-        let mut map: HashMap<u32, u32> = HashMap::new();
-        for l in labels.iter_mut() {
+/// Replaces label values by their ranks among the distinct values (0 stays 0), keeping their
+/// order, so that per-label tables stay small whatever the values. Returns the largest rank.
+fn compact_labels(labels: &mut [u32]) -> u32 {
+    let mut values: Vec<u32> = labels.iter().copied().filter(|&l| l != 0).collect();
+    values.par_sort_unstable();
+    values.dedup();
+    labels
+        .par_iter_mut()
+        .with_min_len(PAR_MIN_PIXELS)
+        .for_each(|l| {
             if *l != 0 {
-                let m = map.entry(*l).or_insert_with(|| {
-                    next += 1;
-                    next
-                });
-                *l = *m;
+                *l = values.binary_search(l).expect("value listed") as u32 + 1;
             }
-        }
-    }
-    next
+        });
+    values.len() as u32
 }
 
-/// Pixel count of each label 0..=max.
-pub(crate) fn label_counts(labels: &[u32]) -> Vec<u64> {
-    let max = max_label(labels) as usize;
-    let ranges = row_ranges(labels.len(), 1, max + 1);
+/// Per-label results of one scan of a label image (index = label value, 0 = background).
+pub(crate) struct LabelStats {
+    /// Pixel counts.
+    pub(crate) counts: Vec<u64>,
+    /// Row-major index of the label's first pixel (`usize::MAX`: absent).
+    pub(crate) first: Vec<usize>,
+    /// Bounding boxes (`None`: absent; the background's is not kept).
+    pub(crate) boxes: Vec<Option<BoundingBox>>,
+}
+
+/// Pixel counts, first appearances and bounding boxes of labels 0..=max in one parallel pass.
+pub(crate) fn label_stats(labels: &[u32], width: usize, max: u32) -> LabelStats {
+    let table = max as usize + 1;
+    let ranges = row_ranges(labels.len(), width, 6 * table);
     ranges
         .par_iter()
         .map(|r| {
-            let mut counts = vec![0u64; max + 1];
-            for &l in &labels[r.clone()] {
-                counts[l as usize] += 1;
+            let mut st = LabelStats {
+                counts: vec![0; table],
+                first: vec![usize::MAX; table],
+                boxes: vec![None; table],
+            };
+            for y in r.start / width..r.end / width {
+                for (x, &l) in labels[y * width..(y + 1) * width].iter().enumerate() {
+                    let l = l as usize;
+                    st.counts[l] += 1;
+                    if l != 0 {
+                        if st.first[l] == usize::MAX {
+                            st.first[l] = y * width + x;
+                        }
+                        merge_box(&mut st.boxes[l], (y, y + 1, x, x + 1));
+                    }
+                }
             }
-            counts
+            st
         })
         .reduce_with(|mut a, b| {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x += y;
+            for l in 0..table {
+                a.counts[l] += b.counts[l];
+                a.first[l] = a.first[l].min(b.first[l]);
+                if let Some(o) = b.boxes[l] {
+                    merge_box(&mut a.boxes[l], o);
+                }
             }
             a
         })
-        .unwrap_or_else(|| vec![0u64; max + 1])
+        .unwrap_or(LabelStats {
+            counts: vec![0; table],
+            first: vec![usize::MAX; table],
+            boxes: vec![None; table],
+        })
 }
 
-/// Sets to 0 every non-zero label whose pixel count exceeds `limit`.
-pub(crate) fn remove_labels_over(labels: &mut [u32], limit: f64) {
-    let counts = label_counts(labels);
-    let remove: Vec<bool> = counts
-        .iter()
-        .enumerate()
-        .map(|(l, &c)| l != 0 && c as f64 > limit)
+/// The map that removes masks with fewer than `min_size` pixels and numbers the others 1..n
+/// by first appearance, as Cellpose does with `fastremap.unique` and `renumber`: the first
+/// unique value is assumed to be background, so when no pixel is 0 the smallest label is
+/// never tested. Returns the map and n.
+fn remove_small_map(st: &LabelStats, min_size: i64) -> (Vec<u32>, u32) {
+    let present = || (0..st.counts.len()).filter(|&l| st.counts[l] > 0);
+    let assumed_background = present().next();
+    let mut kept: Vec<usize> = present()
+        .filter(|&l| l != 0)
+        .filter(|&l| Some(l) == assumed_background || st.counts[l] as i64 >= min_size)
         .collect();
-    if remove.iter().any(|&r| r) {
-        let map: Vec<u32> = remove
-            .iter()
-            .enumerate()
-            .map(|(l, &r)| if r { 0 } else { l as u32 })
-            .collect();
-        apply_map(labels, &map);
+    kept.sort_unstable_by_key(|&l| st.first[l]);
+    let mut map = vec![0u32; st.counts.len()];
+    for (k, &l) in kept.iter().enumerate() {
+        map[l] = k as u32 + 1;
     }
+    (map, kept.len() as u32)
 }
 
 /// Removes masks with fewer than `min_size` pixels and renumbers, as Cellpose does with
 /// `fastremap.unique`: the first unique value is assumed to be background, so when no pixel is 0
-/// the smallest label is never tested.
-pub(crate) fn remove_small(labels: &mut [u32], min_size: i64) {
-    let counts = label_counts(labels);
-    let mut present = counts
-        .iter()
-        .enumerate()
-        .filter(|&(_, &c)| c > 0)
-        .map(|(l, _)| l);
-    // Skip uniq[0] (background, or the smallest label when there is no background).
-    present.next();
-    let remove_list: Vec<usize> = present.filter(|&l| (counts[l] as i64) < min_size).collect();
-    if !remove_list.is_empty() {
-        let mut map: Vec<u32> = (0..counts.len() as u32).collect();
-        for l in remove_list {
-            map[l] = 0;
-        }
+/// the smallest label is never tested. Returns the bounding boxes of the new labels 1..=n.
+pub(crate) fn remove_small(
+    labels: &mut [u32],
+    width: usize,
+    min_size: i64,
+) -> Vec<Option<BoundingBox>> {
+    let mut max = max_label(labels);
+    if max as usize > labels.len().saturating_mul(2).max(PAR_MIN_PIXELS) {
+        max = compact_labels(labels);
+    }
+    let st = label_stats(labels, width, max);
+    let (map, n) = remove_small_map(&st, min_size);
+    if map.iter().enumerate().any(|(l, &m)| m as usize != l) {
         apply_map(labels, &map);
     }
-    renumber_first_appearance(labels);
+    let mut boxes = vec![None; n as usize];
+    for (l, &m) in map.iter().enumerate() {
+        if m != 0 {
+            boxes[m as usize - 1] = st.boxes[l];
+        }
+    }
+    boxes
 }
 
 /// A label's bounding box `(y0, y1, x0, x1)` (exclusive ends).
@@ -290,6 +292,11 @@ fn enclosed_pixels(
 /// image, which keeps the result that of the sequential visit.
 pub(crate) fn fill_holes(labels: &mut [u32], height: usize, width: usize) {
     let boxes = find_objects(labels, height, width);
+    fill_holes_in_boxes(labels, width, &boxes);
+}
+
+/// [`fill_holes`] with the bounding boxes of labels 1..=max already known.
+fn fill_holes_in_boxes(labels: &mut [u32], width: usize, boxes: &[Option<BoundingBox>]) {
     if boxes.iter().all(Option::is_some) {
         let found: Vec<Vec<usize>> = {
             let labels = &*labels;
@@ -326,7 +333,7 @@ pub(crate) fn fill_holes(labels: &mut [u32], height: usize, width: usize) {
         }
         return;
     }
-    fill_holes_sequential(labels, width, &boxes);
+    fill_holes_sequential(labels, width, boxes);
 }
 
 /// [`fill_holes`] visiting masks one after another (any label values).
@@ -360,11 +367,12 @@ pub(crate) fn fill_holes_and_remove_small(
     min_size: i64,
 ) {
     if min_size > 0 {
-        remove_small(labels, min_size);
-    }
-    fill_holes(labels, height, width);
-    if min_size > 0 {
-        remove_small(labels, min_size);
+        // The boxes of the renumbered labels come from the same scan.
+        let boxes = remove_small(labels, width, min_size);
+        fill_holes_in_boxes(labels, width, &boxes);
+        remove_small(labels, width, min_size);
+    } else {
+        fill_holes(labels, height, width);
     }
 }
 
@@ -373,27 +381,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renumber_follows_first_appearance() {
+    fn remove_small_renumbers_by_first_appearance_whatever_the_values() {
         let mut l = vec![5, 0, 3, 5, 2, 7];
-        assert_eq!(renumber_first_appearance(&mut l), 4);
+        remove_small(&mut l, 6, 1);
         assert_eq!(l, vec![1, 0, 2, 1, 3, 4]);
-    }
-
-    #[test]
-    fn renumber_handles_huge_label_values() {
-        let mut l = vec![u32::MAX, 0, 7, u32::MAX];
-        assert_eq!(renumber_first_appearance(&mut l), 2);
-        assert_eq!(l, vec![1, 0, 2, 1]);
+        // Values far above the pixel count take the compacting path.
+        let mut l = vec![u32::MAX, 0, 7, u32::MAX, 4_000_000_000, 7];
+        remove_small(&mut l, 3, 2);
+        assert_eq!(l, vec![1, 0, 2, 1, 0, 2]);
+        // No background: the smallest value is never removed, even when huge.
+        let mut l = vec![3_000_000_000, 4_000_000_000, 4_000_000_000];
+        remove_small(&mut l, 3, 2);
+        assert_eq!(l, vec![1, 2, 2]);
     }
 
     #[test]
     fn small_mask_quirk_without_background() {
         // No zero pixel: the smallest label (1) is taken for background and never removed.
         let mut l = vec![1, 2, 2, 2, 3, 3, 3, 3];
-        remove_small(&mut l, 3);
+        remove_small(&mut l, 8, 3);
         assert_eq!(l, vec![1, 2, 2, 2, 3, 3, 3, 3]);
         let mut l = vec![0, 1, 2, 2, 2, 3, 3, 3];
-        remove_small(&mut l, 3);
+        remove_small(&mut l, 8, 3);
         assert_eq!(l, vec![0, 0, 1, 1, 1, 2, 2, 2]);
     }
 
@@ -422,7 +431,7 @@ mod tests {
                     }
                 }
             }
-            renumber_first_appearance(&mut l);
+            remove_small(&mut l, w, 1);
             let mut want = l.clone();
             let boxes = find_objects(&want, h, w);
             fill_holes_sequential(&mut want, w, &boxes);

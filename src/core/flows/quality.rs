@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::diffusion::Diffusion;
-use super::labels::{apply_map, renumber_first_appearance};
+use super::labels::{BoundingBox, apply_map, find_objects, label_stats, max_label};
 
 /// numpy's pairwise summation of float64 (`np.add.reduce` on a contiguous array), which is what
 /// `ndarray.mean()` sums with: blocks of up to 128 values summed with 8 interleaved accumulators,
@@ -50,7 +50,26 @@ pub(crate) fn flow_errors(
     height: usize,
     width: usize,
 ) -> Vec<f64> {
-    let diffusion = Diffusion::run(labels, height, width);
+    errors_in_boxes(
+        labels,
+        dy,
+        dx,
+        height,
+        width,
+        find_objects(labels, height, width),
+    )
+}
+
+/// [`flow_errors`] with the bounding boxes of labels 1..=max already known.
+fn errors_in_boxes(
+    labels: &[u32],
+    dy: &[f32],
+    dx: &[f32],
+    height: usize,
+    width: usize,
+    boxes: Vec<Option<BoundingBox>>,
+) -> Vec<f64> {
+    let diffusion = Diffusion::run_in_boxes(labels, height, width, boxes);
     diffusion
         .boxes
         .par_iter()
@@ -86,19 +105,23 @@ pub(crate) fn remove_bad_flow_masks(
     width: usize,
     threshold: f64,
 ) {
-    let errors = flow_errors(labels, dy, dx, height, width);
-    let bad: Vec<bool> = std::iter::once(false)
-        .chain(errors.iter().map(|&e| e > threshold))
+    // One scan gives the boxes for the diffusion and the first appearances for renumbering.
+    let st = label_stats(labels, width, max_label(labels));
+    let errors = errors_in_boxes(labels, dy, dx, height, width, st.boxes[1..].to_vec());
+    // Masks at or under the threshold, numbered 1..n by first appearance (`fastremap.renumber`).
+    let mut kept: Vec<usize> = (1..st.counts.len())
+        .filter(|&l| {
+            // Kept unless the error is above the threshold (as Cellpose's `error > threshold`).
+            st.counts[l] > 0
+                && errors[l - 1].partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater)
+        })
         .collect();
-    if bad.iter().any(|&b| b) {
-        let map: Vec<u32> = bad
-            .iter()
-            .enumerate()
-            .map(|(l, &b)| if b { 0 } else { l as u32 })
-            .collect();
-        apply_map(labels, &map);
+    kept.sort_unstable_by_key(|&l| st.first[l]);
+    let mut map = vec![0u32; st.counts.len()];
+    for (k, &l) in kept.iter().enumerate() {
+        map[l] = k as u32 + 1;
     }
-    renumber_first_appearance(labels);
+    apply_map(labels, &map);
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@
 
 use rayon::prelude::*;
 
-use super::labels::{remove_labels_over, renumber_first_appearance};
-
 /// Histogram padding around the image (Cellpose's hard-coded `rpad`).
 const RPAD: usize = 20;
 /// A seed must hold more than this many converged pixels.
@@ -44,92 +42,139 @@ pub(crate) fn get_masks(
             y * pw + x
         })
         .collect();
+    // The histogram; a bin becomes a seed candidate when its count passes the seed minimum
+    // (exactly once per bin), so no scan of the whole histogram is needed.
     let mut hist = vec![0i32; ph * pw];
+    let mut candidates = Vec::new();
     for &i in &padded {
         hist[i] += 1;
+        if hist[i] == SEED_MIN_COUNT + 1 {
+            candidates.push(i);
+        }
     }
 
-    // Seeds: bins equal to the maximum of their 5×5 neighbourhood and holding > 10 pixels,
-    // in row-major order. Bins with counts lie within [RPAD, size + RPAD), so the window
-    // never leaves the padded histogram.
-    let mut seeds: Vec<(usize, i32)> = hist
-        .par_chunks(pw)
-        .enumerate()
-        .flat_map_iter(|(y, row)| {
-            let hist = &hist;
-            row.iter().enumerate().filter_map(move |(x, &h)| {
-                if h <= SEED_MIN_COUNT {
-                    return None;
-                }
-                let is_max = (y - 2..=y + 2).all(|yy| {
-                    hist[yy * pw + x - 2..=yy * pw + x + 2]
-                        .iter()
-                        .all(|&v| v <= h)
-                });
-                is_max.then_some((y * pw + x, h))
-            })
+    // Seeds: candidates equal to the maximum of their 5×5 neighbourhood. Bins with counts lie
+    // within [RPAD, size + RPAD), so the window never leaves the padded histogram.
+    let mut seeds: Vec<(i32, usize)> = candidates
+        .par_iter()
+        .filter_map(|&i| {
+            let h = hist[i];
+            let (y, x) = (i / pw, i % pw);
+            let is_max = (y - 2..=y + 2).all(|yy| {
+                hist[yy * pw + x - 2..=yy * pw + x + 2]
+                    .iter()
+                    .all(|&v| v <= h)
+            });
+            is_max.then_some((h, i))
         })
         .collect();
+    drop(candidates);
     if seeds.is_empty() {
         log::warn!("no seeds found: no masks");
         return vec![0; height * width];
     }
-    // Ascending by count; the stable sort keeps row-major order among ties, as torch's CPU sort.
-    seeds.sort_by_key(|&(_, h)| h);
+    // Ascending by count, ties in row-major order: torch's stable CPU sort of the row-major
+    // seed list.
+    seeds.par_sort_unstable();
 
-    // Grow each seed in its 11×11 window and paint, later (stronger) seeds overwriting.
-    let mut painted = vec![0u32; ph * pw];
-    let mut region = [false; WIN_SIZE * WIN_SIZE];
-    let mut next = [false; WIN_SIZE * WIN_SIZE];
-    let mut allowed = [false; WIN_SIZE * WIN_SIZE];
-    for (k, &(centre, _)) in seeds.iter().enumerate() {
-        let (cy, cx) = (centre / pw, centre % pw);
-        let origin = (cy - WIN) * pw + (cx - WIN);
-        for wy in 0..WIN_SIZE {
-            for wx in 0..WIN_SIZE {
-                allowed[wy * WIN_SIZE + wx] = hist[origin + wy * pw + wx] > GROW_MIN_COUNT;
-            }
-        }
-        region.fill(false);
-        region[WIN * WIN_SIZE + WIN] = true;
-        for _ in 0..GROW_STEPS {
-            for wy in 0..WIN_SIZE {
-                for wx in 0..WIN_SIZE {
-                    let mut any = false;
-                    for ny in wy.saturating_sub(1)..=(wy + 1).min(WIN_SIZE - 1) {
-                        for nx in wx.saturating_sub(1)..=(wx + 1).min(WIN_SIZE - 1) {
-                            any |= region[ny * WIN_SIZE + nx];
-                        }
-                    }
-                    next[wy * WIN_SIZE + wx] = any && allowed[wy * WIN_SIZE + wx];
-                }
-            }
-            std::mem::swap(&mut region, &mut next);
-        }
-        let label = k as u32 + 1;
-        for wy in 0..WIN_SIZE {
-            for wx in 0..WIN_SIZE {
-                if region[wy * WIN_SIZE + wx] {
-                    painted[origin + wy * pw + wx] = label;
-                }
-            }
+    // Grow each seed in its 11×11 window (independent of the others: growth reads only the
+    // histogram), then paint in order, later (stronger) seeds overwriting. Painted bins hold
+    // the negated label in the histogram, which is no longer needed.
+    let regions: Vec<u128> = seeds
+        .par_iter()
+        .map(|&(_, centre)| grow(&hist, pw, centre))
+        .collect();
+    for (k, (&(_, centre), &region)) in seeds.iter().zip(&regions).enumerate() {
+        let label = -(k as i32 + 1);
+        let origin = centre - WIN * pw - WIN;
+        for b in BitIter(region) {
+            hist[origin + (b / WIN_SIZE) * pw + b % WIN_SIZE] = label;
         }
     }
-    drop(hist);
+    drop(regions);
+    let n_seeds = seeds.len();
+    drop(seeds);
 
+    // Each point takes its bin's label; masks over the size limit are removed and the rest
+    // numbered by first appearance in the row-major scan, which is the order of `points`.
     let values: Vec<u32> = padded
         .par_iter()
         .with_min_len(1 << 14)
-        .map(|&pos| painted[pos])
+        .map(|&pos| hist[pos].min(0).unsigned_abs())
         .collect();
+    drop(hist);
+    drop(padded);
+    let mut counts = vec![0u64; n_seeds + 1];
+    for &v in &values {
+        counts[v as usize] += 1;
+    }
+    let big = (height * width) as f64 * max_size_fraction;
+    let mut map = vec![0u32; n_seeds + 1];
+    let mut next = 0u32;
+    for &v in &values {
+        let m = &mut map[v as usize];
+        if v != 0 && *m == 0 && counts[v as usize] as f64 <= big {
+            next += 1;
+            *m = next;
+        }
+    }
     let mut labels = vec![0u32; height * width];
     for (&(y, x), v) in points.iter().zip(values) {
-        labels[y as usize * width + x as usize] = v;
+        labels[y as usize * width + x as usize] = map[v as usize];
     }
-    drop(painted);
-
-    let big = (height * width) as f64 * max_size_fraction;
-    remove_labels_over(&mut labels, big);
-    renumber_first_appearance(&mut labels);
     labels
+}
+
+/// The 11×11 region a seed at padded bin `centre` grows to: 5 steps of 8-connected dilation
+/// restricted to bins holding more than [`GROW_MIN_COUNT`] pixels, as a bit set (bit
+/// `wy * 11 + wx`).
+fn grow(hist: &[i32], pw: usize, centre: usize) -> u128 {
+    let origin = centre - WIN * pw - WIN;
+    let mut allowed = 0u128;
+    for wy in 0..WIN_SIZE {
+        for wx in 0..WIN_SIZE {
+            if hist[origin + wy * pw + wx] > GROW_MIN_COUNT {
+                allowed |= 1 << (wy * WIN_SIZE + wx);
+            }
+        }
+    }
+    // Column masks keep horizontal shifts from wrapping into the neighbouring row.
+    let mut not_first_col = 0u128;
+    let mut not_last_col = 0u128;
+    for wy in 0..WIN_SIZE {
+        for wx in 0..WIN_SIZE {
+            let bit = 1u128 << (wy * WIN_SIZE + wx);
+            if wx != 0 {
+                not_first_col |= bit;
+            }
+            if wx != WIN_SIZE - 1 {
+                not_last_col |= bit;
+            }
+        }
+    }
+    let full = (1u128 << (WIN_SIZE * WIN_SIZE)) - 1;
+    let mut region = 1u128 << (WIN * WIN_SIZE + WIN);
+    for _ in 0..GROW_STEPS {
+        // Horizontal 3-neighbourhood, then vertical: the 3×3 dilation.
+        let row = region | ((region << 1) & not_first_col) | ((region >> 1) & not_last_col);
+        let dilated = (row | (row << WIN_SIZE) | (row >> WIN_SIZE)) & full;
+        region = dilated & allowed;
+    }
+    region
+}
+
+/// The set bits of a `u128`, lowest first.
+struct BitIter(u128);
+
+impl Iterator for BitIter {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let b = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(b)
+    }
 }
