@@ -25,8 +25,10 @@ PKG = Path(__file__).resolve().parents[1]
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", default="1.0.0", help="semantic version of the weights")
+    ap.add_argument("--ckpt", type=Path, default=data.CACHE / "ckpt.pt",
+                    help="the checkpoint the ONNX file was exported from")
     args = ap.parse_args()
-    ck = torch.load(data.CACHE / "ckpt.pt", weights_only=False, map_location="cpu")
+    ck = torch.load(args.ckpt, weights_only=False, map_location="cpu")
     onnx_path = PKG / "model.onnx"
     m = onnx.load(str(onnx_path))
     opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
@@ -87,7 +89,10 @@ def main():
             "split_rule": "index k in npz `ids` order: k % 10 == 0 -> validation, else training",
         },
         "training": {
-            "steps": ck["step"], "wall_time_budget_min": a.get("budget_min"), "batch": a["batch"], "crop": a["crop"], "optimizer": "AdamW",
+            "steps": ck["step"] + (a["init_from"]["step"] if a.get("init_from") else 0),
+            "continued_from": ({"checkpoint": a["init_from"]["file"], "steps": a["init_from"]["step"],
+                                "this_phase_steps": ck["step"]} if a.get("init_from") else None),
+            "wall_time_budget_min": a.get("budget_min"), "batch": a["batch"], "crop": a["crop"], "optimizer": "AdamW",
             "lr": a["lr"], "warmup_steps": a["warmup"], "schedule": "linear warmup, cosine decay to 2%", "weight_decay": a["wd"], "seed": a["seed"],
             "scale_jitter": [a.get("scale_min", 0.75), a.get("scale_max", 1.33)],
             "hardware": a.get("hardware", "2-core Intel Xeon CPU @ 2.50GHz, 1 torch thread, no GPU"),

@@ -141,7 +141,9 @@ pub(crate) fn remove_small(
     min_size: i64,
 ) -> Vec<Option<BoundingBox>> {
     let mut max = max_label(labels);
-    if max as usize > labels.len().saturating_mul(2).max(PAR_MIN_PIXELS) {
+    // Per-label tables cost ~56 bytes a label: values far above the number of masks an image
+    // can hold are compacted first.
+    if max as usize > (labels.len() / 4).max(PAR_MIN_PIXELS) {
         max = compact_labels(labels);
     }
     let st = label_stats(labels, width, max);
