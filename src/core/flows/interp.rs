@@ -248,8 +248,7 @@ impl FlowField {
                 }
                 if lane.end <= t1 {
                     let k = (lane.end - t0 - 1) as usize;
-                    let pos = (hist_x[k][l], hist_y[k][l]);
-                    out[lane.point] = pos;
+                    out[lane.point] = (hist_x[k][l], hist_y[k][l]);
                     if let Some(&(x, y)) = starts.get(next) {
                         (gx[l], gy[l]) = (x, y);
                         *lane = Lane::start(next, x, y, niter);

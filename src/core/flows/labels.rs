@@ -70,6 +70,16 @@ pub(crate) struct LabelStats {
     pub(crate) boxes: Vec<Option<BoundingBox>>,
 }
 
+impl LabelStats {
+    fn empty(table: usize) -> Self {
+        LabelStats {
+            counts: vec![0; table],
+            first: vec![usize::MAX; table],
+            boxes: vec![None; table],
+        }
+    }
+}
+
 /// Pixel counts, first appearances and bounding boxes of labels 0..=max in one parallel pass.
 pub(crate) fn label_stats(labels: &[u32], width: usize, max: u32) -> LabelStats {
     let table = max as usize + 1;
@@ -77,11 +87,7 @@ pub(crate) fn label_stats(labels: &[u32], width: usize, max: u32) -> LabelStats 
     ranges
         .par_iter()
         .map(|r| {
-            let mut st = LabelStats {
-                counts: vec![0; table],
-                first: vec![usize::MAX; table],
-                boxes: vec![None; table],
-            };
+            let mut st = LabelStats::empty(table);
             for y in r.start / width..r.end / width {
                 for (x, &l) in labels[y * width..(y + 1) * width].iter().enumerate() {
                     let l = l as usize;
@@ -106,23 +112,18 @@ pub(crate) fn label_stats(labels: &[u32], width: usize, max: u32) -> LabelStats 
             }
             a
         })
-        .unwrap_or(LabelStats {
-            counts: vec![0; table],
-            first: vec![usize::MAX; table],
-            boxes: vec![None; table],
-        })
+        .unwrap_or_else(|| LabelStats::empty(table))
 }
 
-/// The map that removes masks with fewer than `min_size` pixels and numbers the others 1..n
-/// by first appearance, as Cellpose does with `fastremap.unique` and `renumber`: the first
-/// unique value is assumed to be background, so when no pixel is 0 the smallest label is
-/// never tested. Returns the map and n.
-fn remove_small_map(st: &LabelStats, min_size: i64) -> (Vec<u32>, u32) {
-    let present = || (0..st.counts.len()).filter(|&l| st.counts[l] > 0);
-    let assumed_background = present().next();
-    let mut kept: Vec<usize> = present()
-        .filter(|&l| l != 0)
-        .filter(|&l| Some(l) == assumed_background || st.counts[l] as i64 >= min_size)
+/// The map that keeps the present non-zero labels for which `keep` holds and numbers them 1..n
+/// by first appearance in the row-major scan (`fastremap.renumber`); all others map to 0.
+/// Returns the map and n.
+pub(crate) fn first_appearance_map(
+    st: &LabelStats,
+    keep: impl Fn(usize) -> bool,
+) -> (Vec<u32>, u32) {
+    let mut kept: Vec<usize> = (1..st.counts.len())
+        .filter(|&l| st.counts[l] > 0 && keep(l))
         .collect();
     kept.sort_unstable_by_key(|&l| st.first[l]);
     let mut map = vec![0u32; st.counts.len()];
@@ -130,6 +131,17 @@ fn remove_small_map(st: &LabelStats, min_size: i64) -> (Vec<u32>, u32) {
         map[l] = k as u32 + 1;
     }
     (map, kept.len() as u32)
+}
+
+/// The map that removes masks with fewer than `min_size` pixels and numbers the others 1..n
+/// by first appearance, as Cellpose does with `fastremap.unique` and `renumber`: the first
+/// unique value is assumed to be background, so when no pixel is 0 the smallest label is
+/// never tested. Returns the map and n.
+fn remove_small_map(st: &LabelStats, min_size: i64) -> (Vec<u32>, u32) {
+    let assumed_background = (0..st.counts.len()).find(|&l| st.counts[l] > 0);
+    first_appearance_map(st, |l| {
+        Some(l) == assumed_background || st.counts[l] as i64 >= min_size
+    })
 }
 
 /// Removes masks with fewer than `min_size` pixels and renumbers, as Cellpose does with

@@ -174,7 +174,7 @@ pub fn compute_masks_unfilled(flows: &FlowsRef<'_>, params: &MaskParams) -> Resu
     let mask: Vec<bool> = flows
         .cellprob
         .par_iter()
-        .with_min_len(1 << 16)
+        .with_min_len(SCAN_CHUNK)
         .map(|&c| c > thr)
         .collect();
     let points: Vec<(u32, u32)> = mask

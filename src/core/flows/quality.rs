@@ -6,7 +6,9 @@
 use rayon::prelude::*;
 
 use super::diffusion::Diffusion;
-use super::labels::{BoundingBox, apply_map, find_objects, label_stats, max_label};
+use super::labels::{
+    BoundingBox, apply_map, find_objects, first_appearance_map, label_stats, max_label,
+};
 
 /// numpy's pairwise summation of float64 (`np.add.reduce` on a contiguous array), which is what
 /// `ndarray.mean()` sums with: blocks of up to 128 values summed with 8 interleaved accumulators,
@@ -108,19 +110,11 @@ pub(crate) fn remove_bad_flow_masks(
     // One scan gives the boxes for the diffusion and the first appearances for renumbering.
     let st = label_stats(labels, width, max_label(labels));
     let errors = errors_in_boxes(labels, dy, dx, height, width, st.boxes[1..].to_vec());
-    // Masks at or under the threshold, numbered 1..n by first appearance (`fastremap.renumber`).
-    let mut kept: Vec<usize> = (1..st.counts.len())
-        .filter(|&l| {
-            // Kept unless the error is above the threshold (as Cellpose's `error > threshold`).
-            st.counts[l] > 0
-                && errors[l - 1].partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater)
-        })
-        .collect();
-    kept.sort_unstable_by_key(|&l| st.first[l]);
-    let mut map = vec![0u32; st.counts.len()];
-    for (k, &l) in kept.iter().enumerate() {
-        map[l] = k as u32 + 1;
-    }
+    // Masks at or under the threshold, numbered 1..n by first appearance (`fastremap.renumber`);
+    // kept unless the error is above the threshold (as Cellpose's `error > threshold`).
+    let (map, _) = first_appearance_map(&st, |l| {
+        errors[l - 1].partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater)
+    });
     apply_map(labels, &map);
 }
 
