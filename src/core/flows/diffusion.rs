@@ -251,6 +251,38 @@ fn diffuse<T: Heat>(
             ccx.saturating_sub(reach).max(1),
             (ccx + reach + 1).min(w - 1),
         );
+        if !any_ilp {
+            // One flat pass over the window's rows (ring columns included: their `own` is 0,
+            // so they stay 0), shifted by ±1 and ±w for the neighbours: a long loop that
+            // vectorizes, instead of many short rows. Indices stay inside the crop: the
+            // window's rows are within 1..h - 1.
+            let (lo, hi) = (ya * w + 1, (yb - 1) * w + w - 1);
+            if lo < hi {
+                let n = hi - lo;
+                let (ul, uc, ur) = (
+                    &t[lo - w - 1..][..n],
+                    &t[lo - w..][..n],
+                    &t[lo - w + 1..][..n],
+                );
+                let (ml, mc, mr) = (&t[lo - 1..][..n], &t[lo..][..n], &t[lo + 1..][..n]);
+                let (dl, dc, dr) = (
+                    &t[lo + w - 1..][..n],
+                    &t[lo + w..][..n],
+                    &t[lo + w + 1..][..n],
+                );
+                let (om, out) = (&ownf[lo..][..n], &mut next[lo..][..n]);
+                for j in 0..n {
+                    // Cellpose's neighbour order: centre, up, down, left, right, up-left,
+                    // up-right, down-left, down-right (`0 + centre` is `centre`).
+                    let seq = (((((((mc[j] + uc[j]) + dc[j]) + ml[j]) + mr[j]) + ul[j]) + ur[j])
+                        + dl[j])
+                        + dr[j];
+                    out[j] = seq.div9() * om[j];
+                }
+            }
+            std::mem::swap(&mut t, &mut next);
+            continue;
+        }
         for cy in ya..yb {
             let (xa, xb) = (xa.max(spans[cy].0), xb.min(spans[cy].1));
             if xa >= xb {
@@ -264,24 +296,6 @@ fn diffuse<T: Heat>(
             );
             let om = &ownf[cy * w..(cy + 1) * w];
             let out = &mut next[cy * w..(cy + 1) * w];
-            if !any_ilp {
-                // Equal-length windows shifted by one column: no bounds checks, so the
-                // loop vectorizes.
-                let n = xb - xa;
-                let (ul, uc, ur) = (&tu[xa - 1..][..n], &tu[xa..][..n], &tu[xa + 1..][..n]);
-                let (ml, mc, mr) = (&tm[xa - 1..][..n], &tm[xa..][..n], &tm[xa + 1..][..n]);
-                let (dl, dc, dr) = (&td[xa - 1..][..n], &td[xa..][..n], &td[xa + 1..][..n]);
-                let (om, out) = (&om[xa..][..n], &mut out[xa..][..n]);
-                for j in 0..n {
-                    // Cellpose's neighbour order: centre, up, down, left, right, up-left,
-                    // up-right, down-left, down-right (`0 + centre` is `centre`).
-                    let seq = (((((((mc[j] + uc[j]) + dc[j]) + ml[j]) + mr[j]) + ul[j]) + ur[j])
-                        + dl[j])
-                        + dr[j];
-                    out[j] = seq.div9() * om[j];
-                }
-                continue;
-            }
             let (ou, od) = (
                 &ownf[(cy - 1) * w..cy * w],
                 &ownf[(cy + 1) * w..(cy + 2) * w],
