@@ -8,8 +8,9 @@
 //! Trajectories are independent, so [`FlowField::integrate_lanes`] advances [`LANES`] points
 //! side by side (structure of arrays: the compiler turns the per-lane loops into AVX2 code and
 //! the scalar dependency chain of one trajectory no longer bounds the speed). Each lane stops as
-//! soon as its trajectory is known to be periodic and takes the next point. The arithmetic of
-//! every lane is the scalar [`FlowField::integrate`]'s, so results are bit for bit the same.
+//! soon as its final pixel is known — its trajectory is periodic, or provably trapped in a box
+//! inside one pixel — and takes the next point. The arithmetic of every lane is the scalar
+//! [`FlowField::integrate`]'s, so the final pixels are exactly the same.
 
 use rayon::prelude::*;
 
@@ -183,9 +184,9 @@ impl FlowField {
     ///   kept, so a lane can finish inside a block.
     /// * **Traps.** A trap is a box that no step leaves, inside one output pixel: once a
     ///   trajectory is in one, that pixel is its final one however many steps remain. After
-    ///   each block whose positions stayed in one bilinear cell and one pixel, the lane's
-    ///   position is looked up among the traps proven so far for its cell ([`TrapCache`]);
-    ///   failing that, the box spanned by the block's positions is offered to
+    ///   each block the lane's position is looked up among the traps proven so far for its
+    ///   cell (`traps`, shared by the batches of one field); failing that, when the block's
+    ///   positions stayed in one bilinear cell and one pixel, the box they span is offered to
     ///   [`Self::trapped_pixel`] (at most every block, then after waits that double with each
     ///   failure, so that points that never settle cost little).
     fn integrate_lanes(
@@ -193,6 +194,7 @@ impl FlowField {
         starts: &[(f32, f32)],
         niter: u32,
         scale: PixelScale,
+        traps: &mut TrapCache,
         out: &mut [(i32, i32)],
     ) -> usize {
         debug_assert_eq!(starts.len(), out.len());
@@ -203,7 +205,6 @@ impl FlowField {
             return 0;
         }
         let mut trapped = 0usize;
-        let mut traps = TrapCache::new();
         let niter = u64::from(niter);
         let mut gx = [0.0f32; LANES];
         let mut gy = [0.0f32; LANES];
@@ -286,7 +287,7 @@ impl FlowField {
                 let t0 = lane.t;
                 let t1 = t0 + BLOCK as u64;
                 let mut finished = None;
-                if !lane.periodic && lane.end > t1 && settled[l] {
+                if !lane.periodic && lane.end > t1 {
                     let (x, y) = (gx[l], gy[l]);
                     let key = self.cell_key(x, y);
                     if let Some(trap) = traps.get(key)
@@ -294,7 +295,7 @@ impl FlowField {
                     {
                         finished = Some(trap.pixel);
                         trapped += 1;
-                    } else if t1 >= lane.trap_t {
+                    } else if settled[l] && t1 >= lane.trap_t {
                         match self.trapped_pixel([lo_x[l], lo_y[l]], [hi_x[l], hi_y[l]], scale) {
                             Some(trap) if trap.contains(x, y) => {
                                 finished = Some(trap.pixel);
@@ -409,9 +410,10 @@ impl Trap {
 /// Slots of [`TrapCache`] (a power of two).
 const TRAP_CACHE_SLOTS: usize = 512;
 
-/// The traps proven so far in one batch of points, one per cell at most (direct-mapped on the
-/// cell's padded index; a newer trap replaces an older one in its slot). Neighbouring points
-/// end in the same few cells, so most lanes find their trap here instead of proving one.
+/// Traps proven so far on one flow field, one per cell at most (direct-mapped on the cell's
+/// padded index; a newer trap replaces an older one in its slot). A trap is a fact about the
+/// field, so one cache serves every batch of points a worker integrates on it; neighbouring
+/// points end in the same few cells, so most lanes find their trap here instead of proving one.
 struct TrapCache {
     slots: Vec<(u32, Trap)>,
 }
@@ -748,8 +750,8 @@ pub(crate) fn follow_flows(
     out.par_chunks_mut(CHUNK)
         .zip(points.par_chunks(CHUNK))
         .for_each_init(
-            || Vec::with_capacity(CHUNK),
-            |starts, (dst, src)| {
+            || (Vec::with_capacity(CHUNK), TrapCache::new()),
+            |(starts, traps), (dst, src)| {
                 starts.clear();
                 starts.extend(src.iter().map(|&(y, x)| {
                     let gx = (x as f32 / sx) * 2.0 - 1.0;
@@ -757,7 +759,7 @@ pub(crate) fn follow_flows(
                     (gx, gy)
                 }));
                 if lanes {
-                    field.integrate_lanes(starts, niter, scale, dst);
+                    field.integrate_lanes(starts, niter, scale, traps, dst);
                 } else {
                     for (d, &(gx, gy)) in dst.iter_mut().zip(starts.iter()) {
                         let (ex, ey) = field.integrate(gx, gy, niter);
@@ -771,7 +773,7 @@ pub(crate) fn follow_flows(
 
 #[cfg(test)]
 mod tests {
-    use super::{FlowField, PixelScale};
+    use super::{FlowField, PixelScale, TrapCache};
 
     /// A deterministic swirl-and-sink flow field with a few sinks, some saddle regions and
     /// border-crossing flows, so that trajectories reach fixed points, cycles of many periods,
@@ -837,7 +839,8 @@ mod tests {
             let (scale, starts) = grid_starts(h, w);
             for niter in [0u32, 1, 5, 16, 17, 63, 200, 517] {
                 let mut out = vec![(0i32, 0i32); starts.len()];
-                let trapped = f.integrate_lanes(&starts, niter, scale, &mut out);
+                let trapped =
+                    f.integrate_lanes(&starts, niter, scale, &mut TrapCache::new(), &mut out);
                 if niter == 200 {
                     trapped_at_200 += trapped;
                 }
