@@ -252,11 +252,12 @@ fn diffuse<T: Heat>(
             (ccx + reach + 1).min(w - 1),
         );
         if !any_ilp {
-            // One flat pass over the window's rows (ring columns included: their `own` is 0,
-            // so they stay 0), shifted by ±1 and ±w for the neighbours: a long loop that
+            // One flat pass from the window's first pixel to its last (pixels in between that
+            // are outside the window or on the ring are computed too: they come out 0, as
+            // they are), shifted by ±1 and ±w for the neighbours: a long loop that
             // vectorizes, instead of many short rows. Indices stay inside the crop: the
-            // window's rows are within 1..h - 1.
-            let (lo, hi) = (ya * w + 1, (yb - 1) * w + w - 1);
+            // window is within rows 1..h - 1 and columns 1..w - 1.
+            let (lo, hi) = (ya * w + xa, (yb - 1) * w + xb);
             if lo < hi {
                 let n = hi - lo;
                 let (ul, uc, ur) = (
