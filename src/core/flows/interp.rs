@@ -523,9 +523,10 @@ impl FlowField {
             self.data[top + self.stride + 1],
         ];
         // P in local coordinates, per component: `u + c0 + c1 ux + c2 uy + c3 ux uy` (the taps'
-        // bilinear interpolation as a polynomial, scaled by h). The float64 errors of the
-        // coefficients, of `local` and of this evaluation (all below 1e-12 relative) are covered
-        // by the extra `1e-9 (1 + Σ|c|)` in `bound`.
+        // bilinear interpolation as a polynomial, scaled by h). Float64 rounding: `local` is
+        // off by at most ~2^-51 (2h + 2), the coefficients and this evaluation (on `u` near
+        // [0, 1]) by a few 2^-53 (1 + Σ|c|); the extra `(1e-9 + 1e-14 h) (1 + Σ|c|)` in `bound`
+        // covers all of it, for the box's ends as well, many times over.
         let mut coef = [[0.0f64; 4]; 2];
         let mut bound = [0.0f64; 2];
         for k in 0..2 {
@@ -533,7 +534,7 @@ impl FlowField {
             let [a, b, c, d] = taps.map(|v| f64::from(v[k]));
             coef[k] = [h * a, h * (b - a), h * (c - a), h * (a - b - c + d)];
             let csum: f64 = coef[k].iter().map(|c| c.abs()).sum();
-            bound[k] = h * self.step_error_bound([a, b, c, d]) + 1e-9 * (1.0 + csum);
+            bound[k] = h * self.step_error_bound([a, b, c, d]) + (1e-9 + 1e-14 * h) * (1.0 + csum);
         }
         let image = |ulo: [f64; 2], uhi: [f64; 2]| {
             let mut img_lo = [f64::INFINITY; 2];
