@@ -22,6 +22,17 @@ import data  # noqa: E402
 PKG = Path(__file__).resolve().parents[1]
 
 
+def steps_before(args: dict) -> int:
+    """Steps of every earlier phase of an `--init` chain (each checkpoint records the one it
+    started from, with that checkpoint's own arguments)."""
+    total = 0
+    init = args.get("init_from")
+    while init:
+        total += int(init["step"])
+        init = (init.get("args") or {}).get("init_from")
+    return total
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", default="1.0.0", help="semantic version of the weights")
@@ -89,8 +100,8 @@ def main():
             "split_rule": "index k in npz `ids` order: k % 10 == 0 -> validation, else training",
         },
         "training": {
-            "steps": ck["step"] + (a["init_from"]["step"] if a.get("init_from") else 0),
-            "continued_from": ({"checkpoint": a["init_from"]["file"], "steps": a["init_from"]["step"],
+            "steps": ck["step"] + steps_before(a),
+            "continued_from": ({"checkpoint": a["init_from"]["file"], "steps": steps_before(a),
                                 "this_phase_steps": ck["step"]} if a.get("init_from") else None),
             "wall_time_budget_min": a.get("budget_min"), "batch": a["batch"], "crop": a["crop"], "optimizer": "AdamW",
             "lr": a["lr"], "warmup_steps": a["warmup"], "schedule": "linear warmup, cosine decay to 2%", "weight_decay": a["wd"], "seed": a["seed"],
