@@ -214,29 +214,35 @@ fn diffuse<T: Heat>(
     // Masks as 0/1 floats: heat values are finite and non-negative, so multiplying by 1 or 0
     // is exact and selects like Cellpose's `Tneigh * isneighbor`, without branches.
     let ownf: Vec<T> = own.iter().map(|&o| if o { T::ONE } else { zero }).collect();
-    let ilpf: Vec<T> = interleaved
-        .iter()
-        .map(|&o| if o { T::ONE } else { zero })
-        .collect();
-    let seqf: Vec<T> = interleaved
-        .iter()
-        .map(|&o| if o { zero } else { T::ONE })
-        .collect();
     let mut t = vec![zero; h * w];
     let mut next = vec![zero; h * w];
     // Pixels that are not the mask's keep zero heat forever (the update multiplies by `own`),
     // so multiplying a neighbour's heat by its mask flag changes nothing: when no pixel of the
     // crop uses the ILP order, the plain sequential sum of the nine heats is the reference's.
     let any_ilp = interleaved.iter().any(|&b| b);
-    // Each row's span of mask pixels: outside it every pixel keeps zero heat (the update
-    // multiplies by `own`), so only the span is computed.
-    let spans: Vec<(usize, usize)> = own
-        .chunks(w)
-        .map(|row| match row.iter().position(|&o| o) {
-            Some(lo) => (lo, w - row.iter().rev().position(|&o| o).unwrap_or(0)),
-            None => (0, 0),
-        })
-        .collect();
+    // Only for crops with ILP pixels: the per-pixel order weights (exactly one of the two is
+    // 1) and each row's span of mask pixels (outside it every pixel keeps zero heat, so only
+    // the span is computed).
+    let (ilpf, seqf, spans): (Vec<T>, Vec<T>, Vec<(usize, usize)>) = if any_ilp {
+        (
+            interleaved
+                .iter()
+                .map(|&o| if o { T::ONE } else { zero })
+                .collect(),
+            interleaved
+                .iter()
+                .map(|&o| if o { zero } else { T::ONE })
+                .collect(),
+            own.chunks(w)
+                .map(|row| match row.iter().position(|&o| o) {
+                    Some(lo) => (lo, w - row.iter().rev().position(|&o| o).unwrap_or(0)),
+                    None => (0, 0),
+                })
+                .collect(),
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
     let (ccy, ccx) = (c.centre / w, c.centre % w);
     for it in 0..niter {
         t[c.centre] = t[c.centre] + T::ONE;

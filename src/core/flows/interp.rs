@@ -185,8 +185,9 @@ impl FlowField {
     /// * **Traps.** A trap is a box that no step leaves, inside one output pixel: once a
     ///   trajectory is in one, that pixel is its final one however many steps remain. After
     ///   each block the lane's position is looked up among the traps proven so far for its
-    ///   cell (`traps`, shared by the batches of one field); failing that, when the block's
-    ///   positions stayed in one bilinear cell and one pixel, the box they span is offered to
+    ///   cell (`traps`, which the caller may share between batches on one field); failing
+    ///   that, when the block's positions stayed in one bilinear cell and one pixel, the box
+    ///   they span is offered to
     ///   [`Self::trapped_pixel`] (at most every block, then after waits that double with each
     ///   failure, so that points that never settle cost little).
     fn integrate_lanes(
@@ -412,7 +413,7 @@ const TRAP_CACHE_SLOTS: usize = 512;
 
 /// Traps proven so far on one flow field, one per cell at most (direct-mapped on the cell's
 /// padded index; a newer trap replaces an older one in its slot). A trap is a fact about the
-/// field, so one cache serves every batch of points a worker integrates on it; neighbouring
+/// field, so one cache serves every batch of points that a rayon job integrates; neighbouring
 /// points end in the same few cells, so most lanes find their trap here instead of proving one.
 struct TrapCache {
     slots: Vec<(u32, Trap)>,
