@@ -29,8 +29,6 @@ struct FlowField {
     /// local unit (`1 / h`), for the trap search's estimates.
     u_per_px: [f64; 2],
     grid_per_u: [f64; 2],
-    /// `(a, b)` of [`Self::step_error_bound`]: the bound is `a Σ|v| + b`.
-    step_error: (f64, f64),
 }
 
 impl FlowField {
@@ -65,7 +63,6 @@ impl FlowField {
                 2.0 * f64::from(half_h) / (height as f64 - 1.0),
             ],
             grid_per_u: [1.0 / f64::from(half_w), 1.0 / f64::from(half_h)],
-            step_error: step_error_coefficients(half_w.max(half_h)),
         }
     }
 
@@ -131,8 +128,10 @@ impl FlowField {
     #[inline(always)]
     fn step_lanes(&self, gx: &mut [f32; LANES], gy: &mut [f32; LANES]) {
         let mut top = [0u32; LANES];
-        let mut weights = [[0.0f32; 4]; LANES];
-        // Never binding for valid positions; keeps the four taps inside the buffer regardless.
+        let mut wnw = [0.0f32; LANES];
+        let mut wne = [0.0f32; LANES];
+        let mut wsw = [0.0f32; LANES];
+        let mut wse = [0.0f32; LANES];
         let max_top = (self.data.len() - self.stride - 2) as u32;
         let stride = self.stride as u32;
         for l in 0..LANES {
@@ -144,27 +143,28 @@ impl FlowField {
             let e = 1.0 - w;
             let n = iy - y0;
             let s = 1.0 - n;
-            weights[l] = [s * e, s * w, n * e, n * w];
-            // x0 + 1 and y0 + 1 are integers in [0, 2^23) (see `lanes_supported`).
+            wnw[l] = s * e;
+            wne[l] = s * w;
+            wsw[l] = n * e;
+            wse[l] = n * w;
             let px = ((x0 + 1.0) + MANTISSA_SHIFT).to_bits() - MANTISSA_BITS;
             let py = ((y0 + 1.0) + MANTISSA_SHIFT).to_bits() - MANTISSA_BITS;
             top[l] = (py * stride + px).min(max_top);
         }
         let st = self.stride;
-        let mut d = [[0.0f32; 2]; LANES];
+        let mut ddx = [0.0f32; LANES];
+        let mut ddy = [0.0f32; LANES];
         for l in 0..LANES {
             let t = top[l] as usize;
             let win = &self.data[t..t + st + 2];
             let (v00, v01, v10, v11) = (win[0], win[1], win[st], win[st + 1]);
-            let [nw, ne, sw, se] = weights[l];
-            for k in 0..2 {
-                d[l][k] = v11[k].mul_add(se, v10[k].mul_add(sw, v01[k].mul_add(ne, v00[k] * nw)));
-            }
+            let (nw, ne, sw, se) = (wnw[l], wne[l], wsw[l], wse[l]);
+            ddx[l] = v11[0].mul_add(se, v10[0].mul_add(sw, v01[0].mul_add(ne, v00[0] * nw)));
+            ddy[l] = v11[1].mul_add(se, v10[1].mul_add(sw, v01[1].mul_add(ne, v00[1] * nw)));
         }
         for l in 0..LANES {
-            // Same as `clamp(-1, 1)` for finite values (also for -0.0), but vectorizes.
-            gx[l] = (gx[l] + d[l][0]).max(-1.0).min(1.0);
-            gy[l] = (gy[l] + d[l][1]).max(-1.0).min(1.0);
+            gx[l] = (gx[l] + ddx[l]).max(-1.0).min(1.0);
+            gy[l] = (gy[l] + ddy[l]).max(-1.0).min(1.0);
         }
     }
 
@@ -266,8 +266,12 @@ impl FlowField {
                     hi_y[l] = hi_y[l].max(hist_y[k][l]);
                 }
             }
-            // Cheap vector test before the proof: the block stayed in one cell and one pixel.
+            // Cheap vector test before the proof: the block stayed in one cell and one pixel
+            // (compared as floats: truncation of non-negative values); and each lane's cache
+            // key, the padded index of its cell (integers in [0, 2^23): see `lanes_supported`).
             let mut settled = [false; LANES];
+            let mut keys = [0u32; LANES];
+            let stride = self.stride as u32;
             for l in 0..LANES {
                 let (cx0, cx1) = (
                     Self::cell(lo_x[l], self.half_w),
@@ -277,9 +281,14 @@ impl FlowField {
                     Self::cell(lo_y[l], self.half_h),
                     Self::cell(hi_y[l], self.half_h),
                 );
-                let p0 = scale.pixel(lo_x[l], lo_y[l]);
-                let p1 = scale.pixel(hi_x[l], hi_y[l]);
+                let p0 = scale.pixel_f32(lo_x[l], lo_y[l]);
+                let p1 = scale.pixel_f32(hi_x[l], hi_y[l]);
                 settled[l] = (cx0 == cx1) & (cy0 == cy1) & (p0.0 == p1.0) & (p0.1 == p1.1);
+                let kx = ((Self::cell(gx[l], self.half_w) + 1.0) + MANTISSA_SHIFT).to_bits()
+                    - MANTISSA_BITS;
+                let ky = ((Self::cell(gy[l], self.half_h) + 1.0) + MANTISSA_SHIFT).to_bits()
+                    - MANTISSA_BITS;
+                keys[l] = ky.wrapping_mul(stride).wrapping_add(kx);
             }
             for (l, lane) in lanes.iter_mut().enumerate() {
                 if lane.point == usize::MAX {
@@ -290,14 +299,21 @@ impl FlowField {
                 let mut finished = None;
                 if !lane.periodic && lane.end > t1 {
                     let (x, y) = (gx[l], gy[l]);
-                    let key = self.cell_key(x, y);
+                    let key = keys[l];
+                    debug_assert_eq!(key, self.cell_key(x, y));
                     if let Some(trap) = traps.get(key)
                         && trap.contains(x, y)
                     {
                         finished = Some(trap.pixel);
                         trapped += 1;
                     } else if settled[l] && t1 >= lane.trap_t {
-                        match self.trapped_pixel([lo_x[l], lo_y[l]], [hi_x[l], hi_y[l]], scale) {
+                        let r = self.trapped_pixel(
+                            [lo_x[l], lo_y[l]],
+                            [hi_x[l], hi_y[l]],
+                            [x, y],
+                            scale,
+                        );
+                        match r {
                             Some(trap) if trap.contains(x, y) => {
                                 finished = Some(trap.pixel);
                                 trapped += 1;
@@ -382,6 +398,16 @@ impl PixelScale {
         let fyp = (gy + 1.0) * 0.5 * self.sy;
         (fyp as i32, fxp as i32)
     }
+
+    /// [`Self::pixel`] as floats (equal exactly when the pixels are equal, for grid points in
+    /// `[-1, 1]`: the values truncated are non-negative and below `2^31`), without the
+    /// saturating float-to-int conversion.
+    #[inline(always)]
+    fn pixel_f32(self, gx: f32, gy: f32) -> (f32, f32) {
+        let fxp = (gx + 1.0) * 0.5 * self.sx;
+        let fyp = (gy + 1.0) * 0.5 * self.sy;
+        (fyp.trunc(), fxp.trunc())
+    }
 }
 
 /// Growth rounds [`FlowField::trapped_pixel`] tries before giving up on a box.
@@ -396,15 +422,50 @@ const F32_UNIT_ROUNDOFF: f64 = 1.0 / 16_777_216.0;
 /// one output pixel.
 #[derive(Clone, Copy)]
 struct Trap {
+    /// The box, or the parallelogram's bounding box.
     lo: [f32; 2],
     hi: [f32; 2],
     pixel: (i32, i32),
+    /// When set, the trap is this parallelogram inside the box (see [`Para`]).
+    para: Option<Para>,
+}
+
+/// A parallelogram trap `{g : |(Minv ((g + 1) h - offset))_i| <= r_i}`, its sides along the
+/// eigenvectors of the step's Jacobian at a fixed point ([`FlowField::para_trap`]).
+#[derive(Clone, Copy)]
+struct Para {
+    /// Per axis: the half size `h` and `offset = 1/2 + cell + centre` (exact in float64).
+    h: [f64; 2],
+    offset: [f64; 2],
+    minv: [[f64; 2]; 2],
+    /// Half-widths in eigen coordinates, shrunk by [`Para::ROUNDING`]'s margin so that a
+    /// point the float64 test accepts is inside the proven parallelogram.
+    r_test: [f64; 2],
+}
+
+impl Para {
+    /// Bound on the float64 error of `(g + 1) h - offset` (pixel units) for `h <= 2^22`, and
+    /// on the rounding of the 2 × 2 product after it (times the row's absolute sum of `minv`).
+    const ROUNDING: f64 = 1e-8;
+
+    #[inline(always)]
+    fn contains(&self, gx: f32, gy: f32) -> bool {
+        let d = [
+            (f64::from(gx) + 1.0) * self.h[0] - self.offset[0],
+            (f64::from(gy) + 1.0) * self.h[1] - self.offset[1],
+        ];
+        (0..2).all(|i| (self.minv[i][0] * d[0] + self.minv[i][1] * d[1]).abs() <= self.r_test[i])
+    }
 }
 
 impl Trap {
     #[inline(always)]
     fn contains(&self, gx: f32, gy: f32) -> bool {
-        self.lo[0] <= gx && gx <= self.hi[0] && self.lo[1] <= gy && gy <= self.hi[1]
+        self.lo[0] <= gx
+            && gx <= self.hi[0]
+            && self.lo[1] <= gy
+            && gy <= self.hi[1]
+            && self.para.is_none_or(|p| p.contains(gx, gy))
     }
 }
 
@@ -425,6 +486,7 @@ impl TrapCache {
             lo: [0.0; 2],
             hi: [0.0; 2],
             pixel: (0, 0),
+            para: None,
         };
         TrapCache {
             slots: vec![(u32::MAX, empty); TRAP_CACHE_SLOTS],
@@ -477,7 +539,8 @@ impl FlowField {
     ///    `v_k`, bilinear weights of the exact source index) is, per component, a bilinear
     ///    polynomial in `(gx, gy)`, so over the rectangle `B` it takes its extremes at the four
     ///    corners (it is affine in each coordinate when the other is fixed).
-    /// 3. *Rounding.* The float32 step differs from `P` by at most [`Self::step_error_bound`].
+    /// 3. *Rounding.* The float32 step differs from `P` by at most [`step_error_bound`] (a bound
+    ///    that depends on the cell: rounding grows with the size of the source index).
     ///
     /// So when the corners' images widened by that bound lie in `B`, every float32 step from a
     /// point of `B` lands in `B` (inside `[-1, 1]`, where the clamp changes nothing): the
@@ -487,80 +550,173 @@ impl FlowField {
     /// grown towards its image (hull plus slack), [`TRAP_ROUNDS`] times at most, inside an
     /// estimate of where the cell and the pixel overlap. A box found that way is then rounded
     /// outwards to float32 and checked once more by the exact tests 1–3 above, so the estimates
-    /// only decide how often a proof succeeds, never whether one is right. `None` means "not
-    /// proven", never "leaves".
-    fn trapped_pixel(&self, lo: [f32; 2], hi: [f32; 2], scale: PixelScale) -> Option<Trap> {
-        let half = [self.half_w, self.half_h];
-        let cell = [Self::cell(lo[0], half[0]), Self::cell(lo[1], half[1])];
+    /// only decide how often a proof succeeds, never whether one is right.
+    ///
+    /// Where no box maps into itself (orbits that flip from side to side of a fixed point and
+    /// settle slowly along eigenvectors away from the axes), a parallelogram along those
+    /// eigenvectors may: [`CellModel::para_trap`] proves that one by the same three facts, with
+    /// the exact quadratic term of `P` around the fixed point in place of the corners. Such a
+    /// trap must hold `cur`, the trajectory's position. `None` means "not proven", never
+    /// "leaves".
+    fn trapped_pixel(
+        &self,
+        lo: [f32; 2],
+        hi: [f32; 2],
+        cur: [f32; 2],
+        scale: PixelScale,
+    ) -> Option<Trap> {
+        let m = CellModel::new(self, lo, hi, scale)?;
+        m.box_trap(lo, hi).or_else(|| m.para_trap(lo, hi, cur))
+    }
+}
+
+/// One bilinear cell of the field as [`FlowField::trapped_pixel`] models it: the exact step as
+/// a polynomial in local coordinates, its rounding bound, and where the cell and the output
+/// pixel overlap.
+struct CellModel {
+    half: [f32; 2],
+    cell: [f32; 2],
+    pixel: (i32, i32),
+    scale: PixelScale,
+    grid_per_u: [f64; 2],
+    /// Per axis, the local interval where cell and pixel overlap, shrunk by a margin for the
+    /// float32 rounding of the pixel function (an estimate: the exact test comes last).
+    allow: [[f64; 2]; 2],
+    /// Per component `k`: `P_k(u) = u_k + c0 + c1 ux + c2 uy + c3 ux uy`.
+    coef: [[f64; 4]; 2],
+    /// Per component: bound on `|float32 step - P|` in local units, float64 slack included.
+    bound: [f64; 2],
+}
+
+impl CellModel {
+    /// The model of the cell holding `lo`, or `None` when the box `[lo, hi]` is not inside
+    /// the estimated overlap of that cell and `lo`'s pixel.
+    fn new(field: &FlowField, lo: [f32; 2], hi: [f32; 2], scale: PixelScale) -> Option<Self> {
+        let half = [field.half_w, field.half_h];
+        let cell = [
+            FlowField::cell(lo[0], half[0]),
+            FlowField::cell(lo[1], half[1]),
+        ];
         let pixel = scale.pixel(lo[0], lo[1]);
         let pix = [pixel.1, pixel.0];
-        // Local coordinates `u = (g + 1) h - 1/2 - cell` (pixel units; the cell is [0, 1)²).
-        let local =
-            |g: f32, k: usize| (f64::from(g) + 1.0) * f64::from(half[k]) - 0.5 - f64::from(cell[k]);
-        let to_grid = |u: f64, k: usize| (u + 0.5 + f64::from(cell[k])) * self.grid_per_u[k] - 1.0;
-        let mut ulo = [local(lo[0], 0), local(lo[1], 1)];
-        let mut uhi = [local(hi[0], 0), local(hi[1], 1)];
-        // Where cell and pixel overlap, shrunk by a margin for the float32 rounding of the
-        // pixel function (an estimate: the exact test comes last).
         let mut allow = [[0.0f64; 2]; 2];
         for k in 0..2 {
             let h = f64::from(half[k]);
             let margin = 1e-5 + h * TRAP_MARGIN_ULPS;
-            let px_to_u = |p: f64| self.u_per_px[k] * p - 0.5 - f64::from(cell[k]);
+            let px_to_u = |p: f64| field.u_per_px[k] * p - 0.5 - f64::from(cell[k]);
             allow[k] = [
                 px_to_u(f64::from(pix[k])).max(0.0) + margin,
                 px_to_u(f64::from(pix[k]) + 1.0).min(1.0) - margin,
             ];
-            if ulo[k] < allow[k][0] || uhi[k] > allow[k][1] {
+        }
+        let mut m = CellModel {
+            half,
+            cell,
+            pixel,
+            scale,
+            grid_per_u: field.grid_per_u,
+            allow,
+            coef: [[0.0; 4]; 2],
+            bound: [0.0; 2],
+        };
+        for k in 0..2 {
+            let (a, b) = (m.local(lo[k], k), m.local(hi[k], k));
+            if a < allow[k][0] || b > allow[k][1] {
                 return None;
             }
         }
         // Padded position of the top-left tap (cell indices are in [-1, size - 1]).
-        let top = (cell[1] as isize + 1) as usize * self.stride + (cell[0] as isize + 1) as usize;
+        let top = (cell[1] as isize + 1) as usize * field.stride + (cell[0] as isize + 1) as usize;
         let taps = [
-            self.data[top],
-            self.data[top + 1],
-            self.data[top + self.stride],
-            self.data[top + self.stride + 1],
+            field.data[top],
+            field.data[top + 1],
+            field.data[top + field.stride],
+            field.data[top + field.stride + 1],
         ];
         // P in local coordinates, per component: `u + c0 + c1 ux + c2 uy + c3 ux uy` (the taps'
         // bilinear interpolation as a polynomial, scaled by h). Float64 rounding: `local` is
-        // off by at most ~2^-51 (2h + 2), the coefficients and this evaluation (on `u` near
+        // off by at most ~2^-51 (2h + 2), the coefficients and their evaluation (on `u` near
         // [0, 1]) by a few 2^-53 (1 + Σ|c|); the extra `(1e-9 + 1e-14 h) (1 + Σ|c|)` in `bound`
         // covers all of it, for the box's ends as well, many times over.
-        let mut coef = [[0.0f64; 4]; 2];
-        let mut bound = [0.0f64; 2];
+        let err = step_error_coefficients(cell);
         for k in 0..2 {
             let h = f64::from(half[k]);
             let [a, b, c, d] = taps.map(|v| f64::from(v[k]));
-            coef[k] = [h * a, h * (b - a), h * (c - a), h * (a - b - c + d)];
-            let csum: f64 = coef[k].iter().map(|c| c.abs()).sum();
-            bound[k] = h * self.step_error_bound([a, b, c, d]) + (1e-9 + 1e-14 * h) * (1.0 + csum);
+            m.coef[k] = [h * a, h * (b - a), h * (c - a), h * (a - b - c + d)];
+            let csum: f64 = m.coef[k].iter().map(|c| c.abs()).sum();
+            m.bound[k] =
+                h * step_error_bound(err, [a, b, c, d]) + (1e-9 + 1e-14 * h) * (1.0 + csum);
         }
-        let image = |ulo: [f64; 2], uhi: [f64; 2]| {
-            let mut img_lo = [f64::INFINITY; 2];
-            let mut img_hi = [f64::NEG_INFINITY; 2];
-            for (ux, uy) in [
-                (ulo[0], ulo[1]),
-                (uhi[0], ulo[1]),
-                (ulo[0], uhi[1]),
-                (uhi[0], uhi[1]),
-            ] {
-                let u = [ux, uy];
-                for k in 0..2 {
-                    let [c0, c1, c2, c3] = coef[k];
-                    let p = u[k] + (c0 + c1 * ux + (c2 + c3 * ux) * uy);
-                    img_lo[k] = img_lo[k].min(p - bound[k]);
-                    img_hi[k] = img_hi[k].max(p + bound[k]);
-                }
+        Some(m)
+    }
+
+    /// Local coordinate `u = (g + 1) h - 1/2 - cell` (pixel units; the cell is [0, 1)²).
+    fn local(&self, g: f32, k: usize) -> f64 {
+        (f64::from(g) + 1.0) * f64::from(self.half[k]) - 0.5 - f64::from(self.cell[k])
+    }
+
+    fn to_grid(&self, u: f64, k: usize) -> f64 {
+        (u + 0.5 + f64::from(self.cell[k])) * self.grid_per_u[k] - 1.0
+    }
+
+    /// `P(u) - u`, per component.
+    fn drift(&self, u: [f64; 2]) -> [f64; 2] {
+        self.coef
+            .map(|[c0, c1, c2, c3]| c0 + c1 * u[0] + (c2 + c3 * u[0]) * u[1])
+    }
+
+    /// Jacobian of [`Self::drift`] at `u` (rows: components).
+    fn drift_jacobian(&self, u: [f64; 2]) -> [[f64; 2]; 2] {
+        self.coef
+            .map(|[_, c1, c2, c3]| [c1 + c3 * u[1], c2 + c3 * u[0]])
+    }
+
+    /// Image of the local box `[ulo, uhi]` under `P`, widened by the rounding bound: the
+    /// corners' images (P is bilinear, so its extremes over a rectangle are at the corners).
+    fn image(&self, ulo: [f64; 2], uhi: [f64; 2]) -> ([f64; 2], [f64; 2]) {
+        let mut img_lo = [f64::INFINITY; 2];
+        let mut img_hi = [f64::NEG_INFINITY; 2];
+        for u in [
+            [ulo[0], ulo[1]],
+            [uhi[0], ulo[1]],
+            [ulo[0], uhi[1]],
+            [uhi[0], uhi[1]],
+        ] {
+            let d = self.drift(u);
+            for k in 0..2 {
+                let p = u[k] + d[k];
+                img_lo[k] = img_lo[k].min(p - self.bound[k]);
+                img_hi[k] = img_hi[k].max(p + self.bound[k]);
             }
-            (img_lo, img_hi)
-        };
+        }
+        (img_lo, img_hi)
+    }
+
+    /// The float32 box holding the local box `[ulo, uhi]`, if every float point of it samples
+    /// this cell, maps to this pixel and lies in `[-1, 1]` (exact tests: cell and pixel are
+    /// monotone in each coordinate, so agreeing at the box's ends covers every point).
+    fn f32_box(&self, ulo: [f64; 2], uhi: [f64; 2]) -> Option<([f32; 2], [f32; 2])> {
+        let lo = [0, 1].map(|k| f32_at_or_below(self.to_grid(ulo[k], k) - 1e-12));
+        let hi = [0, 1].map(|k| f32_at_or_above(self.to_grid(uhi[k], k) + 1e-12));
+        let ok = (0..2).all(|k| {
+            lo[k] >= -1.0
+                && hi[k] <= 1.0
+                && FlowField::cell(lo[k], self.half[k]) == self.cell[k]
+                && FlowField::cell(hi[k], self.half[k]) == self.cell[k]
+        }) && self.scale.pixel(lo[0], lo[1]) == self.pixel
+            && self.scale.pixel(hi[0], hi[1]) == self.pixel;
+        ok.then_some((lo, hi))
+    }
+
+    /// A box trap holding `[lo, hi]` (see [`FlowField::trapped_pixel`]).
+    fn box_trap(&self, lo: [f32; 2], hi: [f32; 2]) -> Option<Trap> {
+        let mut ulo = [self.local(lo[0], 0), self.local(lo[1], 1)];
+        let mut uhi = [self.local(hi[0], 0), self.local(hi[1], 1)];
+        let room = |k: usize| f64::from(self.half[k]) * TRAP_MARGIN_ULPS;
         // Search: the image must fit with room for the float32 rounding of the box.
         let mut found = false;
         for _ in 0..TRAP_ROUNDS {
-            let (img_lo, img_hi) = image(ulo, uhi);
-            let room = |k: usize| f64::from(half[k]) * TRAP_MARGIN_ULPS;
+            let (img_lo, img_hi) = self.image(ulo, uhi);
             if (0..2).all(|k| img_lo[k] >= ulo[k] + room(k) && img_hi[k] <= uhi[k] - room(k)) {
                 found = true;
                 break;
@@ -572,7 +728,7 @@ impl FlowField {
                 let b = img_hi[k].max(uhi[k]);
                 let slack = 0.25 * (b - a);
                 (ulo[k], uhi[k]) = (a - slack, b + slack);
-                if ulo[k] < allow[k][0] || uhi[k] > allow[k][1] {
+                if ulo[k] < self.allow[k][0] || uhi[k] > self.allow[k][1] {
                     return None;
                 }
             }
@@ -581,52 +737,212 @@ impl FlowField {
             return None;
         }
         // The exact tests on the float32 box that contains the one found.
-        let lo = [0, 1].map(|k| f32_at_or_below(to_grid(ulo[k], k) - 1e-12));
-        let hi = [0, 1].map(|k| f32_at_or_above(to_grid(uhi[k], k) + 1e-12));
-        let one_cell_one_pixel = (0..2).all(|k| {
-            lo[k] >= -1.0
-                && hi[k] <= 1.0
-                && Self::cell(lo[k], half[k]) == cell[k]
-                && Self::cell(hi[k], half[k]) == cell[k]
-        }) && scale.pixel(lo[0], lo[1]) == pixel
-            && scale.pixel(hi[0], hi[1]) == pixel;
-        if !one_cell_one_pixel {
-            return None;
-        }
+        let (lo, hi) = self.f32_box(ulo, uhi)?;
         let (ulo, uhi) = (
-            [local(lo[0], 0), local(lo[1], 1)],
-            [local(hi[0], 0), local(hi[1], 1)],
+            [self.local(lo[0], 0), self.local(lo[1], 1)],
+            [self.local(hi[0], 0), self.local(hi[1], 1)],
         );
-        let (img_lo, img_hi) = image(ulo, uhi);
+        let (img_lo, img_hi) = self.image(ulo, uhi);
         (0..2)
             .all(|k| img_lo[k] >= ulo[k] && img_hi[k] <= uhi[k])
-            .then_some(Trap { lo, hi, pixel })
+            .then_some(Trap {
+                lo,
+                hi,
+                pixel: self.pixel,
+                para: None,
+            })
     }
 
-    /// Bound on `|float32 step - P(g)|` for one component on a cell with taps `v`, for any
-    /// float32 grid point `g` of the cell (`P` as in [`Self::trapped_pixel`]): see
-    /// [`step_error_coefficients`].
-    #[inline(always)]
-    fn step_error_bound(&self, v: [f64; 4]) -> f64 {
-        let (a, b) = self.step_error;
-        a * (v[0].abs() + v[1].abs() + v[2].abs() + v[3].abs()) + b
+    /// A parallelogram trap holding `cur`, for orbits that settle slowly or flip around a
+    /// fixed point whose eigenvectors are far from the axes (no box maps into itself there).
+    ///
+    /// With `c` a point (near the fixed point of `P`, found by Newton's method), `J` the
+    /// Jacobian of `P` at `c`, `Minv` the inverse of a matrix of its eigenvectors and
+    /// `N = Minv^-1`, the trap is `S = {c + N z : |z_i| <= r_i}`. `P` is bilinear, so exactly
+    /// `P(c + δ) - c = (P(c) - c) + J δ + C3 δx δy` (`C3` the `ux uy` coefficients), and for
+    /// `u = c + N z` in `S` the float32 step `P(u) + ε` (`|ε_k| <= bound_k`) has
+    /// `|z'_i| <= |(Minv (P(c) - c))_i| + Σ_j |(Minv J N)_ij| r_j + |(Minv C3)_i| wx wy
+    /// + Σ_k |Minv_ik| bound_k`, where `w_k = Σ_j |N_kj| r_j` bounds `|δ_k|`. When that is at
+    /// most `r_i` for both `i`, and the float32 box around `S` passes the exact one-cell,
+    /// one-pixel tests, every float32 point of `S` steps into `S`: its final pixel is this
+    /// cell's pixel. Float64 rounding of these few products is covered by relative slack
+    /// (`1e-8`, for matrices with condition number below a few thousand) and by the slack
+    /// already in `bound`.
+    fn para_trap(&self, lo: [f32; 2], hi: [f32; 2], cur: [f32; 2]) -> Option<Trap> {
+        let mut c = [0, 1].map(|k| 0.5 * (self.local(lo[k], k) + self.local(hi[k], k)));
+        for _ in 0..PARA_NEWTON_STEPS {
+            let f = self.drift(c);
+            let j = self.drift_jacobian(c);
+            let det = j[0][0] * j[1][1] - j[0][1] * j[1][0];
+            if det.abs() < 1e-12 {
+                return None;
+            }
+            c[0] -= (j[1][1] * f[0] - j[0][1] * f[1]) / det;
+            c[1] -= (j[0][0] * f[1] - j[1][0] * f[0]) / det;
+            if !(c[0].abs() < 2.0 && c[1].abs() < 2.0) {
+                return None;
+            }
+        }
+        // A centre on a 2^-30 grid keeps `1/2 + cell + c` exact in float64.
+        let c = c.map(|v| (v * PARA_GRID).round() / PARA_GRID);
+        if (0..2).any(|k| !(self.allow[k][0] < c[k] && c[k] < self.allow[k][1])) {
+            return None;
+        }
+        let d = self.drift_jacobian(c);
+        let jac = [[1.0 + d[0][0], d[0][1]], [d[1][0], 1.0 + d[1][1]]];
+        let half_diff = 0.5 * (jac[0][0] - jac[1][1]);
+        let disc = half_diff * half_diff + jac[0][1] * jac[1][0];
+        if disc.is_nan() || disc <= 1e-12 {
+            return None;
+        }
+        let mean = 0.5 * (jac[0][0] + jac[1][1]);
+        let lambda = [mean + disc.sqrt(), mean - disc.sqrt()];
+        if lambda.iter().any(|l| l.abs() >= PARA_MAX_RATE) {
+            return None;
+        }
+        // Unit eigenvectors (columns of M): the larger of the two candidate solutions of
+        // (J - λ) v = 0.
+        let vec = |l: f64| {
+            let a = [jac[0][1], l - jac[0][0]];
+            let b = [l - jac[1][1], jac[1][0]];
+            let (na, nb) = (
+                (a[0] * a[0] + a[1] * a[1]).sqrt(),
+                (b[0] * b[0] + b[1] * b[1]).sqrt(),
+            );
+            if na >= nb {
+                a.map(|v| v / na)
+            } else {
+                b.map(|v| v / nb)
+            }
+        };
+        let (v1, v2) = (vec(lambda[0]), vec(lambda[1]));
+        let det_m = v1[0] * v2[1] - v2[0] * v1[1];
+        if det_m.is_nan() || det_m.abs() <= PARA_MIN_DET {
+            return None;
+        }
+        let minv = [
+            [v2[1] / det_m, -v2[0] / det_m],
+            [-v1[1] / det_m, v1[0] / det_m],
+        ];
+        let det_i = minv[0][0] * minv[1][1] - minv[0][1] * minv[1][0];
+        let n = [
+            [minv[1][1] / det_i, -minv[0][1] / det_i],
+            [-minv[1][0] / det_i, minv[0][0] / det_i],
+        ];
+        let mul = |a: [[f64; 2]; 2], b: [[f64; 2]; 2]| {
+            [0, 1].map(|i| [0, 1].map(|j| a[i][0] * b[0][j] + a[i][1] * b[1][j]))
+        };
+        let apply = |a: [[f64; 2]; 2], v: [f64; 2]| [0, 1].map(|i| a[i][0] * v[0] + a[i][1] * v[1]);
+        let a = mul(mul(minv, jac), n);
+        let mc3 = apply(minv, [self.coef[0][3], self.coef[1][3]]);
+        let mf = apply(minv, self.drift(c));
+        let rows = minv.map(|r| r[0].abs() + r[1].abs());
+        let csum = self.coef.iter().flatten().map(|v| v.abs()).sum::<f64>();
+        // Constant part of the bound on |z'_i|, float64 slack included.
+        let e = [0, 1].map(|i| {
+            mf[i].abs()
+                + minv[i][0].abs() * self.bound[0]
+                + minv[i][1].abs() * self.bound[1]
+                + 1e-9 * rows[i] * (1.0 + csum)
+        });
+        let slack = 1.0 + 1e-8;
+        let width =
+            |r: [f64; 2]| [0, 1].map(|k| (n[k][0].abs() * r[0] + n[k][1].abs() * r[1]) * slack);
+        let need = |r: [f64; 2]| {
+            let w = width(r);
+            [0, 1].map(|i| {
+                (e[i] + a[i][0].abs() * r[0] + a[i][1].abs() * r[1] + mc3[i].abs() * w[0] * w[1])
+                    * slack
+            })
+        };
+        if a[0][0].abs() >= PARA_MAX_RATE || a[1][1].abs() >= PARA_MAX_RATE {
+            return None;
+        }
+        let ucur = [self.local(cur[0], 0), self.local(cur[1], 1)];
+        let zcur = apply(minv, [ucur[0] - c[0], ucur[1] - c[1]]);
+        // Smallest radii holding `cur` that the bound allows, by fixed-point iteration.
+        let margin = rows.map(|r| 2.0 * Para::ROUNDING * r);
+        let mut r =
+            [0, 1].map(|i| (zcur[i].abs() + 2.0 * margin[i]).max(e[i] / (1.0 - a[i][i].abs())));
+        let mut proven = false;
+        for _ in 0..PARA_ROUNDS {
+            let nd = need(r);
+            if nd[0] <= r[0] && nd[1] <= r[1] {
+                proven = true;
+                break;
+            }
+            let w = width(r);
+            r = [0, 1].map(|i| {
+                let other = a[i][1 - i].abs() * r[1 - i];
+                let want = (e[i] + other + mc3[i].abs() * w[0] * w[1]) / (1.0 - a[i][i].abs());
+                r[i].max(want * 1.05)
+            });
+            let w = width(r);
+            if (0..2).any(|k| c[k] - w[k] < self.allow[k][0] || c[k] + w[k] > self.allow[k][1]) {
+                return None;
+            }
+        }
+        if !proven {
+            return None;
+        }
+        let w = width(r);
+        let (lo, hi) = self.f32_box(
+            [c[0] - w[0] - 1e-12, c[1] - w[1] - 1e-12],
+            [c[0] + w[0] + 1e-12, c[1] + w[1] + 1e-12],
+        )?;
+        let para = Para {
+            h: self.half.map(f64::from),
+            offset: [0, 1].map(|k| 0.5 + f64::from(self.cell[k]) + c[k]),
+            minv,
+            r_test: [0, 1].map(|i| r[i] - margin[i]),
+        };
+        let trap = Trap {
+            lo,
+            hi,
+            pixel: self.pixel,
+            para: Some(para),
+        };
+        trap.contains(cur[0], cur[1]).then_some(trap)
     }
 }
 
-/// `(a, b)` such that `a V + b` bounds `|float32 step - P(g)|` for one component on a cell
-/// whose taps have `V = Σ |v_k|`; `u = 2^-24`, `h` the larger half size:
+/// Newton steps [`CellModel::para_trap`] takes towards the fixed point.
+const PARA_NEWTON_STEPS: usize = 6;
+/// Growth rounds of [`CellModel::para_trap`]'s radii.
+const PARA_ROUNDS: usize = 6;
+/// Largest eigenvalue size [`CellModel::para_trap`] tries (slower orbits leave no room).
+const PARA_MAX_RATE: f64 = 0.999;
+/// Smallest determinant of unit eigenvectors [`CellModel::para_trap`] accepts (condition
+/// number below a few thousand).
+const PARA_MIN_DET: f64 = 1e-3;
+/// Grid of [`CellModel::para_trap`]'s centre.
+const PARA_GRID: f64 = 1_073_741_824.0;
+
+/// Bound on `|float32 step - P(g)|` for one component on a cell with taps `v`, for any
+/// float32 grid point `g` of the cell (`P` as in [`FlowField::trapped_pixel`]), from the cell's
+/// [`step_error_coefficients`] `(a, b)`: `a Σ|v| + b`.
+#[inline(always)]
+fn step_error_bound((a, b): (f64, f64), v: [f64; 4]) -> f64 {
+    a * (v[0].abs() + v[1].abs() + v[2].abs() + v[3].abs()) + b
+}
+
+/// `(a, b)` such that `a V + b` bounds `|float32 step - P(g)|` for one component on the cell
+/// `(cx, cy)` (its top-left tap, as [`FlowField::cell`] gives it) whose taps have
+/// `V = Σ |v_k|`; `u = 2^-24` (float32 rounding is off by at most `u |x|` for a result `x`):
 ///
-/// * source index: `g + 1` rounds by at most `2u` (it is below 2), scaled by `h`; the fused
-///   multiply-add rounds once more by at most `u (2h + 1)`; the fraction `w` and `1 - w` add
-///   at most `u` each: every weight factor is off by at most `E = u (8h + 8)` (generous);
-/// * a weight (product of two factors in `[-E, 1 + E]`, rounded) is off by at most
-///   `Ew = 2E + 4E² + 2u`; the weighted sum's four roundings add at most `5u V (1 + Ew)`;
+/// * source index, per axis: `g + 1` (in `[0, 2]`, and below `(c + 1.5) / h` on cell `c`)
+///   rounds by at most `u (g + 1)`, which times `h` is at most `u (|c| + 1.5)`; the fused
+///   multiply-add (result below `|c| + 1.01` in size) rounds by at most `u (|c| + 1.01)`; the
+///   fraction `w` and `1 - w` round by at most `u` each: that axis's weight factors are off by
+///   at most `E = u (2 |c| + 6)` (generous);
+/// * a weight (product of an x factor and a y factor, each in `[-E, 1 + E]`, rounded) is off
+///   by at most `Ew = Ex + Ey + 4 Ex Ey + 2u`; the weighted sum's four roundings add at most
+///   `5u V (1 + Ew)`;
 /// * the final `g + d` rounds by at most `2u (1 + V (1 + Ew))`.
-fn step_error_coefficients(half: f32) -> (f64, f64) {
+fn step_error_coefficients(cell: [f32; 2]) -> (f64, f64) {
     let u = F32_UNIT_ROUNDOFF;
-    let h = f64::from(half);
-    let e = u * (8.0 * h + 8.0);
-    let ew = 2.0 * e + 4.0 * e * e + 2.0 * u;
+    let [ex, ey] = cell.map(|c| u * (2.0 * f64::from(c).abs() + 6.0));
+    let ew = ex + ey + 4.0 * ex * ey + 2.0 * u;
     (ew + 5.0 * u * (1.0 + ew) + 2.0 * u * (1.0 + ew), 2.0 * u)
 }
 
@@ -775,7 +1091,7 @@ pub(crate) fn follow_flows(
 
 #[cfg(test)]
 mod tests {
-    use super::{FlowField, PixelScale, TrapCache};
+    use super::{CellModel, FlowField, PixelScale, Trap, TrapCache};
 
     /// A deterministic swirl-and-sink flow field with a few sinks, some saddle regions and
     /// border-crossing flows, so that trajectories reach fixed points, cycles of many periods,
@@ -809,6 +1125,39 @@ mod tests {
         (dx, dy, mask)
     }
 
+    /// Sinks that overshoot: around each centre (a grid of them, at varied sub-pixel
+    /// offsets) the flow is `-K (p - c)` with `K` of gains 1.9 and 0.6 along axes turned by
+    /// varied angles, capped at one pixel per step. Orbits there flip from side to side and
+    /// settle slowly, along eigenvectors away from the image axes: where box traps fail.
+    fn flip_field(h: usize, w: usize) -> (Vec<f32>, Vec<f32>, Vec<bool>) {
+        let mut dx = vec![0.0f32; h * w];
+        let mut dy = vec![0.0f32; h * w];
+        let spacing = 12.0f32;
+        for y in 0..h {
+            for x in 0..w {
+                let (gy, gx) = ((y as f32 / spacing).round(), (x as f32 / spacing).round());
+                let k = gy * 7.0 + gx * 3.0;
+                let cy = gy * spacing + 0.37 * (k * 1.3).sin();
+                let cx = gx * spacing + 0.41 * (k * 0.7).cos();
+                let angle = 0.5 + 0.37 * k;
+                let (c, s) = (angle.cos(), angle.sin());
+                let (ry, rx) = (y as f32 - cy, x as f32 - cx);
+                // Along (c, s): gain 1.9 + small variation; across: 0.6.
+                let (a, b) = (rx * c + ry * s, -rx * s + ry * c);
+                let g1 = 1.85 + 0.1 * (k * 0.9).sin();
+                let (fa, fb) = (-g1 * a, -0.6 * b);
+                let (mut fx, mut fy) = (fa * c - fb * s, fa * s + fb * c);
+                let norm = (fx * fx + fy * fy).sqrt();
+                if norm > 1.0 {
+                    (fx, fy) = (fx / norm, fy / norm);
+                }
+                dx[y * w + x] = 5.0 * fx;
+                dy[y * w + x] = 5.0 * fy;
+            }
+        }
+        (dx, dy, vec![true; h * w])
+    }
+
     /// Plain Euler steps (no shortcut) and Cellpose's pixel of the end point.
     fn euler_pixel(f: &FlowField, scale: PixelScale, gx: f32, gy: f32, niter: u32) -> (i32, i32) {
         let (mut ex, mut ey) = (gx, gy);
@@ -834,8 +1183,14 @@ mod tests {
     #[test]
     fn lanes_and_shortcuts_match_plain_euler_steps() {
         let mut trapped_at_200 = 0;
-        for &(h, w) in &[(61usize, 83usize), (2, 2), (3, 40)] {
-            let (dx, dy, mask) = field(h, w);
+        let sizes = [
+            (61usize, 83usize, false),
+            (2, 2, false),
+            (3, 40, false),
+            (61, 83, true),
+        ];
+        for &(h, w, flip) in &sizes {
+            let (dx, dy, mask) = if flip { flip_field(h, w) } else { field(h, w) };
             let f = FlowField::new(&dx, &dy, &mask, h, w);
             assert!(f.lanes_supported());
             let (scale, starts) = grid_starts(h, w);
@@ -858,65 +1213,131 @@ mod tests {
         assert!(trapped_at_200 > 100, "{trapped_at_200} points trapped");
     }
 
-    /// Every float32 point of a trap that `trapped_pixel` proves stays in it and ends, after
-    /// any number of steps, in the trap's pixel; the trap holds the box it was offered.
+    /// Every float32 point of a trap that the box or the parallelogram proof proves stays in
+    /// it and ends, after any number of steps, in the trap's pixel; a trap holds the position
+    /// it was offered (a box trap: the whole box).
     #[test]
     fn trapped_boxes_keep_their_points() {
         let (h, w) = (61usize, 83usize);
-        let (dx, dy, mask) = field(h, w);
-        let f = FlowField::new(&dx, &dy, &mask, h, w);
-        let (scale, starts) = grid_starts(h, w);
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut unit = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 40) as f32 / (1u64 << 24) as f32
-        };
-        let (mut proven, mut checked) = (0, 0);
-        for &(sx0, sy0) in starts.iter().step_by(3) {
-            // Boxes of 8 consecutive positions, as integrate_lanes offers them.
-            let (mut gx, mut gy) = (sx0, sy0);
-            for _block in 0..12 {
-                let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
-                for _ in 0..8 {
-                    let [ddx, ddy] = f.sample(gx, gy);
-                    gx = (gx + ddx).clamp(-1.0, 1.0);
-                    gy = (gy + ddy).clamp(-1.0, 1.0);
-                    lo = [lo[0].min(gx), lo[1].min(gy)];
-                    hi = [hi[0].max(gx), hi[1].max(gy)];
-                }
-                let Some(trap) = f.trapped_pixel(lo, hi, scale) else {
-                    continue;
-                };
-                let p = trap.pixel;
-                assert!(trap.contains(lo[0], lo[1]) && trap.contains(hi[0], hi[1]));
-                let (lo, hi) = (trap.lo, trap.hi);
-                proven += 1;
-                for j in 0..12 {
-                    let (px, py) = match j {
-                        0 => (lo[0], lo[1]),
-                        1 => (hi[0], hi[1]),
-                        2 => (lo[0], hi[1]),
-                        3 => (hi[0], lo[1]),
-                        _ => (
-                            lo[0] + (hi[0] - lo[0]) * unit(),
-                            lo[1] + (hi[1] - lo[1]) * unit(),
-                        ),
-                    };
-                    let (mut x, mut y) = (px.clamp(lo[0], hi[0]), py.clamp(lo[1], hi[1]));
-                    for _ in 0..301 {
-                        let [ddx, ddy] = f.sample(x, y);
-                        x = (x + ddx).clamp(-1.0, 1.0);
-                        y = (y + ddy).clamp(-1.0, 1.0);
-                        assert!(trap.contains(x, y), "left the trap");
-                        assert_eq!(scale.pixel(x, y), p);
-                        checked += 1;
+        let (mut proven, mut checked, mut boxes, mut paras) = (0, 0, 0, 0);
+        for (dx, dy, mask) in [field(h, w), flip_field(h, w)] {
+            let f = FlowField::new(&dx, &dy, &mask, h, w);
+            let (scale, starts) = grid_starts(h, w);
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut unit = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng >> 40) as f32 / (1u64 << 24) as f32
+            };
+            for &(sx0, sy0) in starts.iter().step_by(3) {
+                // Boxes of 8 consecutive positions, as integrate_lanes offers them.
+                let (mut gx, mut gy) = (sx0, sy0);
+                for _block in 0..12 {
+                    let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+                    for _ in 0..8 {
+                        let [ddx, ddy] = f.sample(gx, gy);
+                        gx = (gx + ddx).clamp(-1.0, 1.0);
+                        gy = (gy + ddy).clamp(-1.0, 1.0);
+                        lo = [lo[0].min(gx), lo[1].min(gy)];
+                        hi = [hi[0].max(gx), hi[1].max(gy)];
                     }
+                    // Both kinds of proof on their own (`trapped_pixel` tries the box first).
+                    let Some(model) = CellModel::new(&f, lo, hi, scale) else {
+                        continue;
+                    };
+                    let found: Vec<Trap> =
+                        [model.box_trap(lo, hi), model.para_trap(lo, hi, [gx, gy])]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                    if found.is_empty() {
+                        continue;
+                    }
+                    for trap in found {
+                        let p = trap.pixel;
+                        assert!(trap.contains(gx, gy), "the trap holds the current position");
+                        let mut points = Vec::new();
+                        match trap.para {
+                            None => {
+                                assert!(trap.contains(lo[0], lo[1]) && trap.contains(hi[0], hi[1]));
+                                let (lo, hi) = (trap.lo, trap.hi);
+                                boxes += 1;
+                                points.extend([
+                                    (lo[0], lo[1]),
+                                    (hi[0], hi[1]),
+                                    (lo[0], hi[1]),
+                                    (hi[0], lo[1]),
+                                ]);
+                                while points.len() < 12 {
+                                    points.push((
+                                        (lo[0] + (hi[0] - lo[0]) * unit()).clamp(lo[0], hi[0]),
+                                        (lo[1] + (hi[1] - lo[1]) * unit()).clamp(lo[1], hi[1]),
+                                    ));
+                                }
+                            }
+                            Some(para) => {
+                                // Points of the parallelogram: its corners (just inside) and random
+                                // points, from eigen coordinates back to float32 grid points.
+                                paras += 1;
+                                let m = para.minv;
+                                let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+                                let n = [
+                                    [m[1][1] / det, -m[0][1] / det],
+                                    [-m[1][0] / det, m[0][0] / det],
+                                ];
+                                for j in 0..400 {
+                                    let z = match j {
+                                        0..4 => [
+                                            if j & 1 == 0 { 0.999 } else { -0.999 },
+                                            if j & 2 == 0 { 0.999 } else { -0.999 },
+                                        ],
+                                        _ => [
+                                            2.0 * f64::from(unit()) - 1.0,
+                                            2.0 * f64::from(unit()) - 1.0,
+                                        ],
+                                    };
+                                    let z = [z[0] * para.r_test[0], z[1] * para.r_test[1]];
+                                    let g = [0, 1].map(|k| {
+                                        let d = n[k][0] * z[0] + n[k][1] * z[1];
+                                        ((d + para.offset[k]) / para.h[k] - 1.0) as f32
+                                    });
+                                    if trap.contains(g[0], g[1]) {
+                                        points.push((g[0], g[1]));
+                                    }
+                                    if points.len() == 12 {
+                                        break;
+                                    }
+                                }
+                                assert!(
+                                    points.len() >= 8,
+                                    "parallelogram points: {}",
+                                    points.len()
+                                );
+                            }
+                        }
+                        proven += 1;
+                        for &(px, py) in &points {
+                            let (mut x, mut y) = (px, py);
+                            for _ in 0..301 {
+                                let [ddx, ddy] = f.sample(x, y);
+                                x = (x + ddx).clamp(-1.0, 1.0);
+                                y = (y + ddy).clamp(-1.0, 1.0);
+                                assert!(trap.contains(x, y), "left the trap");
+                                assert_eq!(scale.pixel(x, y), p);
+                                checked += 1;
+                            }
+                        }
+                    }
+                    break;
                 }
-                break;
             }
         }
+        eprintln!("{boxes} boxes, {paras} parallelograms, {checked} steps checked");
+        assert!(
+            boxes > 50 && paras > 20,
+            "{boxes} boxes, {paras} parallelograms"
+        );
         assert!(proven > 100, "only {proven} boxes proven");
         assert!(checked > 100_000);
     }
