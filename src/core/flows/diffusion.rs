@@ -437,19 +437,46 @@ impl<'a> Diffusion<'a> {
         heat[ci][(py - c.y0) * c.w + (px - c.x0)]
     }
 
+    /// Heat differences `(down - up, right - left)` around image pixel (y, x) of a mask.
+    #[inline]
+    fn gradient<T: Heat>(&self, heat: &[Vec<T>], y: usize, x: usize) -> (T, T) {
+        let w = self.width;
+        let k = y * w + x;
+        let l = self.labels[k];
+        // Inside the image with all four neighbours in the same mask: read them from the
+        // mask's own crop (what `value` would find, without looking each one up).
+        if y > 0
+            && x > 0
+            && y + 1 < self.height
+            && x + 1 < w
+            && self.labels[k - 1] == l
+            && self.labels[k + 1] == l
+            && self.labels[k - w] == l
+            && self.labels[k + w] == l
+        {
+            let ci = self.crop_of[l as usize - 1] as usize;
+            let c = &self.crops[ci];
+            let t = &heat[ci];
+            // Image pixel (y, x) sits at (y + 1 - y0, x + 1 - x0) of the padded crop.
+            let j = (y + 1 - c.y0) * c.w + (x + 1 - c.x0);
+            return (t[j + c.w] - t[j - c.w], t[j + 1] - t[j - 1]);
+        }
+        let (py, px) = (y + 1, x + 1);
+        (
+            self.value(heat, py + 1, px) - self.value(heat, py - 1, px),
+            self.value(heat, py, px + 1) - self.value(heat, py, px - 1),
+        )
+    }
+
     /// Unit flow `(dy, dx)` at image pixel (y, x) of a mask, as Cellpose normalizes it.
     #[inline]
     pub(crate) fn flow_at(&self, y: usize, x: usize) -> (f64, f64) {
-        let (py, px) = (y + 1, x + 1);
         let (dy, dx) = match &self.heat {
-            HeatMap::F64(t) => (
-                self.value(t, py + 1, px) - self.value(t, py - 1, px),
-                self.value(t, py, px + 1) - self.value(t, py, px - 1),
-            ),
-            HeatMap::F32(t) => (
-                (self.value(t, py + 1, px) - self.value(t, py - 1, px)) as f64,
-                (self.value(t, py, px + 1) - self.value(t, py, px - 1)) as f64,
-            ),
+            HeatMap::F64(t) => self.gradient(t, y, x),
+            HeatMap::F32(t) => {
+                let (dy, dx) = self.gradient(t, y, x);
+                (dy as f64, dx as f64)
+            }
         };
         let norm = 1e-60 + (dy * dy + dx * dx).sqrt();
         (dy / norm, dx / norm)

@@ -88,11 +88,15 @@ pub(crate) fn label_stats(labels: &[u32], width: usize, max: u32) -> LabelStats 
         .par_iter()
         .map(|r| {
             let mut st = LabelStats::empty(table);
+            // Background pixels are counted at the end, by difference: incrementing one
+            // counter for most pixels would chain every pixel's update on the previous one.
+            let mut labelled = 0u64;
             for y in r.start / width..r.end / width {
                 for (x, &l) in labels[y * width..(y + 1) * width].iter().enumerate() {
                     let l = l as usize;
-                    st.counts[l] += 1;
                     if l != 0 {
+                        st.counts[l] += 1;
+                        labelled += 1;
                         if st.first[l] == usize::MAX {
                             st.first[l] = y * width + x;
                         }
@@ -100,6 +104,7 @@ pub(crate) fn label_stats(labels: &[u32], width: usize, max: u32) -> LabelStats 
                     }
                 }
             }
+            st.counts[0] = (r.end / width - r.start / width) as u64 * width as u64 - labelled;
             st
         })
         .reduce_with(|mut a, b| {
