@@ -307,12 +307,18 @@ impl FlowField {
                         finished = Some(trap.pixel);
                         trapped += 1;
                     } else if settled[l] && t1 >= lane.trap_t {
-                        let r = self.trapped_pixel(
-                            [lo_x[l], lo_y[l]],
-                            [hi_x[l], hi_y[l]],
-                            [x, y],
-                            scale,
-                        );
+                        let extent = (hi_x[l] - lo_x[l]).max(hi_y[l] - lo_y[l]);
+                        let tried = traps.worth_trying(key, extent);
+                        let r = if tried {
+                            self.trapped_pixel(
+                                [lo_x[l], lo_y[l]],
+                                [hi_x[l], hi_y[l]],
+                                [x, y],
+                                scale,
+                            )
+                        } else {
+                            None
+                        };
                         match r {
                             Some(trap) if trap.contains(x, y) => {
                                 finished = Some(trap.pixel);
@@ -320,6 +326,9 @@ impl FlowField {
                                 traps.insert(key, trap);
                             }
                             _ => {
+                                if tried {
+                                    traps.record_failure(key, extent);
+                                }
                                 lane.trap_fails += 1;
                                 lane.trap_t =
                                     t1 + (BLOCK as u64) * ((1u64 << lane.trap_fails.min(6)) - 1);
@@ -478,6 +487,8 @@ const TRAP_CACHE_SLOTS: usize = 512;
 /// points end in the same few cells, so most lanes find their trap here instead of proving one.
 struct TrapCache {
     slots: Vec<(u32, Trap)>,
+    /// Per cell (direct-mapped like `slots`): the size of the last box whose proof failed.
+    failed: Vec<(u32, f32)>,
 }
 
 impl TrapCache {
@@ -490,7 +501,21 @@ impl TrapCache {
         };
         TrapCache {
             slots: vec![(u32::MAX, empty); TRAP_CACHE_SLOTS],
+            failed: vec![(u32::MAX, 0.0); TRAP_CACHE_SLOTS],
         }
+    }
+
+    /// Whether a proof for a box of size `extent` (grid units, larger side) in cell `key` is
+    /// worth trying: not when one for a box at least half as small failed there lately (the
+    /// many trajectories settling on one fixed point then try once, not once each).
+    #[inline(always)]
+    fn worth_trying(&self, key: u32, extent: f32) -> bool {
+        let (k, failed) = self.failed[Self::slot(key)];
+        k != key || extent < 0.5 * failed
+    }
+
+    fn record_failure(&mut self, key: u32, extent: f32) {
+        self.failed[Self::slot(key)] = (key, extent);
     }
 
     #[inline(always)]
