@@ -182,14 +182,16 @@ impl FlowField {
     ///   for long cycles) and the lane's position at the start of the current block (short
     ///   cycles are found within a block of entering them). Positions of the current block are
     ///   kept, so a lane can finish inside a block.
-    /// * **Traps.** A trap is a box that no step leaves, inside one output pixel: once a
-    ///   trajectory is in one, that pixel is its final one however many steps remain. After
-    ///   each block the lane's position is looked up among the traps proven so far for its
-    ///   cell (`traps`, which the caller may share between batches on one field); failing
-    ///   that, when the block's positions stayed in one bilinear cell and one pixel, the box
-    ///   they span is offered to
-    ///   [`Self::trapped_pixel`] (at most every block, then after waits that double with each
-    ///   failure, so that points that never settle cost little).
+    /// * **Traps.** A trap is a box (or parallelogram) that no step leaves, inside one output
+    ///   pixel: once a trajectory is in one, that pixel is its final one however many steps
+    ///   remain. After each block the lane's position is looked up among the traps proven so
+    ///   far for its cell (`traps`, which the caller may share between batches on one field);
+    ///   failing that, when the block's positions stayed in one bilinear cell and one pixel,
+    ///   the box they span is offered to [`Self::trapped_pixel`] (at most every block, then
+    ///   after waits that double with each failure, so that points that never settle cost
+    ///   little; and not when a proof for a box at least half as small failed in that cell
+    ///   lately, see [`TrapCache::worth_trying`]). Skipping a proof only costs steps: the
+    ///   lane goes on stepping and ends by a later trap or by its cycle.
     fn integrate_lanes(
         &self,
         starts: &[(f32, f32)],
