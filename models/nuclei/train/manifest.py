@@ -1,8 +1,12 @@
 """Write models/nuclei/manifest.json from the checkpoint, the ONNX file and the metrics.
 
-    python models/nuclei/train/manifest.py [--version X.Y.Z]   (bump the version for new weights)
+    python models/nuclei/train/manifest.py [--version X.Y.Z] [--engine-eval VAL.json]
 Reads .cache/ckpt.pt, ../model.onnx, .cache/val_metrics_onnx.json (from evaluate.py --onnx)
-and .cache/diameter.json (from diameter.py).
+and .cache/diameter.json (from diameter.py). `--engine-eval` takes the report of
+`cytoseg evaluate --json` on the validation split (the number that counts: the engine's own
+pipeline); it becomes the manifest's `validation`, and the training scripts' full-image numbers
+move to `validation_scripts`. `recipe.sh` runs this twice: once so that the engine can load the
+package, once more with the engine's scores.
 """
 from __future__ import annotations
 
@@ -33,20 +37,49 @@ def steps_before(args: dict) -> int:
     return total
 
 
+def engine_validation(report: dict, command: str | None) -> dict:
+    """The manifest's `validation` from a `cytoseg evaluate --json` report (dataset rows)."""
+    rows = report["dataset"]
+    if report.get("by_image") or report.get("criterion") != "iou":
+        raise SystemExit("--engine-eval: expected an IoU report from summed counts (no --by-image)")
+    v = {
+        "measured_with": f"cytoseg {report['cytoseg_version']} segment (CPU, package defaults) + "
+                         "cytoseg evaluate (stardist.matching accuracy, summed counts)",
+        "images": len(report["images"]),
+        "metrics": {f"{r['thresh']:g}": {
+            "ap": round(r["accuracy"], 4), "f1": round(r["f1"], 4),
+            "panoptic_quality": round(r["panoptic_quality"], 4),
+            "precision": round(r["precision"], 4), "recall": round(r["recall"], 4),
+            "tp": r["tp"], "fp": r["fp"], "fn": r["fn"], "n_true": r["n_true"], "n_pred": r["n_pred"],
+        } for r in rows},
+    }
+    if command:
+        v["command"] = command
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--version", default="1.0.0", help="semantic version of the weights")
     ap.add_argument("--ckpt", type=Path, default=data.CACHE / "ckpt.pt",
                     help="the checkpoint the ONNX file was exported from")
+    ap.add_argument("--package", type=Path, default=PKG,
+                    help="package folder holding model.onnx; manifest.json is written there")
+    ap.add_argument("--val-metrics", type=Path, default=data.CACHE / "val_metrics_onnx.json",
+                    help="evaluate.py --onnx output (the training scripts' full-image scores)")
+    ap.add_argument("--engine-eval", type=Path, default=None,
+                    help="`cytoseg evaluate --json` report on the validation split")
+    ap.add_argument("--engine-command", default=None,
+                    help="the segment/evaluate commands that produced --engine-eval, for the record")
     args = ap.parse_args()
     ck = torch.load(args.ckpt, weights_only=False, map_location="cpu")
-    onnx_path = PKG / "model.onnx"
+    onnx_path = args.package / "model.onnx"
     m = onnx.load(str(onnx_path))
     opset = max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
     diam = json.load(open(data.CACHE / "diameter.json"))
-    val = json.load(open(data.CACHE / "val_metrics_onnx.json"))
-    done = data.CACHE / "train_done.json"
-    trained = datetime.datetime.fromtimestamp(done.stat().st_mtime, datetime.timezone.utc).date()
+    val = json.load(open(args.val_metrics))
+    # the day the checkpoint was written (the end of its phase)
+    trained = datetime.datetime.fromtimestamp(args.ckpt.stat().st_mtime, datetime.timezone.utc).date()
     met = {t: {"ap": round(r["accuracy"], 4), "f1": round(r["f1"], 4),
                "panoptic_quality": round(r["panoptic_quality"], 4)} for t, r in val["metrics"].items()}
     a = ck["args"]
@@ -108,16 +141,22 @@ def main():
             "scale_jitter": [a.get("scale_min", 0.75), a.get("scale_max", 1.33)],
             "hardware": a.get("hardware", "2-core Intel Xeon CPU @ 2.50GHz, 1 torch thread, no GPU"),
             "wall_time_min": round(ck["elapsed_s"] / 60, 1),
+            "lr_replayed_from": Path(a["replay_lr"]).name if a.get("replay_lr") else None,
             "date": trained.isoformat(),
         },
-        "validation": {
-            "measured_with": "cellpose.dynamics.compute_masks + stardist.matching.matching_dataset "
-                             "(onnxruntime outputs, full images, mask_defaults)",
-            "images": val["n_images"],
-            "metrics": met,
-        },
     }
-    out = PKG / "manifest.json"
+    scripts = {
+        "measured_with": "cellpose.dynamics.compute_masks + stardist.matching.matching_dataset "
+                         "(onnxruntime outputs, full images, mask_defaults)",
+        "images": val["n_images"],
+        "metrics": met,
+    }
+    if args.engine_eval:
+        manifest["validation"] = engine_validation(json.load(open(args.engine_eval)), args.engine_command)
+        manifest["validation_scripts"] = scripts
+    else:
+        manifest["validation"] = scripts
+    out = args.package / "manifest.json"
     out.write_text(json.dumps(manifest, indent=2) + "\n")
     print(out.read_text())
 

@@ -15,6 +15,7 @@ On CUDA, cuDNN kernels may differ run to run in the last bits; augmentation stay
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
@@ -57,6 +58,19 @@ def lr_at(step, progress, base, warmup):
     return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def load_lr_trace(path: str) -> list[float]:
+    """A per-step lr trace: a checkpoint's `lr_trace`, or a JSON list (optionally gzipped)
+    as `lr_traces.py` writes them."""
+    if path.endswith(".pt"):
+        return list(torch.load(path, weights_only=False, map_location="cpu")["lr_trace"])
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as f:
+        trace = json.load(f)
+    if not (isinstance(trace, list) and trace and all(isinstance(v, float) and v > 0 for v in trace)):
+        raise SystemExit(f"{path}: not a per-step lr trace (a non-empty JSON list of positive floats)")
+    return trace
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1500)
@@ -79,7 +93,11 @@ def main():
                     help="wall-time budget of the training loop; >0: the cosine schedule runs on "
                          "progress = max(step/steps, elapsed/budget) and training stops at 1")
     ap.add_argument("--replay-lr", type=str, default=None,
-                    help="checkpoint whose recorded per-step lr trace is replayed (exact rerun)")
+                    help="per-step lr trace to replay (exact rerun of a budgeted run): a checkpoint "
+                         "(.pt) or a committed trace (lr_traces/phaseN.json.gz, see lr_traces.py)")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after this many steps of this run (smoke tests of the recipe; the "
+                         "schedule itself is unchanged)")
     ap.add_argument("--out", type=str, default=str(data.CACHE / "ckpt.pt"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--init", type=str, default=None,
@@ -150,12 +168,15 @@ def main():
     replay = None
     warm_end_min = 0.0
     if args.replay_lr:
-        replay = torch.load(args.replay_lr, weights_only=False, map_location="cpu")["lr_trace"]
+        replay = load_lr_trace(args.replay_lr)
+        if len(replay) <= step0:
+            ap.error(f"--replay-lr {args.replay_lr} has {len(replay)} steps; this run starts at {step0}")
         args.steps, args.budget_min = len(replay), 0.0
+    last = min(args.steps, step0 + args.stop_after) if args.stop_after > 0 else args.steps
     tlast, run = time.time(), []
     tstart = time.time()
     net.train()
-    for step in range(step0, args.steps):
+    for step in range(step0, last):
         if replay is not None:
             lr = replay[step]
         else:
@@ -193,7 +214,8 @@ def main():
         if time.time() - tlast > args.ckpt_every_s:
             save(step + 1); tlast = time.time()
     print(f"final val_loss {val_loss():.4f} after {len(lr_trace)} steps", flush=True)
-    save(len(lr_trace), final=True)
+    # a run cut short by --stop-after is not the end of its schedule
+    save(len(lr_trace), final=not (args.stop_after > 0 and len(lr_trace) < args.steps))
     print(f"done in {(time.time()-t0)/60:.1f} min", flush=True)
     json.dump({"steps": len(lr_trace), "wall_s": time.time() - t0}, open(Path(args.out).parent / "train_done.json", "w"))
 
