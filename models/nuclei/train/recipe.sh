@@ -5,8 +5,8 @@
 # pipeline) and the manifest. Run from anywhere:
 #
 #   bash models/nuclei/train/recipe.sh          # full rebuild: replaces models/nuclei/model.onnx and
-#                                               # manifest.json (git has the shipped ones); 4-7 h
-#                                               # on 2 CPU cores
+#                                               # manifest.json (git has the shipped ones) and the
+#                                               # checkpoints .cache/ckpt_phase*.pt; 4-7 h on 2 CPU cores
 #   SMOKE=3 bash models/nuclei/train/recipe.sh  # checks the chain: 3 steps per phase, 2 validation
 #                                               # images, package written to .cache/smoke/nuclei/
 #                                               # (the shipped model is not touched); ~15 min with
