@@ -64,10 +64,12 @@ def cached_flows(lbls, path=None):
         f = np.load(path)
         if len(f.files) == len(lbls):
             return [f[f"f{k}"].astype(np.float32) for k in range(len(lbls))]
-    CACHE.mkdir(exist_ok=True)
-    flows = [flows_from_labels(l) for l in lbls]
-    np.savez(path, **{f"f{k}": fl.astype(np.float16) for k, fl in enumerate(flows)})
-    return flows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = [flows_from_labels(l).astype(np.float16) for l in lbls]
+    np.savez(path, **{f"f{k}": fl for k, fl in enumerate(half)})
+    # the cached (float16) values, so that the run that fills the cache trains on the same
+    # targets as every later run
+    return [fl.astype(np.float32) for fl in half]
 
 
 def random_crop_augment(img, lbl, flow, rng: np.random.Generator, crop=160,

@@ -41,6 +41,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
+from val_tiffs import write_split  # noqa: E402
 
 CYTOSEG = os.environ.get("CYTOSEG", str(Path(__file__).resolve().parents[3] / "target/release/cytoseg"))
 
@@ -55,20 +56,8 @@ def median_diameter(lbl: np.ndarray) -> float:
 
 def cmd_tiffs(a):
     out = Path(a.dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    z = np.load(data.DEFAULT_DATA)
-    ids = list(z["ids"])
     rem = {"val": 0, "tune": 5}[a.subset]
-    diam = {}
-    for k in range(len(ids)):
-        if k % 10 != rem:
-            continue
-        name = f"{k:03d}_{str(ids[k])[:12]}"
-        lbl = z[f"lbl_{k}"]
-        tifffile.imwrite(out / "images" / f"{name}.tif", z[f"img_{k}"])
-        tifffile.imwrite(out / "labels" / f"{name}.tif", lbl.astype(np.uint16))
-        diam[name] = median_diameter(lbl)
+    diam = {name: median_diameter(lbl) for name, lbl in write_split(out, rem).items()}
     json.dump(diam, open(out / "true_diameter.json", "w"), indent=1)
     print(f"{len(diam)} {a.subset} images written to {out}")
 

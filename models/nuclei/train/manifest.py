@@ -37,6 +37,12 @@ def steps_before(args: dict) -> int:
     return total
 
 
+def scores(r: dict) -> dict:
+    """AP (stardist's `accuracy`), F1 and panoptic quality of one threshold's row, rounded."""
+    return {"ap": round(r["accuracy"], 4), "f1": round(r["f1"], 4),
+            "panoptic_quality": round(r["panoptic_quality"], 4)}
+
+
 def engine_validation(report: dict, command: str | None) -> dict:
     """The manifest's `validation` from a `cytoseg evaluate --json` report (dataset rows)."""
     rows = report["dataset"]
@@ -47,9 +53,7 @@ def engine_validation(report: dict, command: str | None) -> dict:
                          "cytoseg evaluate (stardist.matching accuracy, summed counts)",
         "images": len(report["images"]),
         "metrics": {f"{r['thresh']:g}": {
-            "ap": round(r["accuracy"], 4), "f1": round(r["f1"], 4),
-            "panoptic_quality": round(r["panoptic_quality"], 4),
-            "precision": round(r["precision"], 4), "recall": round(r["recall"], 4),
+            **scores(r), "precision": round(r["precision"], 4), "recall": round(r["recall"], 4),
             "tp": r["tp"], "fp": r["fp"], "fn": r["fn"], "n_true": r["n_true"], "n_pred": r["n_pred"],
         } for r in rows},
     }
@@ -80,8 +84,7 @@ def main():
     val = json.load(open(args.val_metrics))
     # the day the checkpoint was written (the end of its phase)
     trained = datetime.datetime.fromtimestamp(args.ckpt.stat().st_mtime, datetime.timezone.utc).date()
-    met = {t: {"ap": round(r["accuracy"], 4), "f1": round(r["f1"], 4),
-               "panoptic_quality": round(r["panoptic_quality"], 4)} for t, r in val["metrics"].items()}
+    met = {t: scores(r) for t, r in val["metrics"].items()}
     a = ck["args"]
     manifest = {
         "format_version": 1,

@@ -6,11 +6,12 @@
 #
 #   bash models/nuclei/train/recipe.sh          # full rebuild: replaces models/nuclei/model.onnx and
 #                                               # manifest.json (git has the shipped ones) and the
-#                                               # checkpoints .cache/ckpt_phase*.pt; 4-7 h on 2 CPU cores
+#                                               # checkpoints .cache/ckpt_phase*.pt; the shipped
+#                                               # phases took 6.8 h on a shared 2-core CPU
 #   SMOKE=3 bash models/nuclei/train/recipe.sh  # checks the chain: 3 steps per phase, 2 validation
 #                                               # images, package written to .cache/smoke/nuclei/
-#                                               # (the shipped model is not touched); ~15 min with
-#                                               # the venv set-up
+#                                               # (the shipped model is not touched); ~17 min with
+#                                               # the venv set-up on a shared 2-core CPU
 #
 # Needs ../shared/data/dsb2018-fluo/train.npz (or CYTOSEG_DSB_NPZ), Python 3.11 and the Rust
 # toolchain. Installs models/nuclei/train/requirements.txt into ./.venv (PYTHON overrides).
@@ -89,6 +90,6 @@ target/release/cytoseg evaluate --truth "$V/labels" --pred "$V/pred" --json "$C/
     --overwrite
 $PYTHON $T/manifest.py --ckpt $CKPT --package $PKGDIR --val-metrics $C/val_metrics_onnx.json \
         --version "$VERSION" --engine-eval "$C/val_engine.json" \
-        --engine-command "cytoseg segment VAL/images/*.tif --out VAL/pred; cytoseg evaluate --truth VAL/labels --pred VAL/pred --json" \
+        --engine-command "python models/nuclei/train/val_tiffs.py VAL; cytoseg segment VAL/images/*.tif --out VAL/pred; cytoseg evaluate --truth VAL/labels --pred VAL/pred --json VAL.json" \
         >/dev/null
 echo "== wrote $PKGDIR/model.onnx and $PKGDIR/manifest.json"
