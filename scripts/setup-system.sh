@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests need on Debian 12, only those that are missing
-# (apt-get, with sudo when not root): gcc/g++/valgrind for the C API tests; Xvfb and the X/Qt
+# (apt-get, with sudo when not root): gcc/g++/valgrind for the C API tests; qemu-user and unzip
+# for the pre-AVX CPU test (tests/cpu/baseline_cpu.sh); Xvfb and the X/Qt
 # libraries for napari; a JDK, Debian's ImageJ 1, offline Maven with Debian's plugins and JUnit 5
 # for the Fiji plugin; rustfmt and clippy. Called by scripts/test-all.sh.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need=()
-for tool in gcc g++ valgrind; do
+for tool in gcc g++ valgrind qemu-x86_64 unzip; do
     command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then
     pkgs=()
     for t in "${need[@]}"; do
-        case "$t" in gcc) pkgs+=(gcc) ;; g++) pkgs+=(g++) ;; valgrind) pkgs+=(valgrind) ;; esac
+        case "$t" in gcc) pkgs+=(gcc) ;; g++) pkgs+=(g++) ;; valgrind) pkgs+=(valgrind) ;;
+            qemu-x86_64) pkgs+=(qemu-user) ;; unzip) pkgs+=(unzip) ;; esac
     done
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${pkgs[@]}"
 fi

@@ -24,6 +24,8 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
 fi
 echo "== cargo test"
 cargo test --release --locked
+echo "== every x86-64 CPU: labels under qemu -cpu Nehalem (no AVX/FMA) equal the native run's"
+bash tests/cpu/baseline_cpu.sh target/release/cytoseg
 echo "== C API tests"
 bash tests/c/run.sh target/release
 echo "== Fiji/ImageJ plugin (JNI; Maven offline, JUnit and a real ImageJ 1 under Xvfb)"

@@ -71,9 +71,10 @@ pub fn run(args: MasksArgs) -> Result<i32> {
     let labels = labels.into_raw_vec_and_offset().0;
     write_labels(&args.out, &labels, h, w, args.overwrite)?;
     log::info!(
-        "{h}×{w}: {n} masks in {:.3} s → {}",
+        "{h}×{w}: {n} masks in {:.3} s → {} (instruction set: {})",
         start.elapsed().as_secs_f64(),
-        args.out.display()
+        args.out.display(),
+        crate::core::simd::active()
     );
     Ok(0)
 }

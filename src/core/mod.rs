@@ -8,3 +8,4 @@ pub mod io;
 pub mod measure;
 pub mod metrics;
 pub mod model;
+pub mod simd;

@@ -6,7 +6,11 @@
 //! Cellpose uses for the whole image. The gradient then reads the assembled heat map, where a
 //! touching neighbour's heat leaks in at borders exactly as in Cellpose.
 
+use std::marker::PhantomData;
+
 use rayon::prelude::*;
+
+use crate::core::simd;
 
 use super::labels::{BoundingBox, find_objects};
 
@@ -127,6 +131,24 @@ macro_rules! impl_heat {
 impl_heat!(f64);
 impl_heat!(f32);
 
+/// [`diffuse`] on one crop, run through [`simd::dispatch`].
+struct Diffuse<'a, T> {
+    labels: &'a [u32],
+    ilp: &'a [(usize, usize)],
+    width: usize,
+    crop: &'a Crop,
+    niter: usize,
+    heat: PhantomData<T>,
+}
+
+impl<T: Heat> simd::Kernel for Diffuse<'_, T> {
+    type Output = Vec<T>;
+    #[inline(always)]
+    fn run(self) -> Vec<T> {
+        diffuse::<T>(self.labels, self.ilp, self.width, self.crop, self.niter)
+    }
+}
+
 /// One mask's diffusion problem: its bounding box padded by one pixel.
 struct Crop {
     label: u32,
@@ -189,7 +211,8 @@ fn mask_centre(
 
 /// Diffuses one mask for `niter` iterations and returns its heat over the padded crop.
 /// Mask pixels whose image index lies in one of the `ilp` ranges use the reference's
-/// interleaved summation order.
+/// interleaved summation order. Inlined into [`simd::dispatch`]'s copies.
+#[inline(always)]
 fn diffuse<T: Heat>(
     labels: &[u32],
     ilp: &[(usize, usize)],
@@ -399,14 +422,32 @@ impl<'a> Diffusion<'a> {
             HeatMap::F32(
                 crops
                     .par_iter()
-                    .map(|c| diffuse::<f32>(labels, &ilp, width, c, niter))
+                    .map(|c| {
+                        simd::dispatch(Diffuse::<f32> {
+                            labels,
+                            ilp: &ilp,
+                            width,
+                            crop: c,
+                            niter,
+                            heat: PhantomData,
+                        })
+                    })
                     .collect(),
             )
         } else {
             HeatMap::F64(
                 crops
                     .par_iter()
-                    .map(|c| diffuse::<f64>(labels, &ilp, width, c, niter))
+                    .map(|c| {
+                        simd::dispatch(Diffuse::<f64> {
+                            labels,
+                            ilp: &ilp,
+                            width,
+                            crop: c,
+                            niter,
+                            heat: PhantomData,
+                        })
+                    })
                     .collect(),
             )
         };

@@ -14,6 +14,8 @@
 
 use rayon::prelude::*;
 
+use crate::core::simd;
+
 /// Points integrated per rayon task; each point's trajectory is independent.
 const CHUNK: usize = 2048;
 
@@ -192,6 +194,9 @@ impl FlowField {
     ///   little; and not when a proof for a box at least half as small failed in that cell
     ///   lately, see [`TrapCache::worth_trying`]). Skipping a proof only costs steps: the
     ///   lane goes on stepping and ends by a later trap or by its cycle.
+    ///
+    /// Inlined into [`crate::core::simd::dispatch`]'s copies (AVX2 + FMA, or the baseline).
+    #[inline(always)]
     fn integrate_lanes(
         &self,
         starts: &[(f32, f32)],
@@ -1046,7 +1051,7 @@ impl FlowField {
     /// the position after step t equals the one after step t - k (k <= 4, bitwise), the final
     /// position is read off the cycle instead of iterating on. Exactly the same result, much
     /// sooner for the points that have settled on a centre.
-    #[inline]
+    #[inline(always)]
     fn integrate(&self, mut gx: f32, mut gy: f32, niter: u32) -> (f32, f32) {
         let niter = niter as usize;
         let mut ring = [(0u32, 0u32); RING];
@@ -1103,17 +1108,53 @@ pub(crate) fn follow_flows(
                     let gy = (y as f32 / sy) * 2.0 - 1.0;
                     (gx, gy)
                 }));
-                if lanes {
-                    field.integrate_lanes(starts, niter, scale, traps, dst);
-                } else {
-                    for (d, &(gx, gy)) in dst.iter_mut().zip(starts.iter()) {
-                        let (ex, ey) = field.integrate(gx, gy, niter);
-                        *d = scale.pixel(ex, ey);
-                    }
-                }
+                simd::dispatch(FollowBatch {
+                    field: &field,
+                    lanes,
+                    starts,
+                    niter,
+                    scale,
+                    traps,
+                    dst,
+                })
             },
         );
     out
+}
+
+/// One batch of [`follow_flows`]'s points, run through [`simd::dispatch`].
+struct FollowBatch<'a> {
+    field: &'a FlowField,
+    lanes: bool,
+    starts: &'a [(f32, f32)],
+    niter: u32,
+    scale: PixelScale,
+    traps: &'a mut TrapCache,
+    dst: &'a mut [(i32, i32)],
+}
+
+impl simd::Kernel for FollowBatch<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let FollowBatch {
+            field,
+            lanes,
+            starts,
+            niter,
+            scale,
+            traps,
+            dst,
+        } = self;
+        if lanes {
+            field.integrate_lanes(starts, niter, scale, traps, dst);
+        } else {
+            for (d, &(gx, gy)) in dst.iter_mut().zip(starts.iter()) {
+                let (ex, ey) = field.integrate(gx, gy, niter);
+                *d = scale.pixel(ex, ey);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
