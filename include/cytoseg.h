@@ -232,10 +232,16 @@ typedef struct cytoseg_table cytoseg_table;
  *
  * Always initialize with `cytoseg_masks_params_init()` before changing fields: it sets
  * `struct_size`, which lets later versions append fields without breaking callers.
+ *
+ * All structs with a `struct_size` follow one rule: later versions of this header only append
+ * fields; the library accepts the struct of any earlier header (the missing fields take their
+ * defaults) and refuses a larger one; `_init` functions write only the fields of the struct's
+ * first version.
  */
 typedef struct cytoseg_masks_params {
   /**
-   * Must be `sizeof(cytoseg_masks_params)`; set by `cytoseg_masks_params_init`.
+   * `sizeof(cytoseg_masks_params)` of the header the program was built with; set by `cytoseg_masks_params_init`. A
+   * struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
    */
   uint32_t struct_size;
   /**
@@ -272,7 +278,8 @@ typedef struct cytoseg_masks_params {
  */
 typedef struct cytoseg_calibration {
   /**
-   * Must be `sizeof(cytoseg_calibration)`; set by `cytoseg_calibration_init`.
+   * `sizeof(cytoseg_calibration)` of the header the program was built with; set by `cytoseg_calibration_init`. A
+   * struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
    */
   size_t struct_size;
   /**
@@ -353,7 +360,8 @@ typedef struct cytoseg_matching_stats {
  */
 typedef struct cytoseg_load_options {
   /**
-   * Must be `sizeof(cytoseg_load_options)`; set by `cytoseg_load_options_init`.
+   * `sizeof(cytoseg_load_options)` of the header the program was built with; set by `cytoseg_load_options_init`. A
+   * struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
    */
   uint32_t struct_size;
   /**
@@ -383,7 +391,8 @@ typedef struct cytoseg_load_options {
  */
 typedef struct cytoseg_segment_params {
   /**
-   * Must be `sizeof(cytoseg_segment_params)`; set by `cytoseg_segment_params_init`.
+   * `sizeof(cytoseg_segment_params)` of the header the program was built with; set by `cytoseg_segment_params_init`. A
+   * struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
    */
   uint32_t struct_size;
   /**

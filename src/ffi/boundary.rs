@@ -97,6 +97,7 @@ fn set_last_error(status: cytoseg_status, message: String) {
 }
 
 /// An error raised inside the FFI layer itself (bad pointers, lengths).
+#[derive(Debug)]
 pub(crate) struct FfiError(pub cytoseg_status, pub String);
 
 impl From<Error> for FfiError {

@@ -3,15 +3,22 @@
 use crate::core::flows::{self, FlowsRef, MaskParams};
 
 use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, input, null, output};
+use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
 
 /// Parameters of the flows → labels conversion (Cellpose's names and defaults).
 ///
 /// Always initialize with `cytoseg_masks_params_init()` before changing fields: it sets
 /// `struct_size`, which lets later versions append fields without breaking callers.
+///
+/// All structs with a `struct_size` follow one rule: later versions of this header only append
+/// fields; the library accepts the struct of any earlier header (the missing fields take their
+/// defaults) and refuses a larger one; `_init` functions write only the fields of the struct's
+/// first version.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct cytoseg_masks_params {
-    /// Must be `sizeof(cytoseg_masks_params)`; set by `cytoseg_masks_params_init`.
+    /// `sizeof(cytoseg_masks_params)` of the header the program was built with; set by `cytoseg_masks_params_init`. A
+    /// struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
     pub struct_size: u32,
     /// Number of Euler integration steps. Default: 200.
     pub niter: u32,
@@ -44,15 +51,41 @@ impl From<MaskParams> for cytoseg_masks_params {
     }
 }
 
+impl Versioned for cytoseg_masks_params {
+    const NAME: &'static str = "cytoseg_masks_params";
+    const INIT: &'static str = "cytoseg_masks_params_init";
+    const FIRST_VERSION_SIZE: usize = 40;
+    fn prefix_sizes() -> &'static [usize] {
+        prefix_sizes!(cytoseg_masks_params {
+            struct_size: u32,
+            niter: u32,
+            cellprob_threshold: f32,
+            reserved: u32,
+            flow_threshold: f64,
+            max_size_fraction: f64,
+            min_size: i64,
+        })
+    }
+    unsafe fn read_size(ptr: *const Self) -> usize {
+        // SAFETY: as the trait requires.
+        unsafe { (ptr as *const u32).read_unaligned() as usize }
+    }
+    fn set_size(&mut self, size: usize) {
+        self.struct_size = size as u32;
+    }
+}
+
 impl cytoseg_masks_params {
+    /// Converts a struct that [`read_versioned`] (or the caller's complete struct nested in a
+    /// larger one) produced; the nested case checks the size here.
     pub(crate) fn to_core(self) -> Result<MaskParams, FfiError> {
-        if self.struct_size as usize != std::mem::size_of::<cytoseg_masks_params>() {
+        let full = std::mem::size_of::<cytoseg_masks_params>();
+        if self.struct_size as usize != full {
             return Err(FfiError(
                 cytoseg_status::InvalidArgument,
                 format!(
-                    "params.struct_size is {}, expected {}: initialize params with cytoseg_masks_params_init()",
+                    "params.struct_size is {}, expected {full}: initialize params with cytoseg_masks_params_init()",
                     self.struct_size,
-                    std::mem::size_of::<cytoseg_masks_params>()
                 ),
             ));
         }
@@ -64,6 +97,19 @@ impl cytoseg_masks_params {
             max_size_fraction: self.max_size_fraction,
         })
     }
+
+    /// Reads a caller's struct of any version over `defaults`.
+    ///
+    /// # Safety
+    /// As [`read_versioned`].
+    pub(crate) unsafe fn read(
+        ptr: *const cytoseg_masks_params,
+        defaults: MaskParams,
+        name: &str,
+    ) -> Result<MaskParams, FfiError> {
+        // SAFETY: forwarded contract.
+        unsafe { read_versioned(ptr, defaults.into(), name) }?.to_core()
+    }
 }
 
 /// Fills `params` with the defaults (cellprob_threshold 0, flow_threshold 0.4, niter 200,
@@ -74,10 +120,8 @@ impl cytoseg_masks_params {
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_masks_params_init(params: *mut cytoseg_masks_params) -> cytoseg_status {
     boundary(|| {
-        // SAFETY: `params` is checked for NULL and alignment; the caller provides a writable struct.
-        let out = unsafe { output(params, 1, "params") }?;
-        out[0] = MaskParams::default().into();
-        Ok(())
+        // SAFETY: the caller provides a writable struct of some version.
+        unsafe { write_first_version(params, MaskParams::default().into(), "params") }
     })
 }
 
@@ -127,8 +171,8 @@ pub extern "C" fn cytoseg_flows_to_labels(
         let params = if params.is_null() {
             MaskParams::default()
         } else {
-            // SAFETY: non-null; the caller provides an initialized struct.
-            unsafe { input(params, 1, "params") }?[0].to_core()?
+            // SAFETY: non-null; the caller provides an initialized struct of some version.
+            unsafe { cytoseg_masks_params::read(params, MaskParams::default(), "params") }?
         };
         let (dy, dx) = dp.split_at(n);
         let flows = FlowsRef {

@@ -7,6 +7,7 @@ use crate::core::measure::{Calibration, Table, measure};
 use super::boundary::{
     FfiError, boundary, cytoseg_status, expect_len, image_input, infallible, input, null,
 };
+use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
 
 /// A measurement table (opaque): one row per object, ordered by label, columns of doubles.
 /// Created by `cytoseg_measure`, released by `cytoseg_table_free`. Read-only after creation,
@@ -21,7 +22,8 @@ pub struct cytoseg_table {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct cytoseg_calibration {
-    /// Must be `sizeof(cytoseg_calibration)`; set by `cytoseg_calibration_init`.
+    /// `sizeof(cytoseg_calibration)` of the header the program was built with; set by `cytoseg_calibration_init`. A
+    /// struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
     pub struct_size: usize,
     /// Width of a pixel (x, columns) in `unit`; > 0. Default 1.
     pub pixel_width: f64,
@@ -32,23 +34,42 @@ pub struct cytoseg_calibration {
     pub unit: *const c_char,
 }
 
+impl Versioned for cytoseg_calibration {
+    const NAME: &'static str = "cytoseg_calibration";
+    const INIT: &'static str = "cytoseg_calibration_init";
+    const FIRST_VERSION_SIZE: usize = 32;
+    fn prefix_sizes() -> &'static [usize] {
+        prefix_sizes!(cytoseg_calibration {
+            struct_size: usize,
+            pixel_width: f64,
+            pixel_height: f64,
+            unit: *const c_char,
+        })
+    }
+    unsafe fn read_size(ptr: *const Self) -> usize {
+        // SAFETY: as the trait requires.
+        unsafe { (ptr as *const usize).read_unaligned() }
+    }
+    fn set_size(&mut self, size: usize) {
+        self.struct_size = size;
+    }
+}
+
+fn default_calibration() -> cytoseg_calibration {
+    cytoseg_calibration {
+        struct_size: std::mem::size_of::<cytoseg_calibration>(),
+        pixel_width: 1.0,
+        pixel_height: 1.0,
+        unit: std::ptr::null(),
+    }
+}
+
 /// Fills `cal` with the defaults: 1 × 1 pixel, unit NULL ("pixel", uncalibrated).
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_calibration_init(cal: *mut cytoseg_calibration) -> cytoseg_status {
     boundary(|| {
-        if cal.is_null() {
-            return Err(null("cal"));
-        }
-        // SAFETY: non-null caller struct.
-        unsafe {
-            cal.write(cytoseg_calibration {
-                struct_size: std::mem::size_of::<cytoseg_calibration>(),
-                pixel_width: 1.0,
-                pixel_height: 1.0,
-                unit: std::ptr::null(),
-            })
-        };
-        Ok(())
+        // SAFETY: the caller provides a writable struct of some version.
+        unsafe { write_first_version(cal, default_calibration(), "cal") }
     })
 }
 
@@ -56,18 +77,8 @@ fn calibration(cal: *const cytoseg_calibration) -> Result<Calibration, FfiError>
     if cal.is_null() {
         return Ok(Calibration::default());
     }
-    // SAFETY: non-null caller struct.
-    let c = unsafe { input(cal, 1, "cal") }?[0];
-    let want = std::mem::size_of::<cytoseg_calibration>();
-    if c.struct_size != want {
-        return Err(FfiError(
-            cytoseg_status::InvalidArgument,
-            format!(
-                "cal.struct_size is {}, expected {want}: initialize it with cytoseg_calibration_init",
-                c.struct_size
-            ),
-        ));
-    }
+    // SAFETY: non-null caller struct of some version.
+    let c = unsafe { read_versioned(cal, default_calibration(), "cal") }?;
     let unit = if c.unit.is_null() {
         "pixel".to_string()
     } else {

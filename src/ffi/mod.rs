@@ -24,6 +24,7 @@ mod measure;
 mod metrics;
 mod model;
 mod version;
+mod versioned;
 
 pub use boundary::{
     cytoseg_clear_last_error, cytoseg_last_error_message, cytoseg_last_error_status,

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
 
-use super::boundary::{
-    FfiError, boundary, cytoseg_status, expect_len, image_input, input, null, output,
-};
+use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, image_input, null, output};
 use super::flows::cytoseg_masks_params;
+use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
 
 /// A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
 /// Thread safety: one model may be used by several threads at once (`cytoseg_model_segment` is
@@ -51,7 +50,8 @@ pub enum cytoseg_dtype {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct cytoseg_load_options {
-    /// Must be `sizeof(cytoseg_load_options)`; set by `cytoseg_load_options_init`.
+    /// `sizeof(cytoseg_load_options)` of the header the program was built with; set by `cytoseg_load_options_init`. A
+    /// struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
     pub struct_size: u32,
     /// A `cytoseg_device` value. Default: `CYTOSEG_DEVICE_AUTO`. Naming a device the loaded
     /// ONNX Runtime lacks is an error (`CYTOSEG_STATUS_RUNTIME`), not a silent CPU run.
@@ -71,7 +71,8 @@ pub struct cytoseg_load_options {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct cytoseg_segment_params {
-    /// Must be `sizeof(cytoseg_segment_params)`; set by `cytoseg_segment_params_init`.
+    /// `sizeof(cytoseg_segment_params)` of the header the program was built with; set by `cytoseg_segment_params_init`. A
+    /// struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
     pub struct_size: u32,
     /// Image channel for a one-channel model (0-based), or -1 for the mean of all channels.
     /// Default: -1.
@@ -94,32 +95,83 @@ pub struct cytoseg_segment_params {
 pub type cytoseg_progress_fn =
     Option<extern "C" fn(userdata: *mut c_void, done: usize, total: usize) -> i32>;
 
-fn checked_size(size: u32, want: usize, what: &str) -> Result<(), FfiError> {
-    if size as usize != want {
-        return Err(FfiError(
-            cytoseg_status::InvalidArgument,
-            format!(
-                "{what}.struct_size is {size}, expected {want}: initialize it with its _init function"
-            ),
-        ));
+impl Versioned for cytoseg_load_options {
+    const NAME: &'static str = "cytoseg_load_options";
+    const INIT: &'static str = "cytoseg_load_options_init";
+    const FIRST_VERSION_SIZE: usize = 24;
+    fn prefix_sizes() -> &'static [usize] {
+        prefix_sizes!(cytoseg_load_options {
+            struct_size: u32,
+            device: i32,
+            threads: u32,
+            reserved: u32,
+            ort_lib: *const c_char,
+        })
     }
-    Ok(())
+    unsafe fn read_size(ptr: *const Self) -> usize {
+        // SAFETY: as the trait requires.
+        unsafe { (ptr as *const u32).read_unaligned() as usize }
+    }
+    fn set_size(&mut self, size: usize) {
+        self.struct_size = size as u32;
+    }
+}
+
+impl Versioned for cytoseg_segment_params {
+    const NAME: &'static str = "cytoseg_segment_params";
+    const INIT: &'static str = "cytoseg_segment_params_init";
+    const FIRST_VERSION_SIZE: usize = 72;
+    fn prefix_sizes() -> &'static [usize] {
+        prefix_sizes!(cytoseg_segment_params {
+            struct_size: u32,
+            channel: i32,
+            diameter: f64,
+            tile_size: u32,
+            batch_size: u32,
+            tile_overlap: f64,
+            masks: cytoseg_masks_params,
+        })
+    }
+    unsafe fn read_size(ptr: *const Self) -> usize {
+        // SAFETY: as the trait requires.
+        unsafe { (ptr as *const u32).read_unaligned() as usize }
+    }
+    fn set_size(&mut self, size: usize) {
+        self.struct_size = size as u32;
+    }
+}
+
+/// The C defaults of `cytoseg_load_options`.
+fn default_load_options() -> cytoseg_load_options {
+    cytoseg_load_options {
+        struct_size: std::mem::size_of::<cytoseg_load_options>() as u32,
+        device: cytoseg_device::Auto as i32,
+        threads: 0,
+        reserved: 0,
+        ort_lib: std::ptr::null(),
+    }
+}
+
+/// The C form of a model's default segmentation parameters.
+fn default_segment_params(m: &Model) -> cytoseg_segment_params {
+    let d = SegmentParams::for_model(m);
+    cytoseg_segment_params {
+        struct_size: std::mem::size_of::<cytoseg_segment_params>() as u32,
+        channel: -1,
+        diameter: 0.0,
+        tile_size: 0,
+        batch_size: d.batch_size as u32,
+        tile_overlap: -1.0,
+        masks: d.mask.into(),
+    }
 }
 
 /// Fills `options` with the defaults (auto device, default threads, library search).
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_load_options_init(options: *mut cytoseg_load_options) -> cytoseg_status {
     boundary(|| {
-        // SAFETY: checked for NULL and alignment; the caller provides a writable struct.
-        let out = unsafe { output(options, 1, "options") }?;
-        out[0] = cytoseg_load_options {
-            struct_size: std::mem::size_of::<cytoseg_load_options>() as u32,
-            device: cytoseg_device::Auto as i32,
-            threads: 0,
-            reserved: 0,
-            ort_lib: std::ptr::null(),
-        };
-        Ok(())
+        // SAFETY: the caller provides a writable struct of some version.
+        unsafe { write_first_version(options, default_load_options(), "options") }
     })
 }
 
@@ -158,13 +210,8 @@ pub extern "C" fn cytoseg_model_load(
         let opts = if options.is_null() {
             LoadOptions::default()
         } else {
-            // SAFETY: non-null; caller-provided struct.
-            let o = unsafe { input(options, 1, "options") }?[0];
-            checked_size(
-                o.struct_size,
-                std::mem::size_of::<cytoseg_load_options>(),
-                "options",
-            )?;
+            // SAFETY: non-null; caller-provided struct of some version.
+            let o = unsafe { read_versioned(options, default_load_options(), "options") }?;
             let device = match o.device {
                 0 => Device::Auto,
                 1 => Device::Cpu,
@@ -271,19 +318,8 @@ pub extern "C" fn cytoseg_segment_params_init(
 ) -> cytoseg_status {
     boundary(|| {
         let m = model_ref(model)?;
-        // SAFETY: checked for NULL and alignment.
-        let out = unsafe { output(params, 1, "params") }?;
-        let d = SegmentParams::for_model(m);
-        out[0] = cytoseg_segment_params {
-            struct_size: std::mem::size_of::<cytoseg_segment_params>() as u32,
-            channel: -1,
-            diameter: 0.0,
-            tile_size: 0,
-            batch_size: d.batch_size as u32,
-            tile_overlap: -1.0,
-            masks: d.mask.into(),
-        };
-        Ok(())
+        // SAFETY: the caller provides a writable struct of some version.
+        unsafe { write_first_version(params, default_segment_params(m), "params") }
     })
 }
 
@@ -353,13 +389,8 @@ pub extern "C" fn cytoseg_model_segment(
         }?;
         let mut p = SegmentParams::for_model(m);
         if !params.is_null() {
-            // SAFETY: non-null caller struct.
-            let c = unsafe { input(params, 1, "params") }?[0];
-            checked_size(
-                c.struct_size,
-                std::mem::size_of::<cytoseg_segment_params>(),
-                "params",
-            )?;
+            // SAFETY: non-null caller struct of some version.
+            let c = unsafe { read_versioned(params, default_segment_params(m), "params") }?;
             p.channels = match c.channel {
                 -1 => ChannelChoice::Auto,
                 ch if ch >= 0 => ChannelChoice::Select(vec![ch as usize]),

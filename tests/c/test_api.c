@@ -196,8 +196,59 @@ static void test_metrics(void) {
     CHECK(cytoseg_evaluate_labels(NULL, p, 16, thr, 2, 0, st, NULL) == CYTOSEG_STATUS_NULL_POINTER);
 }
 
+/* cytoseg_masks_params as an older header would declare it, without its last two fields: the
+ * C ABI promises that such a struct is accepted and the missing fields take their defaults. */
+typedef struct {
+    uint32_t struct_size;
+    uint32_t niter;
+    float cellprob_threshold;
+    uint32_t reserved;
+    double flow_threshold;
+} old_masks_params;
+
+/* ... and as a newer header might: one more field at the end. */
+typedef struct {
+    cytoseg_masks_params current;
+    double added_later;
+} newer_masks_params;
+
+static void test_struct_versions(void) {
+    static float dp[2 * H * W], cellprob[H * W];
+    static uint32_t want[H * W], got[H * W];
+    make_flows(dp, cellprob);
+    uint32_t n_want = 0, n_got = 0;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, NULL, want, H * W, &n_want) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(n_want == 2);
+    old_masks_params old = {sizeof(old_masks_params), 200, 0.0f, 0, 0.4};
+    CHECK(sizeof old < sizeof(cytoseg_masks_params));
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, (const cytoseg_masks_params *)&old,
+                                  got, H * W, &n_got) == CYTOSEG_STATUS_OK);
+    CHECK(n_got == n_want && memcmp(got, want, sizeof got) == 0);
+    /* The fields it has are read: a threshold above every logit leaves no mask. */
+    old.cellprob_threshold = 100.0f;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, (const cytoseg_masks_params *)&old,
+                                  got, H * W, &n_got) == CYTOSEG_STATUS_OK);
+    CHECK(n_got == 0);
+    /* A size that ends inside a field is no version of the struct. */
+    old.struct_size = 20;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, (const cytoseg_masks_params *)&old,
+                                  got, H * W, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    /* A struct from a newer header than this library is refused with a message saying so. */
+    newer_masks_params newer;
+    CHECK(cytoseg_masks_params_init(&newer.current) == CYTOSEG_STATUS_OK);
+    newer.current.struct_size = sizeof newer;
+    newer.added_later = 1.0;
+    CHECK(cytoseg_flows_to_labels(dp, 2 * H * W, cellprob, H * W, H, W, &newer.current, got, H * W, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    char msg[512];
+    cytoseg_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "newer cytoseg header") != NULL);
+}
+
 int main(void) {
     test_version();
+    test_struct_versions();
     test_errors_api();
     test_flows_to_labels();
     test_bad_input();

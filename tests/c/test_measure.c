@@ -125,6 +125,20 @@ static void test_calibrated_multichannel(void) {
     CHECK(cell(t, "intensity_mean-1", 1) == 7 && cell(t, "intensity_std-1", 1) == 0);
     cytoseg_table_free(t);
 
+    /* A calibration struct of an older header, without `unit`: accepted, unit "pixel". */
+    struct {
+        size_t struct_size;
+        double pixel_width, pixel_height;
+    } old_cal = {sizeof old_cal, 0.5, 0.5};
+    CHECK(sizeof old_cal < sizeof cal);
+    t = NULL;
+    CHECK(cytoseg_measure(labels, W, H, NULL, 0, 0, 0, (const cytoseg_calibration *)&old_cal, &t) ==
+          CYTOSEG_STATUS_OK);
+    area = find_column(t, "area");
+    CHECK(area >= 0 && strcmp(cytoseg_table_column_unit(t, (size_t)area), "pixel^2") == 0);
+    CHECK(near(cell(t, "area", 0), 32 * 0.25));
+    cytoseg_table_free(t);
+
     /* Bad calibration, struct size, dtype, stride, sizes, NULLs. */
     cal.pixel_width = -1;
     t = NULL;
