@@ -9,7 +9,8 @@ Without --python: every line of each file (comments and blank lines aside) must 
 With --python: additionally, the distributions installed in that interpreter's environment must
 be exactly the pinned set, same versions, nothing more and nothing less (pip itself and the names
 given with --allow, e.g. the project's own package, excepted). With --top: every pin of that
-file of top-level choices (``name[extras]==version``) must be in the pin files, same version.
+file of top-level choices (``name[extras]==version``; ``-c``/``-r`` lines are skipped) must be in
+the pin files, same version. Several pin files given together must agree on shared names.
 Exit status 1 on any difference.
 Only the standard library is used, so the check runs with any Python 3.8+.
 """
@@ -39,6 +40,8 @@ def read_pins(path: str, errors: list[str], line_re: re.Pattern = LINE) -> dict[
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
+            if line_re is TOP and re.match(r"^-[rc]\s", line):
+                continue  # a requirements file may name its constraints file (-c) or another (-r)
             m = line_re.match(line)
             if not m:
                 errors.append(f"{path}:{no}: not an exact 'name==version' pin: {line!r}")
