@@ -40,7 +40,11 @@ CYTOSEG_SKIP_CARGO=1 "$venv/bin/python" -m pip wheel -q --disable-pip-version-ch
 "${pip[@]}" --force-reinstall --no-deps --no-index "$wheels"/cytoseg-*.whl
 echo "== pip check, and the installed set equals requirements-ci.txt (besides pip and cytoseg)"
 "$venv/bin/python" -m pip check
-"${check_pins[@]}" "$lock" --python "$venv/bin/python" --allow cytoseg
+if ! "${check_pins[@]}" "$lock" --python "$venv/bin/python" --allow cytoseg; then
+    echo "ci.sh: $venv differs from requirements-ci.txt (left over from other pins?" \
+         "CYTOSEG_CI_FRESH=1 recreates it)" >&2
+    exit 1
+fi
 
 cd "$here"
 export CYTOSEG_CLI="$repo/target/release/cytoseg"
