@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 echo "== system packages (apt, only what is missing)"
 bash scripts/setup-system.sh
+echo "== Python pin files: every line name==version; the files sharing ./.venv agree"
+python3 scripts/check_pins.py bindings/python/requirements-ci.txt --top bindings/python/requirements-ci.in
+python3 scripts/check_pins.py scripts/requirements-ort.txt models/nuclei/train/constraints.txt \
+    --top models/nuclei/train/requirements.txt --top tests/parity/requirements.txt
 echo "== ONNX Runtime for the inference tests (PyPI, into ./.venv)"
 bash scripts/setup-ort.sh || echo "ONNX Runtime could not be installed: inference tests will say they skipped"
 echo "== cargo fmt --check"

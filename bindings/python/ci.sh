@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Tests of the Python package and the napari plugin in a clean virtual environment:
-# builds libcytoseg (cargo), pip-installs bindings/python with napari 0.9 (PyQt6), pytest,
-# pytest-qt and dask into bindings/python/.venv-ci, then runs bindings/python/tests under
-# Xvfb (the napari tests need a display; without Xvfb or $DISPLAY they are skipped).
+# builds libcytoseg (cargo), installs the pinned set requirements-ci.txt (napari 0.9 with PyQt6,
+# pytest, pytest-qt, dask/distributed, ...: every package, transitive ones included, `==`; top-level
+# choices in requirements-ci.in) and the bindings/python wheel into bindings/python/.venv-ci,
+# checks that the environment equals the pins, then runs bindings/python/tests under Xvfb (the
+# napari tests need a display; without Xvfb or $DISPLAY they are skipped).
 #   CYTOSEG_CI_FRESH=1  recreate the venv first (CI machines start without one anyway)
 #   CYTOSEG_CI_PYTHON   the interpreter to build the venv with (default python3)
 set -euo pipefail
@@ -20,15 +22,29 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "== new venv $venv"
     "$py" -m venv "$venv"
 fi
+lock="$here/requirements-ci.txt"
+check_pins=("$py" "$repo/scripts/check_pins.py")
+echo "== pins: every line of requirements-ci.txt is name==version, and it holds requirements-ci.in"
+"${check_pins[@]}" "$lock" --top "$here/requirements-ci.in"
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
-echo "== pip install napari[pyqt6] 0.9, pytest, pytest-qt, dask"
-"${pip[@]}" "napari[pyqt6]==0.9.*" "pytest>=8" "pytest-qt>=4" "dask[array]" distributed tifffile pandas
-echo "== pip wheel bindings/python, then install it (and numpy, onnxruntime)"
+echo "== pip install -r requirements-ci.txt (exact versions, wheels only, no dependency resolution)"
+# --no-deps: only what the file names is installed; `pip check` below proves it is complete.
+# Packages of an older .venv-ci that the file no longer names make check_pins fail (FRESH=1 fixes).
+"${pip[@]}" --only-binary :all: --no-deps -r "$lock"
+echo "== pip wheel bindings/python (pinned setuptools, no build isolation), then install it"
 wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT
-CYTOSEG_SKIP_CARGO=1 "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps -w "$wheels" "$here"
-"${pip[@]}" --force-reinstall --no-deps "$wheels"/cytoseg-*.whl
-"${pip[@]}" "$wheels"/cytoseg-*.whl
+CYTOSEG_SKIP_CARGO=1 "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps \
+    --no-build-isolation -w "$wheels" "$here"
+# its dependencies (numpy, onnxruntime) are in the pinned set: nothing is resolved or downloaded
+"${pip[@]}" --force-reinstall --no-deps --no-index "$wheels"/cytoseg-*.whl
+echo "== pip check, and the installed set equals requirements-ci.txt (besides pip and cytoseg)"
+"$venv/bin/python" -m pip check
+if ! "${check_pins[@]}" "$lock" --python "$venv/bin/python" --allow cytoseg; then
+    echo "ci.sh: $venv differs from requirements-ci.txt (left over from other pins?" \
+         "CYTOSEG_CI_FRESH=1 recreates it)" >&2
+    exit 1
+fi
 
 cd "$here"
 export CYTOSEG_CLI="$repo/target/release/cytoseg"

@@ -1,6 +1,7 @@
 """Writes the committed flow → label fixtures in tests/fixtures/flows/ (seed 2026).
 
-Run with cellpose==4.2.1.1 installed:  python tests/parity/make_flow_fixtures.py
+Run with cellpose==4.2.1.1 installed (tests/parity/requirements.txt):
+    python tests/parity/make_flow_fixtures.py
 """
 import sys
 from pathlib import Path

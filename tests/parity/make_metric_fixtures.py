@@ -1,7 +1,7 @@
 """Writes the metric parity fixtures (default: tests/fixtures/metrics/, seed 2026).
 
 Needs stardist==0.9.2 (stardist.matching only, no TensorFlow), cellpose==4.2.1.1, scipy,
-scikit-image and ../shared/data/dsb2018-fluo/train.npz:
+scikit-image (all in tests/parity/requirements.txt) and ../shared/data/dsb2018-fluo/train.npz:
 
     python tests/parity/make_metric_fixtures.py [--seed 2026] [--n-real 12] [--max-side 160] [--out DIR]
 

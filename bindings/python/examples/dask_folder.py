@@ -3,7 +3,8 @@
 Each worker process loads the model once (a per-process cache) and segments whole files; only
 paths and object counts travel over the network. The same code runs on a laptop
 (``LocalCluster``) or on a cluster (``--scheduler tcp://host:8786``; the workers need
-``pip install cytoseg tifffile`` and a view of the folders).
+``pip install cytoseg tifffile``, best with ``-c requirements-ci.txt`` so that they run the
+client's versions, and a view of the folders).
 
     python dask_folder.py IN_DIR OUT_DIR [--workers 2] [--scheduler ADDRESS] [--diameter 17]
 

@@ -14,7 +14,8 @@
 #                                               # the venv set-up on a shared 2-core CPU
 #
 # Needs ../shared/data/dsb2018-fluo/train.npz (or CYTOSEG_DSB_NPZ), Python 3.11 and the Rust
-# toolchain. Installs models/nuclei/train/requirements.txt into ./.venv (PYTHON overrides).
+# toolchain. Installs models/nuclei/train/requirements.txt into ./.venv (PYTHON overrides), every
+# package, transitive ones included, at the exact version of constraints.txt.
 # Environment: VERSION (manifest version, default 1.3.0), HARDWARE (manifest note), DEVICE
 # (torch device, default cpu). The first phase also caches Cellpose flow targets (~6 min).
 # Bit-identical weights need the same torch build and thread counts (1 thread in phases 1-2,
@@ -33,7 +34,10 @@ if [ -z "${PYTHON:-}" ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
     PYTHON=.venv/bin/python
     if ! $PYTHON -c "import torch, cellpose, stardist, onnx, onnxruntime, tifffile" 2>/dev/null; then
-        $PYTHON -m pip install -q --disable-pip-version-check -r $T/requirements.txt
+        python3 scripts/check_pins.py $T/constraints.txt --top $T/requirements.txt
+        $PYTHON -m pip install -q --disable-pip-version-check --only-binary :all: \
+            -r $T/requirements.txt -c $T/constraints.txt
+        $PYTHON -m pip check
     fi
 fi
 mkdir -p "$C"
