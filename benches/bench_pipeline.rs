@@ -171,7 +171,7 @@ fn mosaic(pool: &CropPool, side: usize) -> Vec<u16> {
 // Helpers.
 
 /// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the repository `.venv`'s onnxruntime
-/// package (the one the Python reference uses), else `None` (cytoseg then searches itself).
+/// package (the one the Python reference uses), else `None` (then the command line's search).
 fn ort_library() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH")
         .map(PathBuf::from)
@@ -196,7 +196,8 @@ fn ort_library() -> Option<PathBuf> {
 fn load_model(threads: usize) -> BoxResult<Model> {
     let opts = LoadOptions {
         device: Device::Cpu,
-        ort_lib: ort_library(),
+        ort_search: cytoseg::host::cli_ort_search(ort_library().as_deref()),
+        model_dirs: Vec::new(),
         threads,
     };
     let dir = repo().join("models/nuclei");

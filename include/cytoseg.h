@@ -378,8 +378,8 @@ typedef struct cytoseg_load_options {
    */
   uint32_t reserved;
   /**
-   * Path of the ONNX Runtime library, or NULL to search `ORT_DYLIB_PATH`, the folder of
-   * libcytoseg, then python3's onnxruntime package. Only the first successful load in a
+   * Path of the ONNX Runtime library, or NULL to search `ORT_DYLIB_PATH`, then the folder of
+   * libcytoseg. Only the first successful load in a
    * process counts: one ONNX Runtime per process. Borrowed for the call only.
    */
   const char *ort_lib;

@@ -7,11 +7,13 @@
 //! * `ffi` (C ABI, header `include/cytoseg.h`) and `jni` (Java entry points) are thin adapters
 //!   over the core that only convert arguments and results.
 //! * [`cli`] implements the `cytoseg` command-line tool.
+//! * [`host`] is the hosts' policy: where each face looks for ONNX Runtime and models.
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod core;
 pub mod ffi;
+pub mod host;
 /// cbindgen:ignore
 pub mod jni;
 

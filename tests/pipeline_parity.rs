@@ -21,7 +21,8 @@ fn load_model(dir: &Path) -> Option<Model> {
     };
     let opts = LoadOptions {
         device: Device::Cpu,
-        ort_lib: Some(lib),
+        ort_search: vec![("test".into(), lib)],
+        model_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("models")],
         threads: 0,
     };
     Some(Model::load(dir.to_str().unwrap(), &opts).expect("load model"))
@@ -120,7 +121,8 @@ fn model_loading_errors_are_clear() {
     };
     let opts = LoadOptions {
         device: Device::Cpu,
-        ort_lib: Some(lib),
+        ort_search: vec![("test".into(), lib)],
+        model_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("models")],
         threads: 0,
     };
     let err = Model::load("no-such-model", &opts).unwrap_err().to_string();
@@ -148,7 +150,7 @@ fn model_loading_errors_are_clear() {
         device: Device::Cuda,
         ..opts.clone()
     };
-    let rt = cytoseg::core::model::runtime::runtime(opts.ort_lib.as_deref()).unwrap();
+    let rt = cytoseg::core::model::runtime::runtime(&opts.ort_search).unwrap();
     if !Device::Cuda.is_available(rt) {
         let err = Model::load(src.to_str().unwrap(), &cuda)
             .unwrap_err()

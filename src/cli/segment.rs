@@ -20,8 +20,8 @@ pub struct ModelArgs {
     /// available, else the CPU).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// ONNX Runtime library to use (default: ORT_DYLIB_PATH, next to cytoseg, or python3's
-    /// onnxruntime package).
+    /// ONNX Runtime library to use (default: ORT_DYLIB_PATH, beside the cytoseg executable, or
+    /// python3's onnxruntime package).
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
     /// ONNX Runtime threads (0 = one per core).
@@ -34,7 +34,8 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Model> {
         let options = LoadOptions {
             device: Device::parse(&self.device)?,
-            ort_lib: self.ort_lib.clone(),
+            ort_search: crate::host::cli_ort_search(self.ort_lib.as_deref()),
+            model_dirs: crate::host::cli_model_dirs(),
             threads: self.threads,
         };
         Model::load(&self.model, &options)
@@ -270,7 +271,7 @@ pub struct ModelsCmd {
 
 /// Runs `cytoseg models`.
 pub fn models(cmd: ModelsCmd) -> Result<i32> {
-    let found = list_models();
+    let found = list_models(&crate::host::cli_model_dirs());
     if found.is_empty() {
         println!("no model packages found");
     }
@@ -288,7 +289,7 @@ pub fn models(cmd: ModelsCmd) -> Result<i32> {
         }
     }
     if cmd.providers {
-        let rt = runtime::runtime(cmd.ort_lib.as_deref())?;
+        let rt = runtime::runtime(&crate::host::cli_ort_search(cmd.ort_lib.as_deref()))?;
         println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
         for (d, ok) in runtime::available_devices(rt) {
             println!(

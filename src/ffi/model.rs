@@ -60,8 +60,8 @@ pub struct cytoseg_load_options {
     pub threads: u32,
     /// Reserved, must be 0.
     pub reserved: u32,
-    /// Path of the ONNX Runtime library, or NULL to search `ORT_DYLIB_PATH`, the folder of
-    /// libcytoseg, then python3's onnxruntime package. Only the first successful load in a
+    /// Path of the ONNX Runtime library, or NULL to search `ORT_DYLIB_PATH`, then the folder of
+    /// libcytoseg. Only the first successful load in a
     /// process counts: one ONNX Runtime per process. Borrowed for the call only.
     pub ort_lib: *const c_char,
 }
@@ -208,7 +208,11 @@ pub extern "C" fn cytoseg_model_load(
             return Err(null("out"));
         }
         let opts = if options.is_null() {
-            LoadOptions::default()
+            LoadOptions {
+                ort_search: crate::host::library_ort_search(None),
+                model_dirs: crate::host::library_model_dirs(),
+                ..LoadOptions::default()
+            }
         } else {
             // SAFETY: non-null; caller-provided struct of some version.
             let o = unsafe { read_versioned(options, default_load_options(), "options") }?;
@@ -233,7 +237,8 @@ pub extern "C" fn cytoseg_model_load(
             };
             LoadOptions {
                 device,
-                ort_lib,
+                ort_search: crate::host::library_ort_search(ort_lib.as_deref()),
+                model_dirs: crate::host::library_model_dirs(),
                 threads: o.threads as usize,
             }
         };

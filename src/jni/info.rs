@@ -36,7 +36,7 @@ pub extern "system" fn Java_org_cytoseg_Native_runtimeInfo<'local>(
 ) -> JString<'local> {
     env.with_env(|env| -> JResult<JString<'local>> {
         let lib = opt_string_arg(env, &ort_lib)?.map(PathBuf::from);
-        let rt = runtime::runtime(lib.as_deref())?;
+        let rt = runtime::runtime(&crate::host::library_ort_search(lib.as_deref()))?;
         let mut pairs = vec![
             ("version".to_string(), rt.version.clone()),
             ("library".to_string(), rt.library.display().to_string()),
@@ -51,8 +51,8 @@ pub extern "system" fn Java_org_cytoseg_Native_runtimeInfo<'local>(
     .resolve::<ThrowCytoseg>()
 }
 
-/// The model packages the engine finds by name (`$CYTOSEG_MODELS`, `models/` beside the
-/// executable, the source tree), as `name=folder` lines.
+/// The model packages found by name (`$CYTOSEG_MODELS`, `models/` beside libcytoseg or one
+/// level up: `crate::host`), as `name=folder` lines.
 ///
 /// Java: `static native String listModels()`.
 #[unsafe(no_mangle)]
@@ -61,7 +61,7 @@ pub extern "system" fn Java_org_cytoseg_Native_listModels<'local>(
     _class: JClass<'local>,
 ) -> JString<'local> {
     env.with_env(|env| -> JResult<JString<'local>> {
-        let found = list_models();
+        let found = list_models(&crate::host::library_model_dirs());
         let refs: Vec<(&str, String)> = found
             .iter()
             .map(|(n, d)| (n.as_str(), d.display().to_string()))

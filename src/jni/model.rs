@@ -32,7 +32,7 @@ pub(crate) const PARAMS_LEN: usize = 10;
 /// Java: `static native long modelLoad(String nameOrPath, String device, String ortLib, int threads)`.
 /// `device` is `auto|cpu|cuda|tensorrt|coreml|directml`; `ortLib` (nullable) is the ONNX
 /// Runtime library to load (otherwise the engine's search: `ORT_DYLIB_PATH`, next to
-/// libcytoseg, python3's onnxruntime); `threads` 0 = one per core. Returns a non-zero handle.
+/// libcytoseg: `crate::host`); `threads` 0 = one per core. Returns a non-zero handle.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_org_cytoseg_Native_modelLoad<'local>(
     mut env: EnvUnowned<'local>,
@@ -48,7 +48,8 @@ pub extern "system" fn Java_org_cytoseg_Native_modelLoad<'local>(
         let ort_lib = opt_string_arg(env, &ort_lib)?.map(PathBuf::from);
         let options = LoadOptions {
             device,
-            ort_lib,
+            ort_search: crate::host::library_ort_search(ort_lib.as_deref()),
+            model_dirs: crate::host::library_model_dirs(),
             threads: dim(threads, "threads")?,
         };
         let model = Model::load(&name, &options)?;

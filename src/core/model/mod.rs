@@ -27,9 +27,12 @@ pub use runtime::{Device, Runtime};
 pub struct LoadOptions {
     /// Where the network runs (`auto` by default: a GPU provider if one is available).
     pub device: Device,
-    /// ONNX Runtime library to load (otherwise `ORT_DYLIB_PATH`, next to cytoseg, then python3's
-    /// `onnxruntime` package).
-    pub ort_lib: Option<PathBuf>,
+    /// Where to look for the ONNX Runtime library, in order (the first that loads is used,
+    /// once per process). The host decides: see `cytoseg::host`.
+    pub ort_search: Vec<runtime::Candidate>,
+    /// Folders in which a model given by name is looked up. The host decides: see
+    /// `cytoseg::host`.
+    pub model_dirs: Vec<PathBuf>,
     /// Intra-op threads of ONNX Runtime (0 = its default: one per core).
     pub threads: usize,
 }
@@ -142,33 +145,12 @@ pub struct Model {
     session: Mutex<Session>,
 }
 
-/// Folders searched for bundled models by name, in order: `$CYTOSEG_MODELS`, `models/` beside
-/// the executable or one level up, `share/cytoseg/models` beside the executable's parent, and
-/// this source tree's `models/`.
-pub fn model_search_path() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(p) = std::env::var_os("CYTOSEG_MODELS") {
-        dirs.extend(std::env::split_paths(&p));
-    }
-    if let Some(exe_dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        dirs.push(exe_dir.join("models"));
-        if let Some(up) = exe_dir.parent() {
-            dirs.push(up.join("models"));
-            dirs.push(up.join("share/cytoseg/models"));
-        }
-    }
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
-    dirs
-}
-
-/// The packages found on the search path: (name, folder), first occurrence of each name.
-pub fn list_models() -> Vec<(String, PathBuf)> {
+/// The packages found in `dirs` (searched in order): (name, folder), first occurrence of each
+/// name. Which folders to search is the host's choice (see the `host` module of the library).
+pub fn list_models(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = Vec::new();
-    for dir in model_search_path() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         let mut found: Vec<PathBuf> = entries
@@ -189,8 +171,9 @@ pub fn list_models() -> Vec<(String, PathBuf)> {
     out
 }
 
-/// Resolves a model given by bundled name or by path (a package folder or its manifest.json).
-pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
+/// Resolves a model given by path (a package folder or its manifest.json) or by name, looked
+/// up in `dirs`.
+pub fn resolve_model(name_or_path: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
     let p = Path::new(name_or_path);
     if p.is_dir() && p.join("manifest.json").is_file() {
         return Ok(p.to_path_buf());
@@ -203,10 +186,11 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
             "{name_or_path} is not a model package: expected a folder holding manifest.json and the ONNX file"
         )));
     }
-    if let Some((_, dir)) = list_models().into_iter().find(|(n, _)| n == name_or_path) {
-        return Ok(dir);
+    let found = list_models(dirs);
+    if let Some((_, dir)) = found.iter().find(|(n, _)| n == name_or_path) {
+        return Ok(dir.clone());
     }
-    let known: Vec<String> = list_models().into_iter().map(|(n, _)| n).collect();
+    let known: Vec<String> = found.into_iter().map(|(n, _)| n).collect();
     Err(Error::Model(format!(
         "no model named {name_or_path:?} (bundled: {}; searched {})",
         if known.is_empty() {
@@ -214,8 +198,7 @@ pub fn resolve_model(name_or_path: &str) -> Result<PathBuf> {
         } else {
             known.join(", ")
         },
-        model_search_path()
-            .iter()
+        dirs.iter()
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
@@ -250,7 +233,7 @@ impl Model {
     /// network's input/output signature against the manifest, and opens a session on the
     /// requested device.
     pub fn load(name_or_path: &str, options: &LoadOptions) -> Result<Model> {
-        let dir = resolve_model(name_or_path)?;
+        let dir = resolve_model(name_or_path, &options.model_dirs)?;
         let manifest = Manifest::read(&dir.join("manifest.json"))?;
         let onnx = manifest.onnx_path(&dir);
         let bytes = std::fs::read(&onnx).map_err(|e| Error::io(&onnx, e))?;
@@ -262,7 +245,7 @@ impl Model {
                 manifest.model.sha256
             )));
         }
-        let rt = runtime::runtime(options.ort_lib.as_deref())?;
+        let rt = runtime::runtime(&options.ort_search)?;
         let (session, device) = match options.device {
             Device::Auto => {
                 let mut chosen = None;

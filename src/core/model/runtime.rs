@@ -30,86 +30,28 @@ pub struct Runtime {
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());
 
-/// Candidate library paths in the documented search order, each with where it came from.
-pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
-    let mut out = Vec::new();
-    if let Some(p) = explicit {
-        out.push(("--ort-lib / explicit path".to_string(), p.to_path_buf()));
-    }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        out.push(("ORT_DYLIB_PATH".to_string(), PathBuf::from(p)));
-    }
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = own_library_dir() {
-        dirs.push(dir);
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        dirs.push(dir);
-    }
-    dirs.dedup();
-    for dir in dirs {
-        for name in LIB_NAMES {
-            out.push((
-                format!("next to cytoseg ({})", dir.display()),
-                dir.join(name),
-            ));
-        }
-    }
-    if let Some(entries) = python_onnxruntime_dir().and_then(|capi| std::fs::read_dir(capi).ok()) {
-        let mut libs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                    LIB_NAMES
-                        .iter()
-                        .any(|l| n.starts_with(l.trim_end_matches(".1")))
-                })
-            })
-            .collect();
-        libs.sort();
-        for l in libs {
-            out.push(("python3's onnxruntime package".to_string(), l));
-        }
-    }
-    out
+/// A place to look for the ONNX Runtime library: where the path came from (for messages) and
+/// the path.
+pub type Candidate = (String, PathBuf);
+
+/// The library file names of ONNX Runtime in `dir`, as candidates labelled `source`.
+pub fn in_folder(source: &str, dir: &Path) -> Vec<Candidate> {
+    LIB_NAMES
+        .iter()
+        .map(|name| (format!("{source} ({})", dir.display()), dir.join(name)))
+        .collect()
 }
 
-/// Folder holding the shared library that contains this code, when loaded as a cdylib.
-fn own_library_dir() -> Option<PathBuf> {
-    // The executable's folder covers the CLI; for the cdylib, hosts usually place ONNX Runtime
-    // beside it, which the Java and Python shims pass explicitly. /proc/self/maps tells where
-    // libcytoseg was mapped from on Linux.
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.contains("libcytoseg"))
-        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+/// The runtime loaded in this process, if one was.
+pub fn loaded() -> Option<&'static Runtime> {
+    RUNTIME.get()
 }
 
-/// `onnxruntime/capi` of the `python3` on PATH, if it has the package.
-fn python_onnxruntime_dir() -> Option<PathBuf> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))",
-        ])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    dir.is_dir().then_some(dir)
-}
-
-/// Loads ONNX Runtime once per process (later calls return the same runtime, whatever path
-/// they name). `explicit` is tried first, then `ORT_DYLIB_PATH`, the folder of cytoseg, and
-/// the `onnxruntime` package of `python3`.
-pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
+/// Loads ONNX Runtime once per process from the first of `candidates` that loads (later calls
+/// return the same runtime, whatever they name). The engine looks nowhere by itself: each host
+/// (the command line, the C API, the Java and Python shims) says where to look, in its own
+/// documented order. The error lists every place tried.
+pub fn runtime(candidates: &[Candidate]) -> Result<&'static Runtime> {
     if let Some(r) = RUNTIME.get() {
         return Ok(r);
     }
@@ -118,12 +60,12 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
         return Ok(r);
     }
     let mut tried = Vec::new();
-    for (source, path) in candidates(explicit) {
+    for (source, path) in candidates {
         if !path.exists() {
             tried.push(format!("  {} ({source}): not found", path.display()));
             continue;
         }
-        match ort::init_from(&path) {
+        match ort::init_from(path) {
             Ok(builder) => {
                 let env = builder
                     .with_name("cytoseg")
@@ -132,10 +74,10 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
                     .map_err(|e| {
                         Error::Runtime(format!("creating the ONNX Runtime environment: {e}"))
                     })?;
-                let version = ort_version(&path);
+                let version = ort_version(path);
                 log::info!("ONNX Runtime {version} loaded from {}", path.display());
                 let _ = RUNTIME.set(Runtime {
-                    library: path,
+                    library: path.clone(),
                     version,
                     env,
                 });
@@ -147,7 +89,7 @@ pub fn runtime(explicit: Option<&Path>) -> Result<&'static Runtime> {
         }
     }
     Err(Error::Runtime(format!(
-        "ONNX Runtime (1.22 or newer) was not found. Looked in:\n{}\nInstall it with `pip install onnxruntime==1.31.1` (or onnxruntime-gpu for CUDA) and/or point cytoseg at the library with --ort-lib PATH or ORT_DYLIB_PATH=/path/to/libonnxruntime.so",
+        "ONNX Runtime (1.22 or newer) was not found. Looked in:\n{}\nInstall it (scripts/setup-ort.sh puts it beside the cytoseg binary; or `pip install onnxruntime==1.31.1`, onnxruntime-gpu for CUDA) and/or name the library with --ort-lib PATH or ORT_DYLIB_PATH=/path/to/libonnxruntime.so",
         if tried.is_empty() {
             "  (no candidate locations)".to_string()
         } else {
