@@ -1,11 +1,10 @@
 //! The `cytoseg` command-line tool: each subcommand parses its arguments, calls the core, and
 //! reports; no engine logic lives here.
 
-mod batch;
 mod evaluate;
 mod masks;
 mod measure;
-mod objects;
+mod progress;
 mod segment;
 mod validate;
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::progress::Reporter;
+use crate::core::batch;
 use crate::core::error::{Error, Result};
 use crate::core::model::{
     ChannelChoice, Device, LoadOptions, Model, SegmentParams, list_models, runtime,
@@ -175,27 +177,22 @@ Examples:
 
 /// Runs `cytoseg segment`; returns 1 when any image failed.
 pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
-    use super::batch;
     let inputs = batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?;
     if inputs.is_empty() {
         return Err(Error::invalid("no input images found"));
     }
-    let started = batch::utc_now();
-    let t0 = std::time::Instant::now();
     let model = cmd.model.load()?;
     let mut params = cmd.seg.params(&model);
     params.keep_flows = cmd.save_flows;
     let opts = batch::BatchOptions {
         out: cmd.out.clone(),
-        jobs: default_jobs(cmd.jobs),
+        jobs: batch::default_jobs(cmd.jobs),
         memory_budget: memory_budget(cmd.max_memory)?,
         overwrite: cmd.overwrite,
         measure: !cmd.no_objects,
         save_flows: cmd.save_flows,
-        quiet,
+        invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
     };
-    // Only now that the run can start: a bad model or device leaves no empty output folder.
-    std::fs::create_dir_all(&cmd.out).map_err(|e| Error::io(&cmd.out, e))?;
     if !quiet {
         eprintln!(
             "cytoseg {}: {} image(s), model {} {} on {} (ONNX Runtime {}), {} job(s)",
@@ -208,53 +205,34 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
             opts.jobs
         );
     }
-    let outcomes = batch::run_batch(&model, &params, &inputs, &opts);
-    let finished = batch::utc_now();
-    let manifest = batch::manifest(
-        &model,
-        &params,
-        &opts,
-        &outcomes,
-        &started,
-        &finished,
-        t0.elapsed().as_secs_f64(),
-    );
-    batch::write_run_files(&cmd.out, &outcomes, &manifest)?;
-    let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
-    let failed = count("failed");
-    if !quiet || failed > 0 {
+    // The output folder is created only now that the run can start: a bad model or device
+    // leaves nothing behind.
+    let reporter = Reporter::new(inputs.len(), quiet);
+    let report = batch::segment_folder(&model, &params, &inputs, &opts, &reporter);
+    reporter.finish();
+    let report = report?;
+    let c = report.counts;
+    if !quiet || c.failed > 0 {
         eprintln!(
             "{} ok, {} skipped (finished earlier), {} failed in {:.1} s; summary: {}",
-            count("ok"),
-            count("skipped"),
-            failed,
-            t0.elapsed().as_secs_f64(),
+            c.ok,
+            c.skipped,
+            c.failed,
+            report.seconds,
             cmd.out.join("summary.csv").display()
         );
     }
-    Ok(if failed > 0 { 1 } else { 0 })
+    Ok(if c.failed > 0 { 1 } else { 0 })
 }
 
-/// `--jobs`, or the number of cores capped at 4.
-pub fn default_jobs(jobs: Option<usize>) -> usize {
-    jobs.filter(|&j| j > 0).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(4)
-    })
-}
-
-/// `--max-memory` in bytes, or 60% of the available memory (4 GiB when unknown).
+/// `--max-memory` in bytes, or the engine's default (60% of the available memory).
 pub fn memory_budget(gib: Option<f64>) -> Result<u64> {
     match gib {
         Some(g) if g.is_finite() && g > 0.0 => Ok((g * (1u64 << 30) as f64) as u64),
         Some(g) => Err(Error::invalid(format!(
             "--max-memory {g}: expected a positive number of GiB"
         ))),
-        None => Ok(super::batch::available_memory()
-            .map(|m| m / 10 * 6)
-            .unwrap_or(4 << 30)),
+        None => Ok(batch::default_memory_budget()),
     }
 }
 

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::batch;
 use super::evaluate::{evaluate_pairs, label_files, print_report, write_reports};
-use super::segment::{ModelArgs, SegmentArgs, default_jobs, memory_budget};
+use super::progress::Reporter;
+use super::segment::{ModelArgs, SegmentArgs, memory_budget};
+use crate::core::batch;
 use crate::core::error::{Error, Result};
 use crate::core::metrics::Criterion;
 
@@ -115,14 +116,16 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
     let params = cmd.seg.params(&model);
     let opts = batch::BatchOptions {
         out: labels_dir.clone(),
-        jobs: default_jobs(cmd.jobs),
+        jobs: batch::default_jobs(cmd.jobs),
         memory_budget: memory_budget(None)?,
         overwrite: cmd.overwrite,
         measure: false,
         save_flows: false,
-        quiet,
+        invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
     };
-    let outcomes = batch::run_batch(&model, &params, &paired, &opts);
+    let reporter = Reporter::new(paired.len(), quiet);
+    let outcomes = batch::run_batch(&model, &params, &paired, &opts, &reporter);
+    reporter.finish();
     let failed: Vec<&batch::Outcome> = outcomes.iter().filter(|o| o.status == "failed").collect();
     let pairs: Vec<(String, PathBuf, PathBuf)> = paired
         .iter()

@@ -1,6 +1,7 @@
 //! The safe core of cytoseg: no `unsafe` code anywhere below this module.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod error;
 pub mod flows;
 pub mod image;

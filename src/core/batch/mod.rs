@@ -1,6 +1,10 @@
-//! The batch engine behind `cytoseg segment` and `cytoseg validate`: input expansion (files,
-//! folders, globs), bounded parallel processing, per-image outputs with done records for
-//! resuming, the run summary and manifest.
+//! The batch engine: input expansion (files, folders, globs), bounded parallel processing,
+//! per-image outputs with done records for resuming, the run summary and manifest. Every face
+//! runs this one engine: `cytoseg segment` and `cytoseg validate`, the C API's
+//! `cytoseg_segment_folder`, Fiji's Segment Folder (JNI) and Python's `cytoseg.segment_folder`,
+//! so the same folder gives the same outputs whichever started it. Progress and cancellation
+//! go through an [`Observer`] (or, for hosts that must get callbacks on their own thread,
+//! [`segment_folder_on_caller_thread`]).
 //!
 //! Layout of an output folder:
 //! * `<stem>_labels.tif`, `<stem>_objects.csv` (and `<stem>_flows.npy` with `--save-flows`) per
@@ -15,14 +19,19 @@
 //! fingerprint (cytoseg version, model SHA-256, every parameter), and every output it lists
 //! exists with the recorded SHA-256; a re-run skips it. Anything else is redone. Existing
 //! outputs are replaced only when they are this run's own (a record with the same input and
-//! fingerprint, i.e. an interrupted image) or with `--overwrite`.
+//! fingerprint, i.e. an interrupted image) or with `overwrite`.
+//!
+//! **Stacks** are segmented plane by plane. Label convention (every face): labels are numbered
+//! 1..n *per plane* (each plane is an independent 2-D segmentation); the objects table gives
+//! each row's plane by its 0-based coordinates in leading columns named after the stack's axes
+//! (`t`, `z`), so `(t, z, label)` names one object.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,6 +42,12 @@ use crate::core::io::labels::{LabelStack, write_label_stack};
 use crate::core::io::{npy, write_atomic};
 use crate::core::measure::csv_field;
 use crate::core::model::{ChannelChoice, Model, SegmentParams};
+
+mod objects;
+pub use objects::{objects_table, write_objects};
+
+/// Version of the engine, recorded in run manifests and fingerprints.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// One input image and where its outputs go.
 #[derive(Debug, Clone)]
@@ -76,7 +91,7 @@ fn walk(dir: &Path, recursive: bool, skip: Option<&Path>, out: &mut Vec<PathBuf>
     Ok(())
 }
 
-/// Expands the command line's inputs: files as given (any extension: an unsupported one fails
+/// Expands a run's inputs: files as given (any extension: an unsupported one fails
 /// for that image only), folders (their images; sub-folders with `recursive`; the output folder
 /// and hidden entries are left out) and glob patterns. Duplicates are dropped; two inputs that
 /// would write the same outputs are an error naming both.
@@ -184,8 +199,79 @@ pub struct BatchOptions {
     pub measure: bool,
     /// Write `<stem>_flows.npy`.
     pub save_flows: bool,
-    /// No progress output at all.
-    pub quiet: bool,
+    /// What started the run, recorded as `command` in `run.json`: the command line's
+    /// arguments, or the API call and its host (e.g. `{"api": "c", "function":
+    /// "cytoseg_segment_folder"}`).
+    pub invocation: serde_json::Value,
+}
+
+impl BatchOptions {
+    /// Defaults for an output folder: jobs = cores (at most 4), 60% of the available memory,
+    /// no overwrite, objects tables on, no flows.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        BatchOptions {
+            out: out.into(),
+            jobs: default_jobs(None),
+            memory_budget: default_memory_budget(),
+            overwrite: false,
+            measure: true,
+            save_flows: false,
+            invocation: serde_json::Value::Null,
+        }
+    }
+}
+
+/// `jobs`, or the number of cores capped at 4.
+pub fn default_jobs(jobs: Option<usize>) -> usize {
+    jobs.filter(|&j| j > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
+    })
+}
+
+/// 60% of the available memory (4 GiB when unknown).
+pub fn default_memory_budget() -> u64 {
+    available_memory().map(|m| m / 10 * 6).unwrap_or(4 << 30)
+}
+
+/// Receives a batch's progress and may cancel it. Methods are called from the worker threads
+/// (use [`segment_folder_on_caller_thread`] to receive them on one thread instead).
+pub trait Observer: Sync {
+    /// An image starts (`index` into the inputs).
+    fn image_started(&self, _index: usize, _input: &Input) {}
+    /// An output file of image `index` has just been written (before the image is finished).
+    fn output_written(&self, _index: usize, _path: &Path) {}
+    /// Image `index` finished (ok, skipped, failed or cancelled); `done` of `total` are.
+    fn image_finished(&self, _index: usize, _outcome: &Outcome, _done: usize, _total: usize) {}
+    /// Polled before each image and between the network's tile batches: `true` stops the run.
+    /// Images not yet finished are reported as cancelled; a later run redoes them.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything and never cancels.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// The one-line description of a finished image that every face prints or logs:
+/// `[k/n] ok FILE: N object(s) in P plane(s), S s`, `[k/n] skipped FILE (...)`,
+/// `[k/n] FAILED FILE: error`, `[k/n] cancelled FILE`.
+pub fn outcome_line(o: &Outcome, done: usize, total: usize) -> String {
+    match o.status.as_str() {
+        "failed" => format!("[{done}/{total}] FAILED {}: {}", o.input, o.error),
+        "skipped" => format!(
+            "[{done}/{total}] skipped {} (finished earlier: {} objects)",
+            o.input, o.objects
+        ),
+        "cancelled" => format!("[{done}/{total}] cancelled {}", o.input),
+        _ => format!(
+            "[{done}/{total}] ok {}: {} object(s) in {} plane(s), {:.2} s",
+            o.input, o.objects, o.planes, o.seconds
+        ),
+    }
 }
 
 /// What happened to one image.
@@ -193,7 +279,7 @@ pub struct BatchOptions {
 pub struct Outcome {
     /// The input file.
     pub input: String,
-    /// "ok", "skipped" (finished by an earlier run) or "failed".
+    /// "ok", "skipped" (finished by an earlier run), "failed" or "cancelled".
     pub status: String,
     /// The error, for failed images.
     pub error: String,
@@ -347,7 +433,7 @@ pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
 /// which outputs are written.
 fn fingerprint(model: &Model, p: &SegmentParams, opts: &BatchOptions) -> String {
     let v = serde_json::json!({
-        "cytoseg": crate::VERSION,
+        "cytoseg": ENGINE_VERSION,
         "model_sha256": model.manifest.model.sha256.to_ascii_lowercase(),
         "params": params_json(model, p),
         "measure": opts.measure,
@@ -375,7 +461,7 @@ fn read_record(path: &Path) -> Option<Record> {
 
 /// Writes `value` as pretty JSON (and a final newline) to `path` atomically, replacing it;
 /// creates the parent folder.
-pub(super) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -397,8 +483,7 @@ struct Job<'a> {
     params: &'a SegmentParams,
     opts: &'a BatchOptions,
     fingerprint: String,
-    completed: AtomicUsize,
-    crash_after: Option<usize>,
+    observer: &'a dyn Observer,
 }
 
 impl Job<'_> {
@@ -414,7 +499,7 @@ impl Job<'_> {
     }
 
     /// Processes one image; `Ok` carries ok or skipped outcomes, `Err` the failure.
-    fn run_one(&self, input: &Input) -> Result<Outcome> {
+    fn run_one(&self, index: usize, input: &Input) -> Result<Outcome> {
         let t0 = Instant::now();
         let out = &self.opts.out;
         let sha = sha256_file(&input.path)?;
@@ -486,15 +571,11 @@ impl Job<'_> {
             },
             true,
         )?;
-        if let Some(n) = self.crash_after
-            && self.completed.load(Ordering::SeqCst) >= n
-        {
-            // Test hook (CYTOSEG_TEST_CRASH_AFTER): die like a killed process, mid-image.
-            std::process::abort();
-        }
+        self.observer.output_written(index, &labels_path);
         if self.opts.measure {
             let csv = out.join(&outputs[1]);
-            super::objects::write_objects(&csv, &stack, &labels)?;
+            write_objects(&csv, &stack, &labels)?;
+            self.observer.output_written(index, &csv);
         }
         if let Some(fl) = flows {
             let fpath = out.join(outputs.last().expect("flows output"));
@@ -503,6 +584,7 @@ impl Job<'_> {
                 shape.insert(0, stack.planes.len());
             }
             write_atomic(&fpath, true, |w| npy::write(w, &shape, fl))?;
+            self.observer.output_written(index, &fpath);
         }
         outcome.planes = stack.planes.len();
         outcome.objects = counts.iter().map(|&c| c as u64).sum();
@@ -521,7 +603,6 @@ impl Job<'_> {
                 outcome: outcome.clone(),
             },
         )?;
-        self.completed.fetch_add(1, Ordering::SeqCst);
         Ok(outcome)
     }
 
@@ -537,10 +618,14 @@ impl Job<'_> {
         let mut flows = self.opts.save_flows.then(Vec::new);
         let mut counts = Vec::new();
         for (i, plane) in stack.planes.iter().enumerate() {
+            let keep_going = |_: crate::core::model::Progress| !self.observer.cancelled();
             let seg = self
                 .model
-                .segment(&plane.view()?, self.params, None)
+                .segment(&plane.view()?, self.params, Some(&keep_going))
                 .map_err(|e| {
+                    if matches!(e, Error::Cancelled) {
+                        return e;
+                    }
                     let at = if stack.planes.len() > 1 {
                         format!(" (plane {i})")
                     } else {
@@ -602,73 +687,6 @@ fn area_stats(labels: &[u32], stack: &Stack) -> AreaStats {
     }
 }
 
-/// Progress display: a bar on a terminal, one line per image otherwise, nothing with `quiet`.
-struct Reporter {
-    bar: Option<indicatif::ProgressBar>,
-    quiet: bool,
-    total: usize,
-    done: AtomicUsize,
-}
-
-impl Reporter {
-    fn new(total: usize, quiet: bool) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(total as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} images, {per_sec}, ETA {eta}  {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b
-        });
-        Reporter {
-            bar,
-            quiet,
-            total,
-            done: AtomicUsize::new(0),
-        }
-    }
-
-    fn report(&self, o: &Outcome) {
-        let k = self.done.fetch_add(1, Ordering::SeqCst) + 1;
-        let line = match o.status.as_str() {
-            "failed" => format!("[{k}/{}] FAILED {}: {}", self.total, o.input, o.error),
-            "skipped" => format!(
-                "[{k}/{}] skipped {} (finished earlier: {} objects)",
-                self.total, o.input, o.objects
-            ),
-            _ => format!(
-                "[{k}/{}] ok {}: {} object(s) in {} plane(s), {:.2} s",
-                self.total, o.input, o.objects, o.planes, o.seconds
-            ),
-        };
-        match &self.bar {
-            Some(b) => {
-                if o.status == "failed" {
-                    b.println(line);
-                }
-                b.set_message(
-                    Path::new(&o.input)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                );
-                b.inc(1);
-            }
-            None if !self.quiet => eprintln!("{line}"),
-            None => {}
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
 /// Removes temporary files that an interrupted run left behind (`.NAME.tmp-PID` of
 /// [`write_atomic`], from a process that no longer exists) in the folders this batch writes to.
 /// Only where process ids can be checked (`/proc`).
@@ -709,22 +727,21 @@ fn remove_stale_temps(out: &Path, inputs: &[Input]) {
 }
 
 /// Runs the batch: every input through segmentation (and measurement), `opts.jobs` at a time
-/// within the memory budget. Returns one outcome per input, in input order.
+/// within the memory budget, reporting to `observer`. Returns one outcome per input, in input
+/// order. Writes no summary: see [`segment_folder`] for the whole run.
 pub fn run_batch(
     model: &Model,
     params: &SegmentParams,
     inputs: &[Input],
     opts: &BatchOptions,
+    observer: &dyn Observer,
 ) -> Vec<Outcome> {
     let job = Job {
         model,
         params,
         opts,
         fingerprint: fingerprint(model, params, opts),
-        completed: AtomicUsize::new(0),
-        crash_after: std::env::var("CYTOSEG_TEST_CRASH_AFTER")
-            .ok()
-            .and_then(|v| v.parse().ok()),
+        observer,
     };
     let budget = Budget {
         total: opts.memory_budget.max(1),
@@ -732,45 +749,209 @@ pub fn run_batch(
         freed: Condvar::new(),
     };
     remove_stale_temps(&opts.out, inputs);
-    let reporter = Reporter::new(inputs.len(), opts.quiet);
+    let total = inputs.len();
     let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; inputs.len()]);
+    let cancelled_outcome = |input: &Input| Outcome {
+        input: input.path.display().to_string(),
+        status: "cancelled".into(),
+        ..Default::default()
+    };
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1).min(inputs.len().max(1)) {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(input) = inputs.get(i) else { break };
-                    let reserved = budget.acquire(estimate(&input.path));
-                    let t0 = Instant::now();
-                    let outcome = match job.run_one(input) {
-                        Ok(o) => o,
-                        Err(e) => {
-                            log::error!("{}: {e}", input.path.display());
-                            Outcome {
-                                input: input.path.display().to_string(),
-                                status: "failed".into(),
-                                error: e.to_string(),
-                                sha256: sha256_file(&input.path).unwrap_or_default(),
-                                seconds: t0.elapsed().as_secs_f64(),
-                                ..Default::default()
+                    let outcome = if observer.cancelled() {
+                        cancelled_outcome(input)
+                    } else {
+                        let reserved = budget.acquire(estimate(&input.path));
+                        observer.image_started(i, input);
+                        let t0 = Instant::now();
+                        let outcome = match job.run_one(i, input) {
+                            Ok(o) => o,
+                            Err(Error::Cancelled) => cancelled_outcome(input),
+                            Err(e) => {
+                                log::error!("{}: {e}", input.path.display());
+                                Outcome {
+                                    input: input.path.display().to_string(),
+                                    status: "failed".into(),
+                                    error: e.to_string(),
+                                    sha256: sha256_file(&input.path).unwrap_or_default(),
+                                    seconds: t0.elapsed().as_secs_f64(),
+                                    ..Default::default()
+                                }
                             }
-                        }
+                        };
+                        budget.release(reserved);
+                        outcome
                     };
-                    budget.release(reserved);
-                    reporter.report(&outcome);
+                    let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    observer.image_finished(i, &outcome, k, total);
                     results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
                 }
             });
         }
     });
-    reporter.finish();
     results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
         .map(|o| o.unwrap_or_default())
         .collect()
+}
+
+/// Images by status at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Segmented in this run.
+    pub ok: usize,
+    /// Finished by an earlier run (outputs intact).
+    pub skipped: usize,
+    /// Failed (the error is in `summary.csv` and the outcome).
+    pub failed: usize,
+    /// Not finished because the run was cancelled.
+    pub cancelled: usize,
+}
+
+impl Counts {
+    /// Counts the outcomes by status.
+    pub fn of(outcomes: &[Outcome]) -> Self {
+        let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+        Counts {
+            ok: count("ok"),
+            skipped: count("skipped"),
+            failed: count("failed"),
+            cancelled: count("cancelled"),
+        }
+    }
+}
+
+/// A finished run: every image's outcome (input order), the counts and the run's duration.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// One outcome per input, in input order.
+    pub outcomes: Vec<Outcome>,
+    /// Images by status.
+    pub counts: Counts,
+    /// Wall time of the run in seconds.
+    pub seconds: f64,
+}
+
+/// A whole run over an output folder: creates it, runs [`run_batch`], then writes
+/// `summary.csv` and `run.json` (also when cancelled: they then list the cancelled images).
+/// `inputs` come from [`expand_inputs`]. Errors only when the run cannot start or its summary
+/// cannot be written; failed images are in the report.
+pub fn segment_folder(
+    model: &Model,
+    params: &SegmentParams,
+    inputs: &[Input],
+    opts: &BatchOptions,
+    observer: &dyn Observer,
+) -> Result<Report> {
+    if inputs.is_empty() {
+        return Err(Error::invalid("no input images found"));
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let started = utc_now();
+    let t0 = Instant::now();
+    let outcomes = run_batch(model, params, inputs, opts, observer);
+    let seconds = t0.elapsed().as_secs_f64();
+    let m = manifest(
+        model,
+        params,
+        opts,
+        &outcomes,
+        &started,
+        &utc_now(),
+        seconds,
+    );
+    write_run_files(&opts.out, &outcomes, &m)?;
+    Ok(Report {
+        counts: Counts::of(&outcomes),
+        outcomes,
+        seconds,
+    })
+}
+
+/// What [`segment_folder_on_caller_thread`] hands the caller.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An image finished: its outcome, how many are done, of how many.
+    Finished {
+        /// The outcome.
+        outcome: &'a Outcome,
+        /// Images finished so far.
+        done: usize,
+        /// Images in the run.
+        total: usize,
+    },
+    /// Nothing finished for a while (sent about every 100 ms): a chance to cancel.
+    Waiting,
+}
+
+/// [`segment_folder`], with every event delivered on the calling thread (the work runs on
+/// other threads): for hosts whose callbacks must stay on one thread (a JVM, a GUI, Python).
+/// `handler` returns `false` to cancel the run.
+pub fn segment_folder_on_caller_thread(
+    model: &Model,
+    params: &SegmentParams,
+    inputs: &[Input],
+    opts: &BatchOptions,
+    handler: &mut dyn FnMut(Event<'_>) -> bool,
+) -> Result<Report> {
+    struct Relay {
+        tx: Mutex<std::sync::mpsc::Sender<(Outcome, usize, usize)>>,
+        cancel: AtomicBool,
+    }
+    impl Observer for Relay {
+        fn image_finished(&self, _i: usize, o: &Outcome, done: usize, total: usize) {
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = tx.send((o.clone(), done, total));
+        }
+        fn cancelled(&self) -> bool {
+            self.cancel.load(Ordering::SeqCst)
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let relay = Relay {
+        tx: Mutex::new(tx),
+        cancel: AtomicBool::new(false),
+    };
+    std::thread::scope(|s| {
+        let work = s.spawn(|| segment_folder(model, params, inputs, opts, &relay));
+        loop {
+            let keep_going = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((o, done, total)) => handler(Event::Finished {
+                    outcome: &o,
+                    done,
+                    total,
+                }),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if work.is_finished() {
+                        // Deliver anything sent just before the end, then stop.
+                        while let Ok((o, done, total)) = rx.try_recv() {
+                            handler(Event::Finished {
+                                outcome: &o,
+                                done,
+                                total,
+                            });
+                        }
+                        break;
+                    }
+                    handler(Event::Waiting)
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if !keep_going {
+                relay.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        work.join()
+            .unwrap_or_else(|_| Err(Error::Runtime("the batch worker panicked".into())))
+    })
 }
 
 /// `summary.csv`: one row per image.
@@ -832,10 +1013,10 @@ pub fn manifest(
     finished: &str,
     seconds: f64,
 ) -> serde_json::Value {
-    let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+    let counts = Counts::of(outcomes);
     serde_json::json!({
-        "cytoseg_version": crate::VERSION,
-        "command": std::env::args().collect::<Vec<_>>(),
+        "cytoseg_version": ENGINE_VERSION,
+        "command": opts.invocation,
         "started_utc": started,
         "finished_utc": finished,
         "seconds": seconds,
@@ -862,9 +1043,10 @@ pub fn manifest(
         },
         "counts": {
             "images": outcomes.len(),
-            "ok": count("ok"),
-            "skipped": count("skipped"),
-            "failed": count("failed"),
+            "ok": counts.ok,
+            "skipped": counts.skipped,
+            "failed": counts.failed,
+            "cancelled": counts.cancelled,
         },
         "images": outcomes.iter().map(|o| serde_json::json!({
             "input": o.input,

@@ -8,9 +8,15 @@ use crate::core::io::image::Stack;
 use crate::core::measure::{Column, Table, measure};
 
 /// Measures a segmented stack (labels: all planes, plane after plane) and writes the table
-/// atomically. Stacks get leading plane columns (`t`, `z`: 0-based plane coordinates) before
-/// the measurement columns; labels are numbered per plane.
+/// atomically (see [`objects_table`]).
 pub fn write_objects(path: &Path, stack: &Stack, labels: &[u32]) -> Result<()> {
+    objects_table(stack, labels)?.write_csv(path)
+}
+
+/// The objects table of a segmented stack (labels: all planes, plane after plane, numbered per
+/// plane): the measurement columns on every channel, calibrated; stacks get leading plane
+/// columns (`t`, `z`: 0-based plane coordinates).
+pub fn objects_table(stack: &Stack, labels: &[u32]) -> Result<Table> {
     let n = stack.width * stack.height;
     let mut merged: Option<Table> = None;
     for (i, (plane, image)) in labels.chunks(n).zip(&stack.planes).enumerate() {
@@ -45,5 +51,5 @@ pub fn write_objects(path: &Path, stack: &Stack, labels: &[u32]) -> Result<()> {
             }
         }
     }
-    merged.unwrap_or_default().write_csv(path)
+    Ok(merged.unwrap_or_default())
 }
