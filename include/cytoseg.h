@@ -228,6 +228,51 @@ typedef struct cytoseg_model cytoseg_model;
 typedef struct cytoseg_table cytoseg_table;
 
 /**
+ * Options of `cytoseg_segment_folder`. Initialize with `cytoseg_batch_options_init`.
+ */
+typedef struct cytoseg_batch_options {
+  /**
+   * `sizeof(cytoseg_batch_options)` of the header the program was built with; set by
+   * `cytoseg_batch_options_init`. A struct of an older header (smaller) is accepted: the
+   * fields it lacks take their defaults.
+   */
+  uint32_t struct_size;
+  /**
+   * Images processed at once; 0 = the number of cores, at most 4. Default: 0.
+   */
+  uint32_t jobs;
+  /**
+   * Memory the images in flight may use together, in bytes (estimated from each file's
+   * header); 0 = 60% of the available memory. Default: 0.
+   */
+  uint64_t max_memory_bytes;
+  /**
+   * Non-zero: also take images from the sub-folders of folder inputs (outputs mirror the
+   * sub-folders). Default: 0.
+   */
+  uint32_t recursive;
+  /**
+   * Non-zero: redo images finished by an earlier run and replace existing outputs.
+   * Default: 0.
+   */
+  uint32_t overwrite;
+  /**
+   * Non-zero: write `<stem>_objects.csv` per image. Default: 1.
+   */
+  uint32_t objects;
+  /**
+   * Non-zero: write `<stem>_flows.npy` per image. Default: 0.
+   */
+  uint32_t save_flows;
+  /**
+   * What runs this batch, recorded as `command` in `run.json` (NUL-terminated UTF-8, e.g.
+   * your program's name and version; read during the call only), or NULL for
+   * `{"api": "c"}`. Default: NULL.
+   */
+  const char *invocation;
+} cytoseg_batch_options;
+
+/**
  * Parameters of the flows → labels conversion (Cellpose's names and defaults).
  *
  * Always initialize with `cytoseg_masks_params_init()` before changing fields: it sets
@@ -272,6 +317,80 @@ typedef struct cytoseg_masks_params {
    */
   int64_t min_size;
 } cytoseg_masks_params;
+
+/**
+ * Parameters of `cytoseg_model_segment`. Initialize with `cytoseg_segment_params_init`, which
+ * copies the model's defaults.
+ */
+typedef struct cytoseg_segment_params {
+  /**
+   * `sizeof(cytoseg_segment_params)` of the header the program was built with; set by `cytoseg_segment_params_init`. A
+   * struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
+   */
+  uint32_t struct_size;
+  /**
+   * Image channel for a one-channel model (0-based), or -1 for the mean of all channels.
+   * Default: -1.
+   */
+  int32_t channel;
+  /**
+   * Typical object diameter in pixels; 0 uses the model's (no resizing). Default: 0.
+   */
+  double diameter;
+  /**
+   * Tile edge in pixels (multiple of 16); 0 uses the model's. Default: 0.
+   */
+  uint32_t tile_size;
+  /**
+   * Tiles per network call. Default: 8.
+   */
+  uint32_t batch_size;
+  /**
+   * Fractional tile overlap; negative uses the model's. Default: -1.
+   */
+  double tile_overlap;
+  /**
+   * Flows → labels parameters (`niter` 0 = 200 scaled by the resize factor, as Cellpose).
+   */
+  struct cytoseg_masks_params masks;
+} cytoseg_segment_params;
+
+/**
+ * Batch progress callback, called on the thread that called `cytoseg_segment_folder`: after
+ * each image with the images finished so far, the total and that image's one-line report
+ * (`[k/n] ok FILE: N object(s) ...`, `... FAILED FILE: error`; NUL-terminated UTF-8, valid
+ * during the call only), and about every 100 ms in between with the same counts and `line`
+ * NULL. Return 0 to go
+ * on, non-zero to cancel: images in progress stop at their next tile batch, the rest are not
+ * started.
+ */
+typedef int32_t (*cytoseg_batch_progress_fn)(void *userdata,
+                                             size_t done,
+                                             size_t total,
+                                             const char *line);
+
+/**
+ * Images by status after `cytoseg_segment_folder`.
+ */
+typedef struct cytoseg_batch_counts {
+  /**
+   * Segmented in this run.
+   */
+  size_t ok;
+  /**
+   * Finished by an earlier run into the same folder, with the same settings (not redone).
+   */
+  size_t skipped;
+  /**
+   * Failed: unreadable or unsupported files, ... (each named in `summary.csv`).
+   */
+  size_t failed;
+  /**
+   * Not finished because the run was cancelled (a later run with the same settings does
+   * them).
+   */
+  size_t cancelled;
+} cytoseg_batch_counts;
 
 /**
  * Physical pixel size for `cytoseg_measure`. Initialize with `cytoseg_calibration_init`.
@@ -386,43 +505,6 @@ typedef struct cytoseg_load_options {
 } cytoseg_load_options;
 
 /**
- * Parameters of `cytoseg_model_segment`. Initialize with `cytoseg_segment_params_init`, which
- * copies the model's defaults.
- */
-typedef struct cytoseg_segment_params {
-  /**
-   * `sizeof(cytoseg_segment_params)` of the header the program was built with; set by `cytoseg_segment_params_init`. A
-   * struct of an older header (smaller) is accepted: the fields it lacks take their defaults.
-   */
-  uint32_t struct_size;
-  /**
-   * Image channel for a one-channel model (0-based), or -1 for the mean of all channels.
-   * Default: -1.
-   */
-  int32_t channel;
-  /**
-   * Typical object diameter in pixels; 0 uses the model's (no resizing). Default: 0.
-   */
-  double diameter;
-  /**
-   * Tile edge in pixels (multiple of 16); 0 uses the model's. Default: 0.
-   */
-  uint32_t tile_size;
-  /**
-   * Tiles per network call. Default: 8.
-   */
-  uint32_t batch_size;
-  /**
-   * Fractional tile overlap; negative uses the model's. Default: -1.
-   */
-  double tile_overlap;
-  /**
-   * Flows → labels parameters (`niter` 0 = 200 scaled by the resize factor, as Cellpose).
-   */
-  struct cytoseg_masks_params masks;
-} cytoseg_segment_params;
-
-/**
  * Progress callback: called from the calling thread after each batch of tiles with the
  * number of tiles done and in total. Return 0 to continue, non-zero to cancel (the call then
  * returns `CYTOSEG_STATUS_CANCELLED`). It must not keep pointers passed to it.
@@ -446,6 +528,47 @@ typedef int32_t (*cytoseg_progress_fn)(void *userdata, size_t done, size_t total
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Fills `options` with the defaults: jobs and memory automatic, no recursion, no overwrite,
+ * objects tables written, no flows, invocation NULL.
+ */
+cytoseg_status cytoseg_batch_options_init(struct cytoseg_batch_options *options);
+
+/**
+ * Segments images, folders of images and glob patterns into an output folder, exactly as
+ * `cytoseg segment` does: per image `<stem>_labels.tif` (and `<stem>_objects.csv`,
+ * `<stem>_flows.npy`), per run `summary.csv` and `run.json`, with records in `.cytoseg/` so that
+ * a later call with the same settings skips finished images (resume after a cancel or a
+ * crash). An image that fails is reported (`summary.csv`, the callback) and the others go on.
+ *
+ * @param model      A loaded model (may be used by other threads at the same time).
+ * @param inputs     `n_inputs` NUL-terminated UTF-8 paths: files, folders or glob patterns.
+ * @param n_inputs   Number of inputs (>= 1).
+ * @param out_dir    Output folder (created if missing), NUL-terminated UTF-8.
+ * @param params     Segmentation parameters (`cytoseg_segment_params_init`), or NULL for the
+ *                   model's defaults.
+ * @param options    Batch options (`cytoseg_batch_options_init`), or NULL for the defaults.
+ * @param progress   Optional progress callback (may be NULL); can cancel.
+ * @param userdata   Passed to `progress` unchanged.
+ * @param counts     Optional output (may be NULL): images by status; written on
+ *                   `CYTOSEG_STATUS_OK` and `CYTOSEG_STATUS_CANCELLED`.
+ * @return `CYTOSEG_STATUS_OK` when the run finished (check `counts.failed`);
+ *         `CYTOSEG_STATUS_CANCELLED` when the callback cancelled it (summary.csv and run.json
+ *         are still written); another status when it could not start (no inputs, a missing
+ *         input, two inputs writing the same outputs, ...), with nothing written.
+ *
+ * Thread safety: may be called from several threads at once, with different output folders.
+ */
+cytoseg_status cytoseg_segment_folder(const struct cytoseg_model *model,
+                                      const char *const *inputs,
+                                      size_t n_inputs,
+                                      const char *out_dir,
+                                      const struct cytoseg_segment_params *params,
+                                      const struct cytoseg_batch_options *options,
+                                      cytoseg_batch_progress_fn progress,
+                                      void *userdata,
+                                      struct cytoseg_batch_counts *counts);
 
 /**
  * Copies the calling thread's last error message into `buf` as a NUL-terminated UTF-8 string,

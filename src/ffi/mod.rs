@@ -18,6 +18,7 @@
 // NULL, alignment and lengths before use.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+mod batch;
 mod boundary;
 mod flows;
 mod measure;
@@ -26,6 +27,10 @@ mod model;
 mod version;
 mod versioned;
 
+pub use batch::{
+    cytoseg_batch_counts, cytoseg_batch_options, cytoseg_batch_options_init,
+    cytoseg_batch_progress_fn, cytoseg_segment_folder,
+};
 pub use boundary::{
     cytoseg_clear_last_error, cytoseg_last_error_message, cytoseg_last_error_status,
     cytoseg_status, cytoseg_status_name,

@@ -261,7 +261,40 @@ pub extern "C" fn cytoseg_model_free(model: *mut cytoseg_model) {
     });
 }
 
-fn model_ref<'a>(model: *const cytoseg_model) -> Result<&'a Model, FfiError> {
+/// The segmentation parameters a caller's `cytoseg_segment_params` (NULL = the model's
+/// defaults) stands for: the one conversion every entry point uses.
+///
+/// # Safety
+/// `params` is NULL or points to an initialized struct of some version.
+pub(crate) unsafe fn segment_params(
+    m: &Model,
+    params: *const cytoseg_segment_params,
+) -> Result<SegmentParams, FfiError> {
+    let mut p = SegmentParams::for_model(m);
+    if params.is_null() {
+        return Ok(p);
+    }
+    // SAFETY: non-null caller struct of some version.
+    let c = unsafe { read_versioned(params, default_segment_params(m), "params") }?;
+    p.channels = match c.channel {
+        -1 => ChannelChoice::Auto,
+        ch if ch >= 0 => ChannelChoice::Select(vec![ch as usize]),
+        ch => {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!("params.channel is {ch}: use -1 (mean of all channels) or a channel >= 0"),
+            ));
+        }
+    };
+    p.diameter = (c.diameter != 0.0).then_some(c.diameter);
+    p.tile_size = (c.tile_size != 0).then_some(c.tile_size as usize);
+    p.tile_overlap = (c.tile_overlap >= 0.0).then_some(c.tile_overlap);
+    p.batch_size = c.batch_size.max(1) as usize;
+    p.mask = c.masks.to_core()?;
+    Ok(p)
+}
+
+pub(crate) fn model_ref<'a>(model: *const cytoseg_model) -> Result<&'a Model, FfiError> {
     if model.is_null() {
         return Err(null("model"));
     }
@@ -392,26 +425,8 @@ pub extern "C" fn cytoseg_model_segment(
                 "pixels",
             )
         }?;
-        let mut p = SegmentParams::for_model(m);
-        if !params.is_null() {
-            // SAFETY: non-null caller struct of some version.
-            let c = unsafe { read_versioned(params, default_segment_params(m), "params") }?;
-            p.channels = match c.channel {
-                -1 => ChannelChoice::Auto,
-                ch if ch >= 0 => ChannelChoice::Select(vec![ch as usize]),
-                ch => {
-                    return Err(FfiError(
-                        cytoseg_status::InvalidArgument,
-                        format!("channel {ch}"),
-                    ));
-                }
-            };
-            p.diameter = (c.diameter != 0.0).then_some(c.diameter);
-            p.tile_size = (c.tile_size != 0).then_some(c.tile_size as usize);
-            p.tile_overlap = (c.tile_overlap >= 0.0).then_some(c.tile_overlap);
-            p.batch_size = c.batch_size.max(1) as usize;
-            p.mask = c.masks.to_core()?;
-        }
+        // SAFETY: NULL or a caller struct of some version.
+        let mut p = unsafe { segment_params(m, params) }?;
         p.keep_flows = !flows.is_null();
         let cb = |pr: Progress| match progress {
             Some(f) => f(userdata, pr.tiles_done, pr.tiles_total) == 0,

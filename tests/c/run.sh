@@ -56,6 +56,48 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
             --errors-for-leak-kinds=definite,indirect "$out/test_model" "$model" "$ort"
     fi
     passed=$((passed + 1))
+    echo "== C batch tests: cytoseg_segment_folder, cancel + resume, and the same outputs as cytoseg segment"
+    gcc -std=c11 "${flags[@]}" -g "$here/test_batch.c" -o "$out/test_batch" \
+        -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+    # Real nuclei (the example image and two DSB2018 images when ../shared is there, else
+    # fixtures) with the bundled model, and a broken file.
+    mkdir -p "$out/in" "$out/in_small"
+    cp "$root/models/examples/nuclei_example.tif" "$out/in/"
+    dsb="$root/../shared/data/dsb2018-fluo/sample/images"
+    if [ -d "$dsb" ]; then
+        ls "$dsb"/*.tif | head -n 2 | xargs -I{} cp {} "$out/in/"
+    else
+        cp "$root/tests/fixtures/images/gray_uint16_lzw.tif" "$root/tests/fixtures/images/rgb.png" "$out/in/"
+    fi
+    cp "$root/tests/fixtures/images/broken_truncated.tif" "$out/in/"
+    for f in gray_uint16_lzw.tif imagej_tzcyx.tif rgb.png broken_truncated.tif; do
+        cp "$root/tests/fixtures/images/$f" "$out/in_small/"
+    done
+    nuclei="$root/models/nuclei"
+    "$out/test_batch" "$nuclei" "$ort" "$out/in" "$out/c" "$out/c_cancelled"
+    cli="$libdir/cytoseg"
+    if [ -x "$cli" ]; then
+        "$cli" -q segment "$out/in" --out "$out/cli" --model "$nuclei" --device cpu --ort-lib "$ort" --jobs 2 || true
+        for d in c c_cancelled; do
+            for f in "$out"/cli/*_labels.tif "$out"/cli/*_objects.csv; do
+                cmp "$f" "$out/$d/$(basename "$f")" || { echo "FAILED: $d/$(basename "$f") differs from cytoseg segment's" >&2; exit 1; }
+            done
+            # summary.csv: every column but the status of the latest run (2) and the time (11)
+            diff <(cut -d, -f1,3-10,12- "$out/cli/summary.csv") <(cut -d, -f1,3-10,12- "$out/$d/summary.csv") \
+                || { echo "FAILED: $d/summary.csv differs from cytoseg segment's" >&2; exit 1; }
+        done
+        grep -q '"caller": "test_batch.c"' "$out/c/run.json" || { echo "FAILED: run.json lacks the C caller" >&2; exit 1; }
+        echo "C batch outputs equal cytoseg segment's: $(ls "$out"/cli/*_labels.tif | wc -l) label images ($(tail -n +2 "$out"/cli/*_objects.csv | grep -vc '^==>\|^$') objects), their tables and summary.csv"
+    else
+        echo "cytoseg executable not beside the library: output comparison with the CLI skipped"
+    fi
+    if command -v valgrind >/dev/null; then
+        echo "== C batch tests under valgrind (small model and images)"
+        RAYON_NUM_THREADS=2 valgrind --quiet --error-exitcode=1 --leak-check=full \
+            --suppressions="$here/valgrind.supp" --show-leak-kinds=definite,indirect \
+            --errors-for-leak-kinds=definite,indirect "$out/test_batch" "$model" "$ort" "$out/in_small" "$out/v" "$out/v_cancelled" >/dev/null
+    fi
+    passed=$((passed + 1))
 else
     echo "SKIPPED C model tests: no ONNX Runtime (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
 fi
