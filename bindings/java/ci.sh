@@ -10,7 +10,9 @@
 # Needs: cargo build --release done; apt packages imagej maven junit5 libsurefire-java
 # libmaven-{compiler,jar,resources,install}-plugin-java xvfb xauth (.ci/run installs them); ONNX
 # Runtime (scripts/setup-ort.sh puts it in ./.venv; ORT_DYLIB_PATH is set from there).
-# Set CYTOSEG_BUNDLE_ORT=1 to also put libonnxruntime.so into the jar.
+# ONNX Runtime is bundled into the jar (natives/linux_x86_64/libonnxruntime.so.*) by default, as
+# users get it: a Fiji user needs no Python; the ImageJ runs below unset ORT_DYLIB_PATH so they
+# must use it. CYTOSEG_BUNDLE_ORT=0 builds a jar without it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -34,7 +36,11 @@ if command -v strip >/dev/null; then
 else
     cp "$lib" natives/linux_x86_64/libcytoseg.so
 fi
-if [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ] && [ -n "${ORT_DYLIB_PATH:-}" ]; then
+bundle_ort=${CYTOSEG_BUNDLE_ORT:-1}
+if [ "$bundle_ort" = 1 ] && [ -z "${ORT_DYLIB_PATH:-}" ]; then
+    echo "ci.sh: no ONNX Runtime to bundle (run scripts/setup-ort.sh, or set ORT_DYLIB_PATH)" >&2; exit 1
+fi
+if [ "$bundle_ort" = 1 ]; then
     ort_real="$(readlink -f "$ORT_DYLIB_PATH")"
     cp "$ort_real" "natives/linux_x86_64/$(basename "$ort_real")"
     basename "$ort_real" > natives/linux_x86_64/onnxruntime.txt
@@ -56,16 +62,42 @@ image="$root/models/examples/nuclei_example.tif"
     --cellprob-threshold 0 --flow-threshold 0.4
 cli_labels="$work/cli/nuclei_example_labels.tif"
 log="$work/ij.log"
-if ! timeout 180 xvfb-run -a java -Xmx2g -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
+# The ImageJ runs get no ORT_DYLIB_PATH: with the default jar they use the bundled ONNX Runtime.
+ij_env=(env)
+[ "$bundle_ort" = 1 ] && ij_env=(env -u ORT_DYLIB_PATH)
+if ! timeout 180 "${ij_env[@]}" xvfb-run -a java -Xmx2g -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
         "$here/src/test/ij/segment_example.ijm" "$image|$work/ijout|$cli_labels" >"$log" 2>&1; then
     cat "$log"; echo "ci.sh: ImageJ failed or timed out" >&2; exit 1
 fi
 cat "$log"
 python3 "$here/src/test/ij/check_integration.py" "$log" "$work/ijout/ij_results.csv" \
     "$work/cli/nuclei_example_objects.csv"
-echo "== About cytoseg (ONNX Runtime $( [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ] && echo "bundled in the jar, ORT_DYLIB_PATH unset" || echo "from the engine's search"))"
+echo "== Segment Folder in ImageJ (the engine's batch via JNI) writes what cytoseg segment writes"
+mkdir -p "$work/folder_in"
+cp "$image" "$work/folder_in/"
+dsb="$root/../shared/data/dsb2018-fluo/sample/images"
+[ -d "$dsb" ] && ls "$dsb"/*.tif | head -n 2 | xargs -I{} cp {} "$work/folder_in/"
+"$root/target/release/cytoseg" -q segment "$work/folder_in" --out "$work/folder_cli" --model nuclei \
+    --device cpu --cellprob-threshold 0 --flow-threshold 0.4
+if ! timeout 300 "${ij_env[@]}" xvfb-run -a java -Xmx2g -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
+        "$here/src/test/ij/segment_folder.ijm" "$work/folder_in|$work/folder_ij" >"$work/folder.log" 2>&1; then
+    cat "$work/folder.log"; echo "ci.sh: Segment Folder failed or timed out" >&2; exit 1
+fi
+cat "$work/folder.log"
+grep -q "FOLDER_DONE" "$work/folder.log" || { echo "ci.sh: the Segment Folder macro did not finish" >&2; exit 1; }
+n=0
+for f in "$work"/folder_cli/*_labels.tif "$work"/folder_cli/*_objects.csv; do
+    cmp "$f" "$work/folder_ij/$(basename "$f")" || { echo "ci.sh: Segment Folder's $(basename "$f") differs from the CLI's" >&2; exit 1; }
+    n=$((n + 1))
+done
+diff <(cut -d, -f1-10,12- "$work/folder_cli/summary.csv") <(cut -d, -f1-10,12- "$work/folder_ij/summary.csv") \
+    || { echo "ci.sh: Segment Folder's summary.csv differs from the CLI's" >&2; exit 1; }
+grep -q '"api": "java"' "$work/folder_ij/run.json" || { echo "ci.sh: run.json does not record the Java caller" >&2; exit 1; }
+echo "Segment Folder = cytoseg segment: $n files byte-identical, summary.csv equal but for times"
+
+echo "== About cytoseg (ONNX Runtime $( [ "$bundle_ort" = 1 ] && echo "bundled in the jar, ORT_DYLIB_PATH unset" || echo "from the engine's search"))"
 printf 'run("About cytoseg");\nprint(getInfo("log"));\n' > "$work/about.ijm"
-if [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ]; then
+if [ "$bundle_ort" = 1 ]; then
     env -u ORT_DYLIB_PATH timeout 60 xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch "$work/about.ijm" >"$work/about.log" 2>&1 || true
 else
     timeout 60 xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch "$work/about.ijm" >"$work/about.log" 2>&1 || true
@@ -73,12 +105,12 @@ fi
 cat "$work/about.log"
 grep -q "^cytoseg engine " "$work/about.log" && grep -q "^ONNX Runtime [0-9]" "$work/about.log" \
     && grep -q "^model nuclei " "$work/about.log" || { echo "ci.sh: About cytoseg did not report the versions" >&2; exit 1; }
-if [ "${CYTOSEG_BUNDLE_ORT:-0}" = 1 ]; then
+if [ "$bundle_ort" = 1 ]; then
     grep -q "^ONNX Runtime .*cytoseg-natives-" "$work/about.log" || { echo "ci.sh: the bundled ONNX Runtime was not used" >&2; exit 1; }
 fi
 
 echo "== ImageJ 1 error paths (-batch): messages, no modal dialog, ImageJ keeps running"
-if ! timeout 60 xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
+if ! timeout 60 "${ij_env[@]}" xvfb-run -a java -jar /usr/share/java/ij.jar -ijpath "$work/ij" -batch \
         "$here/src/test/ij/errors.ijm" "$image" >"$work/err.log" 2>&1; then
     cat "$work/err.log"; echo "ci.sh: the error-path macro failed or hung" >&2; exit 1
 fi

@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 
 use ::jni::EnvUnowned;
-use ::jni::objects::{JClass, JObjectArray, JString};
-use ::jni::sys::jint;
+use ::jni::objects::{JClass, JString};
 
 use crate::core::model::{list_models, runtime};
 
-use super::boundary::{JResult, ThrowCytoseg, non_null, opt_string_arg, string_arg};
+use super::boundary::{JResult, ThrowCytoseg, opt_string_arg};
 use super::kv;
 
 /// The engine version, e.g. "0.1.0".
@@ -82,28 +81,4 @@ pub extern "system" fn Java_org_cytoseg_Native_panicForTest<'local>(
 ) {
     env.with_env(|_env| -> JResult<()> { panic!("panicForTest was called") })
         .resolve::<ThrowCytoseg>()
-}
-
-/// Runs the `cytoseg` command line in this process (`crate::cli::run_from`), so that the Fiji
-/// plugin's Segment Folder writes exactly what the `cytoseg segment` executable writes.
-///
-/// Java: `static native int runCli(String[] args)` (arguments without the program name).
-/// Returns the command's exit status; messages go to the process's standard error.
-#[unsafe(no_mangle)]
-pub extern "system" fn Java_org_cytoseg_Native_runCli<'local>(
-    mut env: EnvUnowned<'local>,
-    _class: JClass<'local>,
-    args: JObjectArray<'local>,
-) -> jint {
-    env.with_env(|env| -> JResult<jint> {
-        non_null(&args, "args")?;
-        let mut argv = vec!["cytoseg".to_string()];
-        for i in 0..args.len(env)? {
-            let item = args.get_element(env, i)?;
-            let s = env.cast_local::<JString>(item)?;
-            argv.push(string_arg(env, &s, "args[i]")?);
-        }
-        Ok(crate::cli::run_from(argv))
-    })
-    .resolve::<ThrowCytoseg>()
 }

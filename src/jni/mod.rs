@@ -18,6 +18,7 @@
 //!   line), parsed by `org.cytoseg.Native.parseKeyValues`.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+mod batch;
 mod boundary;
 mod info;
 mod measure;

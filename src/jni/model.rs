@@ -80,7 +80,7 @@ pub extern "system" fn Java_org_cytoseg_Native_modelFree<'local>(
 }
 
 /// Borrows the model behind a handle.
-fn model_ref<'a>(handle: jlong) -> JResult<&'a Model> {
+pub(crate) fn model_ref<'a>(handle: jlong) -> JResult<&'a Model> {
     if handle == 0 {
         return Err(JniError::Closed);
     }
@@ -139,7 +139,7 @@ pub extern "system" fn Java_org_cytoseg_Native_modelInfo<'local>(
 /// 2 cellprob_threshold, 3 flow_threshold, 4 niter (0 = automatic), 5 min_size,
 /// 6 max_size_fraction (NaN = the model's for 2, 3, 5, 6), 7 tile_size (0 = the model's),
 /// 8 tile_overlap (negative or NaN = the model's), 9 batch_size (0 = 8).
-fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
+pub(crate) fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
     if v.len() != PARAMS_LEN {
         return Err(JniError::Arg(format!(
             "params has {} values, expected {PARAMS_LEN}",

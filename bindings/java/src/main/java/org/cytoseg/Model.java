@@ -107,6 +107,38 @@ public final class Model implements AutoCloseable {
     }
 
     /**
+     * Segments files, folders and glob patterns into an output folder with the engine's batch
+     * run, exactly as the {@code cytoseg segment} command: per image {@code <stem>_labels.tif}
+     * and {@code <stem>_objects.csv}, per run {@code summary.csv} and {@code run.json}; images
+     * finished by an earlier run with the same settings are skipped, so a cancelled or crashed
+     * run resumes. An image that fails is reported and the others go on.
+     *
+     * @param inputs files, folders or glob patterns
+     * @param out output folder (created if missing)
+     * @param options settings (null = the model's defaults)
+     * @param recursive also take images from sub-folders of folder inputs
+     * @param overwrite redo finished images and replace outputs
+     * @param jobs images at once (0 = automatic)
+     * @param invocation what runs this, recorded in run.json (nullable)
+     * @param listener progress and cancellation, called on this thread (nullable)
+     * @return images {ok, skipped, failed, cancelled}
+     */
+    public long[] segmentFolder(String[] inputs, String out, SegmentOptions options, boolean recursive,
+            boolean overwrite, int jobs, String invocation, BatchListener listener) {
+        double[] p = (options == null ? new SegmentOptions() : options).toArray();
+        state.lock.readLock().lock();
+        try {
+            long h = state.handle;
+            if (h == 0) {
+                throw new IllegalStateException("the model was closed");
+            }
+            return Native.segmentFolder(h, inputs, out, p, recursive, overwrite, jobs, invocation, listener);
+        } finally {
+            state.lock.readLock().unlock();
+        }
+    }
+
+    /**
      * Releases the native model (waits for running segmentations); later calls do nothing.
      *
      * @throws IllegalStateException when called from inside {@link #segment} on this model (a

@@ -92,13 +92,12 @@ public final class Native {
             double pixelWidth, double pixelHeight, String unit);
 
     /**
-     * Runs the {@code cytoseg} command line in this process (same code and outputs as the
-     * executable).
+     * The engine's batch run into a folder (src/jni/batch.rs): see {@link Model#segmentFolder}.
      *
-     * @param args arguments, without the program name, e.g. {"segment", "in/", "--out", "out"}
-     * @return the exit status (0 ok, 1 some image failed, 2 the run could not start)
+     * @return {ok, skipped, failed, cancelled}
      */
-    public static native int runCli(String[] args);
+    public static native long[] segmentFolder(long handle, String[] inputs, String out, double[] params,
+            boolean recursive, boolean overwrite, int jobs, String invocation, BatchListener listener);
 
     /**
      * Parses the key=value lines the library returns (the value is the rest of the line).

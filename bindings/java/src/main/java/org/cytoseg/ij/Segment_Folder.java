@@ -6,23 +6,48 @@ import ij.Prefs;
 import ij.gui.GenericDialog;
 import ij.plugin.PlugIn;
 import java.io.File;
-import java.util.ArrayList;
-import java.util.List;
 import org.cytoseg.CytosegException;
-import org.cytoseg.Cytoseg;
-import org.cytoseg.Models;
-import org.cytoseg.Native;
+import org.cytoseg.BatchListener;
+import org.cytoseg.Model;
+import org.cytoseg.SegmentOptions;
 
 /**
- * Plugins &gt; cytoseg &gt; Segment Folder: runs {@code cytoseg segment INPUT --out OUTPUT} with
- * the dialog's settings in this process (the engine's own batch code), so it writes exactly what
- * the command writes: {@code <stem>_labels.tif}, {@code <stem>_objects.csv}, {@code summary.csv},
- * {@code run.json}; finished images are skipped when run again. Macro:
+ * Plugins &gt; cytoseg &gt; Segment Folder: the engine's batch run (the same one as the
+ * {@code cytoseg segment} command, so it writes exactly what the command writes:
+ * {@code <stem>_labels.tif}, {@code <stem>_objects.csv}, {@code summary.csv}, {@code run.json}).
+ * Progress in the status bar and a line per image in the Log; Esc cancels, and running it
+ * again with the same settings finishes the rest (finished images are skipped). Macro:
  * {@code run("Segment Folder", "input=/data/in output=/data/out model=nuclei channel=mean
  * diameter=0 cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0");}
  */
 public class Segment_Folder implements PlugIn {
     private static final String P = "cytoseg.folder.";
+
+    /** The dialog's settings. */
+    public static final class Settings {
+        /** Input file, folder or glob pattern. */
+        public String input = "";
+        /** Output folder. */
+        public String output = "";
+        /** Model: a bundled name or a package folder. */
+        public String model = "nuclei";
+        /** "mean" or a 1-based channel number. */
+        public String channel = "mean";
+        /** Object diameter in pixels, 0 = the model's. */
+        public double diameter = 0;
+        /** Cell probability threshold. */
+        public double cellprob = 0;
+        /** Flow error threshold. */
+        public double flow = 0.4;
+        /** Execution device. */
+        public String device = "auto";
+        /** Tile edge, 0 = the model's. */
+        public int tile = 0;
+        /** Take images from sub-folders. */
+        public boolean recursive;
+        /** Redo finished images. */
+        public boolean overwrite;
+    }
 
     @Override
     public void run(String arg) {
@@ -44,43 +69,53 @@ public class Segment_Folder implements PlugIn {
         if (gd.wasCanceled()) {
             return;
         }
-        String input = gd.getNextString().trim();
-        String output = gd.getNextString().trim();
+        Settings s = new Settings();
+        s.input = gd.getNextString().trim();
+        s.output = gd.getNextString().trim();
         String model = gd.getNextChoice();
         String modelFile = gd.getNextString();
-        String channel = gd.getNextString().trim();
-        double diameter = gd.getNextNumber();
-        double cellprob = gd.getNextNumber();
-        double flow = gd.getNextNumber();
-        String device = gd.getNextChoice();
-        int tile = (int) gd.getNextNumber();
-        boolean recursive = gd.getNextBoolean();
-        boolean overwrite = gd.getNextBoolean();
+        s.channel = gd.getNextString().trim();
+        s.diameter = gd.getNextNumber();
+        s.cellprob = gd.getNextNumber();
+        s.flow = gd.getNextNumber();
+        s.device = gd.getNextChoice();
+        s.tile = (int) gd.getNextNumber();
+        s.recursive = gd.getNextBoolean();
+        s.overwrite = gd.getNextBoolean();
         if (Macro.getOptions() == null) {
-            Prefs.set(P + "input", input);
-            Prefs.set(P + "output", output);
+            Prefs.set(P + "input", s.input);
+            Prefs.set(P + "output", s.output);
             Prefs.set(P + "model", model);
             Prefs.set(P + "model_file", modelFile);
-            Prefs.set(P + "channel", channel);
-            Prefs.set(P + "diameter", diameter);
-            Prefs.set(P + "cellprob_threshold", cellprob);
-            Prefs.set(P + "flow_threshold", flow);
-            Prefs.set(P + "device", device);
-            Prefs.set(P + "tile_size", tile);
+            Prefs.set(P + "channel", s.channel);
+            Prefs.set(P + "diameter", s.diameter);
+            Prefs.set(P + "cellprob_threshold", s.cellprob);
+            Prefs.set(P + "flow_threshold", s.flow);
+            Prefs.set(P + "device", s.device);
+            Prefs.set(P + "tile_size", s.tile);
         }
         try {
-            List<String> args = arguments(input, output, Models.resolve(Engine.modelSpec(model, modelFile)), channel,
-                    diameter, cellprob, flow, device, tile, recursive, overwrite);
-            IJ.showStatus("cytoseg: segmenting " + input + " (details in the console)");
-            int code = Native.runCli(args.toArray(new String[0]));
-            String summary = new File(output, "summary.csv").getPath();
-            if (code == 0) {
-                IJ.log("cytoseg: Segment Folder done: " + summary);
-            } else if (code == 1) {
-                Engine.error("Some images failed; see " + summary + " for each image's error.");
+            s.model = Engine.modelSpec(model, modelFile);
+            IJ.resetEscape();
+            long[] c = run(s, (done, total, line) -> {
+                if (line != null) {
+                    IJ.log("cytoseg: " + line);
+                }
+                IJ.showProgress(done, total);
+                IJ.showStatus("cytoseg: " + done + "/" + total + " images (Esc cancels)");
+                return !IJ.escapePressed();
+            });
+            IJ.showProgress(1.0);
+            String summary = new File(s.output, "summary.csv").getPath();
+            IJ.log("cytoseg: Segment Folder: " + c[0] + " ok, " + c[1] + " skipped (finished earlier), " + c[2]
+                    + " failed, " + c[3] + " cancelled; " + summary);
+            if (c[3] > 0) {
+                IJ.resetEscape();
+                IJ.showStatus("cytoseg: cancelled; run Segment Folder again with the same settings to finish");
+            } else if (c[2] > 0) {
+                Engine.error("Some images failed; see " + summary + " (and the Log) for each image's error.");
             } else {
-                Engine.error("Segment Folder could not run (exit status " + code
-                        + "); the console shows the reason.");
+                IJ.showStatus("cytoseg: Segment Folder done");
             }
         } catch (CytosegException | IllegalArgumentException e) {
             Engine.error(e.getMessage());
@@ -88,56 +123,49 @@ public class Segment_Folder implements PlugIn {
     }
 
     /**
-     * The {@code cytoseg segment} arguments for these settings.
+     * The segmentation options these settings stand for.
      *
-     * @return arguments without the program name
+     * @param s settings
+     * @return the options ({@code channel} converted from 1-based to the engine's 0-based)
      */
-    public static List<String> arguments(String input, String output, String model, String channel, double diameter,
-            double cellprob, double flow, String device, int tile, boolean recursive, boolean overwrite) {
-        if (input.isEmpty() || !new File(input).exists()) {
-            throw new IllegalArgumentException("input: \"" + input + "\" is not a folder or file");
-        }
-        if (output.isEmpty()) {
-            throw new IllegalArgumentException("output: choose an output folder");
-        }
-        List<String> a = new ArrayList<>();
-        a.add("segment");
-        a.add(input);
-        a.add("--out");
-        a.add(output);
-        a.add("--model");
-        a.add(model);
-        a.add("--device");
-        a.add(device);
-        String ort = Cytoseg.ortLibrary();
-        if (ort != null) {
-            a.add("--ort-lib");
-            a.add(ort);
-        }
-        if (!"mean".equals(channel) && !channel.isEmpty()) {
+    public static SegmentOptions options(Settings s) {
+        SegmentOptions o = new SegmentOptions();
+        if (!"mean".equals(s.channel) && !s.channel.isEmpty()) {
             int c;
             try {
-                c = Integer.parseInt(channel);
+                c = Integer.parseInt(s.channel);
             } catch (NumberFormatException e) {
-                throw new IllegalArgumentException("channel: \"" + channel + "\" is not mean or a channel number (1, 2, ...)");
+                throw new IllegalArgumentException("channel: \"" + s.channel + "\" is not mean or a channel number (1, 2, ...)");
             }
-            a.add("--channel");
-            a.add(Integer.toString(c - 1));
+            if (c < 1) {
+                throw new IllegalArgumentException("channel: " + c + " (channels are numbered from 1)");
+            }
+            o.channel = c - 1;
         }
-        if (diameter > 0) {
-            a.add("--diameter");
-            a.add(Double.toString(diameter));
+        o.diameter = Math.max(0, s.diameter);
+        o.cellprobThreshold = s.cellprob;
+        o.flowThreshold = s.flow;
+        o.tileSize = Math.max(0, s.tile);
+        return o;
+    }
+
+    /**
+     * Runs the engine's batch on these settings.
+     *
+     * @param s settings
+     * @param listener progress and cancellation (nullable), called on this thread
+     * @return images {ok, skipped, failed, cancelled}
+     */
+    public static long[] run(Settings s, BatchListener listener) {
+        if (s.input.isEmpty()) {
+            throw new IllegalArgumentException("input: choose an image folder or file");
         }
-        a.add("--cellprob-threshold");
-        a.add(Double.toString(cellprob));
-        a.add("--flow-threshold");
-        a.add(Double.toString(flow));
-        if (tile > 0) {
-            a.add("--tile-size");
-            a.add(Integer.toString(tile));
+        if (s.output.isEmpty()) {
+            throw new IllegalArgumentException("output: choose an output folder");
         }
-        if (recursive) a.add("--recursive");
-        if (overwrite) a.add("--overwrite");
-        return a;
+        SegmentOptions o = options(s);
+        Model m = Engine.load(s.model, s.device);
+        return m.segmentFolder(new String[] {s.input}, s.output, o, s.recursive, s.overwrite, 0,
+                "Fiji/ImageJ " + IJ.getVersion() + ": Plugins > cytoseg > Segment Folder", listener);
     }
 }

@@ -181,15 +181,28 @@ class PluginTest {
     }
 
     @Test
-    void segmentFolderWritesWhatTheCliWrites() throws Exception {
+    void segmentFolderRunsTheEngineBatchAndResumesAfterCancel() throws Exception {
         needDisplayAndRuntime();
         java.nio.file.Path out = java.nio.file.Files.createTempDirectory("cytoseg-folder-test");
-        java.util.List<String> a = Segment_Folder.arguments("../../models/examples/nuclei_example.tif", out.toString(),
-                org.cytoseg.Models.resolve("nuclei"), "mean", 0, 0, 0.4, "cpu", 0, false, false);
-        assertEquals(0, org.cytoseg.Native.runCli(a.toArray(new String[0])));
-        for (String f : new String[] {"nuclei_example_labels.tif", "nuclei_example_objects.csv", "summary.csv", "run.json"}) {
-            assertTrue(out.resolve(f).toFile().isFile(), f + " missing");
+        Segment_Folder.Settings f = new Segment_Folder.Settings();
+        f.input = "../../models/examples/nuclei_example.tif";
+        f.output = out.toString();
+        f.device = "cpu";
+        java.util.List<String> lines = new java.util.ArrayList<>();
+        long[] c = Segment_Folder.run(f, (done, total, line) -> {
+            if (line != null) {
+                lines.add(line);
+            }
+            return true;
+        });
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {1, 0, 0, 0}, c);
+        assertEquals(1, lines.size());
+        assertTrue(lines.get(0).startsWith("[1/1] ok "), lines.get(0));
+        for (String name : new String[] {"nuclei_example_labels.tif", "nuclei_example_objects.csv", "summary.csv", "run.json"}) {
+            assertTrue(out.resolve(name).toFile().isFile(), name + " missing");
         }
+        String run = new String(java.nio.file.Files.readAllBytes(out.resolve("run.json")), "UTF-8");
+        assertTrue(run.contains("Segment Folder") && run.contains("\"api\": \"java\""), run);
         ImagePlus labels = IJ.openImage(out.resolve("nuclei_example_labels.tif").toString());
         Segment_Image.Settings s = new Segment_Image.Settings();
         s.device = "cpu";
@@ -199,19 +212,36 @@ class PluginTest {
         short[] x = (short[]) labels.getProcessor().getPixels();
         short[] y = (short[]) mine.labels.getProcessor().getPixels();
         org.junit.jupiter.api.Assertions.assertArrayEquals(x, y);
-        // A second run skips the finished image; a bad argument is exit status 2, not a crash.
-        assertEquals(0, org.cytoseg.Native.runCli(a.toArray(new String[0])));
-        assertEquals(2, org.cytoseg.Native.runCli(new String[] {"segment", "--no-such-option"}));
+        // A second run skips the finished image.
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {0, 1, 0, 0}, Segment_Folder.run(f, null));
+
+        // Cancelled at the first progress call (Esc in the plugin), then resumed: the same labels.
+        java.nio.file.Path out2 = java.nio.file.Files.createTempDirectory("cytoseg-folder-cancel");
+        f.output = out2.toString();
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {0, 0, 0, 1},
+                Segment_Folder.run(f, (done, total, line) -> false));
+        assertTrue(!out2.resolve("nuclei_example_labels.tif").toFile().exists());
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {1, 0, 0, 0}, Segment_Folder.run(f, null));
+        org.junit.jupiter.api.Assertions.assertArrayEquals(
+                java.nio.file.Files.readAllBytes(out.resolve("nuclei_example_labels.tif")),
+                java.nio.file.Files.readAllBytes(out2.resolve("nuclei_example_labels.tif")));
     }
 
     @Test
-    void segmentFolderArgumentsMatchTheCli() {
-        java.util.List<String> a = Segment_Folder.arguments("../../models/examples", "/tmp/out", "nuclei", "2", 25,
-                0, 0.4, "cpu", 256, false, false);
-        assertEquals("segment", a.get(0));
-        assertTrue(String.join(" ", a).contains("--channel 1 --diameter 25.0 --cellprob-threshold 0.0 "
-                + "--flow-threshold 0.4 --tile-size 256"), String.join(" ", a));
-        assertThrows(IllegalArgumentException.class,
-                () -> Segment_Folder.arguments("/no/such/dir", "/tmp/out", "nuclei", "mean", 0, 0, 0.4, "cpu", 0, false, false));
+    void segmentFolderOptionsAndErrors() {
+        Segment_Folder.Settings f = new Segment_Folder.Settings();
+        f.channel = "2";
+        f.diameter = 25;
+        f.tile = 256;
+        org.cytoseg.SegmentOptions o = Segment_Folder.options(f);
+        assertEquals(1, o.channel);
+        assertEquals(25.0, o.diameter);
+        assertEquals(256, o.tileSize);
+        f.channel = "x";
+        assertThrows(IllegalArgumentException.class, () -> Segment_Folder.options(f));
+        f.channel = "0";
+        assertThrows(IllegalArgumentException.class, () -> Segment_Folder.options(f));
+        Segment_Folder.Settings empty = new Segment_Folder.Settings();
+        assertThrows(IllegalArgumentException.class, () -> Segment_Folder.run(empty, null));
     }
 }

@@ -1,0 +1,124 @@
+//! `org.cytoseg.Native.segmentFolder`: the engine's batch run (the one `cytoseg segment`, the C
+//! API's `cytoseg_segment_folder` and Python's `segment_folder` run) for Fiji's Segment Folder.
+//! The listener is called on the calling Java thread (the work runs on engine threads), so the
+//! plugin can update the status bar, write the Log and poll Esc.
+
+use ::jni::objects::{JClass, JDoubleArray, JLongArray, JObject, JObjectArray, JString};
+use ::jni::sys::{jboolean, jint, jlong};
+use ::jni::{EnvUnowned, JValue, jni_sig, jni_str};
+
+use crate::core::batch::{self, BatchOptions, Event, expand_inputs, outcome_line};
+
+use super::boundary::{JResult, JniError, ThrowCytoseg, non_null, string_arg};
+use super::model::{model_ref, params_from};
+
+/// Segments files, folders and glob patterns into `out` (see `cytoseg segment`): per image
+/// `<stem>_labels.tif` and `<stem>_objects.csv`, per run `summary.csv` and `run.json`; finished
+/// images of an earlier run with the same settings are skipped.
+///
+/// Java: `static native long[] segmentFolder(long handle, String[] inputs, String out,
+/// double[] params, boolean recursive, boolean overwrite, int jobs, String invocation,
+/// BatchListener listener)`. `params` as for `segmentBytes`; `jobs` 0 = automatic;
+/// `invocation` (nullable) is recorded as `run.json`'s command; `listener` (nullable) gets
+/// `boolean image(int done, int total, String line)` after each image (`line` is the image's
+/// one-line report) and about every 100 ms with `line` null; returning false cancels (images
+/// in progress stop at their next tile batch). Returns `{ok, skipped, failed, cancelled}`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_org_cytoseg_Native_segmentFolder<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+    inputs: JObjectArray<'local>,
+    out: JString<'local>,
+    params: JDoubleArray<'local>,
+    recursive: jboolean,
+    overwrite: jboolean,
+    jobs: jint,
+    invocation: JString<'local>,
+    listener: JObject<'local>,
+) -> JLongArray<'local> {
+    env.with_env(|env| -> JResult<JLongArray<'local>> {
+        let model = model_ref(handle)?;
+        non_null(&inputs, "inputs")?;
+        non_null(&params, "params")?;
+        let mut args = Vec::new();
+        for i in 0..inputs.len(env)? {
+            let element = inputs.get_element(env, i)?;
+            let item = env.cast_local::<JString>(element)?;
+            args.push(string_arg(env, &item, "inputs[i]")?);
+        }
+        let out = std::path::PathBuf::from(string_arg(env, &out, "out")?);
+        let mut pv = vec![0.0f64; params.len(env)?];
+        params.get_region(env, 0, &mut pv)?;
+        let p = params_from(model, &pv)?;
+        if jobs < 0 {
+            return Err(JniError::Arg(format!("jobs must be >= 0, got {jobs}")));
+        }
+        let caller = if invocation.is_null() {
+            None
+        } else {
+            Some(string_arg(env, &invocation, "invocation")?)
+        };
+        let opts = BatchOptions {
+            jobs: batch::default_jobs(Some(jobs as usize)),
+            overwrite,
+            invocation: serde_json::json!({
+                "api": "java",
+                "function": "org.cytoseg.Native.segmentFolder",
+                "caller": caller,
+                "inputs": args,
+            }),
+            ..BatchOptions::new(&out)
+        };
+        let found = expand_inputs(&args, recursive, &out)?;
+        let mut last = (0usize, found.len());
+        let mut handler = |e: Event<'_>| -> bool {
+            if listener.is_null() {
+                return true;
+            }
+            if env.exception_check() {
+                // A listener that threw cancels; the exception reaches the caller.
+                return false;
+            }
+            let (done, total, line) = match e {
+                Event::Waiting => (last.0, last.1, None),
+                Event::Finished {
+                    outcome,
+                    done,
+                    total,
+                } => {
+                    last = (done, total);
+                    (done, total, Some(outcome_line(outcome, done, total)))
+                }
+            };
+            let jline = match line {
+                Some(l) => match JString::from_str(env, l) {
+                    Ok(s) => JObject::from(s),
+                    Err(_) => return false,
+                },
+                None => JObject::null(),
+            };
+            env.call_method(
+                &listener,
+                jni_str!("image"),
+                jni_sig!("(IILjava/lang/String;)Z"),
+                &[
+                    JValue::Int(done.min(i32::MAX as usize) as i32),
+                    JValue::Int(total.min(i32::MAX as usize) as i32),
+                    JValue::Object(&jline),
+                ],
+            )
+            .and_then(|v| v.z())
+            .unwrap_or(false)
+        };
+        let report =
+            batch::segment_folder_on_caller_thread(model, &p, &found, &opts, &mut handler)?;
+        let c = report.counts;
+        let counts = [c.ok, c.skipped, c.failed, c.cancelled].map(|n| n as i64);
+        let arr = env.new_long_array(4)?;
+        arr.set_region(env, 0, &counts)?;
+        Ok(arr)
+    })
+    .resolve::<ThrowCytoseg>()
+}
