@@ -34,6 +34,7 @@ from .api import (
     labels_to_flows,
     measure,
     models_dir,
+    segment_folder,
 )
 
 __all__ = [
@@ -58,5 +59,6 @@ __all__ = [
     "flows_to_labels",
     "labels_to_flows",
     "measure",
+    "segment_folder",
     "models_dir",
 ]

@@ -127,6 +127,46 @@ class Calibration(Structure):
     ]
 
 
+class BatchOptions(Structure):
+    """``cytoseg_batch_options``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("jobs", c_uint32),
+        ("max_memory_bytes", c_uint64),
+        ("recursive", c_uint32),
+        ("overwrite", c_uint32),
+        ("objects", c_uint32),
+        ("save_flows", c_uint32),
+        ("invocation", c_char_p),
+    ]
+
+
+class BatchCounts(Structure):
+    """``cytoseg_batch_counts``."""
+
+    _fields_ = [
+        ("ok", c_size_t),
+        ("skipped", c_size_t),
+        ("failed", c_size_t),
+        ("cancelled", c_size_t),
+    ]
+
+
+#: Every ctypes struct of this module by its C name (checked against include/cytoseg.h).
+STRUCTS = {
+    "cytoseg_masks_params": MasksParams,
+    "cytoseg_segment_params": SegmentParams,
+    "cytoseg_load_options": LoadOptions,
+    "cytoseg_matching_stats": MatchingStats,
+    "cytoseg_calibration": Calibration,
+    "cytoseg_batch_options": BatchOptions,
+    "cytoseg_batch_counts": BatchCounts,
+}
+
+#: ``cytoseg_batch_progress_fn``: (userdata, done, total, line or NULL) -> non-zero cancels.
+BATCH_PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_size_t, c_size_t, c_char_p)
+
 #: ``cytoseg_progress_fn``: (userdata, done, total) -> 0 to continue, non-zero to cancel.
 PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_size_t, c_size_t)
 
@@ -210,6 +250,21 @@ _SIGNATURES = {
     "cytoseg_table_column_unit": (c_char_p, [_P, c_size_t]),
     "cytoseg_table_column": (c_int32, [_P, c_size_t, _F64P, c_size_t]),
     "cytoseg_table_free": (None, [_P]),
+    "cytoseg_batch_options_init": (c_int32, [POINTER(BatchOptions)]),
+    "cytoseg_segment_folder": (
+        c_int32,
+        [
+            _P,
+            POINTER(c_char_p),
+            c_size_t,
+            c_char_p,
+            POINTER(SegmentParams),
+            POINTER(BatchOptions),
+            BATCH_PROGRESS_FN,
+            c_void_p,
+            POINTER(BatchCounts),
+        ],
+    ),
 }
 
 _lib: ctypes.CDLL | None = None

@@ -17,13 +17,14 @@ import math
 import os
 import threading
 from collections.abc import Callable, Sequence
-from ctypes import byref, c_double, c_float, c_uint32, c_void_p
+from ctypes import byref, c_char_p, c_double, c_float, c_uint32, c_void_p
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _native
+from ._version import __version__
 
 #: Name of the model used when none is given.
 DEFAULT_MODEL = "nuclei"
@@ -303,24 +304,18 @@ class Model:
         lib = _native.lib()
         ptr = self._acquire()
         try:
-            p = _native.SegmentParams()
-            _native.check(lib.cytoseg_segment_params_init(ptr, byref(p)))
-            _check_struct(p, "cytoseg_segment_params")
-            p.channel = channel
-            if diameter is not None:
-                if not (diameter > 0 and math.isfinite(diameter)):
-                    raise ValueError(
-                        f"diameter must be a positive number of pixels, got {diameter}"
-                    )
-                p.diameter = float(diameter)
-            if tile_size is not None:
-                p.tile_size = int(tile_size)
-            if tile_overlap is not None:
-                p.tile_overlap = float(tile_overlap)
-            if batch_size is not None:
-                p.batch_size = int(batch_size)
-            _set_masks(
-                p.masks, cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction
+            p = _segment_params(
+                ptr,
+                channel,
+                diameter,
+                tile_size,
+                tile_overlap,
+                batch_size,
+                cellprob_threshold,
+                flow_threshold,
+                niter,
+                min_size,
+                max_size_fraction,
             )
             labels = np.empty((h, w), dtype=np.uint32)
             flows = np.empty((3, h, w), dtype=np.float32) if return_flows else None
@@ -357,6 +352,183 @@ class Model:
         finally:
             self._release()
         return (labels, flows) if flows is not None else labels
+
+
+    def segment_folder(
+        self,
+        inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        out: str | os.PathLike[str],
+        *,
+        recursive: bool = False,
+        overwrite: bool = False,
+        jobs: int = 0,
+        max_memory: int = 0,
+        objects: bool = True,
+        save_flows: bool = False,
+        progress: Callable[[int, int, str | None], Any] | None = None,
+        diameter: float | None = None,
+        channel: int | None = None,
+        cellprob_threshold: float | None = None,
+        flow_threshold: float | None = None,
+        tile_size: int | None = None,
+        tile_overlap: float | None = None,
+        batch_size: int | None = None,
+        niter: int | None = None,
+        min_size: int | None = None,
+        max_size_fraction: float | None = None,
+    ) -> dict[str, int]:
+        """Segments files, folders and glob patterns into ``out`` with the engine's batch run,
+        exactly as the ``cytoseg segment`` command (and Fiji's Segment Folder): per image
+        ``<stem>_labels.tif`` and ``<stem>_objects.csv``, per run ``summary.csv`` and
+        ``run.json``. Images finished by an earlier run with the same settings are skipped, so a
+        cancelled or interrupted run resumes; an image that fails is reported in
+        ``summary.csv`` and the others go on.
+
+        Args:
+            inputs: a path or glob pattern, or a list of them (files, folders, patterns).
+            out: output folder (created if missing).
+            recursive: also take images from sub-folders (outputs mirror them).
+            overwrite: redo finished images and replace existing outputs.
+            jobs: images at once (0 = the number of cores, at most 4).
+            max_memory: bytes the images in flight may use together (0 = 60% of the
+                available memory).
+            objects: write the per-object tables.
+            save_flows: also write ``<stem>_flows.npy``.
+            progress: ``progress(done, total, line)`` on the calling thread after each image
+                (``line`` is its one-line report) and about every 100 ms in between
+                (``line`` None); returning ``False`` cancels (:class:`CancelledError`, after
+                ``summary.csv`` and ``run.json`` are written); an exception raised in it
+                cancels and is re-raised.
+            diameter, channel, cellprob_threshold, ...: as :meth:`segment` (``channel`` is
+                the one image channel to segment, None averages all).
+
+        Returns:
+            images by status: ``{"ok", "skipped", "failed", "cancelled"}``.
+        """
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        paths = [os.fsencode(os.fspath(i)) for i in inputs]
+        if not paths:
+            raise ValueError("inputs is empty: give at least one file, folder or glob pattern")
+        if channel is not None and int(channel) < 0:
+            raise ValueError(f"channel must be >= 0 (or None for the mean), got {channel}")
+        if jobs < 0 or max_memory < 0:
+            raise ValueError("jobs and max_memory must be >= 0 (0 = automatic)")
+        lib = _native.lib()
+        ptr = self._acquire()
+        try:
+            p = _segment_params(
+                ptr,
+                -1 if channel is None else int(channel),
+                diameter,
+                tile_size,
+                tile_overlap,
+                batch_size,
+                cellprob_threshold,
+                flow_threshold,
+                niter,
+                min_size,
+                max_size_fraction,
+            )
+            o = _native.BatchOptions()
+            _native.check(lib.cytoseg_batch_options_init(byref(o)))
+            _check_struct(o, "cytoseg_batch_options")
+            o.jobs = int(jobs)
+            o.max_memory_bytes = int(max_memory)
+            o.recursive = int(bool(recursive))
+            o.overwrite = int(bool(overwrite))
+            o.objects = int(bool(objects))
+            o.save_flows = int(bool(save_flows))
+            o.invocation = f"python cytoseg {__version__}: cytoseg.segment_folder".encode()
+            arr = (c_char_p * len(paths))(*paths)
+            counts = _native.BatchCounts()
+            raised: list[BaseException] = []
+
+            def trampoline(_userdata: Any, done: int, total: int, line: bytes | None) -> int:
+                try:
+                    text = line.decode("utf-8", "replace") if line is not None else None
+                    return 1 if progress(int(done), int(total), text) is False else 0
+                except BaseException as e:  # re-raised after the engine returns
+                    raised.append(e)
+                    return 1
+
+            cb = (
+                _native.BATCH_PROGRESS_FN(trampoline)
+                if progress is not None
+                else _native.BATCH_PROGRESS_FN()
+            )
+            status = lib.cytoseg_segment_folder(
+                ptr,
+                arr,
+                len(paths),
+                os.fsencode(os.fspath(out)),
+                byref(p),
+                byref(o),
+                cb,
+                None,
+                byref(counts),
+            )
+            if raised:
+                raise raised[0]
+            _native.check(status)
+        finally:
+            self._release()
+        return {
+            "ok": counts.ok,
+            "skipped": counts.skipped,
+            "failed": counts.failed,
+            "cancelled": counts.cancelled,
+        }
+
+
+def segment_folder(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    **kwargs: Any,
+) -> dict[str, int]:
+    """Loads ``model`` (default: the bundled ``nuclei``) and runs :meth:`Model.segment_folder`.
+
+    >>> import cytoseg
+    >>> cytoseg.segment_folder("plate1/", "results/", progress=lambda d, n, line: print(line))
+    """
+    with Model(model, device=device) as m:
+        return m.segment_folder(inputs, out, **kwargs)
+
+
+def _segment_params(
+    ptr: int,
+    channel: int,
+    diameter: float | None,
+    tile_size: int | None,
+    tile_overlap: float | None,
+    batch_size: int | None,
+    cellprob_threshold: float | None,
+    flow_threshold: float | None,
+    niter: int | None,
+    min_size: int | None,
+    max_size_fraction: float | None,
+) -> _native.SegmentParams:
+    """The model's defaults (``cytoseg_segment_params_init``) with these overrides: the one
+    conversion of keyword arguments to the engine's parameters."""
+    lib = _native.lib()
+    p = _native.SegmentParams()
+    _native.check(lib.cytoseg_segment_params_init(ptr, byref(p)))
+    _check_struct(p, "cytoseg_segment_params")
+    p.channel = channel
+    if diameter is not None:
+        if not (diameter > 0 and math.isfinite(diameter)):
+            raise ValueError(f"diameter must be a positive number of pixels, got {diameter}")
+        p.diameter = float(diameter)
+    if tile_size is not None:
+        p.tile_size = int(tile_size)
+    if tile_overlap is not None:
+        p.tile_overlap = float(tile_overlap)
+    if batch_size is not None:
+        p.batch_size = int(batch_size)
+    _set_masks(p.masks, cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction)
+    return p
 
 
 def _check_struct(s: ctypes.Structure, name: str) -> None:
