@@ -46,6 +46,30 @@ if ! "${check_pins[@]}" "$lock" --python "$venv/bin/python" --allow cytoseg; the
     exit 1
 fi
 
+echo "== the binary wheel on a machine without Rust: a clean venv, no cargo on PATH, no ORT_DYLIB_PATH"
+whl=$(ls "$wheels"/cytoseg-*.whl)
+case "$(basename "$whl")" in
+    *-py3-none-linux_x86_64.whl) ;;
+    *) echo "ci.sh: $(basename "$whl") is not a platform-tagged py3-none-linux_x86_64 wheel" >&2; exit 1 ;;
+esac
+clean=$(mktemp -d)
+"$py" -m venv "$clean/venv"
+# numpy and onnxruntime (the wheel's dependencies) at the pinned versions, then the wheel itself
+grep -E '^(numpy|onnxruntime|flatbuffers|packaging|protobuf)==' "$lock" > "$clean/deps.txt"
+"$clean/venv/bin/python" -m pip install -q --disable-pip-version-check --only-binary :all: --no-deps -r "$clean/deps.txt"
+"$clean/venv/bin/python" -m pip install -q --disable-pip-version-check --no-index --no-deps "$whl"
+(cd "$clean" && env -u ORT_DYLIB_PATH -u CYTOSEG_LIBRARY PATH=/usr/bin:/bin "$clean/venv/bin/python" -c '
+import shutil, cytoseg
+assert shutil.which("cargo") is None, "cargo is on PATH"
+import numpy as np
+m = cytoseg.Model("nuclei", device="cpu")
+img = np.zeros((64, 64), np.uint16); img[20:30, 20:30] = 1000; img[40:50, 35:47] = 800
+labels = m.segment(img, diameter=12)
+print("clean venv: cytoseg", cytoseg.__version__, "from", cytoseg.__file__, "found", int(labels.max()), "objects with", m.info["onnxruntime_library"])
+assert labels.max() >= 1
+')
+rm -rf "$clean"
+
 cd "$here"
 export CYTOSEG_CLI="$repo/target/release/cytoseg"
 pytest=("$venv/bin/python" -m pytest -q -p no:cacheprovider --disable-warnings tests)
