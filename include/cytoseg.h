@@ -48,6 +48,11 @@
 #define MAX_TIFF_TAG_BYTES (64 << 20)
 
 /**
+ * Longest `.npy` header read, in bytes (NumPy itself refuses headers over 10,000 bytes).
+ */
+#define MAX_HEADER_BYTES (1 << 20)
+
+/**
  * Largest ground-truth label accepted by [`mask_ious`] (its outputs have one entry per label
  * `1..=max`, as in cellpose).
  */

@@ -236,3 +236,42 @@ fn cli_segment_refuses_the_huge_tiff_without_aborting() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by `fuzz/ffi_buffers` (seed `fuzz/seeds/ffi_buffers/labels_to_flows_max_label`): a
+/// 2×2 label image holding 4294967295 made `cytoseg_labels_to_flows` size a per-label table by
+/// the largest label (~170 GB) and abort. Label values only name masks: the flows equal those
+/// of the same masks numbered 1..k.
+#[test]
+fn labels_to_flows_with_huge_label_values_matches_small_ones() {
+    use cytoseg::core::flows::labels_to_flows_slices;
+    use cytoseg::ffi::{cytoseg_labels_to_flows, cytoseg_status};
+    let (h, w) = (6, 7);
+    let small: Vec<u32> = (0..h * w)
+        .map(|i| match (i / w, i % w) {
+            (1..=3, 1..=3) => 1,
+            (2..=4, 4..=6) => 2,
+            _ => 0,
+        })
+        .collect();
+    let huge: Vec<u32> = small
+        .iter()
+        .map(|&l| match l {
+            1 => 4_000_000_000,
+            2 => u32::MAX,
+            _ => 0,
+        })
+        .collect();
+    let want = labels_to_flows_slices(&small, h, w).unwrap();
+    assert!(want.iter().any(|&v| v != 0.0));
+    assert_eq!(labels_to_flows_slices(&huge, h, w).unwrap(), want);
+    let mut flows = vec![0f64; 2 * h * w];
+    let status =
+        cytoseg_labels_to_flows(huge.as_ptr(), h * w, h, w, flows.as_mut_ptr(), flows.len());
+    assert_eq!(status as i32, cytoseg_status::Ok as i32);
+    assert_eq!(flows, want);
+    // The fuzzer's input: 2×2, three pixels of 4294967295.
+    let tiny = [4278255873u32, u32::MAX, u32::MAX, u32::MAX];
+    let mut flows = vec![0f64; 8];
+    let status = cytoseg_labels_to_flows(tiny.as_ptr(), 4, 2, 2, flows.as_mut_ptr(), 8);
+    assert_eq!(status as i32, cytoseg_status::Ok as i32);
+}
