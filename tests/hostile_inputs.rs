@@ -275,3 +275,35 @@ fn labels_to_flows_with_huge_label_values_matches_small_ones() {
     let status = cytoseg_labels_to_flows(tiny.as_ptr(), 4, 2, 2, flows.as_mut_ptr(), 8);
     assert_eq!(status as i32, cytoseg_status::Ok as i32);
 }
+
+#[test]
+fn model_manifest_sizes_are_bounded() {
+    use cytoseg::core::model::manifest::Manifest;
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/nuclei/manifest.json");
+    let text = std::fs::read_to_string(&good).unwrap();
+    Manifest::parse(&good, text.as_bytes()).unwrap();
+    // Absurd tiling from a manifest would size the network input.
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["tiling"]["tile_size"] = serde_json::json!(1u64 << 40);
+    let e = Manifest::parse(&good, v.to_string().as_bytes()).unwrap_err();
+    says(&e, &good, &["tiling.tile_size 1099511627776"]);
+    v["tiling"]["tile_size"] = serde_json::json!(256);
+    v["tiling"]["overlap"] = serde_json::json!(1e300);
+    let e = Manifest::parse(&good, v.to_string().as_bytes()).unwrap_err();
+    says(&e, &good, &["tiling.overlap"]);
+    // A manifest file over 1 MiB is refused before it is read.
+    let dir = std::env::temp_dir().join(format!("cytoseg-hostile-man-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("manifest.json");
+    std::fs::write(&big, vec![b' '; (1 << 20) + 1]).unwrap();
+    let e = Manifest::read(&big).unwrap_err();
+    says(
+        &e,
+        &big,
+        &[
+            "model manifest of 1,048,577 bytes",
+            "limit of 1,048,576 bytes",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
