@@ -32,27 +32,6 @@
 
 
 /**
- * Default for [`max_decoded_bytes`]: 16 GiB of decoded samples per file.
- */
-#define DEFAULT_MAX_DECODED_BYTES (1 << 34)
-
-/**
- * Largest model manifest (`manifest.json`) read, in bytes.
- */
-#define MAX_MANIFEST_BYTES (1 << 20)
-
-/**
- * Largest value of a single TIFF tag (strip/tile offsets and counts, descriptions) read, in
- * bytes: 8 M 64-bit offsets, enough for a 16 GiB image in 64 × 64 tiles.
- */
-#define MAX_TIFF_TAG_BYTES (64 << 20)
-
-/**
- * Longest `.npy` header read, in bytes (NumPy itself refuses headers over 10,000 bytes).
- */
-#define MAX_HEADER_BYTES (1 << 20)
-
-/**
  * Largest ground-truth label accepted by [`mask_ious`] (its outputs have one entry per label
  * `1..=max`, as in cellpose).
  */
