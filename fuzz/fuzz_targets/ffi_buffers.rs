@@ -51,8 +51,10 @@ enum Call {
     },
 }
 
-/// `(height, width, huge)`; `None` for huge sides whose product does not overflow (a C caller
-/// would then have to pass that many pixels, which a fuzzer cannot).
+/// `(height, width, huge)`; `None` for huge sides that a real caller could back with memory:
+/// `height * width` elements of `elem` bytes (the first buffer each entry point checks) must
+/// overflow `size_t` or exceed `isize::MAX` bytes, or the call would read `height * width`
+/// elements from the tiny buffer the harness passes (a lying caller, not an engine bug).
 fn dims(s: &Size, elem: usize) -> Option<(usize, usize, bool)> {
     match *s {
         Size::Small(h, w) => Some((h as usize % 32 + 1, w as usize % 32 + 1, false)),
@@ -60,7 +62,7 @@ fn dims(s: &Size, elem: usize) -> Option<(usize, usize, bool)> {
             let (h, w) = (h as usize, w as usize);
             let overflow = h
                 .checked_mul(w)
-                .and_then(|n| n.checked_mul(elem * 3))
+                .and_then(|n| n.checked_mul(elem))
                 .is_none_or(|b| b > isize::MAX as usize);
             overflow.then_some((h, w, true))
         }
@@ -108,8 +110,11 @@ fuzz_target!(|call: Call| {
                 2 => 2,
                 _ => 4,
             };
-            let stride = (w * channels.max(1) + stride_pad as usize % 4) * sample
-                + usize::from(stride_pad >= 128);
+            let stride = w
+                .wrapping_mul(channels.max(1))
+                .wrapping_add(stride_pad as usize % 4)
+                .wrapping_mul(sample)
+                .wrapping_add(usize::from(stride_pad >= 128));
             // Bytes the caller passes (as many as claimed for small images), 8-byte aligned.
             let words = if huge {
                 1
@@ -221,7 +226,7 @@ fuzz_target!(|call: Call| {
             labels,
             len_delta,
         } => {
-            let Some((h, w, huge)) = dims(&size, 8) else {
+            let Some((h, w, huge)) = dims(&size, 4) else {
                 return;
             };
             let n = if huge { 1 } else { h * w };
