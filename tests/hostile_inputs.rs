@@ -307,3 +307,47 @@ fn model_manifest_sizes_are_bounded() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// C callers passing sizes whose products overflow get an error status, not an abort, and
+/// the buffers are not touched.
+#[test]
+fn c_entry_points_refuse_overflowing_sizes() {
+    use cytoseg::ffi::*;
+    let one = [1u32; 4];
+    let mut table: *mut cytoseg_table = std::ptr::null_mut();
+    for (w, h) in [(usize::MAX, 2), (1usize << 32, 1 << 32), (1 << 62, 1)] {
+        let s = cytoseg_measure(
+            one.as_ptr(),
+            w,
+            h,
+            std::ptr::null(),
+            1,
+            1,
+            w,
+            std::ptr::null(),
+            &mut table,
+        );
+        assert_eq!(s as i32, cytoseg_status::TooLarge as i32, "{w}×{h}");
+        assert!(table.is_null());
+    }
+    let f = [0f32; 8];
+    let mut out = [0u32; 4];
+    for (h, w) in [(usize::MAX, 2), (1usize << 32, 1 << 32), (1 << 20, 1 << 20)] {
+        let s = cytoseg_flows_to_labels(
+            f.as_ptr(),
+            8,
+            f.as_ptr(),
+            4,
+            h,
+            w,
+            std::ptr::null(),
+            out.as_mut_ptr(),
+            4,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(s as i32, cytoseg_status::TooLarge as i32, "{h}×{w}");
+        let mut flows = [0f64; 8];
+        let s = cytoseg_labels_to_flows(one.as_ptr(), 4, h, w, flows.as_mut_ptr(), 8);
+        assert_eq!(s as i32, cytoseg_status::TooLarge as i32, "{h}×{w}");
+    }
+}
