@@ -351,7 +351,7 @@ pub fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    Some(kb.saturating_mul(1024))
 }
 
 /// Estimated peak memory of one image: the decoded planes (and a converted copy), the labels of
@@ -359,7 +359,12 @@ pub fn available_memory() -> Option<u64> {
 /// input, flows, tiles' accumulator, masks: about 48 bytes per pixel).
 fn estimate(path: &Path) -> u64 {
     match crate::core::io::image::decoded_size_hint(path) {
-        Some(h) => 2 * h.bytes + 4 * h.bytes.max(h.plane_pixels) + 48 * h.plane_pixels + (16 << 20),
+        // Saturating: a hostile header's sizes must not wrap around to a small estimate.
+        Some(h) => (2 * h.bytes as u128
+            + 4 * h.bytes.max(h.plane_pixels) as u128
+            + 48 * h.plane_pixels as u128
+            + (16 << 20))
+            .min(u64::MAX as u128) as u64,
         None => 64 << 20,
     }
 }

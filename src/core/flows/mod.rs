@@ -297,6 +297,22 @@ pub fn labels_to_flows_slices(labels: &[u32], height: usize, width: usize) -> Re
             labels.len()
         )));
     }
+    // Per-label tables are indexed by label value: values above the pixel count (sparse ids up
+    // to 4294967295, which once made this allocate ~170 GB and abort) are renumbered 1..k in
+    // increasing order first, which changes no flow (masks are diffused in label order).
+    if labels::max_label(labels) as usize > n {
+        let mut ids: Vec<u32> = labels.iter().copied().filter(|&l| l != 0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let dense: Vec<u32> = labels
+            .iter()
+            .map(|&l| match l {
+                0 => 0,
+                l => ids.binary_search(&l).map_or(0, |i| i as u32 + 1),
+            })
+            .collect();
+        return Ok(diffusion::masks_to_flows(&dense, height, width));
+    }
     Ok(diffusion::masks_to_flows(labels, height, width))
 }
 

@@ -25,6 +25,7 @@ use std::path::Path;
 
 use crate::core::error::{Error, Result};
 use crate::core::image::{ImageView, Pixels};
+use crate::core::io::limits;
 
 /// Owned pixel samples.
 #[derive(Debug, Clone)]
@@ -218,23 +219,124 @@ fn rational(v: tiff::decoder::ifd::Value) -> Option<f64> {
     }
 }
 
+/// TIFF decoder limits for a file of at most `max` decoded bytes: the decoder's own buffers
+/// stay within the engine's limit, and no tag value may claim more than
+/// [`limits::MAX_TIFF_TAG_BYTES`].
+pub(crate) fn tiff_limits(max: u64) -> tiff::decoder::Limits {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut l = tiff::decoder::Limits::default();
+    l.decoding_buffer_size = max;
+    l.intermediate_buffer_size = max;
+    l.ifd_value_size = limits::MAX_TIFF_TAG_BYTES;
+    l
+}
+
+/// Bytes of the current TIFF page once decoded by the `tiff` crate (all sample planes), with
+/// the name of its sample type.
+pub(crate) fn tiff_page_bytes<R: std::io::Read + std::io::Seek>(
+    dec: &mut tiff::decoder::Decoder<R>,
+) -> std::result::Result<(u64, tiff::decoder::BufferLayoutPreference), tiff::TiffError> {
+    let layout = dec.image_buffer_layout()?;
+    Ok((layout.complete_len as u64, layout))
+}
+
+/// A page's size for messages: `200000×200000 pixels × 1 sample(s) of 16 bits`.
+pub(crate) fn tiff_page_text(page: usize, w: u32, h: u32, color: tiff::ColorType) -> String {
+    let (samples, bits) = match color {
+        tiff::ColorType::Gray(b) => (1, b),
+        tiff::ColorType::GrayA(b) => (2, b),
+        tiff::ColorType::RGB(b) => (3, b),
+        tiff::ColorType::RGBA(b) => (4, b),
+        tiff::ColorType::CMYK(b) => (4, b),
+        tiff::ColorType::CMYKA(b) => (5, b),
+        tiff::ColorType::YCbCr(b) => (3, b),
+        tiff::ColorType::Multiband {
+            bit_depth,
+            num_samples,
+        } => (num_samples, bit_depth),
+        other => (1, other.bit_depth()),
+    };
+    format!("page {page}: {w}×{h} pixels × {samples} sample(s) of {bits} bits")
+}
+
+/// Decodes the current TIFF page into a fallibly allocated buffer of `layout`'s size (checked
+/// against the limits by the caller).
+pub(crate) fn tiff_decode_page<R: std::io::Read + std::io::Seek>(
+    dec: &mut tiff::decoder::Decoder<R>,
+    layout: &tiff::decoder::BufferLayoutPreference,
+    path: &Path,
+    what: &str,
+) -> Result<tiff::decoder::DecodingResult> {
+    use tiff::decoder::{DecodingResult as D, DecodingSampleType as S};
+    let n = layout.complete_len;
+    let mut buf = match layout.sample_type {
+        Some(S::U8) => D::U8(limits::try_vec(path, what, n, 0)?),
+        Some(S::I8) => D::I8(limits::try_vec(path, what, n, 0)?),
+        Some(S::U16) => D::U16(limits::try_vec(path, what, n.div_ceil(2), 0)?),
+        Some(S::I16) => D::I16(limits::try_vec(path, what, n.div_ceil(2), 0)?),
+        Some(S::F16) => D::F16(limits::try_vec(
+            path,
+            what,
+            n.div_ceil(2),
+            Default::default(),
+        )?),
+        Some(S::U32) => D::U32(limits::try_vec(path, what, n.div_ceil(4), 0)?),
+        Some(S::I32) => D::I32(limits::try_vec(path, what, n.div_ceil(4), 0)?),
+        Some(S::F32) => D::F32(limits::try_vec(path, what, n.div_ceil(4), 0.0)?),
+        Some(S::U64) => D::U64(limits::try_vec(path, what, n.div_ceil(8), 0)?),
+        Some(S::I64) => D::I64(limits::try_vec(path, what, n.div_ceil(8), 0)?),
+        Some(S::F64) => D::F64(limits::try_vec(path, what, n.div_ceil(8), 0.0)?),
+        None => {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{what}: unsupported TIFF sample format {:?}",
+                    layout.sample_format
+                ),
+            ));
+        }
+    };
+    dec.read_image_bytes(buf.as_buffer(0).as_bytes_mut())
+        .map_err(|e| {
+            Error::format(
+                path,
+                format!(
+                    "unreadable or truncated TIFF (page data could not be decoded): {}",
+                    limits::tiff_error_text(&e)
+                ),
+            )
+        })?;
+    Ok(buf)
+}
+
 fn read_tiff(path: &Path) -> Result<Stack> {
-    use tiff::decoder::{Decoder, DecodingResult, Limits};
+    use tiff::decoder::Decoder;
     use tiff::tags::Tag;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: tiff::TiffError| {
         Error::format(
             path,
-            format!("unreadable or truncated TIFF (page data could not be decoded): {e}"),
+            format!(
+                "unreadable or truncated TIFF (page data could not be decoded): {}",
+                limits::tiff_error_text(&e)
+            ),
         )
     };
+    let max = limits::max_decoded_bytes();
     let mut dec = Decoder::new(std::io::BufReader::new(file))
-        .map_err(|e| Error::format(path, format!("not a readable TIFF file: {e}")))?
-        .with_limits(Limits::unlimited());
+        .map_err(|e| {
+            Error::format(
+                path,
+                format!("not a readable TIFF file: {}", limits::tiff_error_text(&e)),
+            )
+        })?
+        .with_limits(tiff_limits(max));
     let mut meta = TiffMeta::default();
     let mut pages: Vec<Page> = Vec::new();
     let mut sample_type = String::new();
     let mut first = true;
+    // Bytes held by the pages decoded so far.
+    let mut held: u64 = 0;
     loop {
         let subfile = dec
             .find_tag_unsigned::<u32>(Tag::NewSubfileType)
@@ -263,9 +365,9 @@ fn read_tiff(path: &Path) -> Result<Stack> {
         }
         // Reduced-resolution copies (thumbnails, pyramid levels in the main chain) are skipped.
         if first || subfile & 1 == 0 {
-            let (w, h) = dec.dimensions().map_err(bad)?;
-            let (w, h) = (w as usize, h as usize);
-            let samples = match dec.colortype().map_err(bad)? {
+            let (w32, h32) = dec.dimensions().map_err(bad)?;
+            let color = dec.colortype().map_err(bad)?;
+            let samples = match color {
                 tiff::ColorType::Gray(_) => 1,
                 tiff::ColorType::GrayA(_) => 2,
                 tiff::ColorType::RGB(_) => 3,
@@ -281,19 +383,49 @@ fn read_tiff(path: &Path) -> Result<Stack> {
                     ));
                 }
             };
-            let mut buf = DecodingResult::U8(Vec::new());
-            dec.read_image_to_buffer(&mut buf).map_err(bad)?;
+            let what = tiff_page_text(pages.len(), w32, h32, color);
+            let (decoded, layout) = tiff_page_bytes(&mut dec).map_err(bad)?;
             let planar = dec
                 .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
                 .ok()
                 .flatten()
                 == Some(2);
-            let (data, ty) = convert(buf);
+            // Peak while this page is converted: the pages before it, the decoded buffer, a
+            // float32 copy of types that are converted, an interleaved copy of planar pages.
+            let px = limits::product(&[w32 as u64, h32 as u64, samples as u64]);
+            let bits = color.bit_depth();
+            let out_bytes = if bits > 16 {
+                4
+            } else {
+                bits.div_ceil(8).max(1) as u64
+            };
+            let converted = if bits > 16 {
+                px.and_then(|p| p.checked_mul(4))
+            } else {
+                Some(0)
+            };
+            let interleaved = if planar && samples > 1 {
+                px.and_then(|p| p.checked_mul(out_bytes))
+            } else {
+                Some(0)
+            };
+            let need = [Some(held), Some(decoded), converted, interleaved]
+                .into_iter()
+                .try_fold(0u64, |a, b| a.checked_add(b?));
+            let what_all = if pages.is_empty() {
+                what.clone()
+            } else {
+                format!("{what} (with the {} page(s) before it)", pages.len())
+            };
+            limits::check_size(path, &what_all, need)?;
+            let (w, h) = (w32 as usize, h32 as usize);
+            let buf = tiff_decode_page(&mut dec, &layout, path, &what)?;
+            let (data, ty) = convert(path, buf)?;
             if sample_type.is_empty() {
                 sample_type = ty.to_string();
             }
             let n = data.len();
-            if n != w * h * samples {
+            if Some(n) != w.checked_mul(h).and_then(|p| p.checked_mul(samples)) {
                 return Err(Error::format(
                     path,
                     format!(
@@ -303,7 +435,7 @@ fn read_tiff(path: &Path) -> Result<Stack> {
                 ));
             }
             let data = if planar && samples > 1 {
-                interleave(&[data], samples, w * h)
+                interleave(path, &[data], samples, w * h)?
             } else {
                 data
             };
@@ -321,6 +453,7 @@ fn read_tiff(path: &Path) -> Result<Stack> {
                     ),
                 ));
             }
+            held = held.saturating_add((data.len() * data.bytes_per_sample()) as u64);
             pages.push(Page {
                 data,
                 width: w,
@@ -338,31 +471,44 @@ fn read_tiff(path: &Path) -> Result<Stack> {
 }
 
 /// Converts the decoder's buffer to a supported sample type; returns the original type's name.
-fn convert(buf: tiff::decoder::DecodingResult) -> (ImageData, &'static str) {
+fn convert(path: &Path, buf: tiff::decoder::DecodingResult) -> Result<(ImageData, &'static str)> {
     use tiff::decoder::DecodingResult as D;
-    fn f<T: Copy>(v: Vec<T>, g: impl Fn(T) -> f32) -> ImageData {
-        ImageData::F32(v.into_iter().map(g).collect())
+    fn f<T: Copy>(path: &Path, v: Vec<T>, g: impl Fn(T) -> f32) -> Result<ImageData> {
+        let out =
+            limits::try_collect(path, "float32 copy of the samples", v.iter().map(|&x| g(x)))?;
+        Ok(ImageData::F32(out))
     }
-    match buf {
+    Ok(match buf {
         D::U8(v) => (ImageData::U8(v), "uint8"),
         D::U16(v) => (ImageData::U16(v), "uint16"),
         D::F32(v) => (ImageData::F32(v), "float32"),
-        D::U32(v) => (f(v, |x| x as f32), "uint32"),
-        D::U64(v) => (f(v, |x| x as f32), "uint64"),
-        D::I8(v) => (f(v, f32::from), "int8"),
-        D::I16(v) => (f(v, f32::from), "int16"),
-        D::I32(v) => (f(v, |x| x as f32), "int32"),
-        D::I64(v) => (f(v, |x| x as f32), "int64"),
-        D::F64(v) => (f(v, |x| x as f32), "float64"),
-        D::F16(v) => (f(v, |x| x.to_f32()), "float16"),
-    }
+        D::U32(v) => (f(path, v, |x| x as f32)?, "uint32"),
+        D::U64(v) => (f(path, v, |x| x as f32)?, "uint64"),
+        D::I8(v) => (f(path, v, f32::from)?, "int8"),
+        D::I16(v) => (f(path, v, f32::from)?, "int16"),
+        D::I32(v) => (f(path, v, |x| x as f32)?, "int32"),
+        D::I64(v) => (f(path, v, |x| x as f32)?, "int64"),
+        D::F64(v) => (f(path, v, |x| x as f32)?, "float64"),
+        D::F16(v) => (f(path, v, |x| x.to_f32())?, "float16"),
+    })
 }
 
 /// Interleaves `sources` (each `n` pixels × its own samples, interleaved; or one planar buffer
 /// when `sources.len() == 1`) into one buffer of `channels` samples per pixel.
-fn interleave(sources: &[ImageData], channels: usize, n: usize) -> ImageData {
-    fn go<T: Copy + Default>(src: &[&[T]], channels: usize, n: usize) -> Vec<T> {
-        let mut out = vec![T::default(); n * channels];
+fn interleave(path: &Path, sources: &[ImageData], channels: usize, n: usize) -> Result<ImageData> {
+    fn go<T: Copy + Default>(
+        path: &Path,
+        src: &[&[T]],
+        channels: usize,
+        n: usize,
+    ) -> Result<Vec<T>> {
+        let len = n.checked_mul(channels).ok_or_else(|| {
+            Error::TooLarge(format!(
+                "{}: {n} pixels × {channels} channels overflow",
+                path.display()
+            ))
+        })?;
+        let mut out = limits::try_vec(path, "interleaved channels", len, T::default())?;
         if src.len() == 1 {
             // One planar buffer: channel-major → pixel-major.
             for c in 0..channels {
@@ -381,9 +527,9 @@ fn interleave(sources: &[ImageData], channels: usize, n: usize) -> ImageData {
                 }
             }
         }
-        out
+        Ok(out)
     }
-    match &sources[0] {
+    Ok(match &sources[0] {
         ImageData::U8(_) => {
             let v: Vec<&[u8]> = sources
                 .iter()
@@ -392,7 +538,7 @@ fn interleave(sources: &[ImageData], channels: usize, n: usize) -> ImageData {
                     _ => unreachable!("pages share one type"),
                 })
                 .collect();
-            ImageData::U8(go(&v, channels, n))
+            ImageData::U8(go(path, &v, channels, n)?)
         }
         ImageData::U16(_) => {
             let v: Vec<&[u16]> = sources
@@ -402,7 +548,7 @@ fn interleave(sources: &[ImageData], channels: usize, n: usize) -> ImageData {
                     _ => unreachable!("pages share one type"),
                 })
                 .collect();
-            ImageData::U16(go(&v, channels, n))
+            ImageData::U16(go(path, &v, channels, n)?)
         }
         ImageData::F32(_) => {
             let v: Vec<&[f32]> = sources
@@ -412,9 +558,9 @@ fn interleave(sources: &[ImageData], channels: usize, n: usize) -> ImageData {
                     _ => unreachable!("pages share one type"),
                 })
                 .collect();
-            ImageData::F32(go(&v, channels, n))
+            ImageData::F32(go(path, &v, channels, n)?)
         }
-    }
+    })
 }
 
 /// `key=value` lines of an ImageJ description.
@@ -564,7 +710,12 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
                 .chars()
                 .filter(|ch| matches!(ch, 'c' | 'z' | 't'))
                 .collect();
-            if letters.len() == 3 {
+            // A permutation of c, z, t only: a repeated letter would index pages twice.
+            if letters.len() == 3
+                && letters.contains(&'c')
+                && letters.contains(&'z')
+                && letters.contains(&'t')
+            {
                 order = [letters[0], letters[1], letters[2]];
             }
         }
@@ -627,7 +778,7 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
                     .iter()
                     .map(|&i| slots[i].take().expect("each page is used once"))
                     .collect();
-                interleave(&src, channels, n)
+                interleave(path, &src, channels, n)?
             };
             planes.push(Image {
                 data,
@@ -655,49 +806,68 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
     })
 }
 
-fn read_raster(path: &Path) -> Result<Stack> {
-    use image::DynamicImage as D;
+/// Decodes a PNG or JPEG file after checking the size its header gives, plus `extra` bytes
+/// per pixel for the caller's conversion of each colour type, against the limits.
+pub(crate) fn decode_raster(
+    path: &Path,
+    extra: impl Fn(image::ColorType) -> u64,
+) -> Result<image::DynamicImage> {
+    use image::ImageDecoder;
     let bad = |e: image::ImageError| {
         Error::format(path, format!("unreadable or truncated image file: {e}"))
     };
-    let img = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(bad)?;
+        .map_err(|e| Error::io(path, e))?;
+    let mut l = image::Limits::default();
+    l.max_alloc = Some(limits::max_decoded_bytes());
+    reader.limits(l);
+    let dec = reader.into_decoder().map_err(bad)?;
+    let (w, h) = dec.dimensions();
+    let color = dec.color_type();
+    let need = limits::product(&[w as u64, h as u64, extra(color)])
+        .and_then(|e| e.checked_add(dec.total_bytes()));
+    limits::check_size(path, &format!("{w}×{h} pixels of {color:?}"), need)?;
+    image::DynamicImage::from_decoder(dec).map_err(bad)
+}
+
+/// Keeps the first `keep` of every `every` samples, allocating fallibly.
+fn drop_samples<T: Copy>(path: &Path, v: &[T], every: usize, keep: usize) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    limits::try_reserve(
+        &mut out,
+        v.len() / every * keep,
+        path,
+        "samples without alpha",
+    )?;
+    for p in v.chunks_exact(every) {
+        out.extend_from_slice(&p[..keep]);
+    }
+    Ok(out)
+}
+
+fn read_raster(path: &Path) -> Result<Stack> {
+    use image::ColorType as C;
+    use image::DynamicImage as D;
+    let img = decode_raster(path, |c| match c {
+        C::L8 | C::Rgb8 | C::L16 | C::Rgb16 => 0,
+        C::La8 => 1,
+        C::Rgba8 => 3,
+        C::La16 => 2,
+        C::Rgba16 => 6,
+        _ => 12,
+    })?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (data, channels) = match img {
         D::ImageLuma8(b) => (ImageData::U8(b.into_raw()), 1),
-        D::ImageLumaA8(b) => (
-            ImageData::U8(b.into_raw().chunks(2).map(|p| p[0]).collect()),
-            1,
-        ),
+        D::ImageLumaA8(b) => (ImageData::U8(drop_samples(path, &b, 2, 1)?), 1),
         D::ImageRgb8(b) => (ImageData::U8(b.into_raw()), 3),
-        D::ImageRgba8(b) => (
-            ImageData::U8(
-                b.into_raw()
-                    .chunks(4)
-                    .flat_map(|p| [p[0], p[1], p[2]])
-                    .collect(),
-            ),
-            3,
-        ),
+        D::ImageRgba8(b) => (ImageData::U8(drop_samples(path, &b, 4, 3)?), 3),
         D::ImageLuma16(b) => (ImageData::U16(b.into_raw()), 1),
-        D::ImageLumaA16(b) => (
-            ImageData::U16(b.into_raw().chunks(2).map(|p| p[0]).collect()),
-            1,
-        ),
+        D::ImageLumaA16(b) => (ImageData::U16(drop_samples(path, &b, 2, 1)?), 1),
         D::ImageRgb16(b) => (ImageData::U16(b.into_raw()), 3),
-        D::ImageRgba16(b) => (
-            ImageData::U16(
-                b.into_raw()
-                    .chunks(4)
-                    .flat_map(|p| [p[0], p[1], p[2]])
-                    .collect(),
-            ),
-            3,
-        ),
+        D::ImageRgba16(b) => (ImageData::U16(drop_samples(path, &b, 4, 3)?), 3),
         other => {
             let rgb = other.into_rgb32f();
             (ImageData::F32(rgb.into_raw()), 3)
@@ -712,31 +882,32 @@ fn read_raster(path: &Path) -> Result<Stack> {
 }
 
 fn read_npy_image(path: &Path) -> Result<Image> {
+    use crate::core::io::npy;
     use ndarray::ArrayD;
     use ndarray_npy::ReadNpyExt;
+    npy::check_header(path)?;
     let open = || {
         std::fs::File::open(path)
             .map(std::io::BufReader::new)
             .map_err(|e| Error::io(path, e))
     };
-    let data = if let Ok(a) = ArrayD::<u8>::read_npy(open()?) {
+    let (shape, data) = if let Ok(a) = ArrayD::<u8>::read_npy(open()?) {
         (
             a.shape().to_vec(),
-            ImageData::U8(a.as_standard_layout().iter().copied().collect()),
+            ImageData::U8(npy::into_row_major(path, a)?),
         )
     } else if let Ok(a) = ArrayD::<u16>::read_npy(open()?) {
         (
             a.shape().to_vec(),
-            ImageData::U16(a.as_standard_layout().iter().copied().collect()),
+            ImageData::U16(npy::into_row_major(path, a)?),
         )
     } else {
-        let a = crate::core::io::npy::read::<f32>(path, "uint8, uint16 or float32")?;
+        let a = npy::read_checked::<f32>(path, "uint8, uint16 or float32")?;
         (
             a.shape().to_vec(),
-            ImageData::F32(a.as_standard_layout().iter().copied().collect()),
+            ImageData::F32(npy::into_row_major(path, a)?),
         )
     };
-    let (shape, data) = data;
     let (height, width, channels) = match shape[..] {
         [h, w] => (h, w, 1),
         [h, w, c] => (h, w, c),
@@ -771,7 +942,9 @@ pub fn decoded_size_hint(path: &Path) -> Option<SizeHint> {
     match crate::core::io::extension(path).as_str() {
         "tif" | "tiff" => {
             let file = std::fs::File::open(path).ok()?;
-            let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file)).ok()?;
+            let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(file))
+                .ok()?
+                .with_limits(tiff_limits(limits::max_decoded_bytes()));
             let mut hint = SizeHint {
                 bytes: 0,
                 plane_pixels: 0,
@@ -792,7 +965,9 @@ pub fn decoded_size_hint(path: &Path) -> Option<SizeHint> {
                 // 8- and 16-bit samples are kept, everything else becomes float32.
                 let bytes = if bits <= 16 { bits.div_ceil(8) } else { 4 };
                 let px = w as u64 * h as u64;
-                hint.bytes += px * samples * bytes;
+                hint.bytes = hint
+                    .bytes
+                    .saturating_add(px.saturating_mul(samples).saturating_mul(bytes));
                 hint.plane_pixels = hint.plane_pixels.max(px);
                 if !dec.more_images() || dec.next_image().is_err() {
                     break;
@@ -809,7 +984,7 @@ pub fn decoded_size_hint(path: &Path) -> Option<SizeHint> {
                 .ok()?;
             let px = w as u64 * h as u64;
             Some(SizeHint {
-                bytes: px * 6,
+                bytes: px.saturating_mul(6),
                 plane_pixels: px,
             })
         }
@@ -859,13 +1034,13 @@ mod tests {
     #[test]
     fn planar_and_multi_source_interleaving() {
         let planar = ImageData::U8(vec![1, 2, 10, 20]);
-        match interleave(&[planar], 2, 2) {
+        match interleave(Path::new("t"), &[planar], 2, 2).unwrap() {
             ImageData::U8(v) => assert_eq!(v, vec![1, 10, 2, 20]),
             _ => panic!(),
         }
         let a = ImageData::U16(vec![1, 2]);
         let b = ImageData::U16(vec![7, 8]);
-        match interleave(&[a, b], 2, 2) {
+        match interleave(Path::new("t"), &[a, b], 2, 2).unwrap() {
             ImageData::U16(v) => assert_eq!(v, vec![1, 7, 2, 8]),
             _ => panic!(),
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::core::error::{Error, Result};
 use crate::core::io::image::Calibration;
-use crate::core::io::{npy, write_atomic};
+use crate::core::io::{limits, npy, write_atomic};
 
 /// File formats for label images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,32 +289,54 @@ pub fn read_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
 }
 
 fn to_label<T: Copy + Into<f64>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
-    v.iter()
-        .map(|&x| {
-            let f: f64 = x.into();
-            if f >= 0.0 && f <= u32::MAX as f64 && f.fract() == 0.0 {
-                Ok(f as u32)
-            } else {
-                Err(Error::format(
-                    path,
-                    format!("holds {f}, not a label (labels are integers 0..=4294967295)"),
-                ))
-            }
-        })
-        .collect()
+    let mut out = Vec::new();
+    limits::try_reserve(&mut out, v.len(), path, "labels")?;
+    for &x in v {
+        let f: f64 = x.into();
+        if f >= 0.0 && f <= u32::MAX as f64 && f.fract() == 0.0 {
+            out.push(f as u32);
+        } else {
+            return Err(Error::format(
+                path,
+                format!("holds {f}, not a label (labels are integers 0..=4294967295)"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Widens unsigned samples to labels, allocating fallibly.
+fn widen<T: Copy + Into<u32>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
+    limits::try_collect(path, "labels", v.iter().map(|&x| x.into()))
 }
 
 fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    use crate::core::io::image::{tiff_decode_page, tiff_limits, tiff_page_bytes, tiff_page_text};
     use tiff::decoder::{Decoder, DecodingResult};
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let bad =
-        |e: tiff::TiffError| Error::format(path, format!("unreadable or truncated TIFF: {e}"));
-    let mut dec = Decoder::new(std::io::BufReader::new(file)).map_err(bad)?;
-    let (w, h) = dec.dimensions().map_err(bad)?;
-    let (w, h) = (w as usize, h as usize);
-    let data = match dec.read_image().map_err(bad)? {
-        DecodingResult::U8(v) => v.into_iter().map(u32::from).collect(),
-        DecodingResult::U16(v) => v.into_iter().map(u32::from).collect(),
+    let bad = |e: tiff::TiffError| {
+        Error::format(
+            path,
+            format!(
+                "unreadable or truncated TIFF: {}",
+                limits::tiff_error_text(&e)
+            ),
+        )
+    };
+    let mut dec = Decoder::new(std::io::BufReader::new(file))
+        .map_err(bad)?
+        .with_limits(tiff_limits(limits::max_decoded_bytes()));
+    let (w32, h32) = dec.dimensions().map_err(bad)?;
+    let color = dec.colortype().map_err(bad)?;
+    let (decoded, layout) = tiff_page_bytes(&mut dec).map_err(bad)?;
+    // The decoded page and the labels made from it (4 bytes per pixel).
+    let what = tiff_page_text(0, w32, h32, color);
+    let need = limits::product(&[w32 as u64, h32 as u64, 4]).and_then(|l| l.checked_add(decoded));
+    limits::check_size(path, &format!("{what} (as labels)"), need)?;
+    let (w, h) = (w32 as usize, h32 as usize);
+    let data = match tiff_decode_page(&mut dec, &layout, path, &what)? {
+        DecodingResult::U8(v) => widen(path, &v)?,
+        DecodingResult::U16(v) => widen(path, &v)?,
         DecodingResult::U32(v) => v,
         DecodingResult::I8(v) => to_label(path, &v)?,
         DecodingResult::I16(v) => to_label(path, &v)?,
@@ -328,7 +350,7 @@ fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
             ));
         }
     };
-    if data.len() != w * h {
+    if Some(data.len()) != w.checked_mul(h) {
         return Err(Error::format(
             path,
             format!(
@@ -350,6 +372,17 @@ fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
 fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
     use ndarray::ArrayD;
     use ndarray_npy::ReadNpyExt;
+    let header = npy::check_header(path)?;
+    // The array and the labels made from it (4 bytes per element).
+    let need = header
+        .elements
+        .checked_mul(4)
+        .and_then(|l| l.checked_add(header.data_bytes));
+    limits::check_size(
+        path,
+        &format!("a label array of shape {:?}", header.shape),
+        need,
+    )?;
     let open = || {
         std::fs::File::open(path)
             .map(std::io::BufReader::new)
@@ -359,7 +392,7 @@ fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
         ($t:ty, $conv:expr) => {
             if let Ok(a) = ArrayD::<$t>::read_npy(open()?) {
                 let shape = a.shape().to_vec();
-                let v: Vec<$t> = a.as_standard_layout().iter().copied().collect();
+                let v: Vec<$t> = npy::into_row_major(path, a)?;
                 let data: Vec<u32> = $conv(v)?;
                 return match shape[..] {
                     [h, w] => Ok((data, h, w)),
@@ -372,38 +405,29 @@ fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
         };
     }
     try_type!(u32, |v: Vec<u32>| Ok::<_, Error>(v));
-    try_type!(u16, |v: Vec<u16>| Ok::<_, Error>(
-        v.into_iter().map(u32::from).collect()
-    ));
-    try_type!(u8, |v: Vec<u8>| Ok::<_, Error>(
-        v.into_iter().map(u32::from).collect()
-    ));
+    try_type!(u16, |v: Vec<u16>| widen(path, &v));
+    try_type!(u8, |v: Vec<u8>| widen(path, &v));
     try_type!(i32, |v: Vec<i32>| to_label(path, &v));
     try_type!(i64, |v: Vec<i64>| to_label(
         path,
-        &v.iter().map(|&x| x as f64).collect::<Vec<_>>()
+        &limits::try_collect(path, "labels", v.iter().map(|&x| x as f64))?
     ));
     try_type!(u64, |v: Vec<u64>| to_label(
         path,
-        &v.iter().map(|&x| x as f64).collect::<Vec<_>>()
+        &limits::try_collect(path, "labels", v.iter().map(|&x| x as f64))?
     ));
     // Surfaces the file's own problem (I/O, truncation, dtype) in the error.
-    npy::read::<u32>(path, "an integer label array (uint8/16/32, int32/64)")?;
+    npy::read_checked::<u32>(path, "an integer label array (uint8/16/32, int32/64)")?;
     Err(Error::format(path, "not a label array"))
 }
 
 fn read_png_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
-    let bad = |e: image::ImageError| Error::format(path, format!("unreadable PNG: {e}"));
-    let img = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(bad)?;
+    // The decoded image and the labels made from it (4 bytes per pixel).
+    let img = crate::core::io::image::decode_raster(path, |_| 4)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     let data = match img {
-        image::DynamicImage::ImageLuma8(b) => b.into_raw().into_iter().map(u32::from).collect(),
-        image::DynamicImage::ImageLuma16(b) => b.into_raw().into_iter().map(u32::from).collect(),
+        image::DynamicImage::ImageLuma8(b) => widen(path, &b)?,
+        image::DynamicImage::ImageLuma16(b) => widen(path, &b)?,
         other => {
             return Err(Error::format(
                 path,

@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod labels;
+pub mod limits;
 pub mod npy;
 
 use std::io::Write;

@@ -123,8 +123,17 @@ pub struct MaskDefaults {
 impl Manifest {
     /// Reads and checks a manifest file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let m: Manifest = serde_json::from_str(&text)
+        let bytes = crate::core::io::limits::read_file(
+            path,
+            "model manifest",
+            crate::core::io::limits::MAX_MANIFEST_BYTES,
+        )?;
+        Self::parse(path, &bytes)
+    }
+
+    /// Parses and checks manifest bytes read from `path` (named in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| Error::format(path, format!("invalid model manifest: {e}")))?;
         m.check().map_err(|msg| Error::format(path, msg))?;
         Ok(m)
@@ -166,6 +175,18 @@ impl Manifest {
             return Err(format!(
                 "tiling.tile_size {} must be a positive multiple of input.size_multiple {}",
                 self.tiling.tile_size, self.input.size_multiple
+            ));
+        }
+        if self.tiling.tile_size > 4096 {
+            return Err(format!(
+                "tiling.tile_size {} is over 4096",
+                self.tiling.tile_size
+            ));
+        }
+        if !(self.tiling.overlap.is_finite() && (0.0..1.0).contains(&self.tiling.overlap)) {
+            return Err(format!(
+                "tiling.overlap {} must be in [0, 1)",
+                self.tiling.overlap
             ));
         }
         if self.output.channels != ["dY", "dX", "cellprob"] {

@@ -236,7 +236,11 @@ impl Model {
         let dir = resolve_model(name_or_path, &options.model_dirs)?;
         let manifest = Manifest::read(&dir.join("manifest.json"))?;
         let onnx = manifest.onnx_path(&dir);
-        let bytes = std::fs::read(&onnx).map_err(|e| Error::io(&onnx, e))?;
+        let bytes = crate::core::io::limits::read_file(
+            &onnx,
+            "the ONNX network",
+            crate::core::io::limits::max_decoded_bytes(),
+        )?;
         let sha = manifest::sha256_hex(&bytes);
         if sha != manifest.model.sha256.to_ascii_lowercase() {
             return Err(Error::Model(format!(
@@ -466,6 +470,9 @@ impl Model {
         let mut yf = vec![0.0f32; 3 * ph * pw];
         let plane = h * w;
         let tsz = ty * tx;
+        // A batch larger than the tiles would only allocate unused input (any size_t comes
+        // through the C API).
+        let batch = batch.min(total.max(1));
         let mut input = vec![0.0f32; batch * c_in * tsz];
         for (bi, chunk) in tiles.chunks(batch).enumerate() {
             let nb = chunk.len();
