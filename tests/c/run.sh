@@ -73,8 +73,13 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
     for f in gray_uint16_lzw.tif imagej_tzcyx.tif rgb.png broken_truncated.tif; do
         cp "$root/tests/fixtures/images/$f" "$out/in_small/"
     done
+    mkdir -p "$out/in_hostile"
+    cp "$root"/tests/fixtures/hostile/*.tif "$root"/tests/fixtures/hostile/*.png \
+        "$root"/tests/fixtures/hostile/*.npy "$out/in_hostile/"
+    n_hostile=$(ls "$out/in_hostile" | wc -l)
+    cp "$root/models/examples/nuclei_example.tif" "$out/in_hostile/"
     nuclei="$root/models/nuclei"
-    "$out/test_batch" "$nuclei" "$ort" "$out/in" "$out/c" "$out/c_cancelled"
+    "$out/test_batch" "$nuclei" "$ort" "$out/in" "$out/c" "$out/c_cancelled" "$out/in_hostile" "$n_hostile"
     cli="$libdir/cytoseg"
     if [ -x "$cli" ]; then
         "$cli" -q segment "$out/in" --out "$out/cli" --model "$nuclei" --device cpu --ort-lib "$ort" --jobs 2 || true

@@ -1,10 +1,12 @@
 /* cytoseg_segment_folder: a batch run, cancelled and resumed, against the same folder.
- * Usage: test_batch MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR
+ * Usage: test_batch MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR [HOSTILE_DIR N_HOSTILE]
  * IN_DIR holds 3 readable images and 1 broken file; run.sh then compares OUT_DIR with the
- * `cytoseg segment` command's output for the same folder. */
+ * `cytoseg segment` command's output for the same folder. HOSTILE_DIR holds one good image and
+ * N_HOSTILE hostile files (headers claiming terabytes, ...): each must be a failed image. */
 #include "cytoseg.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int failures = 0;
@@ -35,8 +37,8 @@ static int32_t on_progress(void *userdata, size_t done, size_t total, const char
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR\n", argv[0]);
+    if (argc != 6 && argc != 8) {
+        fprintf(stderr, "usage: %s MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR [HOSTILE_DIR N]\n", argv[0]);
         return 2;
     }
     cytoseg_load_options lo;
@@ -94,6 +96,17 @@ int main(int argc, char **argv) {
           CYTOSEG_STATUS_NULL_POINTER);
     CHECK(cytoseg_segment_folder(model, inputs, 1, NULL, NULL, NULL, NULL, NULL, NULL) ==
           CYTOSEG_STATUS_NULL_POINTER);
+
+    if (argc == 8) {
+        /* Hostile files: failed images with messages, never an abort of this process. */
+        const char *hostile[] = {argv[6]};
+        char out[4096];
+        snprintf(out, sizeof out, "%s_hostile", argv[4]);
+        CHECK(cytoseg_segment_folder(model, hostile, 1, out, NULL, NULL, NULL, NULL, &counts) ==
+              CYTOSEG_STATUS_OK);
+        CHECK(counts.ok == 1 && counts.failed == (size_t)atoi(argv[7]));
+        printf("hostile files: %zu failed cleanly, %zu ok\n", counts.failed, counts.ok);
+    }
 
     cytoseg_model_free(model);
     if (failures) {

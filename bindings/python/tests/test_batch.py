@@ -143,3 +143,23 @@ def test_module_level_segment_folder(tmp_path):
     counts = cytoseg.segment_folder(src, tmp_path / "o", device="cpu")
     assert counts["ok"] == 1
     assert (tmp_path / "o" / "nuclei_example_labels.tif").is_file()
+
+
+def test_hostile_files_are_failed_images_not_crashes(model, tmp_path):
+    """Every committed hostile file (headers claiming terabytes, truncated data) becomes a
+    failed image with an error naming the file; the process and the other images carry on."""
+    hostile = REPO / "tests" / "fixtures" / "hostile"
+    if not hostile.is_dir():
+        pytest.skip(f"{hostile} not found")
+    src = tmp_path / "in"
+    src.mkdir()
+    files = sorted(p for p in hostile.iterdir() if p.suffix in (".tif", ".png", ".npy"))
+    for p in files:
+        shutil.copy(p, src)
+    shutil.copy(cytoseg.example_image_path(), src)
+    counts = model.segment_folder(src, tmp_path / "out")
+    assert counts == {"ok": 1, "skipped": 0, "failed": len(files), "cancelled": 0}
+    summary = (tmp_path / "out" / "summary.csv").read_text()
+    assert "80000000000 bytes" in summary.replace(",", "")  # the 200,000² uint16 TIFF
+    for p in files:
+        assert p.name in summary

@@ -244,4 +244,28 @@ class PluginTest {
         Segment_Folder.Settings empty = new Segment_Folder.Settings();
         assertThrows(IllegalArgumentException.class, () -> Segment_Folder.run(empty, null));
     }
+
+    @Test
+    void segmentFolderReportsAHostileFileAsAFailedImage() throws Exception {
+        needDisplayAndRuntime();
+        java.nio.file.Path in = java.nio.file.Files.createTempDirectory("cytoseg-hostile-in");
+        java.nio.file.Path hostile = java.nio.file.Paths.get("../../tests/fixtures/hostile/huge_200000x200000_uint16.tif");
+        java.nio.file.Files.copy(hostile, in.resolve("huge.tif"));
+        java.nio.file.Files.copy(java.nio.file.Paths.get("../../models/examples/nuclei_example.tif"), in.resolve("ok.tif"));
+        java.nio.file.Path out = java.nio.file.Files.createTempDirectory("cytoseg-hostile-out");
+        Segment_Folder.Settings f = new Segment_Folder.Settings();
+        f.input = in.toString();
+        f.output = out.toString();
+        f.device = "cpu";
+        java.util.List<String> lines = new java.util.ArrayList<>();
+        long[] c = Segment_Folder.run(f, (done, total, line) -> {
+            if (line != null) {
+                lines.add(line);
+            }
+            return true;
+        });
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {1, 0, 1, 0}, c);
+        assertTrue(lines.stream().anyMatch(l -> l.contains("FAILED") && l.contains("huge.tif")
+                && l.replace(",", "").contains("80000000000 bytes")), String.join("\n", lines));
+    }
 }
