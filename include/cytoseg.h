@@ -32,12 +32,6 @@
 
 
 /**
- * Largest ground-truth label accepted by [`mask_ious`] (its outputs have one entry per label
- * `1..=max`, as in cellpose).
- */
-#define MAX_MASK_IOUS_LABEL (1 << 28)
-
-/**
  * Result of a fallible cytoseg function. Codes are grouped by range (1xx arguments, 2xx model
  * and runtime, 3xx files, 4xx control, 9xx internal) and are never renumbered; new codes are
  * only added.
@@ -202,16 +196,6 @@ typedef enum cytoseg_criterion cytoseg_criterion;
 typedef int32_t cytoseg_criterion;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
-
-/**
- * How a ground-truth object and a predicted object are scored against each other.
- */
-typedef struct Criterion Criterion;
-
-/**
- * Where the network runs.
- */
-typedef struct Device Device;
 
 /**
  * A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
@@ -510,18 +494,6 @@ typedef struct cytoseg_load_options {
  * returns `CYTOSEG_STATUS_CANCELLED`). It must not keep pointers passed to it.
  */
 typedef int32_t (*cytoseg_progress_fn)(void *userdata, size_t done, size_t total);
-
-/**
- * Largest `rows × columns` for which the SciPy-exact assignment is used.
- */
-#define EXACT_ASSIGNMENT_LIMIT (1 << 26)
-
-
-
-/**
- * Manifest format versions this engine reads.
- */
-#define SUPPORTED_FORMAT_VERSIONS { 1, }
 
 
 

@@ -1,23 +1,26 @@
 //! # cytoseg
 //!
-//! A native engine for AI segmentation of microscopy images.
+//! A native engine for AI segmentation of microscopy images: this crate is its C ABI (header
+//! `include/cytoseg.h`, built as `libcytoseg`) and, with the default feature `jni`, its Java
+//! entry points (`org.cytoseg.Native`, for the Fiji/ImageJ plugin).
 //!
-//! * [`core`] is the safe engine: flows → instance labels exactly as Cellpose 4 computes them,
-//!   labels → flows, segmentation metrics, measurements and image I/O. It contains no `unsafe`.
-//! * `ffi` (C ABI, header `include/cytoseg.h`) and `jni` (Java entry points) are thin adapters
-//!   over the core that only convert arguments and results.
-//! * [`cli`] implements the `cytoseg` command-line tool.
-//! * [`host`] is the hosts' policy: where each face looks for ONNX Runtime and models.
+//! * [`core`] (crate `cytoseg-core`) is the safe engine: flows → instance labels exactly as
+//!   Cellpose 4 computes them, labels → flows, segmentation metrics, measurements, image I/O,
+//!   inference and the batch engine. It contains no `unsafe` and depends on no host crate.
+//! * [`host`] (crate `cytoseg-host`) says where each face looks for ONNX Runtime and models.
+//! * `ffi` (C ABI) and `jni` (Java) are thin adapters over the core that only convert
+//!   arguments and results. The command line is the crate `cytoseg-cli`.
 #![deny(missing_docs)]
 
-pub mod cli;
-pub mod core;
+pub use cytoseg_core as core;
+pub use cytoseg_host as host;
+
 pub mod ffi;
-pub mod host;
 /// cbindgen:ignore
+#[cfg(feature = "jni")]
 pub mod jni;
 
-pub use crate::core::error::{Error, Result};
+pub use cytoseg_core::{Error, Result};
 
 /// Version of the engine, from `Cargo.toml`.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION: &str = cytoseg_core::VERSION;

@@ -9,7 +9,7 @@ use ndarray::{Array2, Array3};
 use ndarray_npy::{NpzReader, read_npy, write_npy};
 
 fn cytoseg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cytoseg"))
+    Command::new(common::cytoseg_exe())
 }
 
 fn fixture() -> (Array3<f32>, Array2<f32>, Array2<u32>) {

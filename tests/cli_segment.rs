@@ -28,7 +28,7 @@ fn cytoseg(args: &[&str]) -> Option<Command> {
         );
         return None;
     };
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cytoseg"));
+    let mut c = Command::new(common::cytoseg_exe());
     c.args(args)
         .arg("--device")
         .arg("cpu")

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cytoseg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cytoseg"))
+    Command::new(common::cytoseg_exe())
 }
 
 fn example() -> PathBuf {

@@ -133,7 +133,7 @@ fn fuzz_findings_read_without_panicking() {
 }
 
 fn cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cytoseg"))
+    Command::new(common::cytoseg_exe())
         .args(args)
         .output()
         .unwrap()
@@ -186,7 +186,7 @@ fn cli_measure_refuses_the_huge_tiff_without_aborting() {
     assert_clean_failure(&out, &[HUGE_TIFF, "80,000,000,000 bytes", "limit"]);
     assert!(!csv.exists());
     // The limit is adjustable: a small one refuses a small file with the same message.
-    let out = Command::new(env!("CARGO_BIN_EXE_cytoseg"))
+    let out = Command::new(common::cytoseg_exe())
         .args([
             "measure",
             "--labels",
@@ -208,7 +208,7 @@ fn cli_segment_refuses_the_huge_tiff_without_aborting() {
     let dir = std::env::temp_dir().join(format!("cytoseg-hostile-seg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let p = hostile(HUGE_TIFF);
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cytoseg"));
+    let mut c = Command::new(common::cytoseg_exe());
     c.args([
         "segment",
         p.to_str().unwrap(),

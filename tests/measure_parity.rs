@@ -403,7 +403,7 @@ fn cli_writes_skimage_values() {
     ndarray_npy::write_npy(&lp, &case.labels).unwrap();
     ndarray_npy::write_npy(&ip, &image).unwrap();
     let cli = || {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cytoseg"));
+        let mut c = std::process::Command::new(common::cytoseg_exe());
         c.arg("measure")
             .arg("--labels")
             .arg(&lp)

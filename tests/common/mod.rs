@@ -24,6 +24,25 @@ pub fn reference_python(modules: &[&str]) -> Option<PathBuf> {
     })
 }
 
+/// The `cytoseg` executable of this build (crate `cytoseg-cli`, in the same target folder as
+/// this test: `target/<profile>/cytoseg`). `cargo test` builds it first: the cli crate has
+/// integration tests, and Cargo builds a package's binaries for those.
+pub fn cytoseg_exe() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/cytoseg
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join(format!("cytoseg{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace, or cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
 /// A fresh, empty temporary directory unique to this process and `tag`.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cytoseg-{tag}-{}", std::process::id()));

@@ -1,0 +1,281 @@
+//! `cytoseg segment` and `cytoseg models`: run a model over images in batch, list the bundled
+//! models.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::progress::Reporter;
+use cytoseg_core::batch;
+use cytoseg_core::error::{Error, Result};
+use cytoseg_core::model::{
+    ChannelChoice, Device, LoadOptions, Model, SegmentParams, list_models, runtime,
+};
+
+/// Arguments shared by every command that loads a model.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Model: a bundled name (see `cytoseg models`) or a package folder.
+    #[arg(long, default_value = "nuclei")]
+    pub model: String,
+    /// Where the network runs: cpu, cuda, tensorrt, coreml, directml or auto (a GPU if
+    /// available, else the CPU).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// ONNX Runtime library to use (default: ORT_DYLIB_PATH, beside the cytoseg executable, or
+    /// python3's onnxruntime package).
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+impl ModelArgs {
+    /// Loads the model these arguments name.
+    pub fn load(&self) -> Result<Model> {
+        let options = LoadOptions {
+            device: Device::parse(&self.device)?,
+            ort_search: cytoseg_host::cli_ort_search(self.ort_lib.as_deref()),
+            model_dirs: cytoseg_host::cli_model_dirs(),
+            threads: self.threads,
+        };
+        Model::load(&self.model, &options)
+    }
+}
+
+/// Segmentation parameters on the command line.
+#[derive(Debug, Args, Clone)]
+pub struct SegmentArgs {
+    /// Typical object diameter in pixels (default: the model's; the image is resized by
+    /// model diameter / diameter).
+    #[arg(long)]
+    pub diameter: Option<f64>,
+    /// Image channel(s) for the network, 0-based, comma-separated (default: the mean of all
+    /// channels for a one-channel model).
+    #[arg(long, value_delimiter = ',')]
+    pub channel: Option<Vec<usize>>,
+    /// Pixels with cellprob above this are followed.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cellprob_threshold: Option<f32>,
+    /// Maximum flow error of a kept mask; 0 turns quality control off.
+    #[arg(long)]
+    pub flow_threshold: Option<f64>,
+    /// Integration steps (default: 200 scaled by the resize factor, as Cellpose).
+    #[arg(long)]
+    pub niter: Option<u32>,
+    /// Minimum mask size in pixels.
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_size: Option<i64>,
+    /// Masks larger than this fraction of the image are removed.
+    #[arg(long)]
+    pub max_size_fraction: Option<f64>,
+    /// Tile edge in pixels (multiple of 16; default: the model's).
+    #[arg(long)]
+    pub tile_size: Option<usize>,
+    /// Fractional tile overlap (default: the model's).
+    #[arg(long)]
+    pub tile_overlap: Option<f64>,
+    /// Tiles per network call.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+}
+
+impl SegmentArgs {
+    /// The model's defaults overridden by these arguments.
+    pub fn params(&self, model: &Model) -> SegmentParams {
+        let mut p = SegmentParams::for_model(model);
+        p.diameter = self.diameter;
+        if let Some(c) = &self.channel {
+            p.channels = ChannelChoice::Select(c.clone());
+        }
+        if let Some(v) = self.cellprob_threshold {
+            p.mask.cellprob_threshold = v;
+        }
+        if let Some(v) = self.flow_threshold {
+            p.mask.flow_threshold = v;
+        }
+        if let Some(v) = self.niter {
+            p.mask.niter = v;
+        }
+        if let Some(v) = self.min_size {
+            p.mask.min_size = v;
+        }
+        if let Some(v) = self.max_size_fraction {
+            p.mask.max_size_fraction = v;
+        }
+        p.tile_size = self.tile_size;
+        p.tile_overlap = self.tile_overlap;
+        p.batch_size = self.batch_size;
+        p
+    }
+}
+
+/// Arguments of `cytoseg segment`.
+#[derive(Debug, Args)]
+#[command(after_long_help = SEGMENT_AFTER_HELP)]
+pub struct SegmentCmd {
+    /// Images (.tif/.tiff incl. OME-TIFF, ImageJ hyperstacks and BigTIFF, .png, .jpg, .npy),
+    /// folders of them, or quoted glob patterns such as 'plate1/*.tif'.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Output folder (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also take images from the sub-folders of folder inputs (outputs mirror the sub-folders).
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Images processed at once (default: the number of cores, at most 4); fewer run when
+    /// their estimated memory would exceed --max-memory.
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Memory the images in flight may use together, in GiB (default: 60% of the available
+    /// memory).
+    #[arg(long, value_name = "GiB")]
+    pub max_memory: Option<f64>,
+    /// Model selection.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Segmentation parameters.
+    #[command(flatten)]
+    pub seg: SegmentArgs,
+    /// Do not write the per-object measurement tables (<stem>_objects.csv).
+    #[arg(long)]
+    pub no_objects: bool,
+    /// Also write the network output as <stem>_flows.npy, float32 (3, H, W) = dY, dX, cellprob
+    /// ((planes, 3, H, W) for stacks).
+    #[arg(long)]
+    pub save_flows: bool,
+    /// Redo images finished by an earlier run and replace existing outputs.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+const SEGMENT_AFTER_HELP: &str = "\
+Outputs, in --out:
+  <stem>_labels.tif    labels, uint16 (uint32 past 65,535 objects), the input's pixel size kept;
+                       stacks as ImageJ hyperstacks, segmented plane by plane (numbering per plane)
+  <stem>_objects.csv   one row per object: shape and per-channel intensity measurements,
+                       calibrated when the input carries a pixel size
+  summary.csv          one row per image: status, error, planes, objects, area statistics, time
+  run.json             versions (cytoseg, model + SHA-256, ONNX Runtime + provider), every
+                       parameter, input SHA-256s, start and end times (UTC)
+  .cytoseg/            per-image records used to resume
+
+Re-running the same command skips finished images (same input, model and parameters, outputs
+intact) and redoes the rest, e.g. after an interruption; --overwrite redoes everything.
+An image that fails is reported in summary.csv and the log; the others go on.
+Exit status: 0 all images ok or skipped, 1 some image failed, 2 the run could not start.
+
+Stacks: multi-page TIFFs are z (or t) stacks; ImageJ hyperstacks and OME-TIFF give their axes.
+Channels: --channel picks the model's input channel(s); intensities are measured on all.
+
+Examples:
+  cytoseg segment images/ --out results
+  cytoseg segment 'plate*/**/*.tif' --out results --diameter 25 --jobs 2
+  cytoseg segment experiment/ --recursive --out results --device cuda";
+
+/// Runs `cytoseg segment`; returns 1 when any image failed.
+pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
+    let inputs = batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?;
+    if inputs.is_empty() {
+        return Err(Error::invalid("no input images found"));
+    }
+    let model = cmd.model.load()?;
+    let mut params = cmd.seg.params(&model);
+    params.keep_flows = cmd.save_flows;
+    let opts = batch::BatchOptions {
+        out: cmd.out.clone(),
+        jobs: batch::default_jobs(cmd.jobs),
+        memory_budget: memory_budget(cmd.max_memory)?,
+        overwrite: cmd.overwrite,
+        measure: !cmd.no_objects,
+        save_flows: cmd.save_flows,
+        invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
+    };
+    if !quiet {
+        eprintln!(
+            "cytoseg {}: {} image(s), model {} {} on {} (ONNX Runtime {}), {} job(s)",
+            cytoseg_core::VERSION,
+            inputs.len(),
+            model.manifest.name,
+            model.manifest.version,
+            model.device.name(),
+            model.runtime.version,
+            opts.jobs
+        );
+    }
+    // The output folder is created only now that the run can start: a bad model or device
+    // leaves nothing behind.
+    let reporter = Reporter::new(inputs.len(), quiet);
+    let report = batch::segment_folder(&model, &params, &inputs, &opts, &reporter);
+    reporter.finish();
+    let report = report?;
+    let c = report.counts;
+    if !quiet || c.failed > 0 {
+        eprintln!(
+            "{} ok, {} skipped (finished earlier), {} failed in {:.1} s; summary: {}",
+            c.ok,
+            c.skipped,
+            c.failed,
+            report.seconds,
+            cmd.out.join("summary.csv").display()
+        );
+    }
+    Ok(if c.failed > 0 { 1 } else { 0 })
+}
+
+/// `--max-memory` in bytes, or the engine's default (60% of the available memory).
+pub fn memory_budget(gib: Option<f64>) -> Result<u64> {
+    match gib {
+        Some(g) if g.is_finite() && g > 0.0 => Ok((g * (1u64 << 30) as f64) as u64),
+        Some(g) => Err(Error::invalid(format!(
+            "--max-memory {g}: expected a positive number of GiB"
+        ))),
+        None => Ok(batch::default_memory_budget()),
+    }
+}
+
+/// Arguments of `cytoseg models`.
+#[derive(Debug, Args)]
+pub struct ModelsCmd {
+    /// Also load ONNX Runtime and list the execution providers it offers.
+    #[arg(long)]
+    pub providers: bool,
+    /// ONNX Runtime library for --providers.
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// Runs `cytoseg models`.
+pub fn models(cmd: ModelsCmd) -> Result<i32> {
+    let found = list_models(&cytoseg_host::cli_model_dirs());
+    if found.is_empty() {
+        println!("no model packages found");
+    }
+    for (name, dir) in found {
+        match cytoseg_core::model::Manifest::read(&dir.join("manifest.json")) {
+            Ok(m) => println!(
+                "{name:<12} {:<8} {:<15} diameter {:>5.1}px  {}  ({})",
+                m.version,
+                m.family,
+                m.diameter,
+                m.description,
+                dir.display()
+            ),
+            Err(e) => println!("{name:<12} invalid: {e}"),
+        }
+    }
+    if cmd.providers {
+        let rt = runtime::runtime(&cytoseg_host::cli_ort_search(cmd.ort_lib.as_deref()))?;
+        println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
+        for (d, ok) in runtime::available_devices(rt) {
+            println!(
+                "  {:<9} {}",
+                d.name(),
+                if ok { "available" } else { "not available" }
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,1148 @@
+//! The batch engine: input expansion (files, folders, globs), bounded parallel processing,
+//! per-image outputs with done records for resuming, the run summary and manifest. Every face
+//! runs this one engine: `cytoseg segment` and `cytoseg validate`, the C API's
+//! `cytoseg_segment_folder`, Fiji's Segment Folder (JNI) and Python's `cytoseg.segment_folder`,
+//! so the same folder gives the same outputs whichever started it. Progress and cancellation
+//! go through an [`Observer`] (or, for hosts that must get callbacks on their own thread,
+//! [`segment_folder_on_caller_thread`]).
+//!
+//! Layout of an output folder:
+//! * `<stem>_labels.tif`, `<stem>_objects.csv` (and `<stem>_flows.npy` with `--save-flows`) per
+//!   image; inputs found under a folder argument keep their sub-folder (`sub/x.tif` →
+//!   `OUT/sub/x_labels.tif`), files and glob matches go to `OUT/` itself;
+//! * `.cytoseg/<stem>.json`: the image's record, written "started" before its outputs and
+//!   "done" (with the SHA-256 of the input and of every output) after them;
+//! * `summary.csv` and `run.json` for the whole run (rewritten by every run, covering skipped
+//!   images too).
+//!
+//! An image is *finished* when its record says done for the same input SHA-256 and the same run
+//! fingerprint (cytoseg version, model SHA-256, every parameter), and every output it lists
+//! exists with the recorded SHA-256; a re-run skips it. Anything else is redone. Existing
+//! outputs are replaced only when they are this run's own (a record with the same input and
+//! fingerprint, i.e. an interrupted image) or with `overwrite`.
+//!
+//! **Stacks** are segmented plane by plane. Label convention (every face): labels are numbered
+//! 1..n *per plane* (each plane is an independent 2-D segmentation); the objects table gives
+//! each row's plane by its 0-based coordinates in leading columns named after the stack's axes
+//! (`t`, `z`), so `(t, z, label)` names one object.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::io::image::{IMAGE_EXTENSIONS, Stack, read_stack};
+use crate::io::labels::{LabelStack, write_label_stack};
+use crate::io::{npy, write_atomic};
+use crate::measure::csv_field;
+use crate::model::{ChannelChoice, Model, SegmentParams};
+
+mod objects;
+pub use objects::{objects_table, write_objects};
+
+/// Version of the engine, recorded in run manifests and fingerprints.
+pub const ENGINE_VERSION: &str = crate::VERSION;
+
+/// One input image and where its outputs go.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The image file.
+    pub path: PathBuf,
+    /// Output stem relative to the output folder (`sub/x` for `DIR/sub/x.tif`).
+    pub stem: PathBuf,
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn has_image_ext(p: &Path) -> bool {
+    IMAGE_EXTENSIONS.contains(&crate::io::extension(p).as_str())
+}
+
+fn walk(dir: &Path, recursive: bool, skip: Option<&Path>, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            let is_out = skip.is_some_and(|s| p.canonicalize().is_ok_and(|c| c == s));
+            if recursive && !is_out {
+                walk(&p, recursive, skip, out)?;
+            }
+        } else if has_image_ext(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Expands a run's inputs: files as given (any extension: an unsupported one fails
+/// for that image only), folders (their images; sub-folders with `recursive`; the output folder
+/// and hidden entries are left out) and glob patterns. Duplicates are dropped; two inputs that
+/// would write the same outputs are an error naming both.
+pub fn expand_inputs(args: &[String], recursive: bool, out_dir: &Path) -> Result<Vec<Input>> {
+    let out_canon = out_dir.canonicalize().ok();
+    let mut inputs: Vec<Input> = Vec::new();
+    let stem_of = |rel: &Path| rel.with_extension("");
+    for a in args {
+        let p = Path::new(a);
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, recursive, out_canon.as_deref(), &mut found)?;
+            if found.is_empty() {
+                log::warn!("{a}: no images in this folder");
+            }
+            for f in found {
+                let rel = f.strip_prefix(p).unwrap_or(&f).to_path_buf();
+                inputs.push(Input {
+                    stem: stem_of(&rel),
+                    path: f,
+                });
+            }
+        } else if p.exists() {
+            let name = p
+                .file_name()
+                .map(PathBuf::from)
+                .ok_or_else(|| Error::invalid(format!("{a}: not a file name")))?;
+            inputs.push(Input {
+                stem: stem_of(&name),
+                path: p.to_path_buf(),
+            });
+        } else if is_glob(a) {
+            let paths = glob::glob(a)
+                .map_err(|e| Error::invalid(format!("bad glob pattern {a:?}: {e}")))?;
+            let mut n = 0;
+            for m in paths {
+                let f = m.map_err(|e| {
+                    let path = e.path().to_path_buf();
+                    Error::io(path, e.into())
+                })?;
+                if f.is_file() {
+                    n += 1;
+                    let name = f.file_name().map(PathBuf::from).unwrap_or_default();
+                    inputs.push(Input {
+                        stem: stem_of(&name),
+                        path: f,
+                    });
+                }
+            }
+            if n == 0 {
+                return Err(Error::invalid(format!("no files match {a:?}")));
+            }
+        } else {
+            return Err(Error::io(
+                p,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            ));
+        }
+    }
+    // Same file named twice (e.g. a folder and a glob inside it): keep the first.
+    let mut seen = std::collections::HashSet::new();
+    inputs.retain(|i| seen.insert(i.path.canonicalize().unwrap_or_else(|_| i.path.clone())));
+    let mut by_stem: HashMap<PathBuf, Vec<&Input>> = HashMap::new();
+    for i in &inputs {
+        by_stem.entry(i.stem.clone()).or_default().push(i);
+    }
+    let mut clashes: Vec<String> = by_stem
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(stem, v)| {
+            format!(
+                "{} → {}_labels.tif",
+                v.iter()
+                    .map(|i| i.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                stem.display()
+            )
+        })
+        .collect();
+    if !clashes.is_empty() {
+        clashes.sort();
+        return Err(Error::invalid(format!(
+            "{} input(s) would write the same outputs: {}. Give their common parent folder \
+             (outputs then mirror the sub-folders) or run them into different --out folders",
+            clashes.len(),
+            clashes.join("; ")
+        )));
+    }
+    Ok(inputs)
+}
+
+/// How a batch runs.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Output folder.
+    pub out: PathBuf,
+    /// Images processed at once (>= 1).
+    pub jobs: usize,
+    /// Bytes of memory the images in flight may use together (estimated).
+    pub memory_budget: u64,
+    /// Redo finished images and replace existing outputs.
+    pub overwrite: bool,
+    /// Write `<stem>_objects.csv`.
+    pub measure: bool,
+    /// Write `<stem>_flows.npy`.
+    pub save_flows: bool,
+    /// What started the run, recorded as `command` in `run.json`: the command line's
+    /// arguments, or the API call and its host (e.g. `{"api": "c", "function":
+    /// "cytoseg_segment_folder"}`).
+    pub invocation: serde_json::Value,
+}
+
+impl BatchOptions {
+    /// Defaults for an output folder: jobs = cores (at most 4), 60% of the available memory,
+    /// no overwrite, objects tables on, no flows.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        BatchOptions {
+            out: out.into(),
+            jobs: default_jobs(None),
+            memory_budget: default_memory_budget(),
+            overwrite: false,
+            measure: true,
+            save_flows: false,
+            invocation: serde_json::Value::Null,
+        }
+    }
+}
+
+/// `jobs`, or the number of cores capped at 4.
+pub fn default_jobs(jobs: Option<usize>) -> usize {
+    jobs.filter(|&j| j > 0).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4)
+    })
+}
+
+/// 60% of the available memory (4 GiB when unknown).
+pub fn default_memory_budget() -> u64 {
+    available_memory().map(|m| m / 10 * 6).unwrap_or(4 << 30)
+}
+
+/// Receives a batch's progress and may cancel it. Methods are called from the worker threads
+/// (use [`segment_folder_on_caller_thread`] to receive them on one thread instead).
+pub trait Observer: Sync {
+    /// An image starts (`index` into the inputs).
+    fn image_started(&self, _index: usize, _input: &Input) {}
+    /// An output file of image `index` has just been written (before the image is finished).
+    fn output_written(&self, _index: usize, _path: &Path) {}
+    /// Image `index` finished (ok, skipped, failed or cancelled); `done` of `total` are.
+    fn image_finished(&self, _index: usize, _outcome: &Outcome, _done: usize, _total: usize) {}
+    /// Polled before each image and between the network's tile batches: `true` stops the run.
+    /// Images not yet finished are reported as cancelled; a later run redoes them.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything and never cancels.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// The one-line description of a finished image that every face prints or logs:
+/// `[k/n] ok FILE: N object(s) in P plane(s), S s`, `[k/n] skipped FILE (...)`,
+/// `[k/n] FAILED FILE: error`, `[k/n] cancelled FILE`.
+pub fn outcome_line(o: &Outcome, done: usize, total: usize) -> String {
+    match o.status.as_str() {
+        "failed" => format!("[{done}/{total}] FAILED {}: {}", o.input, o.error),
+        "skipped" => format!(
+            "[{done}/{total}] skipped {} (finished earlier: {} objects)",
+            o.input, o.objects
+        ),
+        "cancelled" => format!("[{done}/{total}] cancelled {}", o.input),
+        _ => format!(
+            "[{done}/{total}] ok {}: {} object(s) in {} plane(s), {:.2} s",
+            o.input, o.objects, o.planes, o.seconds
+        ),
+    }
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Outcome {
+    /// The input file.
+    pub input: String,
+    /// "ok", "skipped" (finished by an earlier run), "failed" or "cancelled".
+    pub status: String,
+    /// The error, for failed images.
+    pub error: String,
+    /// SHA-256 of the input file (empty if it could not be read).
+    pub sha256: String,
+    /// Number of planes segmented.
+    pub planes: usize,
+    /// Objects over all planes.
+    pub objects: u64,
+    /// Area statistics of the objects (in `area_unit`).
+    pub area: AreaStats,
+    /// Output files (relative to the output folder) and their SHA-256.
+    pub outputs: BTreeMap<String, String>,
+    /// Seconds spent on the image (in the run that made it).
+    pub seconds: f64,
+}
+
+/// Mean, median, min and max object area.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct AreaStats {
+    /// Mean area.
+    pub mean: f64,
+    /// Median area.
+    pub median: f64,
+    /// Smallest area.
+    pub min: f64,
+    /// Largest area.
+    pub max: f64,
+    /// Unit of the areas, e.g. "µm^2" or "pixel^2".
+    pub unit: String,
+}
+
+/// The per-image record in `OUT/.cytoseg/`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    state: String,
+    fingerprint: String,
+    outcome: Outcome,
+}
+
+/// Memory reservations of the images in flight.
+struct Budget {
+    total: u64,
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl Budget {
+    fn acquire(&self, want: u64) -> u64 {
+        let want = want.min(self.total);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        // An image larger than the whole budget runs alone.
+        while *used > 0 && *used + want > self.total {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += want;
+        want
+    }
+
+    fn release(&self, n: u64) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= n;
+        self.freed.notify_all();
+    }
+}
+
+/// Bytes of memory available to this process (Linux `MemAvailable`), if known.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb.saturating_mul(1024))
+}
+
+/// Estimated peak memory of one image: the decoded planes (and a converted copy), the labels of
+/// every plane (4 bytes per pixel), and the segmentation's working set on one plane (network
+/// input, flows, tiles' accumulator, masks: about 48 bytes per pixel).
+fn estimate(path: &Path) -> u64 {
+    match crate::io::image::decoded_size_hint(path) {
+        // Saturating: a hostile header's sizes must not wrap around to a small estimate.
+        Some(h) => (2 * h.bytes as u128
+            + 4 * h.bytes.max(h.plane_pixels) as u128
+            + 48 * h.plane_pixels as u128
+            + (16 << 20))
+            .min(u64::MAX as u128) as u64,
+        None => 64 << 20,
+    }
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// The current time as an RFC 3339 UTC timestamp (second precision).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Every parameter of a run as JSON (effective values, model defaults filled in).
+pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
+    serde_json::json!({
+        "diameter": p.diameter,
+        "model_diameter": model.manifest.diameter,
+        "channels": match &p.channels {
+            ChannelChoice::Auto => serde_json::json!("auto"),
+            ChannelChoice::Select(c) => serde_json::json!(c),
+        },
+        "cellprob_threshold": p.mask.cellprob_threshold,
+        "flow_threshold": p.mask.flow_threshold,
+        "niter": if p.mask.niter == 0 { serde_json::json!("auto (200 / resize factor)") } else { serde_json::json!(p.mask.niter) },
+        "min_size": p.mask.min_size,
+        "max_size_fraction": p.mask.max_size_fraction,
+        "tile_size": p.tile_size.unwrap_or(model.manifest.tiling.tile_size),
+        "tile_overlap": p.tile_overlap.unwrap_or(model.manifest.tiling.overlap),
+        "batch_size": p.batch_size,
+        "normalization": {
+            "method": model.manifest.normalization.method,
+            "low": model.manifest.normalization.low,
+            "high": model.manifest.normalization.high,
+        },
+    })
+}
+
+/// What makes two runs' outputs the same: software version, model file, every parameter and
+/// which outputs are written.
+fn fingerprint(model: &Model, p: &SegmentParams, opts: &BatchOptions) -> String {
+    let v = serde_json::json!({
+        "cytoseg": ENGINE_VERSION,
+        "model_sha256": model.manifest.model.sha256.to_ascii_lowercase(),
+        "params": params_json(model, p),
+        "measure": opts.measure,
+        "save_flows": opts.save_flows,
+    });
+    format!("{:x}", Sha256::digest(v.to_string().as_bytes()))
+}
+
+fn record_path(out: &Path, stem: &Path) -> PathBuf {
+    let mut p = out.join(".cytoseg").join(stem);
+    let name = format!(
+        "{}.json",
+        p.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    p.set_file_name(name);
+    p
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes `value` as pretty JSON (and a final newline) to `path` atomically, replacing it;
+/// creates the parent folder.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(e.to_string()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    write_atomic(path, true, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|e| Error::io(path, e))?;
+        w.write_all(b"\n").map_err(|e| Error::io(path, e))
+    })
+}
+
+fn output_name(stem: &Path, suffix: &str) -> String {
+    format!("{}{suffix}", stem.display())
+}
+
+/// Shared state of a batch.
+struct Job<'a> {
+    model: &'a Model,
+    params: &'a SegmentParams,
+    opts: &'a BatchOptions,
+    fingerprint: String,
+    observer: &'a dyn Observer,
+}
+
+impl Job<'_> {
+    fn outputs(&self, stem: &Path) -> Vec<String> {
+        let mut v = vec![output_name(stem, "_labels.tif")];
+        if self.opts.measure {
+            v.push(output_name(stem, "_objects.csv"));
+        }
+        if self.opts.save_flows {
+            v.push(output_name(stem, "_flows.npy"));
+        }
+        v
+    }
+
+    /// Processes one image; `Ok` carries ok or skipped outcomes, `Err` the failure.
+    fn run_one(&self, index: usize, input: &Input) -> Result<Outcome> {
+        let t0 = Instant::now();
+        let out = &self.opts.out;
+        let sha = sha256_file(&input.path)?;
+        let rec_path = record_path(out, &input.stem);
+        let record = read_record(&rec_path);
+        let ours = record
+            .as_ref()
+            .is_some_and(|r| r.fingerprint == self.fingerprint && r.outcome.sha256 == sha);
+        let outputs = self.outputs(&input.stem);
+        if ours && !self.opts.overwrite {
+            let r = record.as_ref().expect("checked");
+            let finished = r.state == "done"
+                && outputs.iter().all(|o| {
+                    r.outcome
+                        .outputs
+                        .get(o)
+                        .is_some_and(|want| sha256_file(&out.join(o)).is_ok_and(|h| h == *want))
+                });
+            if finished {
+                let mut o = r.outcome.clone();
+                o.status = "skipped".into();
+                o.input = input.path.display().to_string();
+                return Ok(o);
+            }
+        }
+        if !ours
+            && !self.opts.overwrite
+            && let Some(o) = outputs.iter().find(|o| out.join(o).exists())
+        {
+            let why = if record.is_some() {
+                "was made from a different input file or with other settings"
+            } else {
+                "was not made by cytoseg segment (no record in .cytoseg/)"
+            };
+            return Err(Error::invalid(format!(
+                "{} already exists and {why}: use --overwrite to replace it",
+                out.join(o).display()
+            )));
+        }
+        let mut outcome = Outcome {
+            input: input.path.display().to_string(),
+            status: "ok".into(),
+            sha256: sha,
+            ..Default::default()
+        };
+        write_json(
+            &rec_path,
+            &Record {
+                state: "started".into(),
+                fingerprint: self.fingerprint.clone(),
+                outcome: outcome.clone(),
+            },
+        )?;
+        let stack = read_stack(&input.path)?;
+        let labels_path = out.join(&outputs[0]);
+        if let Some(dir) = labels_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let (labels, flows, counts) = self.segment_stack(&stack, &input.path)?;
+        write_label_stack(
+            &labels_path,
+            &LabelStack {
+                labels: &labels,
+                planes: stack.planes.len(),
+                height: stack.height,
+                width: stack.width,
+                plane_axes: &stack.plane_axes,
+                calibration: &stack.calibration,
+            },
+            true,
+        )?;
+        self.observer.output_written(index, &labels_path);
+        if self.opts.measure {
+            let csv = out.join(&outputs[1]);
+            write_objects(&csv, &stack, &labels)?;
+            self.observer.output_written(index, &csv);
+        }
+        if let Some(fl) = flows {
+            let fpath = out.join(outputs.last().expect("flows output"));
+            let mut shape = vec![3, stack.height, stack.width];
+            if stack.planes.len() > 1 {
+                shape.insert(0, stack.planes.len());
+            }
+            write_atomic(&fpath, true, |w| npy::write(w, &shape, fl))?;
+            self.observer.output_written(index, &fpath);
+        }
+        outcome.planes = stack.planes.len();
+        outcome.objects = counts.iter().map(|&c| c as u64).sum();
+        outcome.area = area_stats(&labels, &stack);
+        for o in &outputs {
+            outcome
+                .outputs
+                .insert(o.clone(), sha256_file(&out.join(o))?);
+        }
+        outcome.seconds = t0.elapsed().as_secs_f64();
+        write_json(
+            &rec_path,
+            &Record {
+                state: "done".into(),
+                fingerprint: self.fingerprint.clone(),
+                outcome: outcome.clone(),
+            },
+        )?;
+        Ok(outcome)
+    }
+
+    /// Segments every plane; returns all labels, the flows if kept, and the count per plane.
+    #[allow(clippy::type_complexity)]
+    fn segment_stack(
+        &self,
+        stack: &Stack,
+        path: &Path,
+    ) -> Result<(Vec<u32>, Option<Vec<f32>>, Vec<u32>)> {
+        let n = stack.width * stack.height;
+        let mut labels = Vec::with_capacity(n * stack.planes.len());
+        let mut flows = self.opts.save_flows.then(Vec::new);
+        let mut counts = Vec::new();
+        for (i, plane) in stack.planes.iter().enumerate() {
+            let keep_going = |_: crate::model::Progress| !self.observer.cancelled();
+            let seg = self
+                .model
+                .segment(&plane.view()?, self.params, Some(&keep_going))
+                .map_err(|e| {
+                    if matches!(e, Error::Cancelled) {
+                        return e;
+                    }
+                    let at = if stack.planes.len() > 1 {
+                        format!(" (plane {i})")
+                    } else {
+                        String::new()
+                    };
+                    Error::invalid(format!("{}{at}: {e}", path.display()))
+                })?;
+            labels.extend_from_slice(&seg.labels);
+            counts.push(seg.count);
+            if let (Some(f), Some(fl)) = (flows.as_mut(), &seg.flows) {
+                for c in fl {
+                    f.extend_from_slice(c);
+                }
+            }
+        }
+        Ok((labels, flows, counts))
+    }
+}
+
+/// Area statistics over all planes' objects, calibrated.
+fn area_stats(labels: &[u32], stack: &Stack) -> AreaStats {
+    let n = stack.width * stack.height;
+    let cal = &stack.calibration;
+    let px = cal.pixel_width * cal.pixel_height;
+    let mut areas: Vec<f64> = Vec::new();
+    for plane in labels.chunks(n.max(1)) {
+        let max = plane.iter().copied().max().unwrap_or(0) as usize;
+        let mut count = vec![0u64; max + 1];
+        for &l in plane {
+            count[l as usize] += 1;
+        }
+        areas.extend(
+            count[1..]
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| c as f64 * px),
+        );
+    }
+    let unit = format!("{}^2", cal.unit);
+    if areas.is_empty() {
+        return AreaStats {
+            unit,
+            ..Default::default()
+        };
+    }
+    areas.sort_by(f64::total_cmp);
+    let k = areas.len();
+    let median = if k % 2 == 1 {
+        areas[k / 2]
+    } else {
+        (areas[k / 2 - 1] + areas[k / 2]) / 2.0
+    };
+    AreaStats {
+        mean: areas.iter().sum::<f64>() / k as f64,
+        median,
+        min: areas[0],
+        max: areas[k - 1],
+        unit,
+    }
+}
+
+/// Removes temporary files that an interrupted run left behind (`.NAME.tmp-PID` of
+/// [`write_atomic`], from a process that no longer exists) in the folders this batch writes to.
+/// Only where process ids can be checked (`/proc`).
+fn remove_stale_temps(out: &Path, inputs: &[Input]) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let mut dirs: std::collections::BTreeSet<PathBuf> = std::collections::BTreeSet::new();
+    for i in inputs {
+        for base in [out.to_path_buf(), out.join(".cytoseg")] {
+            let p = base.join(&i.stem);
+            dirs.insert(p.parent().map(Path::to_path_buf).unwrap_or(base));
+        }
+    }
+    let me = std::process::id().to_string();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((_, pid)) = name.rsplit_once(".tmp-") else {
+                continue;
+            };
+            let stale = name.starts_with('.')
+                && !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && pid != me
+                && !Path::new("/proc").join(pid).exists();
+            if stale && std::fs::remove_file(e.path()).is_ok() {
+                log::info!(
+                    "removed {} (left by an interrupted run)",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// Runs the batch: every input through segmentation (and measurement), `opts.jobs` at a time
+/// within the memory budget, reporting to `observer`. Returns one outcome per input, in input
+/// order. Writes no summary: see [`segment_folder`] for the whole run.
+pub fn run_batch(
+    model: &Model,
+    params: &SegmentParams,
+    inputs: &[Input],
+    opts: &BatchOptions,
+    observer: &dyn Observer,
+) -> Vec<Outcome> {
+    let job = Job {
+        model,
+        params,
+        opts,
+        fingerprint: fingerprint(model, params, opts),
+        observer,
+    };
+    let budget = Budget {
+        total: opts.memory_budget.max(1),
+        used: Mutex::new(0),
+        freed: Condvar::new(),
+    };
+    remove_stale_temps(&opts.out, inputs);
+    let total = inputs.len();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; inputs.len()]);
+    let cancelled_outcome = |input: &Input| Outcome {
+        input: input.path.display().to_string(),
+        status: "cancelled".into(),
+        ..Default::default()
+    };
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1).min(inputs.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(input) = inputs.get(i) else { break };
+                    let outcome = if observer.cancelled() {
+                        cancelled_outcome(input)
+                    } else {
+                        let reserved = budget.acquire(estimate(&input.path));
+                        observer.image_started(i, input);
+                        let t0 = Instant::now();
+                        let outcome = match job.run_one(i, input) {
+                            Ok(o) => o,
+                            Err(Error::Cancelled) => cancelled_outcome(input),
+                            Err(e) => {
+                                log::error!("{}: {e}", input.path.display());
+                                Outcome {
+                                    input: input.path.display().to_string(),
+                                    status: "failed".into(),
+                                    error: e.to_string(),
+                                    sha256: sha256_file(&input.path).unwrap_or_default(),
+                                    seconds: t0.elapsed().as_secs_f64(),
+                                    ..Default::default()
+                                }
+                            }
+                        };
+                        budget.release(reserved);
+                        outcome
+                    };
+                    let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    observer.image_finished(i, &outcome, k, total);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|o| o.unwrap_or_default())
+        .collect()
+}
+
+/// Images by status at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Segmented in this run.
+    pub ok: usize,
+    /// Finished by an earlier run (outputs intact).
+    pub skipped: usize,
+    /// Failed (the error is in `summary.csv` and the outcome).
+    pub failed: usize,
+    /// Not finished because the run was cancelled.
+    pub cancelled: usize,
+}
+
+impl Counts {
+    /// Counts the outcomes by status.
+    pub fn of(outcomes: &[Outcome]) -> Self {
+        let count = |s: &str| outcomes.iter().filter(|o| o.status == s).count();
+        Counts {
+            ok: count("ok"),
+            skipped: count("skipped"),
+            failed: count("failed"),
+            cancelled: count("cancelled"),
+        }
+    }
+}
+
+/// A finished run: every image's outcome (input order), the counts and the run's duration.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// One outcome per input, in input order.
+    pub outcomes: Vec<Outcome>,
+    /// Images by status.
+    pub counts: Counts,
+    /// Wall time of the run in seconds.
+    pub seconds: f64,
+}
+
+/// A whole run over an output folder: creates it, runs [`run_batch`], then writes
+/// `summary.csv` and `run.json` (also when cancelled: they then list the cancelled images).
+/// `inputs` come from [`expand_inputs`]. Errors only when the run cannot start or its summary
+/// cannot be written; failed images are in the report.
+pub fn segment_folder(
+    model: &Model,
+    params: &SegmentParams,
+    inputs: &[Input],
+    opts: &BatchOptions,
+    observer: &dyn Observer,
+) -> Result<Report> {
+    if inputs.is_empty() {
+        return Err(Error::invalid("no input images found"));
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let started = utc_now();
+    let t0 = Instant::now();
+    let outcomes = run_batch(model, params, inputs, opts, observer);
+    let seconds = t0.elapsed().as_secs_f64();
+    let m = manifest(
+        model,
+        params,
+        opts,
+        &outcomes,
+        &started,
+        &utc_now(),
+        seconds,
+    );
+    write_run_files(&opts.out, &outcomes, &m)?;
+    Ok(Report {
+        counts: Counts::of(&outcomes),
+        outcomes,
+        seconds,
+    })
+}
+
+/// What [`segment_folder_on_caller_thread`] hands the caller.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// An image finished: its outcome, how many are done, of how many.
+    Finished {
+        /// The outcome.
+        outcome: &'a Outcome,
+        /// Images finished so far.
+        done: usize,
+        /// Images in the run.
+        total: usize,
+    },
+    /// Nothing finished for a while (sent about every 100 ms): a chance to cancel.
+    Waiting,
+}
+
+/// [`segment_folder`], with every event delivered on the calling thread (the work runs on
+/// other threads): for hosts whose callbacks must stay on one thread (a JVM, a GUI, Python).
+/// `handler` returns `false` to cancel the run.
+pub fn segment_folder_on_caller_thread(
+    model: &Model,
+    params: &SegmentParams,
+    inputs: &[Input],
+    opts: &BatchOptions,
+    handler: &mut dyn FnMut(Event<'_>) -> bool,
+) -> Result<Report> {
+    struct Relay {
+        tx: Mutex<std::sync::mpsc::Sender<(Outcome, usize, usize)>>,
+        cancel: AtomicBool,
+    }
+    impl Observer for Relay {
+        fn image_finished(&self, _i: usize, o: &Outcome, done: usize, total: usize) {
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = tx.send((o.clone(), done, total));
+        }
+        fn cancelled(&self) -> bool {
+            self.cancel.load(Ordering::SeqCst)
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let relay = Relay {
+        tx: Mutex::new(tx),
+        cancel: AtomicBool::new(false),
+    };
+    std::thread::scope(|s| {
+        let work = s.spawn(|| segment_folder(model, params, inputs, opts, &relay));
+        loop {
+            let keep_going = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((o, done, total)) => handler(Event::Finished {
+                    outcome: &o,
+                    done,
+                    total,
+                }),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if work.is_finished() {
+                        // Deliver anything sent just before the end, then stop.
+                        while let Ok((o, done, total)) = rx.try_recv() {
+                            handler(Event::Finished {
+                                outcome: &o,
+                                done,
+                                total,
+                            });
+                        }
+                        break;
+                    }
+                    handler(Event::Waiting)
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if !keep_going {
+                relay.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        work.join()
+            .unwrap_or_else(|_| Err(Error::Runtime("the batch worker panicked".into())))
+    })
+}
+
+/// `summary.csv`: one row per image.
+pub fn summary_csv(outcomes: &[Outcome]) -> String {
+    let mut s = String::from(
+        "file,status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256\n",
+    );
+    for o in outcomes {
+        let num = |v: f64| {
+            if o.objects > 0 {
+                format!("{v}")
+            } else {
+                String::new()
+            }
+        };
+        s += &format!(
+            "{},{},{},{},{},{},{},{},{},{},{:.3},{}\n",
+            csv_field(&o.input),
+            o.status,
+            csv_field(&o.error),
+            o.planes,
+            o.objects,
+            num(o.area.mean),
+            num(o.area.median),
+            num(o.area.min),
+            num(o.area.max),
+            csv_field(&o.area.unit),
+            o.seconds,
+            o.sha256
+        );
+    }
+    s
+}
+
+/// Writes `summary.csv` and `run.json` into the output folder (replacing those of an earlier
+/// run: they describe the latest run, finished images included).
+pub fn write_run_files(
+    out: &Path,
+    outcomes: &[Outcome],
+    manifest: &serde_json::Value,
+) -> Result<()> {
+    let summary = out.join("summary.csv");
+    let text = summary_csv(outcomes);
+    write_atomic(&summary, true, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&summary, e))
+    })?;
+    write_json(&out.join("run.json"), manifest)
+}
+
+/// The run manifest (`run.json`).
+#[allow(clippy::too_many_arguments)]
+pub fn manifest(
+    model: &Model,
+    params: &SegmentParams,
+    opts: &BatchOptions,
+    outcomes: &[Outcome],
+    started: &str,
+    finished: &str,
+    seconds: f64,
+) -> serde_json::Value {
+    let counts = Counts::of(outcomes);
+    serde_json::json!({
+        "cytoseg_version": ENGINE_VERSION,
+        "command": opts.invocation,
+        "started_utc": started,
+        "finished_utc": finished,
+        "seconds": seconds,
+        "model": {
+            "name": model.manifest.name,
+            "version": model.manifest.version,
+            "family": model.manifest.family,
+            "sha256": model.manifest.model.sha256.to_ascii_lowercase(),
+            "path": model.dir.display().to_string(),
+        },
+        "onnx_runtime": {
+            "version": model.runtime.version,
+            "library": model.runtime.library.display().to_string(),
+            "provider": model.device.name(),
+        },
+        "parameters": params_json(model, params),
+        "options": {
+            "out": opts.out.display().to_string(),
+            "jobs": opts.jobs,
+            "memory_budget_bytes": opts.memory_budget,
+            "overwrite": opts.overwrite,
+            "objects_csv": opts.measure,
+            "save_flows": opts.save_flows,
+        },
+        "counts": {
+            "images": outcomes.len(),
+            "ok": counts.ok,
+            "skipped": counts.skipped,
+            "failed": counts.failed,
+            "cancelled": counts.cancelled,
+        },
+        "images": outcomes.iter().map(|o| serde_json::json!({
+            "input": o.input,
+            "sha256": o.sha256,
+            "status": o.status,
+            "error": o.error,
+            "planes": o.planes,
+            "objects": o.objects,
+            "outputs": o.outputs,
+            "seconds": o.seconds,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_blocks_until_memory_is_released() {
+        let b = Budget {
+            total: 100,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        };
+        let first = b.acquire(70);
+        let peak = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Waits for the first reservation to go: 70 + 60 > 100.
+                let r = b.acquire(60);
+                peak.store(*b.used.lock().unwrap() as usize, Ordering::SeqCst);
+                b.release(r);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(*b.used.lock().unwrap(), 70, "second image not admitted");
+            b.release(first);
+        });
+        assert_eq!(peak.load(Ordering::SeqCst), 60);
+        // An image larger than the whole budget runs alone.
+        assert_eq!(b.acquire(500), 100);
+    }
+
+    #[test]
+    fn folders_mirror_sub_folders_and_clashes_are_refused() {
+        let dir = std::env::temp_dir().join(format!("cytoseg-expand-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for f in [
+            "in/a.tif",
+            "in/sub/a.tif",
+            "in/sub/b.png",
+            "in/notes.txt",
+            "in/out/x.tif",
+        ] {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"").unwrap();
+        }
+        let out = dir.join("in/out");
+        let arg = |p: &str| dir.join(p).display().to_string();
+        let flat = expand_inputs(&[arg("in")], false, &out).unwrap();
+        assert_eq!(flat.len(), 1);
+        let deep = expand_inputs(&[arg("in")], true, &out).unwrap();
+        let stems: Vec<String> = deep.iter().map(|i| i.stem.display().to_string()).collect();
+        assert_eq!(
+            stems,
+            ["a", "sub/a", "sub/b"],
+            "the output folder is left out"
+        );
+        // The same file twice counts once; two files with one stem are refused.
+        assert_eq!(
+            expand_inputs(&[arg("in/a.tif"), arg("in/*.tif")], false, &out)
+                .unwrap()
+                .len(),
+            1
+        );
+        let e = expand_inputs(&[arg("in/a.tif"), arg("in/sub/a.tif")], false, &out)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("would write the same outputs"), "{e}");
+        assert!(expand_inputs(&[arg("in/none*.tif")], false, &out).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn utc_timestamps_are_rfc3339() {
+        let t = utc_now();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,349 @@
+//! Flows → instance labels, exactly as Cellpose 4 (`cellpose==4.2.1.1`, CPU) computes them, and
+//! labels → flows (Cellpose's `masks_to_flows`).
+//!
+//! The pipeline ([`compute_masks`]) runs these stages, each reproducing Cellpose bit for bit:
+//! 1. pixels with `cellprob > cellprob_threshold` (compared in float32) are followed along
+//!    `dP / 5` for `niter` Euler steps of torch's bilinear `grid_sample` ([`interp`]);
+//! 2. a histogram of final positions gives seeds (5×5 maxima over 10 pixels) that grow into
+//!    masks; masks over `max_size_fraction` of the image are dropped ([`seeds`]);
+//! 3. flow quality control removes masks whose flows, recomputed by diffusion, differ from the
+//!    network's by more than `flow_threshold` ([`quality`], [`diffusion`]);
+//! 4. holes are filled and masks under `min_size` pixels removed ([`labels`]).
+//!
+//! Labels are numbered 1..n as Cellpose numbers them. Work is parallel (rayon) wherever the
+//! reference's result does not depend on order.
+
+mod diffusion;
+mod interp;
+mod labels;
+mod quality;
+mod seeds;
+
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Largest supported image side: final positions are 32-bit signed integers, as in Cellpose.
+pub const MAX_SIDE: usize = (i32::MAX as usize) / 2;
+/// Largest supported pixel count: labels and pixel indices are 32-bit.
+pub const MAX_PIXELS: usize = u32::MAX as usize;
+
+/// Parameters of the flows → labels conversion, with Cellpose's names and defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskParams {
+    /// Pixels with cell-probability logit strictly above this are followed (default 0.0).
+    pub cellprob_threshold: f32,
+    /// Masks whose flow error exceeds this are removed; 0 or less turns the check off
+    /// (default 0.4).
+    pub flow_threshold: f64,
+    /// Number of Euler integration steps (default 200).
+    pub niter: u32,
+    /// Masks with fewer pixels are removed after hole filling; 0 or less turns both removal and
+    /// hole filling off, as in Cellpose's `compute_masks` (default 15).
+    pub min_size: i64,
+    /// Masks larger than this fraction of the image are removed (default 0.4).
+    pub max_size_fraction: f64,
+}
+
+impl Default for MaskParams {
+    fn default() -> Self {
+        MaskParams {
+            cellprob_threshold: 0.0,
+            flow_threshold: 0.4,
+            niter: 200,
+            min_size: 15,
+            max_size_fraction: 0.4,
+        }
+    }
+}
+
+impl MaskParams {
+    /// Checks that every parameter is usable (finite thresholds and fraction).
+    pub fn validate(&self) -> Result<()> {
+        if !self.cellprob_threshold.is_finite() {
+            return Err(Error::invalid(format!(
+                "cellprob_threshold must be finite, got {}",
+                self.cellprob_threshold
+            )));
+        }
+        if !self.flow_threshold.is_finite() {
+            return Err(Error::invalid(format!(
+                "flow_threshold must be finite, got {}",
+                self.flow_threshold
+            )));
+        }
+        if !self.max_size_fraction.is_finite() {
+            return Err(Error::invalid(format!(
+                "max_size_fraction must be finite, got {}",
+                self.max_size_fraction
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Borrowed network output for one 2-D image in Cellpose's layout, each plane row-major
+/// `height * width`: the flows `dy` (`dP[0]`), `dx` (`dP[1]`) and the cell-probability logits.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowsRef<'a> {
+    /// Vertical flow, `dP[0]`.
+    pub dy: &'a [f32],
+    /// Horizontal flow, `dP[1]`.
+    pub dx: &'a [f32],
+    /// Cell-probability logits.
+    pub cellprob: &'a [f32],
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+}
+
+/// Checks an image size for the flows pipeline and returns its pixel count.
+pub fn check_size(height: usize, width: usize) -> Result<usize> {
+    if height < 2 || width < 2 {
+        return Err(Error::invalid(format!(
+            "flows must be at least 2×2 pixels, got {height}×{width}"
+        )));
+    }
+    if height > MAX_SIDE || width > MAX_SIDE {
+        return Err(Error::TooLarge(format!(
+            "{height}×{width} exceeds the largest supported side ({MAX_SIDE})"
+        )));
+    }
+    match height.checked_mul(width) {
+        Some(n) if n <= MAX_PIXELS => Ok(n),
+        _ => Err(Error::TooLarge(format!(
+            "{height}×{width} exceeds the largest supported pixel count ({MAX_PIXELS})"
+        ))),
+    }
+}
+
+fn check_finite(name: &str, data: &[f32]) -> Result<()> {
+    // Whole chunks first (rayon's short-circuiting `position_first` costs more per element than
+    // the test itself); the position is looked up only when something is wrong.
+    if data
+        .par_chunks(SCAN_CHUNK)
+        .all(|c| c.iter().all(|v| v.is_finite()))
+    {
+        return Ok(());
+    }
+    let i = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+    Err(Error::NonFinite(format!(
+        "{name} holds {} at element {i}",
+        data[i]
+    )))
+}
+
+/// Elements per rayon task of the whole-image scans.
+const SCAN_CHUNK: usize = 1 << 16;
+
+impl<'a> FlowsRef<'a> {
+    /// Checks sizes, buffer lengths and finiteness.
+    pub fn validate(&self) -> Result<()> {
+        let n = check_size(self.height, self.width)?;
+        for (name, plane) in [
+            ("dy", self.dy),
+            ("dx", self.dx),
+            ("cellprob", self.cellprob),
+        ] {
+            if plane.len() != n {
+                return Err(Error::shape(format!(
+                    "{name} has {} values, expected {}×{} = {n}",
+                    plane.len(),
+                    self.height,
+                    self.width
+                )));
+            }
+        }
+        check_finite("dP (dy)", self.dy)?;
+        check_finite("dP (dx)", self.dx)?;
+        check_finite("cellprob", self.cellprob)?;
+        Ok(())
+    }
+}
+
+/// Flows → labels without the final hole filling and size filter: Cellpose's
+/// `compute_masks(..., min_size=-1)`, the first stage of its model pipeline. Returns row-major
+/// labels numbered 1..n.
+pub fn compute_masks_unfilled(flows: &FlowsRef<'_>, params: &MaskParams) -> Result<Vec<u32>> {
+    flows.validate()?;
+    params.validate()?;
+    let (h, w) = (flows.height, flows.width);
+    let thr = params.cellprob_threshold;
+    let mask: Vec<bool> = flows
+        .cellprob
+        .par_iter()
+        .with_min_len(SCAN_CHUNK)
+        .map(|&c| c > thr)
+        .collect();
+    let points: Vec<(u32, u32)> = mask
+        .par_chunks(w)
+        .enumerate()
+        .flat_map_iter(|(y, row)| {
+            row.iter()
+                .enumerate()
+                .filter(|&(_, &m)| m)
+                .map(move |(x, _)| (y as u32, x as u32))
+        })
+        .collect();
+    if points.is_empty() {
+        log::info!("no cell pixels found");
+        return Ok(vec![0; h * w]);
+    }
+    let final_pos = interp::follow_flows(flows.dx, flows.dy, &mask, h, w, &points, params.niter);
+    drop(mask);
+    let mut labels = seeds::get_masks(&final_pos, &points, h, w, params.max_size_fraction);
+    drop(final_pos);
+    drop(points);
+    if params.flow_threshold > 0.0
+        && labels
+            .par_chunks(SCAN_CHUNK)
+            .any(|c| c.iter().any(|&l| l != 0))
+    {
+        quality::remove_bad_flow_masks(
+            &mut labels,
+            flows.dy,
+            flows.dx,
+            h,
+            w,
+            params.flow_threshold,
+        );
+    }
+    Ok(labels)
+}
+
+/// Cellpose's `fill_holes_and_remove_small_masks(labels, min_size)` on a row-major label image:
+/// masks under `min_size` pixels are removed, holes filled (4-connected, within each mask's
+/// bounding box), small masks removed again, labels renumbered 1..n. `min_size <= 0` only fills.
+pub fn fill_holes_and_remove_small_masks(
+    labels: &mut [u32],
+    height: usize,
+    width: usize,
+    min_size: i64,
+) -> Result<()> {
+    let n = height
+        .checked_mul(width)
+        .ok_or_else(|| Error::TooLarge(format!("{height}×{width} overflows")))?;
+    if labels.len() != n {
+        return Err(Error::shape(format!(
+            "labels have {} values, expected {height}×{width} = {n}",
+            labels.len()
+        )));
+    }
+    labels::fill_holes_and_remove_small(labels, height, width, min_size);
+    Ok(())
+}
+
+/// Flows → instance labels: Cellpose's `dynamics.compute_masks(dP, cellprob, niter,
+/// cellprob_threshold, flow_threshold, min_size, max_size_fraction)`, label for label.
+pub fn compute_masks_slices(flows: &FlowsRef<'_>, params: &MaskParams) -> Result<Vec<u32>> {
+    let mut labels = compute_masks_unfilled(flows, params)?;
+    if params.min_size > 0 {
+        labels::fill_holes_and_remove_small(
+            &mut labels,
+            flows.height,
+            flows.width,
+            params.min_size,
+        );
+    }
+    Ok(labels)
+}
+
+/// Flows → instance labels on ndarray views: `dp` is `(2, H, W)` as (dY, dX), `cellprob` is
+/// `(H, W)`. See [`compute_masks_slices`].
+pub fn compute_masks(
+    dp: ArrayView3<'_, f32>,
+    cellprob: ArrayView2<'_, f32>,
+    params: &MaskParams,
+) -> Result<Array2<u32>> {
+    let (c, h, w) = dp.dim();
+    if c != 2 {
+        return Err(Error::shape(format!(
+            "dP must have shape (2, H, W) as (dY, dX), got ({c}, {h}, {w})"
+        )));
+    }
+    if cellprob.dim() != (h, w) {
+        return Err(Error::shape(format!(
+            "cellprob has shape {:?}, dP has (2, {h}, {w})",
+            cellprob.dim()
+        )));
+    }
+    let dp = dp.as_standard_layout();
+    let cellprob = cellprob.as_standard_layout();
+    let all = dp.as_slice().ok_or_else(|| Error::invalid("dP layout"))?;
+    let (dy, dx) = all.split_at(h * w);
+    let flows = FlowsRef {
+        dy,
+        dx,
+        cellprob: cellprob
+            .as_slice()
+            .ok_or_else(|| Error::invalid("cellprob layout"))?,
+        height: h,
+        width: w,
+    };
+    let labels = compute_masks_slices(&flows, params)?;
+    Array2::from_shape_vec((h, w), labels).map_err(|e| Error::invalid(e.to_string()))
+}
+
+/// Labels → flows (Cellpose's `masks_to_flows`): unit vectors `(dY, dX)` pointing to each mask's
+/// centre by heat diffusion, `2 * height * width` float64 row-major, zero outside masks.
+/// Any label values are accepted; a label's value only names it.
+pub fn labels_to_flows_slices(labels: &[u32], height: usize, width: usize) -> Result<Vec<f64>> {
+    let n = check_size(height, width)?;
+    if labels.len() != n {
+        return Err(Error::shape(format!(
+            "labels have {} values, expected {height}×{width} = {n}",
+            labels.len()
+        )));
+    }
+    // Per-label tables are indexed by label value: values above the pixel count (sparse ids up
+    // to 4294967295, which once made this allocate ~170 GB and abort) are renumbered 1..k in
+    // increasing order first, which changes no flow (masks are diffused in label order).
+    if labels::max_label(labels) as usize > n {
+        let mut ids: Vec<u32> = labels.iter().copied().filter(|&l| l != 0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let dense: Vec<u32> = labels
+            .iter()
+            .map(|&l| match l {
+                0 => 0,
+                l => ids.binary_search(&l).map_or(0, |i| i as u32 + 1),
+            })
+            .collect();
+        return Ok(diffusion::masks_to_flows(&dense, height, width));
+    }
+    Ok(diffusion::masks_to_flows(labels, height, width))
+}
+
+/// Labels → flows on an ndarray view; returns `(2, H, W)` as (dY, dX). See
+/// [`labels_to_flows_slices`].
+pub fn labels_to_flows(labels: ArrayView2<'_, u32>) -> Result<Array3<f64>> {
+    let (h, w) = labels.dim();
+    let labels = labels.as_standard_layout();
+    let flat = labels
+        .as_slice()
+        .ok_or_else(|| Error::invalid("labels layout"))?;
+    let out = labels_to_flows_slices(flat, h, w)?;
+    Array3::from_shape_vec((2, h, w), out).map_err(|e| Error::invalid(e.to_string()))
+}
+
+/// Cellpose's flow error of each mask 1..=max of `labels` against network flows (`NaN` for
+/// absent labels): the per-mask mean of `(dY_mask - dY/5)² + (dX_mask - dX/5)²`.
+pub fn flow_errors(labels: &[u32], flows: &FlowsRef<'_>) -> Result<Vec<f64>> {
+    flows.validate()?;
+    if labels.len() != flows.dy.len() {
+        return Err(Error::shape(format!(
+            "labels have {} values, flows {}",
+            labels.len(),
+            flows.dy.len()
+        )));
+    }
+    Ok(quality::flow_errors(
+        labels,
+        flows.dy,
+        flows.dx,
+        flows.height,
+        flows.width,
+    ))
+}

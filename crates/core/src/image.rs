@@ -1,0 +1,131 @@
+//! Borrowed 2-D images with interleaved channels, as hosts hand them over (ImageJ pixel arrays,
+//! numpy arrays, vendor frame buffers).
+
+use crate::error::{Error, Result};
+
+/// Pixel samples of one of the supported types.
+#[derive(Debug, Clone, Copy)]
+pub enum Pixels<'a> {
+    /// 8-bit unsigned.
+    U8(&'a [u8]),
+    /// 16-bit unsigned.
+    U16(&'a [u16]),
+    /// 32-bit float.
+    F32(&'a [f32]),
+}
+
+impl Pixels<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Pixels::U8(d) => d.len(),
+            Pixels::U16(d) => d.len(),
+            Pixels::F32(d) => d.len(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            Pixels::U8(d) => d[i] as f32,
+            Pixels::U16(d) => d[i] as f32,
+            Pixels::F32(d) => d[i],
+        }
+    }
+}
+
+/// A 2-D image: `height` rows of `width` pixels, each pixel `channels` interleaved samples; rows
+/// start every `row_stride` samples (`>= width * channels`).
+#[derive(Debug, Clone, Copy)]
+pub struct ImageView<'a> {
+    pixels: Pixels<'a>,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Samples per pixel.
+    pub channels: usize,
+    /// Samples from one row start to the next.
+    pub row_stride: usize,
+}
+
+impl<'a> ImageView<'a> {
+    /// Wraps a buffer, checking that the sizes are consistent and the buffer long enough.
+    pub fn new(
+        pixels: Pixels<'a>,
+        width: usize,
+        height: usize,
+        channels: usize,
+        row_stride: usize,
+    ) -> Result<Self> {
+        if width == 0 || height == 0 || channels == 0 {
+            return Err(Error::invalid(format!(
+                "image is empty ({width}×{height}, {channels} channels)"
+            )));
+        }
+        let row = width
+            .checked_mul(channels)
+            .ok_or_else(|| Error::TooLarge("image row overflows".into()))?;
+        if row_stride < row {
+            return Err(Error::invalid(format!(
+                "row stride {row_stride} is shorter than a row ({width} pixels × {channels} channels)"
+            )));
+        }
+        let need = (height - 1)
+            .checked_mul(row_stride)
+            .and_then(|v| v.checked_add(row))
+            .ok_or_else(|| Error::TooLarge("image size overflows".into()))?;
+        if pixels.len() < need {
+            return Err(Error::shape(format!(
+                "image buffer holds {} samples, {width}×{height}×{channels} with row stride {row_stride} needs {need}",
+                pixels.len()
+            )));
+        }
+        Ok(ImageView {
+            pixels,
+            width,
+            height,
+            channels,
+            row_stride,
+        })
+    }
+
+    /// A tightly packed image (`row_stride = width * channels`).
+    pub fn packed(
+        pixels: Pixels<'a>,
+        width: usize,
+        height: usize,
+        channels: usize,
+    ) -> Result<Self> {
+        Self::new(
+            pixels,
+            width,
+            height,
+            channels,
+            width.saturating_mul(channels),
+        )
+    }
+
+    /// Channel `c` as a float32 plane, row-major.
+    pub fn plane(&self, c: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.width * self.height);
+        for y in 0..self.height {
+            let base = y * self.row_stride + c;
+            out.extend((0..self.width).map(|x| self.pixels.get(base + x * self.channels)));
+        }
+        out
+    }
+
+    /// Whether any sample is NaN or infinite (only possible for float images).
+    pub fn has_non_finite(&self) -> bool {
+        // Only the image's own samples: padding between rows (row_stride) is not looked at.
+        let row = self.width * self.channels;
+        match self.pixels {
+            Pixels::F32(d) => (0..self.height).any(|y| {
+                d[y * self.row_stride..y * self.row_stride + row]
+                    .iter()
+                    .any(|v| !v.is_finite())
+            }),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! Segmentation networks run through ONNX Runtime: model packages, image preparation and
+//! tiling as Cellpose 4 does them, then the exact flows → labels conversion.
+
+pub mod manifest;
+pub mod preprocess;
+pub mod runtime;
+pub mod tiling;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use ndarray::ArrayView4;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorRef, ValueType};
+
+use crate::error::{Error, Result};
+use crate::flows::{self, FlowsRef, MaskParams};
+use crate::image::ImageView;
+
+pub use manifest::Manifest;
+pub use runtime::{Device, Runtime};
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Where the network runs (`auto` by default: a GPU provider if one is available).
+    pub device: Device,
+    /// Where to look for the ONNX Runtime library, in order (the first that loads is used,
+    /// once per process). The host decides: see `cytoseg::host`.
+    pub ort_search: Vec<runtime::Candidate>,
+    /// Folders in which a model given by name is looked up. The host decides: see
+    /// `cytoseg::host`.
+    pub model_dirs: Vec<PathBuf>,
+    /// Intra-op threads of ONNX Runtime (0 = its default: one per core).
+    pub threads: usize,
+}
+
+/// Which image channels feed the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ChannelChoice {
+    /// Automatic: a one-channel model gets the mean of the image's channels (Cellpose's
+    /// `channels=[0,0]`); a multi-channel model gets the first channels, zero-padded.
+    #[default]
+    Auto,
+    /// These image channels (0-based), one per model input channel.
+    Select(Vec<usize>),
+}
+
+/// Parameters of [`Model::segment`].
+#[derive(Debug, Clone)]
+pub struct SegmentParams {
+    /// Typical object diameter in pixels; `None` (or <= 0) uses the model's own diameter, i.e. no
+    /// resizing. The image is resized by `model diameter / diameter` for the network.
+    pub diameter: Option<f64>,
+    /// Channels feeding the network.
+    pub channels: ChannelChoice,
+    /// Flows → labels parameters. `niter == 0` means Cellpose's automatic choice
+    /// `int(200 / rescale)`.
+    pub mask: MaskParams,
+    /// Tile edge (default: the model's, multiple of its size multiple).
+    pub tile_size: Option<usize>,
+    /// Fractional tile overlap (default: the model's; clamped to [0.05, 0.5] as Cellpose).
+    pub tile_overlap: Option<f64>,
+    /// Tiles per network call.
+    pub batch_size: usize,
+    /// Keep the network's flows and cell probability in the result.
+    pub keep_flows: bool,
+}
+
+impl SegmentParams {
+    /// The model's defaults.
+    pub fn for_model(model: &Model) -> Self {
+        let d = &model.manifest.mask_defaults;
+        SegmentParams {
+            diameter: None,
+            channels: ChannelChoice::Auto,
+            mask: MaskParams {
+                cellprob_threshold: d.cellprob_threshold,
+                flow_threshold: d.flow_threshold,
+                niter: 0,
+                min_size: d.min_size,
+                max_size_fraction: d.max_size_fraction,
+            },
+            tile_size: None,
+            tile_overlap: None,
+            batch_size: 8,
+            keep_flows: false,
+        }
+    }
+}
+
+/// Progress of a segmentation, reported between network batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Tiles run so far.
+    pub tiles_done: usize,
+    /// Tiles in total.
+    pub tiles_total: usize,
+}
+
+/// Time spent in each stage, in seconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Timings {
+    /// Channel selection, normalization, resizing.
+    pub preprocess: f64,
+    /// Network (all tiles) and blending.
+    pub network: f64,
+    /// Flows → labels.
+    pub masks: f64,
+}
+
+/// The result of segmenting one image.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// Row-major labels, 0 = background, 1..n.
+    pub labels: Vec<u32>,
+    /// Image height.
+    pub height: usize,
+    /// Image width.
+    pub width: usize,
+    /// Number of objects n.
+    pub count: u32,
+    /// `(dY, dX, cellprob)` planes at image size, when requested.
+    pub flows: Option<[Vec<f32>; 3]>,
+    /// Stage timings.
+    pub timings: Timings,
+    /// Number of integration steps used.
+    pub niter: u32,
+}
+
+/// A loaded model package: manifest, verified ONNX network, and an ONNX Runtime session.
+/// `Send + Sync`: one model may segment from several threads (network calls are serialized).
+#[derive(Debug)]
+pub struct Model {
+    /// The package manifest.
+    pub manifest: Manifest,
+    /// The package folder.
+    pub dir: PathBuf,
+    /// The execution provider in use.
+    pub device: Device,
+    /// The ONNX Runtime in use.
+    pub runtime: &'static Runtime,
+    session: Mutex<Session>,
+}
+
+/// The packages found in `dirs` (searched in order): (name, folder), first occurrence of each
+/// name. Which folders to search is the host's choice (see the `host` module of the library).
+pub fn list_models(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("manifest.json").is_file())
+            .collect();
+        found.sort();
+        for p in found {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, p));
+            }
+        }
+    }
+    out
+}
+
+/// Resolves a model given by path (a package folder or its manifest.json) or by name, looked
+/// up in `dirs`.
+pub fn resolve_model(name_or_path: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
+    let p = Path::new(name_or_path);
+    if p.is_dir() && p.join("manifest.json").is_file() {
+        return Ok(p.to_path_buf());
+    }
+    if p.is_file() && p.file_name().is_some_and(|n| n == "manifest.json") {
+        return Ok(p.parent().unwrap_or(Path::new(".")).to_path_buf());
+    }
+    if p.exists() {
+        return Err(Error::Model(format!(
+            "{name_or_path} is not a model package: expected a folder holding manifest.json and the ONNX file"
+        )));
+    }
+    let found = list_models(dirs);
+    if let Some((_, dir)) = found.iter().find(|(n, _)| n == name_or_path) {
+        return Ok(dir.clone());
+    }
+    let known: Vec<String> = found.into_iter().map(|(n, _)| n).collect();
+    Err(Error::Model(format!(
+        "no model named {name_or_path:?} (bundled: {}; searched {})",
+        if known.is_empty() {
+            "none found".to_string()
+        } else {
+            known.join(", ")
+        },
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+fn ort_err(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
+    move |e| Error::Runtime(format!("{context}: {e}"))
+}
+
+fn build_session(rt: &Runtime, bytes: &[u8], device: Device, threads: usize) -> Result<Session> {
+    let mut b = Session::builder(&rt.env)
+        .map_err(ort_err("creating a session"))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    if threads > 0 {
+        b = b
+            .with_intra_threads(threads)
+            .map_err(|e| Error::Runtime(e.to_string()))?;
+    }
+    if device != Device::Cpu {
+        b = b
+            .with_execution_providers([device.dispatch()])
+            .map_err(|e| Error::Runtime(format!("execution provider {}: {e}", device.name())))?;
+    }
+    b.commit_from_memory(bytes)
+        .map_err(ort_err("loading the network"))
+}
+
+impl Model {
+    /// Loads a model package by bundled name or path, checks the ONNX file's SHA-256 and the
+    /// network's input/output signature against the manifest, and opens a session on the
+    /// requested device.
+    pub fn load(name_or_path: &str, options: &LoadOptions) -> Result<Model> {
+        let dir = resolve_model(name_or_path, &options.model_dirs)?;
+        let manifest = Manifest::read(&dir.join("manifest.json"))?;
+        let onnx = manifest.onnx_path(&dir);
+        let bytes = crate::io::limits::read_file(
+            &onnx,
+            "the ONNX network",
+            crate::io::limits::max_decoded_bytes(),
+        )?;
+        let sha = manifest::sha256_hex(&bytes);
+        if sha != manifest.model.sha256.to_ascii_lowercase() {
+            return Err(Error::Model(format!(
+                "{}: SHA-256 {sha} does not match the manifest's {} (the file is corrupt or was replaced)",
+                onnx.display(),
+                manifest.model.sha256
+            )));
+        }
+        let rt = runtime::runtime(&options.ort_search)?;
+        let (session, device) = match options.device {
+            Device::Auto => {
+                let mut chosen = None;
+                for d in runtime::AUTO_ORDER
+                    .into_iter()
+                    .filter(|d| d.is_available(rt))
+                {
+                    match build_session(rt, &bytes, d, options.threads) {
+                        Ok(s) => {
+                            chosen = Some((s, d));
+                            break;
+                        }
+                        Err(e) => {
+                            log::warn!("device {} unavailable, trying the next: {e}", d.name())
+                        }
+                    }
+                }
+                match chosen {
+                    Some(c) => c,
+                    None => (
+                        build_session(rt, &bytes, Device::Cpu, options.threads)?,
+                        Device::Cpu,
+                    ),
+                }
+            }
+            d => {
+                if !d.is_available(rt) {
+                    return Err(Error::Runtime(format!(
+                        "device {} is not available in ONNX Runtime {} ({}): install a build with that provider (e.g. onnxruntime-gpu for cuda) or choose --device cpu",
+                        d.name(),
+                        rt.version,
+                        rt.library.display()
+                    )));
+                }
+                (build_session(rt, &bytes, d, options.threads)?, d)
+            }
+        };
+        log::info!(
+            "model {} {} on {}",
+            manifest.name,
+            manifest.version,
+            device.name()
+        );
+        check_signature(&session, &manifest)?;
+        Ok(Model {
+            manifest,
+            dir,
+            device,
+            runtime: rt,
+            session: Mutex::new(session),
+        })
+    }
+
+    /// Runs the network on a batch `(n, C, h, w)` and returns `(n, 3, h, w)`.
+    pub fn run_network(&self, input: ArrayView4<'_, f32>) -> Result<Vec<f32>> {
+        let (n, _, h, w) = input.dim();
+        let tensor = TensorRef::from_array_view(input).map_err(ort_err("preparing the input"))?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.manifest.input.name.as_str() => tensor])
+            .map_err(ort_err("running the network"))?;
+        let value = outputs
+            .get(self.manifest.output.name.as_str())
+            .ok_or_else(|| {
+                Error::Model(format!(
+                    "the network has no output {:?}",
+                    self.manifest.output.name
+                ))
+            })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("reading the output"))?;
+        let want = [n as i64, 3, h as i64, w as i64];
+        if shape[..] != want {
+            return Err(Error::Model(format!(
+                "the network returned shape {:?} for input {:?}, expected {want:?}",
+                &shape[..],
+                input.dim()
+            )));
+        }
+        Ok(data.to_vec())
+    }
+
+    /// Segments one 2-D image: channel selection, normalization, resizing by diameter, tiled
+    /// network with Cellpose's blending, resizing back, then flows → labels.
+    /// `progress` is called after each network batch; returning `false` cancels.
+    pub fn segment(
+        &self,
+        image: &ImageView<'_>,
+        params: &SegmentParams,
+        progress: Option<&dyn Fn(Progress) -> bool>,
+    ) -> Result<Segmentation> {
+        let t0 = Instant::now();
+        let (h, w) = (image.height, image.width);
+        flows::check_size(h, w)?;
+        if image.has_non_finite() {
+            return Err(Error::NonFinite(
+                "the image holds NaN or infinite values".into(),
+            ));
+        }
+        params.mask.validate()?;
+        let c_in = self.manifest.input.channels;
+        let mut planes = select_channels(image, &params.channels, c_in)?;
+        let norm = &self.manifest.normalization;
+        for p in planes.iter_mut() {
+            if !preprocess::normalize99(p, h, w, norm.low, norm.high) {
+                // Cellpose 4 zeroes channels it could not normalize.
+                p.fill(0.0);
+            }
+        }
+        let rescale = match params.diameter {
+            Some(d) if d > 0.0 && d.is_finite() => self.manifest.diameter / d,
+            Some(d) if !d.is_finite() => {
+                return Err(Error::invalid(format!("diameter {d} is not finite")));
+            }
+            _ => 1.0,
+        };
+        let mut data: Vec<f32> = planes.concat();
+        drop(planes);
+        let (mut lh, mut lw) = (h, w);
+        if rescale != 1.0 {
+            lh = (h as f64 * rescale) as usize;
+            lw = (w as f64 * rescale) as usize;
+            if lh < 2 || lw < 2 || lh > flows::MAX_SIDE || lw > flows::MAX_SIDE {
+                return Err(Error::invalid(format!(
+                    "diameter {:?} resizes the {h}×{w} image to {lh}×{lw}: choose a diameter closer to the objects' size",
+                    params.diameter
+                )));
+            }
+            data = preprocess::resize_linear(&data, c_in, h, w, lh, lw)?;
+        }
+        let t1 = Instant::now();
+        let yf = self.run_tiled(&data, lh, lw, params, progress)?;
+        drop(data);
+        let yf = if rescale != 1.0 {
+            preprocess::resize_linear(&yf, 3, lh, lw, h, w)?
+        } else {
+            yf
+        };
+        let t2 = Instant::now();
+        let n = h * w;
+        let (dy, rest) = yf.split_at(n);
+        let (dx, cellprob) = rest.split_at(n);
+        let mut mask = params.mask;
+        if mask.niter == 0 {
+            mask.niter = (200.0 / rescale) as u32;
+        }
+        let fl = FlowsRef {
+            dy,
+            dx,
+            cellprob,
+            height: h,
+            width: w,
+        };
+        let mut labels = flows::compute_masks_unfilled(&fl, &mask)?;
+        flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
+        let count = labels.iter().copied().max().unwrap_or(0);
+        let t3 = Instant::now();
+        let flows_out = params
+            .keep_flows
+            .then(|| [dy.to_vec(), dx.to_vec(), cellprob.to_vec()]);
+        Ok(Segmentation {
+            labels,
+            height: h,
+            width: w,
+            count,
+            flows: flows_out,
+            niter: mask.niter,
+            timings: Timings {
+                preprocess: (t1 - t0).as_secs_f64(),
+                network: (t2 - t1).as_secs_f64(),
+                masks: (t3 - t2).as_secs_f64(),
+            },
+        })
+    }
+
+    /// Pads, tiles, runs and blends as Cellpose's `run_net`; returns `(3, h, w)` planes.
+    fn run_tiled(
+        &self,
+        data: &[f32],
+        h: usize,
+        w: usize,
+        params: &SegmentParams,
+        progress: Option<&dyn Fn(Progress) -> bool>,
+    ) -> Result<Vec<f32>> {
+        let c_in = self.manifest.input.channels;
+        let multiple = self.manifest.input.size_multiple;
+        let tile = params.tile_size.unwrap_or(self.manifest.tiling.tile_size);
+        if tile < multiple || !tile.is_multiple_of(multiple) || tile > 4096 {
+            return Err(Error::invalid(format!(
+                "tile size {tile} must be a multiple of {multiple} between {multiple} and 4096"
+            )));
+        }
+        let overlap = params.tile_overlap.unwrap_or(self.manifest.tiling.overlap);
+        if !overlap.is_finite() {
+            return Err(Error::invalid("tile overlap must be finite"));
+        }
+        let batch = params.batch_size.max(1);
+        let (py0, py1) = tiling::pad_1d(h, tile);
+        let (px0, px1) = tiling::pad_1d(w, tile);
+        let (ph, pw) = (h + py0 + py1, w + px0 + px1);
+        let (ty, ys) = tiling::tile_starts(ph, tile, overlap);
+        let (tx, xs) = tiling::tile_starts(pw, tile, overlap);
+        if ty % multiple != 0 || tx % multiple != 0 {
+            return Err(Error::invalid(format!(
+                "tiles of {ty}×{tx} are not multiples of {multiple}"
+            )));
+        }
+        let mask = tiling::taper_mask(ty, tx);
+        let tiles: Vec<(usize, usize)> = ys
+            .iter()
+            .flat_map(|&y| xs.iter().map(move |&x| (y, x)))
+            .collect();
+        let total = tiles.len();
+        // Accumulator over the padded image, float32 as Cellpose's. The blending weights'
+        // float64 sum is recomputed per pixel at the end (same tiles, same order) instead of
+        // being stored, which saves 8 bytes per pixel on large images.
+        let mut yf = vec![0.0f32; 3 * ph * pw];
+        let plane = h * w;
+        let tsz = ty * tx;
+        // A batch larger than the tiles would only allocate unused input (any size_t comes
+        // through the C API).
+        let batch = batch.min(total.max(1));
+        let mut input = vec![0.0f32; batch * c_in * tsz];
+        for (bi, chunk) in tiles.chunks(batch).enumerate() {
+            let nb = chunk.len();
+            input[..nb * c_in * tsz].fill(0.0);
+            for (k, &(y0, x0)) in chunk.iter().enumerate() {
+                for c in 0..c_in {
+                    let dst = &mut input[(k * c_in + c) * tsz..(k * c_in + c + 1) * tsz];
+                    for r in 0..ty {
+                        let py = y0 + r;
+                        if py < py0 || py >= py0 + h {
+                            continue;
+                        }
+                        let sy = py - py0;
+                        for q in 0..tx {
+                            let px = x0 + q;
+                            if px >= px0 && px < px0 + w {
+                                dst[r * tx + q] = data[c * plane + sy * w + (px - px0)];
+                            }
+                        }
+                    }
+                }
+            }
+            let view = ArrayView4::from_shape((nb, c_in, ty, tx), &input[..nb * c_in * tsz])
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            let out = self.run_network(view)?;
+            for (k, &(y0, x0)) in chunk.iter().enumerate() {
+                for ch in 0..3 {
+                    let src = &out[(k * 3 + ch) * tsz..(k * 3 + ch + 1) * tsz];
+                    let acc = &mut yf[ch * ph * pw..(ch + 1) * ph * pw];
+                    for r in 0..ty {
+                        let row = (y0 + r) * pw + x0;
+                        for q in 0..tx {
+                            let a = &mut acc[row + q];
+                            *a = (*a as f64 + src[r * tx + q] as f64 * mask[r * tx + q]) as f32;
+                        }
+                    }
+                }
+            }
+            if let Some(cb) = progress {
+                let done = ((bi + 1) * batch).min(total);
+                if !cb(Progress {
+                    tiles_done: done,
+                    tiles_total: total,
+                }) {
+                    return Err(Error::Cancelled);
+                }
+            }
+        }
+        // Divide by the summed weights and crop the padding, compacting in place channel by
+        // channel (each destination index is at most its source index, and earlier channels
+        // are finished before their region is reused).
+        let cover = |starts: &[usize], size: usize, p: usize| -> std::ops::Range<usize> {
+            let first = starts
+                .iter()
+                .position(|&s| p < s + size)
+                .unwrap_or(starts.len());
+            let end = starts.iter().position(|&s| s > p).unwrap_or(starts.len());
+            first..end.max(first)
+        };
+        let cols: Vec<std::ops::Range<usize>> = (0..w).map(|x| cover(&xs, tx, x + px0)).collect();
+        let mut navg = vec![0.0f64; w];
+        for ch in 0..3 {
+            for y in 0..h {
+                let py = y + py0;
+                let rows = cover(&ys, ty, py);
+                for (x, nv) in navg.iter_mut().enumerate() {
+                    let px = x + px0;
+                    // Same tiles, same order (row of tiles, then column) as the accumulation.
+                    let mut sum = 0.0f64;
+                    for j in rows.clone() {
+                        for i in cols[x].clone() {
+                            sum += mask[(py - ys[j]) * tx + (px - xs[i])];
+                        }
+                    }
+                    *nv = sum;
+                }
+                for (x, nv) in navg.iter().enumerate() {
+                    let i = ch * ph * pw + py * pw + x + px0;
+                    yf[ch * plane + y * w + x] = (yf[i] as f64 / nv) as f32;
+                }
+            }
+        }
+        yf.truncate(3 * plane);
+        yf.shrink_to_fit();
+        Ok(yf)
+    }
+}
+
+/// Builds the network's input planes from the image's channels.
+fn select_channels(
+    image: &ImageView<'_>,
+    choice: &ChannelChoice,
+    c_in: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let n = image.width * image.height;
+    match choice {
+        ChannelChoice::Select(list) => {
+            if list.len() != c_in {
+                return Err(Error::invalid(format!(
+                    "{} channel(s) chosen, the model takes {c_in}",
+                    list.len()
+                )));
+            }
+            list.iter()
+                .map(|&c| {
+                    if c >= image.channels {
+                        Err(Error::invalid(format!(
+                            "channel {c} chosen, the image has {} (0-based)",
+                            image.channels
+                        )))
+                    } else {
+                        Ok(image.plane(c))
+                    }
+                })
+                .collect()
+        }
+        ChannelChoice::Auto if c_in == 1 && image.channels > 1 => {
+            let mut acc = vec![0.0f32; n];
+            for c in 0..image.channels {
+                for (a, v) in acc.iter_mut().zip(image.plane(c)) {
+                    *a += v;
+                }
+            }
+            let k = image.channels as f32;
+            acc.iter_mut().for_each(|a| *a /= k);
+            Ok(vec![acc])
+        }
+        ChannelChoice::Auto => Ok((0..c_in)
+            .map(|c| {
+                if c < image.channels {
+                    image.plane(c)
+                } else {
+                    vec![0.0; n]
+                }
+            })
+            .collect()),
+    }
+}
+
+fn check_signature(session: &Session, m: &Manifest) -> Result<()> {
+    let shape_of = |t: &ValueType| match t {
+        ValueType::Tensor { shape, .. } => Some(shape.to_vec()),
+        _ => None,
+    };
+    let inputs = session.inputs();
+    let outputs = session.outputs();
+    let input = inputs
+        .iter()
+        .find(|o| o.name() == m.input.name)
+        .ok_or_else(|| {
+            Error::Model(format!(
+                "the network's inputs are {:?}, the manifest names {:?}",
+                inputs
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>(),
+                m.input.name
+            ))
+        })?;
+    let ishape = shape_of(input.dtype()).unwrap_or_default();
+    if ishape.len() != 4 || (ishape[1] != -1 && ishape[1] != m.input.channels as i64) {
+        return Err(Error::Model(format!(
+            "input {:?} has shape {ishape:?}, the manifest describes (N, {}, H, W)",
+            m.input.name, m.input.channels
+        )));
+    }
+    let output = outputs
+        .iter()
+        .find(|o| o.name() == m.output.name)
+        .ok_or_else(|| {
+            Error::Model(format!(
+                "the network's outputs are {:?}, the manifest names {:?}",
+                outputs
+                    .iter()
+                    .map(|o| o.name().to_string())
+                    .collect::<Vec<_>>(),
+                m.output.name
+            ))
+        })?;
+    let oshape = shape_of(output.dtype()).unwrap_or_default();
+    if oshape.len() != 4 || (oshape[1] != -1 && oshape[1] != 3) {
+        return Err(Error::Model(format!(
+            "output {:?} has shape {oshape:?}, expected (N, 3, H, W) = dY, dX, cellprob",
+            m.output.name
+        )));
+    }
+    Ok(())
+}
