@@ -3,10 +3,13 @@
 
 pub mod manifest;
 pub mod preprocess;
+pub mod registry;
 pub mod runtime;
 pub mod tiling;
 
-use std::path::{Path, PathBuf};
+pub use registry::{list_models, resolve_model};
+
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -143,66 +146,6 @@ pub struct Model {
     /// The ONNX Runtime in use.
     pub runtime: &'static Runtime,
     session: Mutex<Session>,
-}
-
-/// The packages found in `dirs` (searched in order): (name, folder), first occurrence of each
-/// name. Which folders to search is the host's choice (see the `host` module of the library).
-pub fn list_models(dirs: &[PathBuf]) -> Vec<(String, PathBuf)> {
-    let mut out: Vec<(String, PathBuf)> = Vec::new();
-    for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("manifest.json").is_file())
-            .collect();
-        found.sort();
-        for p in found {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, p));
-            }
-        }
-    }
-    out
-}
-
-/// Resolves a model given by path (a package folder or its manifest.json) or by name, looked
-/// up in `dirs`.
-pub fn resolve_model(name_or_path: &str, dirs: &[PathBuf]) -> Result<PathBuf> {
-    let p = Path::new(name_or_path);
-    if p.is_dir() && p.join("manifest.json").is_file() {
-        return Ok(p.to_path_buf());
-    }
-    if p.is_file() && p.file_name().is_some_and(|n| n == "manifest.json") {
-        return Ok(p.parent().unwrap_or(Path::new(".")).to_path_buf());
-    }
-    if p.exists() {
-        return Err(Error::Model(format!(
-            "{name_or_path} is not a model package: expected a folder holding manifest.json and the ONNX file"
-        )));
-    }
-    let found = list_models(dirs);
-    if let Some((_, dir)) = found.iter().find(|(n, _)| n == name_or_path) {
-        return Ok(dir.clone());
-    }
-    let known: Vec<String> = found.into_iter().map(|(n, _)| n).collect();
-    Err(Error::Model(format!(
-        "no model named {name_or_path:?} (bundled: {}; searched {})",
-        if known.is_empty() {
-            "none found".to_string()
-        } else {
-            known.join(", ")
-        },
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
 }
 
 fn ort_err(context: &str) -> impl Fn(ort::Error) -> Error + '_ {
@@ -424,140 +367,6 @@ impl Model {
                 masks: (t3 - t2).as_secs_f64(),
             },
         })
-    }
-
-    /// Pads, tiles, runs and blends as Cellpose's `run_net`; returns `(3, h, w)` planes.
-    fn run_tiled(
-        &self,
-        data: &[f32],
-        h: usize,
-        w: usize,
-        params: &SegmentParams,
-        progress: Option<&dyn Fn(Progress) -> bool>,
-    ) -> Result<Vec<f32>> {
-        let c_in = self.manifest.input.channels;
-        let multiple = self.manifest.input.size_multiple;
-        let tile = params.tile_size.unwrap_or(self.manifest.tiling.tile_size);
-        if tile < multiple || !tile.is_multiple_of(multiple) || tile > 4096 {
-            return Err(Error::invalid(format!(
-                "tile size {tile} must be a multiple of {multiple} between {multiple} and 4096"
-            )));
-        }
-        let overlap = params.tile_overlap.unwrap_or(self.manifest.tiling.overlap);
-        if !overlap.is_finite() {
-            return Err(Error::invalid("tile overlap must be finite"));
-        }
-        let batch = params.batch_size.max(1);
-        let (py0, py1) = tiling::pad_1d(h, tile);
-        let (px0, px1) = tiling::pad_1d(w, tile);
-        let (ph, pw) = (h + py0 + py1, w + px0 + px1);
-        let (ty, ys) = tiling::tile_starts(ph, tile, overlap);
-        let (tx, xs) = tiling::tile_starts(pw, tile, overlap);
-        if ty % multiple != 0 || tx % multiple != 0 {
-            return Err(Error::invalid(format!(
-                "tiles of {ty}×{tx} are not multiples of {multiple}"
-            )));
-        }
-        let mask = tiling::taper_mask(ty, tx);
-        let tiles: Vec<(usize, usize)> = ys
-            .iter()
-            .flat_map(|&y| xs.iter().map(move |&x| (y, x)))
-            .collect();
-        let total = tiles.len();
-        // Accumulator over the padded image, float32 as Cellpose's. The blending weights'
-        // float64 sum is recomputed per pixel at the end (same tiles, same order) instead of
-        // being stored, which saves 8 bytes per pixel on large images.
-        let mut yf = vec![0.0f32; 3 * ph * pw];
-        let plane = h * w;
-        let tsz = ty * tx;
-        // A batch larger than the tiles would only allocate unused input (any size_t comes
-        // through the C API).
-        let batch = batch.min(total.max(1));
-        let mut input = vec![0.0f32; batch * c_in * tsz];
-        for (bi, chunk) in tiles.chunks(batch).enumerate() {
-            let nb = chunk.len();
-            input[..nb * c_in * tsz].fill(0.0);
-            for (k, &(y0, x0)) in chunk.iter().enumerate() {
-                for c in 0..c_in {
-                    let dst = &mut input[(k * c_in + c) * tsz..(k * c_in + c + 1) * tsz];
-                    for r in 0..ty {
-                        let py = y0 + r;
-                        if py < py0 || py >= py0 + h {
-                            continue;
-                        }
-                        let sy = py - py0;
-                        for q in 0..tx {
-                            let px = x0 + q;
-                            if px >= px0 && px < px0 + w {
-                                dst[r * tx + q] = data[c * plane + sy * w + (px - px0)];
-                            }
-                        }
-                    }
-                }
-            }
-            let view = ArrayView4::from_shape((nb, c_in, ty, tx), &input[..nb * c_in * tsz])
-                .map_err(|e| Error::invalid(e.to_string()))?;
-            let out = self.run_network(view)?;
-            for (k, &(y0, x0)) in chunk.iter().enumerate() {
-                for ch in 0..3 {
-                    let src = &out[(k * 3 + ch) * tsz..(k * 3 + ch + 1) * tsz];
-                    let acc = &mut yf[ch * ph * pw..(ch + 1) * ph * pw];
-                    for r in 0..ty {
-                        let row = (y0 + r) * pw + x0;
-                        for q in 0..tx {
-                            let a = &mut acc[row + q];
-                            *a = (*a as f64 + src[r * tx + q] as f64 * mask[r * tx + q]) as f32;
-                        }
-                    }
-                }
-            }
-            if let Some(cb) = progress {
-                let done = ((bi + 1) * batch).min(total);
-                if !cb(Progress {
-                    tiles_done: done,
-                    tiles_total: total,
-                }) {
-                    return Err(Error::Cancelled);
-                }
-            }
-        }
-        // Divide by the summed weights and crop the padding, compacting in place channel by
-        // channel (each destination index is at most its source index, and earlier channels
-        // are finished before their region is reused).
-        let cover = |starts: &[usize], size: usize, p: usize| -> std::ops::Range<usize> {
-            let first = starts
-                .iter()
-                .position(|&s| p < s + size)
-                .unwrap_or(starts.len());
-            let end = starts.iter().position(|&s| s > p).unwrap_or(starts.len());
-            first..end.max(first)
-        };
-        let cols: Vec<std::ops::Range<usize>> = (0..w).map(|x| cover(&xs, tx, x + px0)).collect();
-        let mut navg = vec![0.0f64; w];
-        for ch in 0..3 {
-            for y in 0..h {
-                let py = y + py0;
-                let rows = cover(&ys, ty, py);
-                for (x, nv) in navg.iter_mut().enumerate() {
-                    let px = x + px0;
-                    // Same tiles, same order (row of tiles, then column) as the accumulation.
-                    let mut sum = 0.0f64;
-                    for j in rows.clone() {
-                        for i in cols[x].clone() {
-                            sum += mask[(py - ys[j]) * tx + (px - xs[i])];
-                        }
-                    }
-                    *nv = sum;
-                }
-                for (x, nv) in navg.iter().enumerate() {
-                    let i = ch * ph * pw + py * pw + x + px0;
-                    yf[ch * plane + y * w + x] = (yf[i] as f64 / nv) as f32;
-                }
-            }
-        }
-        yf.truncate(3 * plane);
-        yf.shrink_to_fit();
-        Ok(yf)
     }
 }
 
