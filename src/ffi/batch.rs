@@ -1,11 +1,11 @@
 //! C entry point for batch processing: `cytoseg_segment_folder`, the engine's batch run (the
 //! same one as `cytoseg segment`, Fiji's Segment Folder and Python's `segment_folder`).
 
-use std::ffi::{CStr, c_char, c_void};
+use std::ffi::{c_char, c_void};
 
-use crate::core::batch::{self, BatchOptions, Event, expand_inputs, outcome_line};
+use crate::core::batch::{self, BatchOptions, Event, expand_inputs};
 
-use super::boundary::{FfiError, boundary, cytoseg_status, null};
+use super::boundary::{FfiError, boundary, c_str, cytoseg_status, null};
 use super::model::{cytoseg_model, cytoseg_segment_params, model_ref, segment_params};
 use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
 
@@ -114,19 +114,6 @@ pub extern "C" fn cytoseg_batch_options_init(
     })
 }
 
-fn utf8<'a>(p: *const c_char, name: &str) -> Result<&'a str, FfiError> {
-    if p.is_null() {
-        return Err(null(name));
-    }
-    // SAFETY: non-null; the caller passes a NUL-terminated string valid for the call.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
-        FfiError(
-            cytoseg_status::InvalidArgument,
-            format!("{name} is not valid UTF-8"),
-        )
-    })
-}
-
 /// Segments images, folders of images and glob patterns into an output folder, exactly as
 /// `cytoseg segment` does: per image `<stem>_labels.tif` (and `<stem>_objects.csv`,
 /// `<stem>_flows.npy`), per run `summary.csv` and `run.json`, with records in `.cytoseg/` so that
@@ -178,9 +165,9 @@ pub extern "C" fn cytoseg_segment_folder(
         let args = ptrs
             .iter()
             .enumerate()
-            .map(|(i, &p)| utf8(p, &format!("inputs[{i}]")).map(str::to_string))
+            .map(|(i, &p)| c_str(p, &format!("inputs[{i}]")).map(str::to_string))
             .collect::<Result<Vec<_>, _>>()?;
-        let out = std::path::PathBuf::from(utf8(out_dir, "out_dir")?);
+        let out = std::path::PathBuf::from(c_str(out_dir, "out_dir")?);
         // SAFETY: NULL or a caller struct of some version.
         let mut p = unsafe { segment_params(m, params) }?;
         let o = if options.is_null() {
@@ -195,7 +182,7 @@ pub extern "C" fn cytoseg_segment_folder(
             serde_json::json!({
                 "api": "c",
                 "function": "cytoseg_segment_folder",
-                "caller": utf8(o.invocation, "options.invocation")?,
+                "caller": c_str(o.invocation, "options.invocation")?,
                 "inputs": args,
             })
         };
@@ -214,22 +201,14 @@ pub extern "C" fn cytoseg_segment_folder(
         };
         p.keep_flows = opts.save_flows;
         let found = expand_inputs(&args, o.recursive != 0, &out)?;
-        let mut last = (0, found.len());
+        let mut lines = batch::EventLines::new(found.len());
         let mut handler = |e: Event<'_>| {
             let Some(f) = progress else { return true };
-            match e {
-                Event::Waiting => f(userdata, last.0, last.1, std::ptr::null()) == 0,
-                Event::Finished {
-                    outcome,
-                    done,
-                    total,
-                } => {
-                    last = (done, total);
-                    let text = outcome_line(outcome, done, total).replace('\0', " ");
-                    let line = std::ffi::CString::new(text).unwrap_or_default();
-                    f(userdata, done, total, line.as_ptr()) == 0
-                }
-            }
+            let (done, total, line) = lines.next(e);
+            let line =
+                line.map(|l| std::ffi::CString::new(l.replace('\0', " ")).unwrap_or_default());
+            let ptr = line.as_ref().map_or(std::ptr::null(), |l| l.as_ptr());
+            f(userdata, done, total, ptr) == 0
         };
         let report = batch::segment_folder_on_caller_thread(m, &p, &found, &opts, &mut handler)?;
         if !counts.is_null() {

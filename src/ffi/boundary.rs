@@ -325,3 +325,20 @@ pub(crate) fn expect_len(
         )),
     }
 }
+
+/// Borrows a caller's NUL-terminated UTF-8 string for the call, naming it in the errors (NULL,
+/// not UTF-8).
+pub(crate) fn c_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, FfiError> {
+    if p.is_null() {
+        return Err(null(name));
+    }
+    // SAFETY: non-null; the caller passes a NUL-terminated string valid for the call.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| {
+            FfiError(
+                cytoseg_status::InvalidArgument,
+                format!("{name} is not valid UTF-8"),
+            )
+        })
+}

@@ -1,11 +1,13 @@
 //! C entry points for models: load, describe, segment, free.
 
-use std::ffi::{CStr, c_char, c_void};
+use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 
 use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
 
-use super::boundary::{FfiError, boundary, cytoseg_status, expect_len, image_input, null, output};
+use super::boundary::{
+    FfiError, boundary, c_str, cytoseg_status, expect_len, image_input, null, output,
+};
 use super::flows::cytoseg_masks_params;
 use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
 
@@ -172,19 +174,6 @@ pub extern "C" fn cytoseg_load_options_init(options: *mut cytoseg_load_options) 
     boundary(|| {
         // SAFETY: the caller provides a writable struct of some version.
         unsafe { write_first_version(options, default_load_options(), "options") }
-    })
-}
-
-fn c_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, FfiError> {
-    if p.is_null() {
-        return Err(null(name));
-    }
-    // SAFETY: non-null; the caller passes a NUL-terminated string valid for the call.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| {
-        FfiError(
-            cytoseg_status::InvalidArgument,
-            format!("{name} is not valid UTF-8"),
-        )
     })
 }
 

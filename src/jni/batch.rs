@@ -7,7 +7,7 @@ use ::jni::objects::{JClass, JDoubleArray, JLongArray, JObject, JObjectArray, JS
 use ::jni::sys::{jboolean, jint, jlong};
 use ::jni::{EnvUnowned, JValue, jni_sig, jni_str};
 
-use crate::core::batch::{self, BatchOptions, Event, expand_inputs, outcome_line};
+use crate::core::batch::{self, BatchOptions, Event, expand_inputs};
 
 use super::boundary::{JResult, JniError, ThrowCytoseg, non_null, string_arg};
 use super::model::{model_ref, params_from};
@@ -72,7 +72,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFolder<'local>(
             ..BatchOptions::new(&out)
         };
         let found = expand_inputs(&args, recursive, &out)?;
-        let mut last = (0usize, found.len());
+        let mut lines = batch::EventLines::new(found.len());
         let mut handler = |e: Event<'_>| -> bool {
             if listener.is_null() {
                 return true;
@@ -81,17 +81,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFolder<'local>(
                 // A listener that threw cancels; the exception reaches the caller.
                 return false;
             }
-            let (done, total, line) = match e {
-                Event::Waiting => (last.0, last.1, None),
-                Event::Finished {
-                    outcome,
-                    done,
-                    total,
-                } => {
-                    last = (done, total);
-                    (done, total, Some(outcome_line(outcome, done, total)))
-                }
-            };
+            let (done, total, line) = lines.next(e);
             let jline = match line {
                 Some(l) => match JString::from_str(env, l) {
                     Ok(s) => JObject::from(s),

@@ -897,6 +897,36 @@ pub enum Event<'a> {
     Waiting,
 }
 
+/// Turns [`Event`]s into what hosts show: `(done, total, line)`, where `line` is the finished
+/// image's [`outcome_line`], or `None` for [`Event::Waiting`] (with the last counts).
+#[derive(Debug, Clone, Copy)]
+pub struct EventLines {
+    done: usize,
+    total: usize,
+}
+
+impl EventLines {
+    /// For a run of `total` images.
+    pub fn new(total: usize) -> Self {
+        EventLines { done: 0, total }
+    }
+
+    /// The counts and line of one event.
+    pub fn next(&mut self, e: Event<'_>) -> (usize, usize, Option<String>) {
+        match e {
+            Event::Waiting => (self.done, self.total, None),
+            Event::Finished {
+                outcome,
+                done,
+                total,
+            } => {
+                (self.done, self.total) = (done, total);
+                (done, total, Some(outcome_line(outcome, done, total)))
+            }
+        }
+    }
+}
+
 /// [`segment_folder`], with every event delivered on the calling thread (the work runs on
 /// other threads): for hosts whose callbacks must stay on one thread (a JVM, a GUI, Python).
 /// `handler` returns `false` to cancel the run.
