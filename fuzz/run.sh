@@ -5,8 +5,9 @@
 #
 #   fuzz/run.sh [seconds-per-target] [target ...]
 #
-# Works on a fresh machine with rustup: installs the nightly toolchain and cargo-fuzz when
-# missing. Prints one line per target (executions, crashes, where the crashing input went) and
+# Works on a fresh machine: uses the nightly toolchain if present (else stable with
+# RUSTC_BOOTSTRAP=1) and installs cargo-fuzz from crates.io when missing. Prints one line per
+# target (executions, crashes, where the crashing input went) and
 # exits non-zero when any target found a crash. Reproduce a crash with
 #   cd fuzz && cargo +nightly fuzz run -O <target> artifacts/<target>/<crash-file>
 # Environment: FUZZ_NICE (default 15) is the niceness of the runs; FUZZ_ARGS adds libFuzzer
@@ -17,21 +18,28 @@ secs="${1:-20}"
 shift || true
 cd "$(dirname "$0")"
 
-if ! rustup toolchain list | grep -q '^nightly'; then
-    rustup toolchain install nightly --profile minimal || exit 1
+# cargo-fuzz needs nightly compiler flags (-Z sanitizer...). Use the nightly toolchain when the
+# machine has one; else the stable one with RUSTC_BOOTSTRAP=1 (nothing to download: these
+# machines cannot fetch another toolchain).
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    toolchain=+nightly
+else
+    toolchain=+stable
+    export RUSTC_BOOTSTRAP=1
+    echo "fuzz/run.sh: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1"
 fi
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+if ! cargo "$toolchain" fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked || exit 1
 fi
 
 if [ "$#" -gt 0 ]; then
     targets="$*"
 else
-    targets="$(cargo +nightly fuzz list)"
+    targets="$(cargo "$toolchain" fuzz list)"
 fi
 nice_level="${FUZZ_NICE:-15}"
 
-nice -n "$nice_level" cargo +nightly fuzz build -O || exit 1
+nice -n "$nice_level" cargo "$toolchain" fuzz build -O || exit 1
 
 mkdir -p logs
 failed=0
@@ -42,7 +50,7 @@ for t in $targets; do
     # allocates past them has let a header decide a size unchecked (the fuzz targets lower
     # cytoseg's own per-file limit to 64 MiB).
     # shellcheck disable=SC2086
-    nice -n "$nice_level" cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+    nice -n "$nice_level" cargo "$toolchain" fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
         -malloc_limit_mb=2048 -timeout=30 ${FUZZ_ARGS:-} >"logs/$t.log" 2>&1
     rc=$?

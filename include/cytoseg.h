@@ -249,6 +249,12 @@ typedef struct cytoseg_batch_options {
    */
   uint32_t save_flows;
   /**
+   * Non-zero: write `summary.csv` and `run.json` at the end (default). 0 for a worker of a
+   * distributed run that does part of a folder: a last call over all inputs (which skips the
+   * finished images) writes the summary of the whole. Default: 1.
+   */
+  uint32_t run_files;
+  /**
    * What runs this batch, recorded as `command` in `run.json` (NUL-terminated UTF-8, e.g.
    * your program's name and version; read during the call only), or NULL for
    * `{"api": "c"}`. Default: NULL.
@@ -503,7 +509,7 @@ extern "C" {
 
 /**
  * Fills `options` with the defaults: jobs and memory automatic, no recursion, no overwrite,
- * objects tables written, no flows, invocation NULL.
+ * objects tables written, no flows, run files written, invocation NULL.
  */
 cytoseg_status cytoseg_batch_options_init(struct cytoseg_batch_options *options);
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test of cytoseg: formatting, lints, the committed C header, Rust unit,
-# parity and CLI tests, and the C API tests (under valgrind when installed).
+# Runs every check and test of cytoseg: pins, formatting, lints, the committed C header, Rust
+# unit, parity and CLI tests, labels on a pre-AVX CPU (qemu), the C API tests (under valgrind),
+# the Fiji plugin, the Python package and napari plugin, and a short fuzzing run of every
+# reader and C entry point (fuzz/run.sh; CYTOSEG_FUZZ_SECONDS per target, default 10, 0 skips).
 # Parity tests that need the reference tools (cellpose, stardist) run live when a Python with
 # them is found (CYTOSEG_PYTHON or ./.venv) and say that they skipped otherwise.
 set -euo pipefail
@@ -36,3 +38,11 @@ echo "== Fiji/ImageJ plugin (JNI; Maven offline, JUnit and a real ImageJ 1 under
 bash bindings/java/ci.sh
 echo "== Python package and napari plugin (clean venv bindings/python/.venv-ci, Xvfb)"
 bash bindings/python/ci.sh
+fuzz_secs=${CYTOSEG_FUZZ_SECONDS:-10}
+if [ "$fuzz_secs" -gt 0 ]; then
+    echo "== fuzz: every target for ${fuzz_secs} s from the committed seeds (longer runs: README)"
+    bash fuzz/run.sh "$fuzz_secs"
+else
+    echo "== fuzz: skipped (CYTOSEG_FUZZ_SECONDS=0)"
+fi
+echo "== all checks passed"

@@ -32,6 +32,10 @@ pub struct cytoseg_batch_options {
     pub objects: u32,
     /// Non-zero: write `<stem>_flows.npy` per image. Default: 0.
     pub save_flows: u32,
+    /// Non-zero: write `summary.csv` and `run.json` at the end (default). 0 for a worker of a
+    /// distributed run that does part of a folder: a last call over all inputs (which skips the
+    /// finished images) writes the summary of the whole. Default: 1.
+    pub run_files: u32,
     /// What runs this batch, recorded as `command` in `run.json` (NUL-terminated UTF-8, e.g.
     /// your program's name and version; read during the call only), or NULL for
     /// `{"api": "c"}`. Default: NULL.
@@ -41,7 +45,7 @@ pub struct cytoseg_batch_options {
 impl Versioned for cytoseg_batch_options {
     const NAME: &'static str = "cytoseg_batch_options";
     const INIT: &'static str = "cytoseg_batch_options_init";
-    const FIRST_VERSION_SIZE: usize = 40;
+    const FIRST_VERSION_SIZE: usize = 48;
     fn prefix_sizes() -> &'static [usize] {
         prefix_sizes!(cytoseg_batch_options {
             struct_size: u32,
@@ -51,6 +55,7 @@ impl Versioned for cytoseg_batch_options {
             overwrite: u32,
             objects: u32,
             save_flows: u32,
+            run_files: u32,
             invocation: *const c_char,
         })
     }
@@ -72,6 +77,7 @@ fn default_batch_options() -> cytoseg_batch_options {
         overwrite: 0,
         objects: 1,
         save_flows: 0,
+        run_files: 1,
         invocation: std::ptr::null(),
     }
 }
@@ -103,7 +109,7 @@ pub type cytoseg_batch_progress_fn = Option<
 >;
 
 /// Fills `options` with the defaults: jobs and memory automatic, no recursion, no overwrite,
-/// objects tables written, no flows, invocation NULL.
+/// objects tables written, no flows, run files written, invocation NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_batch_options_init(
     options: *mut cytoseg_batch_options,
@@ -196,6 +202,7 @@ pub extern "C" fn cytoseg_segment_folder(
             overwrite: o.overwrite != 0,
             measure: o.objects != 0,
             save_flows: o.save_flows != 0,
+            run_files: o.run_files != 0,
             invocation,
             ..BatchOptions::new(&out)
         };

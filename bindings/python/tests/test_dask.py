@@ -28,20 +28,29 @@ def client():
     cluster.close()
 
 
-def test_folder_on_a_local_cluster(client, tmp_path, example, model, tifffile):
+def test_folder_on_a_local_cluster(client, tmp_path, example, model, tifffile, cli):
     src = tmp_path / "in"
     src.mkdir()
     images = {"a": example, "b": example[::-1, ::-1].copy(), "c": example[:200, 40:].copy()}
     for name, img in images.items():
         tifffile.imwrite(src / f"{name}.tif", img)
-    results = dask_folder.segment_folder(src, tmp_path / "out", client, device="cpu")
-    assert [Path(p).name for p, _ in results] == ["a_labels.tif", "b_labels.tif", "c_labels.tif"]
-    for (path, n), img in zip(results, images.values(), strict=True):
-        ref = model.segment(img)
-        np.testing.assert_array_equal(tifffile.imread(path), ref)
-        assert n == ref.max()
-    with pytest.raises(FileExistsError):  # outputs are never replaced silently
-        dask_folder.segment_folder(src, tmp_path / "out", client, device="cpu")
+    counts = dask_folder.segment_folder(src, tmp_path / "out", client, device="cpu")
+    assert counts == {"ok": 3, "skipped": 0, "failed": 0, "cancelled": 0}
+    # The engine's outputs, as the command line writes them, and one summary for the whole run.
+    ref = tmp_path / "cli"
+    cli("segment", str(src), "--out", str(ref), "--device", "cpu", "-q")
+    for name in images:
+        for suffix in ("_labels.tif", "_objects.csv"):
+            f = f"{name}{suffix}"
+            assert (tmp_path / "out" / f).read_bytes() == (ref / f).read_bytes(), f
+        np.testing.assert_array_equal(
+            tifffile.imread(tmp_path / "out" / f"{name}_labels.tif"), model.segment(images[name])
+        )
+    summary = (tmp_path / "out" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 4 and all(",skipped," in row for row in summary[1:])
+    # Again: every image is finished, nothing is redone.
+    again = dask_folder.segment_folder(src, tmp_path / "out", client, device="cpu")
+    assert again == {"ok": 0, "skipped": 3, "failed": 0, "cancelled": 0}
 
 
 def test_large_image_in_chunks_matches_whole_image(client, example, model):

@@ -191,6 +191,7 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
         overwrite: cmd.overwrite,
         measure: !cmd.no_objects,
         save_flows: cmd.save_flows,
+        run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
     };
     if !quiet {

@@ -121,6 +121,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
         overwrite: cmd.overwrite,
         measure: false,
         save_flows: false,
+        run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
     };
     let reporter = Reporter::new(paired.len(), quiet);

@@ -138,6 +138,7 @@ class BatchOptions(Structure):
         ("overwrite", c_uint32),
         ("objects", c_uint32),
         ("save_flows", c_uint32),
+        ("run_files", c_uint32),
         ("invocation", c_char_p),
     ]
 

@@ -365,6 +365,7 @@ class Model:
         max_memory: int = 0,
         objects: bool = True,
         save_flows: bool = False,
+        run_files: bool = True,
         progress: Callable[[int, int, str | None], Any] | None = None,
         diameter: float | None = None,
         channel: int | None = None,
@@ -394,6 +395,9 @@ class Model:
                 available memory).
             objects: write the per-object tables.
             save_flows: also write ``<stem>_flows.npy``.
+            run_files: write ``summary.csv`` and ``run.json`` (off for a worker of a
+                distributed run doing part of a folder; a last call over all inputs, which
+                skips the finished images, then writes the summary of the whole).
             progress: ``progress(done, total, line)`` on the calling thread after each image
                 (``line`` is its one-line report) and about every 100 ms in between
                 (``line`` None); returning ``False`` cancels (:class:`CancelledError`, after
@@ -439,6 +443,7 @@ class Model:
             o.overwrite = int(bool(overwrite))
             o.objects = int(bool(objects))
             o.save_flows = int(bool(save_flows))
+            o.run_files = int(bool(run_files))
             o.invocation = f"python cytoseg {__version__}: cytoseg.segment_folder".encode()
             arr = (c_char_p * len(paths))(*paths)
             counts = _native.BatchCounts()

@@ -199,6 +199,11 @@ pub struct BatchOptions {
     pub measure: bool,
     /// Write `<stem>_flows.npy`.
     pub save_flows: bool,
+    /// Write `summary.csv` and `run.json` at the end of [`segment_folder`] (default). Off for
+    /// a worker of a distributed run that processes part of a folder: per-image outputs and
+    /// records are written as always, and a final run over all inputs (which skips the finished
+    /// images) writes the summary of the whole.
+    pub run_files: bool,
     /// What started the run, recorded as `command` in `run.json`: the command line's
     /// arguments, or the API call and its host (e.g. `{"api": "c", "function":
     /// "cytoseg_segment_folder"}`).
@@ -216,6 +221,7 @@ impl BatchOptions {
             overwrite: false,
             measure: true,
             save_flows: false,
+            run_files: true,
             invocation: serde_json::Value::Null,
         }
     }
@@ -846,7 +852,8 @@ pub struct Report {
 }
 
 /// A whole run over an output folder: creates it, runs [`run_batch`], then writes
-/// `summary.csv` and `run.json` (also when cancelled: they then list the cancelled images).
+/// `summary.csv` and `run.json` (also when cancelled: they then list the cancelled images;
+/// not with `run_files` off).
 /// `inputs` come from [`expand_inputs`]. Errors only when the run cannot start or its summary
 /// cannot be written; failed images are in the report.
 pub fn segment_folder(
@@ -873,7 +880,9 @@ pub fn segment_folder(
         &utc_now(),
         seconds,
     );
-    write_run_files(&opts.out, &outcomes, &m)?;
+    if opts.run_files {
+        write_run_files(&opts.out, &outcomes, &m)?;
+    }
     Ok(Report {
         counts: Counts::of(&outcomes),
         outcomes,
