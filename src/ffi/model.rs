@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 
-use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
+use crate::core::model::{ChannelChoice, LoadOptions, Model, Progress, SegmentParams, runtime};
 
 use super::boundary::{
     FfiError, boundary, c_str, cytoseg_status, expect_len, image_input, null, output,
@@ -205,20 +205,20 @@ pub extern "C" fn cytoseg_model_load(
         } else {
             // SAFETY: non-null; caller-provided struct of some version.
             let o = unsafe { read_versioned(options, default_load_options(), "options") }?;
-            let device = match o.device {
-                0 => Device::Auto,
-                1 => Device::Cpu,
-                2 => Device::Cuda,
-                3 => Device::TensorRt,
-                4 => Device::CoreMl,
-                5 => Device::DirectMl,
-                d => {
-                    return Err(FfiError(
+            // cytoseg_device values are the positions in the engine's device list.
+            let device = usize::try_from(o.device)
+                .ok()
+                .and_then(|i| runtime::ALL_DEVICES.get(i).copied())
+                .ok_or_else(|| {
+                    FfiError(
                         cytoseg_status::InvalidArgument,
-                        format!("unknown device {d}"),
-                    ));
-                }
-            };
+                        format!(
+                            "options.device is {}: use a cytoseg_device value (0..={})",
+                            o.device,
+                            runtime::ALL_DEVICES.len() - 1
+                        ),
+                    )
+                })?;
             let ort_lib = if o.ort_lib.is_null() {
                 None
             } else {
@@ -437,4 +437,25 @@ pub extern "C" fn cytoseg_model_segment(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cytoseg_device;
+    use crate::core::model::{Device, runtime::ALL_DEVICES};
+
+    #[test]
+    fn device_values_are_positions_in_the_engine_list() {
+        for (value, device) in [
+            (cytoseg_device::Auto, Device::Auto),
+            (cytoseg_device::Cpu, Device::Cpu),
+            (cytoseg_device::Cuda, Device::Cuda),
+            (cytoseg_device::Tensorrt, Device::TensorRt),
+            (cytoseg_device::Coreml, Device::CoreMl),
+            (cytoseg_device::Directml, Device::DirectMl),
+        ] {
+            assert_eq!(ALL_DEVICES[value as usize], device);
+        }
+        assert_eq!(ALL_DEVICES.len(), 6);
+    }
 }

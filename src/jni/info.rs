@@ -82,3 +82,19 @@ pub extern "system" fn Java_org_cytoseg_Native_panicForTest<'local>(
     env.with_env(|_env| -> JResult<()> { panic!("panicForTest was called") })
         .resolve::<ThrowCytoseg>()
 }
+
+/// The device names a user may choose (`auto`, `cpu`, `cuda`, ...), one per line, in the
+/// engine's order: the plugin's device menu comes from here.
+///
+/// Java: `static native String deviceNames()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_deviceNames<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        let names: Vec<&str> = runtime::ALL_DEVICES.iter().map(|d| d.name()).collect();
+        Ok(JString::from_str(env, names.join("\n"))?)
+    })
+    .resolve::<ThrowCytoseg>()
+}

@@ -67,6 +67,17 @@ def test_ctypes_structs_match_the_header():
     assert passed <= set(_native.STRUCTS)
 
 
+def test_device_names_match_the_header():
+    header = REPO / "include" / "cytoseg.h"
+    if not header.is_file():
+        pytest.skip(f"{header} not found")
+    values = {
+        n.lower(): int(v)
+        for n, v in re.findall(r"CYTOSEG_DEVICE_(\w+) = (\d+)", header.read_text())
+    }
+    assert values == _native.DEVICES
+
+
 def _folder(tmp_path: Path, dsb_sample: Path) -> Path:
     src = tmp_path / "in"
     src.mkdir()

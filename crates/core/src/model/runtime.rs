@@ -196,6 +196,17 @@ impl Device {
     }
 }
 
+/// Every device a user can name, in the order the faces offer them (`auto` first); each face
+/// lists these names from here.
+pub const ALL_DEVICES: [Device; 6] = [
+    Device::Auto,
+    Device::Cpu,
+    Device::Cuda,
+    Device::TensorRt,
+    Device::CoreMl,
+    Device::DirectMl,
+];
+
 /// The GPU providers `auto` tries, in order.
 pub const AUTO_ORDER: [Device; 4] = [
     Device::TensorRt,

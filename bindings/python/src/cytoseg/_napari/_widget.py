@@ -19,7 +19,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from .. import api
+from .. import _native, api
 from .._errors import CancelledError
 from ..api import Model
 from . import _settings
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import napari
 
 FOLDER_CHOICE = "model folder…"
-DEVICES = ["auto", "cpu", "cuda", "tensorrt", "coreml", "directml"]
+DEVICES = list(_native.DEVICES)  # the C API's cytoseg_device names (checked against the header)
 
 
 @dataclass(frozen=True)

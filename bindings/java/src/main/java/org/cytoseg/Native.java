@@ -36,6 +36,9 @@ public final class Native {
     /** @return name=folder lines of the model packages the engine finds by name */
     public static native String listModels();
 
+    /** @return the device names the engine accepts, one per line (auto, cpu, cuda, ...) */
+    public static native String deviceNames();
+
     /** Panics inside the library on purpose (tests only). */
     public static native void panicForTest();
 

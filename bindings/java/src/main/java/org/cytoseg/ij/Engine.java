@@ -14,8 +14,8 @@ import org.cytoseg.Models;
 final class Engine {
     /** Choice meaning "a package folder given in model_file". */
     static final String FROM_FILE = "file";
-    /** Execution devices offered. */
-    static final String[] DEVICES = {"auto", "cpu", "cuda", "tensorrt", "coreml", "directml"};
+    /** Execution devices offered: the engine's list (no copy of it here). */
+    static final String[] DEVICES = org.cytoseg.Native.deviceNames().split("\n");
 
     private static Model cached;
     private static String cachedKey;
