@@ -3,12 +3,15 @@
 use ::jni::objects::{JClass, JDoubleArray, JIntArray, JString, ReleaseMode};
 use ::jni::{Env, EnvUnowned};
 
-use crate::core::metrics::{Criterion, LabelOverlap, foreground_scores, matching_from_overlap};
+use crate::core::metrics::{
+    Criterion, LabelOverlap, MatchingStats, foreground_scores, matching_from_overlap,
+};
 
 use super::boundary::{AsUnsigned, JResult, JniError, ThrowCytoseg, non_null, string_arg};
 
 /// Values per threshold in the result of `evaluate`.
-pub(crate) const STATS_LEN: usize = 13;
+/// Values per threshold in `Native.evaluate`'s result (the engine's numeric field list).
+pub(crate) const STATS_LEN: usize = MatchingStats::NUMERIC_FIELDS.len();
 
 fn evaluate<'local>(
     env: &mut Env<'local>,
@@ -52,21 +55,7 @@ fn evaluate<'local>(
     };
     let mut out = Vec::with_capacity(stats.len() * STATS_LEN + 1);
     for s in &stats {
-        out.extend_from_slice(&[
-            s.thresh,
-            s.tp as f64,
-            s.fp as f64,
-            s.fn_ as f64,
-            s.n_true as f64,
-            s.n_pred as f64,
-            s.precision,
-            s.recall,
-            s.accuracy,
-            s.f1,
-            s.mean_true_score,
-            s.mean_matched_score,
-            s.panoptic_quality,
-        ]);
+        out.extend_from_slice(&s.numeric_values());
     }
     out.push(dice);
     let arr = env.new_double_array(out.len())?;
@@ -94,4 +83,22 @@ pub extern "system" fn Java_org_cytoseg_Native_evaluate<'local>(
 ) -> JDoubleArray<'local> {
     env.with_env(|env| evaluate(env, &truth, &pred, &thresholds, &criterion))
         .resolve::<ThrowCytoseg>()
+}
+
+/// The names of the values per threshold in `Native.evaluate`'s result, one per line, in
+/// order (stardist's field names): Java reads the statistics by these names.
+///
+/// Java: `static native String matchingFields()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_matchingFields<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        Ok(JString::from_str(
+            env,
+            MatchingStats::NUMERIC_FIELDS.join("\n"),
+        )?)
+    })
+    .resolve::<ThrowCytoseg>()
 }

@@ -153,6 +153,45 @@ pub struct MatchingStats {
     pub report: Option<MatchReport>,
 }
 
+impl MatchingStats {
+    /// Names of the numeric fields, in the order of [`Self::numeric_values`] (stardist's field
+    /// names; `fn` for `fn_`): the one list that faces passing the statistics as numbers use.
+    pub const NUMERIC_FIELDS: [&'static str; 13] = [
+        "thresh",
+        "tp",
+        "fp",
+        "fn",
+        "n_true",
+        "n_pred",
+        "precision",
+        "recall",
+        "accuracy",
+        "f1",
+        "mean_true_score",
+        "mean_matched_score",
+        "panoptic_quality",
+    ];
+
+    /// The numeric fields as `f64`, in the order of [`Self::NUMERIC_FIELDS`].
+    pub fn numeric_values(&self) -> [f64; 13] {
+        [
+            self.thresh,
+            self.tp as f64,
+            self.fp as f64,
+            self.fn_ as f64,
+            self.n_true as f64,
+            self.n_pred as f64,
+            self.precision,
+            self.recall,
+            self.accuracy,
+            self.f1,
+            self.mean_true_score,
+            self.mean_matched_score,
+            self.panoptic_quality,
+        ]
+    }
+}
+
 /// Matching statistics of a dataset at one threshold, as `stardist.matching.matching_dataset`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatasetMatchingStats {

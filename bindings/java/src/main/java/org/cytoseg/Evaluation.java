@@ -36,23 +36,36 @@ public final class Evaluation {
      */
     public static Evaluation evaluate(int[] truth, int[] pred, double[] thresholds, String criterion) {
         double[] v = Native.evaluate(truth, pred, thresholds, criterion);
+        // The values come in the engine's field order; read them by name, never by position.
+        String[] names = Native.matchingFields().split("\n");
+        java.util.Map<String, Integer> at = new java.util.HashMap<>();
+        for (int k = 0; k < names.length; k++) {
+            at.put(names[k], k);
+        }
         Stats[] s = new Stats[thresholds.length];
         for (int i = 0; i < s.length; i++) {
-            int o = i * 13;
+            final int o = i * names.length;
+            java.util.function.ToDoubleFunction<String> f = name -> {
+                Integer k = at.get(name);
+                if (k == null) {
+                    throw new IllegalStateException("the engine has no matching field " + name);
+                }
+                return v[o + k];
+            };
             Stats t = new Stats();
-            t.thresh = v[o];
-            t.tp = (long) v[o + 1];
-            t.fp = (long) v[o + 2];
-            t.fn = (long) v[o + 3];
-            t.nTrue = (long) v[o + 4];
-            t.nPred = (long) v[o + 5];
-            t.precision = v[o + 6];
-            t.recall = v[o + 7];
-            t.ap = v[o + 8];
-            t.f1 = v[o + 9];
-            t.meanTrueScore = v[o + 10];
-            t.meanMatchedScore = v[o + 11];
-            t.panopticQuality = v[o + 12];
+            t.thresh = f.applyAsDouble("thresh");
+            t.tp = (long) f.applyAsDouble("tp");
+            t.fp = (long) f.applyAsDouble("fp");
+            t.fn = (long) f.applyAsDouble("fn");
+            t.nTrue = (long) f.applyAsDouble("n_true");
+            t.nPred = (long) f.applyAsDouble("n_pred");
+            t.precision = f.applyAsDouble("precision");
+            t.recall = f.applyAsDouble("recall");
+            t.ap = f.applyAsDouble("accuracy");
+            t.f1 = f.applyAsDouble("f1");
+            t.meanTrueScore = f.applyAsDouble("mean_true_score");
+            t.meanMatchedScore = f.applyAsDouble("mean_matched_score");
+            t.panopticQuality = f.applyAsDouble("panoptic_quality");
             s[i] = t;
         }
         return new Evaluation(s, v[v.length - 1]);

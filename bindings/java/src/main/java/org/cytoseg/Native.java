@@ -39,6 +39,9 @@ public final class Native {
     /** @return the device names the engine accepts, one per line (auto, cpu, cuda, ...) */
     public static native String deviceNames();
 
+    /** @return the names of {@link #evaluate}'s values per threshold, one per line, in order */
+    public static native String matchingFields();
+
     /** Panics inside the library on purpose (tests only). */
     public static native void panicForTest();
 
