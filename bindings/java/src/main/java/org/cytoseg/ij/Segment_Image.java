@@ -327,8 +327,10 @@ public class Segment_Image implements PlugIn {
                             scaled ? cal.pixelHeight : 1.0, scaled ? cal.getUnit() : "pixel");
                     for (int r = 0; r < tab.rows(); r++) {
                         rt.incrementCounter();
-                        if (nz > 1) rt.addValue("slice", z);
-                        if (nt > 1) rt.addValue("frame", t);
+                        // The engine's stack convention (as <stem>_objects.csv): labels per
+                        // plane, the plane named by 0-based t and z columns first.
+                        if (nt > 1) rt.addValue("t", t - 1);
+                        if (nz > 1) rt.addValue("z", z - 1);
                         for (int c = 0; c < tab.columns(); c++) {
                             String u = tab.unit(c);
                             rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, r));

@@ -108,6 +108,30 @@ class PluginTest {
         assertEquals(out.counts[0], out.counts[1]);
         assertEquals(2, out.labels.getStackSize());
         assertEquals(2 * out.counts[0], out.rows);
+
+        // The engine's stack convention, as the batch's objects table writes it: labels per
+        // plane, a 0-based z column first. Same rows as Segment Folder on the saved stack.
+        ij.measure.ResultsTable rt = ij.measure.ResultsTable.getResultsTable();
+        assertEquals("z", rt.getColumnHeading(0));
+        assertEquals(0.0, rt.getValue("z", 0));
+        assertEquals(1.0, rt.getValue("z", out.rows - 1));
+        assertEquals(1.0, rt.getValue("label", out.counts[0]));
+        java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("cytoseg-stack");
+        IJ.saveAsTiff(imp, dir.resolve("two.tif").toString());
+        Segment_Folder.Settings f = new Segment_Folder.Settings();
+        f.input = dir.resolve("two.tif").toString();
+        f.output = dir.resolve("out").toString();
+        f.device = "cpu";
+        org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {1, 0, 0, 0}, Segment_Folder.run(f, null));
+        java.util.List<String> csv = java.nio.file.Files.readAllLines(dir.resolve("out").resolve("two_objects.csv"));
+        assertTrue(csv.get(0).startsWith("z,label,area,"), csv.get(0));
+        assertEquals(out.rows + 1, csv.size());
+        for (int r = 0; r < out.rows; r++) {
+            String[] v = csv.get(r + 1).split(",");
+            assertEquals(Double.parseDouble(v[0]), rt.getValue("z", r), "z of row " + r);
+            assertEquals(Double.parseDouble(v[1]), rt.getValue("label", r), "label of row " + r);
+            assertEquals(Double.parseDouble(v[2]), rt.getValue("area", r), "area of row " + r);
+        }
     }
 
     @Test
