@@ -263,6 +263,14 @@ public class Segment_Image implements PlugIn {
         List<int[]> labels = new ArrayList<>();
         int[] counts = new int[planes];
         int maxLabel = 0;
+        Calibration cal = imp.getCalibration();
+        boolean scaled = isCalibrated(cal);
+        Output out = new Output();
+        // One loop over the planes: segment, then the plane's ROIs and measurements. The ROI
+        // Manager and the Results table change only after the last plane, so a cancel leaves
+        // them as they were.
+        List<Table> tables = new ArrayList<>();
+        List<int[]> tablePlanes = new ArrayList<>();
         IJ.resetEscape();
         int p = 0;
         for (int t = t0; t <= t1; t++) {
@@ -281,21 +289,8 @@ public class Segment_Image implements PlugIn {
                 });
                 maxLabel = Math.max(maxLabel, counts[p]);
                 labels.add(lab);
-            }
-        }
-        Output out = new Output();
-        out.counts = counts;
-        Calibration cal = imp.getCalibration();
-        out.labels = Labels.image(imp.getShortTitle() + "_labels", labels, w, h, nz, nt, maxLabel, cal);
-        if (s.roiManager) {
-            RoiManager rm = roiManager();
-            if (rm != null) {
-                rm.reset();
-            }
-            p = 0;
-            for (int t = t0; t <= t1; t++) {
-                for (int z = z0; z <= z1; z++, p++) {
-                    Roi[] rois = Labels.rois(labels.get(p), w, h, counts[p]);
+                if (s.roiManager) {
+                    Roi[] rois = Labels.rois(lab, w, h, counts[p]);
                     for (int l = 1; l < rois.length; l++) {
                         if (rois[l] == null) {
                             continue;
@@ -306,37 +301,47 @@ public class Segment_Image implements PlugIn {
                             r.setPosition(0, nz > 1 ? z - z0 + 1 : 0, nt > 1 ? t - t0 + 1 : 0);
                         }
                         out.roiList.add(r);
-                        if (rm != null) {
-                            rm.addRoi(r);
-                        }
-                        out.rois++;
                     }
                 }
+                if (s.results) {
+                    // Measured on every channel, as <stem>_objects.csv.
+                    int[] all = new int[1];
+                    Object pixels = planePixels(imp, 0, z, t, all);
+                    tables.add(Native.measure(lab, w, h, pixels, all[0], scaled ? cal.pixelWidth : 1.0,
+                            scaled ? cal.pixelHeight : 1.0, scaled ? cal.getUnit() : "pixel"));
+                    tablePlanes.add(new int[] {t, z});
+                }
             }
+        }
+        out.counts = counts;
+        out.labels = Labels.image(imp.getShortTitle() + "_labels", labels, w, h, nz, nt, maxLabel, cal);
+        if (s.roiManager) {
+            RoiManager rm = roiManager();
+            if (rm != null) {
+                rm.reset();
+                for (Roi r : out.roiList) {
+                    rm.addRoi(r);
+                }
+            }
+            out.rois = out.roiList.size();
         }
         if (s.results) {
             ResultsTable rt = ResultsTable.getResultsTable();
             rt.reset();
-            p = 0;
-            for (int t = t0; t <= t1; t++) {
-                for (int z = z0; z <= z1; z++, p++) {
-                    int[] nc = new int[1];
-                    Object px = planePixels(imp, 0, z, t, nc);
-                    boolean scaled = isCalibrated(cal);
-                    Table tab = Native.measure(labels.get(p), w, h, px, nc[0], scaled ? cal.pixelWidth : 1.0,
-                            scaled ? cal.pixelHeight : 1.0, scaled ? cal.getUnit() : "pixel");
-                    for (int r = 0; r < tab.rows(); r++) {
-                        rt.incrementCounter();
-                        // The engine's stack convention (as <stem>_objects.csv): labels per
-                        // plane, the plane named by 0-based t and z columns first.
-                        if (nt > 1) rt.addValue("t", t - 1);
-                        if (nz > 1) rt.addValue("z", z - 1);
-                        for (int c = 0; c < tab.columns(); c++) {
-                            String u = tab.unit(c);
-                            rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, r));
-                        }
-                        out.rows++;
+            for (int k = 0; k < tables.size(); k++) {
+                Table tab = tables.get(k);
+                int t = tablePlanes.get(k)[0], z = tablePlanes.get(k)[1];
+                for (int r = 0; r < tab.rows(); r++) {
+                    rt.incrementCounter();
+                    // The engine's stack convention (as <stem>_objects.csv): labels per plane,
+                    // the plane named by 0-based t and z columns first.
+                    if (nt > 1) rt.addValue("t", t - 1);
+                    if (nz > 1) rt.addValue("z", z - 1);
+                    for (int c = 0; c < tab.columns(); c++) {
+                        String u = tab.unit(c);
+                        rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, r));
                     }
+                    out.rows++;
                 }
             }
             rt.show("Results");
