@@ -98,3 +98,32 @@ pub extern "system" fn Java_org_cytoseg_Native_deviceNames<'local>(
     })
     .resolve::<ThrowCytoseg>()
 }
+
+/// A model package's defaults as `key=value` lines (`diameter`, `cellprob_threshold`,
+/// `flow_threshold`, `niter`, `min_size`, `max_size_fraction`), read from its manifest without
+/// loading ONNX Runtime: the plugin's dialogs start from these, not from copies of Cellpose's.
+///
+/// Java: `static native String modelDefaults(String nameOrPath)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_modelDefaults<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    name_or_path: JString<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        let name = super::boundary::string_arg(env, &name_or_path, "nameOrPath")?;
+        let dir = crate::core::model::resolve_model(&name, &crate::host::library_model_dirs())?;
+        let m = crate::core::model::Manifest::read(&dir.join("manifest.json"))?;
+        let d = &m.mask_defaults;
+        let text = kv(&[
+            ("diameter", m.diameter.to_string()),
+            ("cellprob_threshold", d.cellprob_threshold.to_string()),
+            ("flow_threshold", d.flow_threshold.to_string()),
+            ("niter", d.niter.to_string()),
+            ("min_size", d.min_size.to_string()),
+            ("max_size_fraction", d.max_size_fraction.to_string()),
+        ]);
+        Ok(JString::from_str(env, text)?)
+    })
+    .resolve::<ThrowCytoseg>()
+}

@@ -174,3 +174,13 @@ def test_hostile_files_are_failed_images_not_crashes(model, tmp_path):
     assert "80000000000 bytes" in summary.replace(",", "")  # the 200,000² uint16 TIFF
     for p in files:
         assert p.name in summary
+
+
+def test_model_defaults_come_from_the_manifest():
+    import json
+
+    d = cytoseg.api.model_defaults("nuclei")
+    manifest = json.loads((cytoseg.models_dir() / "nuclei" / "manifest.json").read_text())
+    assert d["flow_threshold"] == manifest["mask_defaults"]["flow_threshold"]
+    assert d["cellprob_threshold"] == manifest["mask_defaults"]["cellprob_threshold"]
+    assert d["diameter"] == manifest["diameter"]

@@ -74,6 +74,15 @@ def _resolve_model(name_or_path: str | os.PathLike[str] | None) -> str:
     return s
 
 
+def model_defaults(name_or_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """A model package's defaults from its manifest, without loading it: ``diameter`` and the
+    ``mask_defaults`` (``cellprob_threshold``, ``flow_threshold``, ``niter``, ``min_size``,
+    ``max_size_fraction``). Widgets start from these, not from copies of Cellpose's."""
+    folder = Path(_resolve_model(name_or_path))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return {"diameter": manifest["diameter"], **manifest["mask_defaults"]}
+
+
 def _image_for_engine(image: Any, what: str = "image") -> tuple[np.ndarray, int, int]:
     """Checks an image and returns ``(array, dtype code, row stride in bytes)``.
 

@@ -159,8 +159,15 @@ class SegmentWidget(Container):
             self.model.value = model
         self.model_folder.value = _settings.read("segment/model_folder", "")
         self.diameter.value = _settings.read("segment/diameter", 0.0)
-        self.cellprob.value = _settings.read("segment/cellprob_threshold", 0.0)
-        self.flow.value = _settings.read("segment/flow_threshold", 0.4)
+        # Unset settings start from the chosen model's manifest, not from copies here.
+        try:
+            d = api.model_defaults(
+                self.model_folder.value if self.model.value == FOLDER_CHOICE else self.model.value
+            )
+        except (OSError, KeyError, ValueError):
+            d = {"cellprob_threshold": 0.0, "flow_threshold": 0.4}
+        self.cellprob.value = _settings.read("segment/cellprob_threshold", d["cellprob_threshold"])
+        self.flow.value = _settings.read("segment/flow_threshold", d["flow_threshold"])
         device = _settings.read("segment/device", "auto")
         self.device.value = device if device in DEVICES else "auto"
         self.tile_size.value = _settings.read("segment/tile_size", 0)

@@ -39,6 +39,12 @@ public final class Native {
     /** @return the device names the engine accepts, one per line (auto, cpu, cuda, ...) */
     public static native String deviceNames();
 
+    /**
+     * @param nameOrPath a model package folder (bundled names: resolve with {@link Models#resolve})
+     * @return its manifest's defaults as key=value lines (diameter, cellprob_threshold, flow_threshold, ...)
+     */
+    public static native String modelDefaults(String nameOrPath);
+
     /** @return the names of {@link #evaluate}'s values per threshold, one per line, in order */
     public static native String matchingFields();
 

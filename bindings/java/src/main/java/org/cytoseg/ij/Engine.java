@@ -9,6 +9,7 @@ import java.util.List;
 import org.cytoseg.CytosegException;
 import org.cytoseg.Model;
 import org.cytoseg.Models;
+import org.cytoseg.Native;
 
 /** Model choice, loading with CPU fallback, and a one-model cache shared by the commands. */
 final class Engine {
@@ -50,6 +51,39 @@ final class Engine {
             return file.trim();
         }
         return model;
+    }
+
+    /**
+     * The defaults of a model choice's manifest (cellprob_threshold, flow_threshold, ...), so
+     * that dialogs start from the model's own values; empty when the choice cannot be read
+     * (the dialog then shows Cellpose's defaults and the error comes when it runs).
+     *
+     * @param model a choice of {@link #modelChoices()}
+     * @param file the package folder when model is "file"
+     * @return key to value
+     */
+    static java.util.Map<String, String> modelDefaults(String model, String file) {
+        try {
+            return Native.parseKeyValues(Native.modelDefaults(Models.resolve(modelSpec(model, file))));
+        } catch (RuntimeException e) {
+            return new java.util.HashMap<>();
+        }
+    }
+
+    /**
+     * A model default as a number.
+     *
+     * @param defaults from {@link #modelDefaults}
+     * @param key its name
+     * @param fallback when absent
+     * @return the value
+     */
+    static double number(java.util.Map<String, String> defaults, String key, double fallback) {
+        try {
+            return Double.parseDouble(defaults.getOrDefault(key, Double.toString(fallback)));
+        } catch (NumberFormatException e) {
+            return fallback;
+        }
     }
 
     /**

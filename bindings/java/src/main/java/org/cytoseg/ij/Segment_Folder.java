@@ -59,8 +59,14 @@ public class Segment_Folder implements PlugIn {
         gd.addStringField("model_file", Prefs.get(P + "model_file", ""), 30);
         gd.addStringField("channel", Prefs.get(P + "channel", "mean"), 6);
         gd.addNumericField("diameter", Prefs.get(P + "diameter", 0), 1, 6, "pixels (0 = the model's)");
-        gd.addNumericField("cellprob_threshold", Prefs.get(P + "cellprob_threshold", 0.0), 2);
-        gd.addNumericField("flow_threshold", Prefs.get(P + "flow_threshold", 0.4), 2);
+        // Unset preferences start from the preselected model's manifest, not from copies here.
+        Settings d = new Settings();
+        java.util.Map<String, String> md = Engine.modelDefaults(Prefs.get(P + "model", models[0]),
+                Prefs.get(P + "model_file", ""));
+        gd.addNumericField("cellprob_threshold",
+                Prefs.get(P + "cellprob_threshold", Engine.number(md, "cellprob_threshold", d.cellprob)), 2);
+        gd.addNumericField("flow_threshold",
+                Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flow)), 2);
         gd.addChoice("device", Engine.DEVICES, Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
         gd.addCheckbox("recursive", false);

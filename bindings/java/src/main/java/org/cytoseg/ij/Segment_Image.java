@@ -131,8 +131,14 @@ public class Segment_Image implements PlugIn {
         String ch = Prefs.get(P + "channel", "mean");
         gd.addChoice("channel", channels, java.util.Arrays.asList(channels).contains(ch) ? ch : "mean");
         gd.addNumericField("diameter", Prefs.get(P + "diameter", d.diameter), 1, 6, "pixels (0 = the model's)");
-        gd.addNumericField("cellprob_threshold", Prefs.get(P + "cellprob_threshold", d.cellprobThreshold), 2);
-        gd.addNumericField("flow_threshold", Prefs.get(P + "flow_threshold", d.flowThreshold), 2, 6, "(0 = no check)");
+        // Unset preferences start from the preselected model's manifest, not from copies here.
+        java.util.Map<String, String> md = Engine.modelDefaults(Prefs.get(P + "model", models[0]),
+                Prefs.get(P + "model_file", ""));
+        gd.addNumericField("cellprob_threshold",
+                Prefs.get(P + "cellprob_threshold", Engine.number(md, "cellprob_threshold", d.cellprobThreshold)), 2);
+        gd.addNumericField("flow_threshold",
+                Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flowThreshold)), 2, 6,
+                "(0 = no check)");
         gd.addChoice("device", Engine.DEVICES, Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
         if (imp.getNSlices() * imp.getNFrames() > 1) {

@@ -252,6 +252,19 @@ class PluginTest {
     }
 
     @Test
+    void dialogsStartFromTheModelsManifest() throws Exception {
+        java.util.Map<String, String> d = Engine.modelDefaults("nuclei", "");
+        String manifest = new String(java.nio.file.Files.readAllBytes(
+                java.nio.file.Paths.get("../../models/nuclei/manifest.json")), "UTF-8");
+        java.util.regex.Matcher m = java.util.regex.Pattern
+                .compile("\"flow_threshold\"\\s*:\\s*([0-9.eE+-]+)").matcher(manifest);
+        assertTrue(m.find(), "manifest has no flow_threshold");
+        assertEquals(Double.parseDouble(m.group(1)), Engine.number(d, "flow_threshold", -1), 1e-12);
+        assertTrue(d.containsKey("cellprob_threshold") && d.containsKey("diameter"), d.toString());
+        assertTrue(Engine.modelDefaults("file", "/no/such/model").isEmpty());
+    }
+
+    @Test
     void segmentFolderOptionsAndErrors() {
         Segment_Folder.Settings f = new Segment_Folder.Settings();
         f.channel = "2";
