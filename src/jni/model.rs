@@ -24,8 +24,37 @@ use super::boundary::{
 };
 use super::kv;
 
+/// Names of the values of the `double[] params` array of the segment entry points, in order:
+/// Java builds the array by these names (`Native.segmentParamNames`), never by position.
+pub(crate) const PARAM_NAMES: [&str; 10] = [
+    "channel",
+    "diameter",
+    "cellprob_threshold",
+    "flow_threshold",
+    "niter",
+    "min_size",
+    "max_size_fraction",
+    "tile_size",
+    "tile_overlap",
+    "batch_size",
+];
+
 /// Number of values in the `double[] params` array of the segment entry points.
-pub(crate) const PARAMS_LEN: usize = 10;
+pub(crate) const PARAMS_LEN: usize = PARAM_NAMES.len();
+
+/// The names of the segment entry points' `double[] params` values, one per line, in order.
+///
+/// Java: `static native String segmentParamNames()`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_segmentParamNames<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        Ok(JString::from_str(env, PARAM_NAMES.join("\n"))?)
+    })
+    .resolve::<ThrowCytoseg>()
+}
 
 /// Loads a model package by bundled name or folder path.
 ///

@@ -39,6 +39,9 @@ public final class Native {
     /** @return the device names the engine accepts, one per line (auto, cpu, cuda, ...) */
     public static native String deviceNames();
 
+    /** @return the names of the segment functions' {@code double[] params} values, one per line, in order */
+    public static native String segmentParamNames();
+
     /**
      * @param nameOrPath a model package folder (bundled names: resolve with {@link Models#resolve})
      * @return its manifest's defaults as key=value lines (diameter, cellprob_threshold, flow_threshold, ...)

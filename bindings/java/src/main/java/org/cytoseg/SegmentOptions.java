@@ -26,9 +26,41 @@ public final class SegmentOptions {
     /** Tiles per network call; 0 = 8. */
     public int batchSize = 0;
 
-    /** @return the array layout the native library reads (src/jni/model.rs, params_from) */
+    private static String[] nativeNames;
+
+    /**
+     * @return the values in the order the native library reads them, placed by name (the
+     *     engine's {@code Native.segmentParamNames}), never by position
+     */
     double[] toArray() {
-        return new double[] {channel, diameter, cellprobThreshold, flowThreshold, niter, minSize, maxSizeFraction,
-            tileSize, tileOverlap, batchSize};
+        java.util.Map<String, Double> byName = new java.util.HashMap<>();
+        byName.put("channel", (double) channel);
+        byName.put("diameter", diameter);
+        byName.put("cellprob_threshold", cellprobThreshold);
+        byName.put("flow_threshold", flowThreshold);
+        byName.put("niter", (double) niter);
+        byName.put("min_size", minSize);
+        byName.put("max_size_fraction", maxSizeFraction);
+        byName.put("tile_size", (double) tileSize);
+        byName.put("tile_overlap", tileOverlap);
+        byName.put("batch_size", (double) batchSize);
+        String[] names = names();
+        double[] out = new double[names.length];
+        for (int i = 0; i < names.length; i++) {
+            Double v = byName.get(names[i]);
+            if (v == null) {
+                throw new IllegalStateException("the engine reads a parameter " + names[i]
+                        + " that this SegmentOptions does not know: update the Java binding");
+            }
+            out[i] = v;
+        }
+        return out;
+    }
+
+    private static synchronized String[] names() {
+        if (nativeNames == null) {
+            nativeNames = Native.segmentParamNames().split("\n");
+        }
+        return nativeNames;
     }
 }
