@@ -2,6 +2,7 @@
 //! numpy arrays, vendor frame buffers).
 
 use crate::error::{Error, Result};
+use crate::measure::Calibration;
 
 /// Pixel samples of one of the supported types.
 #[derive(Debug, Clone, Copy)]
@@ -127,5 +128,113 @@ impl<'a> ImageView<'a> {
             }),
             _ => false,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Owned images: what the readers return; each plane lends an [`ImageView`].
+
+/// Owned pixel samples.
+#[derive(Debug, Clone)]
+pub enum ImageData {
+    /// 8-bit unsigned.
+    U8(Vec<u8>),
+    /// 16-bit unsigned.
+    U16(Vec<u16>),
+    /// 32-bit float.
+    F32(Vec<f32>),
+}
+
+impl ImageData {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            ImageData::U8(v) => v.len(),
+            ImageData::U16(v) => v.len(),
+            ImageData::F32(v) => v.len(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> u8 {
+        match self {
+            ImageData::U8(_) => 0,
+            ImageData::U16(_) => 1,
+            ImageData::F32(_) => 2,
+        }
+    }
+
+    pub(crate) fn bytes_per_sample(&self) -> usize {
+        match self {
+            ImageData::U8(_) => 1,
+            ImageData::U16(_) => 2,
+            ImageData::F32(_) => 4,
+        }
+    }
+}
+
+/// An owned 2-D image with interleaved channels.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Samples, row-major, channels interleaved.
+    pub data: ImageData,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Samples per pixel.
+    pub channels: usize,
+}
+
+impl Image {
+    /// A borrowed view of the image.
+    pub fn view(&self) -> Result<ImageView<'_>> {
+        let px = match &self.data {
+            ImageData::U8(d) => Pixels::U8(d),
+            ImageData::U16(d) => Pixels::U16(d),
+            ImageData::F32(d) => Pixels::F32(d),
+        };
+        ImageView::packed(px, self.width, self.height, self.channels)
+    }
+}
+
+/// An image file read whole: one or more planes (z slices and/or time points), each a 2-D
+/// image of `channels` interleaved samples per pixel.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// The planes, outermost axis first (t, then z), all `height × width × channels`.
+    pub planes: Vec<Image>,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Channels per plane.
+    pub channels: usize,
+    /// Axes of the planes with their sizes, outermost first, e.g. `[('t', 3), ('z', 5)]`;
+    /// empty for a single plane. The product of the sizes is `planes.len()`.
+    pub plane_axes: Vec<(char, usize)>,
+    /// Pixel size.
+    pub calibration: Calibration,
+    /// The file's sample type, e.g. "uint16" or "float32" (before any conversion).
+    pub sample_type: String,
+}
+
+impl Stack {
+    /// The coordinates of plane `i` along [`Stack::plane_axes`].
+    pub fn plane_coords(&self, i: usize) -> Vec<(char, usize)> {
+        let mut rest = i;
+        let mut out: Vec<(char, usize)> = Vec::with_capacity(self.plane_axes.len());
+        for &(axis, n) in self.plane_axes.iter().rev() {
+            out.push((axis, rest % n));
+            rest /= n;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Bytes held by the pixel data.
+    pub fn nbytes(&self) -> usize {
+        self.planes
+            .iter()
+            .map(|p| p.data.len() * p.data.bytes_per_sample())
+            .sum()
     }
 }

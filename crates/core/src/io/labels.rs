@@ -278,7 +278,7 @@ fn write_tiff<W: std::io::Write + std::io::Seek>(
 /// type up to 32 bits, or integral floats). Returns row-major labels with the height and width.
 pub fn read_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
     match crate::io::extension(path).as_str() {
-        "tif" | "tiff" => read_tiff_labels(path),
+        "tif" | "tiff" => crate::io::tiff::read_tiff_labels(path),
         "npy" => read_npy_labels(path),
         "png" => read_png_labels(path),
         _ => Err(Error::format(
@@ -288,7 +288,9 @@ pub fn read_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
     }
 }
 
-fn to_label<T: Copy + Into<f64>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
+/// Converts samples to labels (non-negative integers up to `u32::MAX`, else a clear error),
+/// allocating fallibly.
+pub(crate) fn to_label<T: Copy + Into<f64>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     limits::try_reserve(&mut out, v.len(), path, "labels")?;
     for &x in v {
@@ -306,67 +308,8 @@ fn to_label<T: Copy + Into<f64>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
 }
 
 /// Widens unsigned samples to labels, allocating fallibly.
-fn widen<T: Copy + Into<u32>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
+pub(crate) fn widen<T: Copy + Into<u32>>(path: &Path, v: &[T]) -> Result<Vec<u32>> {
     limits::try_collect(path, "labels", v.iter().map(|&x| x.into()))
-}
-
-fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
-    use crate::io::image::{tiff_decode_page, tiff_limits, tiff_page_bytes, tiff_page_text};
-    use tiff::decoder::{Decoder, DecodingResult};
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let bad = |e: tiff::TiffError| {
-        Error::format(
-            path,
-            format!(
-                "unreadable or truncated TIFF: {}",
-                limits::tiff_error_text(&e)
-            ),
-        )
-    };
-    let mut dec = Decoder::new(std::io::BufReader::new(file))
-        .map_err(bad)?
-        .with_limits(tiff_limits(limits::max_decoded_bytes()));
-    let (w32, h32) = dec.dimensions().map_err(bad)?;
-    let color = dec.colortype().map_err(bad)?;
-    let (decoded, layout) = tiff_page_bytes(&mut dec).map_err(bad)?;
-    // The decoded page and the labels made from it (4 bytes per pixel).
-    let what = tiff_page_text(0, w32, h32, color);
-    let need = limits::product(&[w32 as u64, h32 as u64, 4]).and_then(|l| l.checked_add(decoded));
-    limits::check_size(path, &format!("{what} (as labels)"), need)?;
-    let (w, h) = (w32 as usize, h32 as usize);
-    let data = match tiff_decode_page(&mut dec, &layout, path, &what)? {
-        DecodingResult::U8(v) => widen(path, &v)?,
-        DecodingResult::U16(v) => widen(path, &v)?,
-        DecodingResult::U32(v) => v,
-        DecodingResult::I8(v) => to_label(path, &v)?,
-        DecodingResult::I16(v) => to_label(path, &v)?,
-        DecodingResult::I32(v) => to_label(path, &v)?,
-        DecodingResult::F32(v) => to_label(path, &v)?,
-        DecodingResult::F64(v) => to_label(path, &v)?,
-        _ => {
-            return Err(Error::format(
-                path,
-                "unsupported TIFF sample type for labels",
-            ));
-        }
-    };
-    if Some(data.len()) != w.checked_mul(h) {
-        return Err(Error::format(
-            path,
-            format!(
-                "{} samples for a {w}×{h} image: a label image has one channel",
-                data.len()
-            ),
-        ));
-    }
-    if dec.more_images() {
-        // Only the first page would be read: refuse rather than measure or score part of a stack.
-        return Err(Error::format(
-            path,
-            "holds more than one page (a stack); a single 2-D label image was expected",
-        ));
-    }
-    Ok((data, h, w))
 }
 
 fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
