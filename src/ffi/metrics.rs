@@ -89,12 +89,7 @@ pub extern "C" fn cytoseg_evaluate_labels(
         // SAFETY: the caller provides `len` labels in each image and `n_thresholds` values.
         let (t, p) = unsafe { (input(truth, len, "truth")?, input(pred, len, "pred")?) };
         let thr = unsafe { input(thresholds, n_thresholds, "thresholds") }?;
-        if thr.iter().any(|v| !(0.0..=1.0).contains(v)) {
-            return Err(FfiError(
-                cytoseg_status::InvalidArgument,
-                "thresholds must be in [0, 1]".into(),
-            ));
-        }
+        crate::core::metrics::check_thresholds(thr)?;
         expect_len("n_thresholds", n_thresholds, Some(thr.len()), "thresholds")?;
         let ov = LabelOverlap::new(t, p)?;
         let m = matching_from_overlap(&ov, thr, criterion, false)?;

@@ -7,7 +7,7 @@ use crate::core::metrics::{
     Criterion, LabelOverlap, MatchingStats, foreground_scores, matching_from_overlap,
 };
 
-use super::boundary::{AsUnsigned, JResult, JniError, ThrowCytoseg, non_null, string_arg};
+use super::boundary::{AsUnsigned, JResult, ThrowCytoseg, non_null, string_arg};
 
 /// Values per threshold in the result of `evaluate`.
 /// Values per threshold in `Native.evaluate`'s result (the engine's numeric field list).
@@ -26,14 +26,7 @@ fn evaluate<'local>(
     let criterion: Criterion = string_arg(env, criterion, "criterion")?.parse()?;
     let mut thr = vec![0.0f64; thresholds.len(env)?];
     thresholds.get_region(env, 0, &mut thr)?;
-    if thr.is_empty() {
-        return Err(JniError::Arg("no thresholds".into()));
-    }
-    if thr.iter().any(|v| !(0.0..=1.0).contains(v)) {
-        return Err(JniError::Arg(format!(
-            "thresholds must be in [0, 1], got {thr:?}"
-        )));
-    }
+    crate::core::metrics::check_thresholds(&thr)?;
     let (stats, dice) = {
         // SAFETY: read-only (`NoCopyBack`) critical borrows for pure computation: no JNI call
         // and no blocking system call happens until both guards are dropped; the caller does

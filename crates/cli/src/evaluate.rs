@@ -159,13 +159,7 @@ pub fn evaluate_pairs(
     by_image: bool,
 ) -> Result<Report> {
     use rayon::prelude::*;
-    if thresholds.is_empty()
-        || thresholds
-            .iter()
-            .any(|t| !t.is_finite() || *t < 0.0 || *t > 1.0)
-    {
-        return Err(Error::invalid("thresholds must be numbers between 0 and 1"));
-    }
+    cytoseg_core::metrics::check_thresholds(thresholds)?;
     let images: Vec<ImageReport> = pairs
         .par_iter()
         .map(|(name, tp, pp)| {

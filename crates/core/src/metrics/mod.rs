@@ -32,3 +32,30 @@ pub use stardist::{
     Criterion, DatasetMatchingStats, MatchReport, MatchingStats, aggregate, matching,
     matching_dataset, matching_from_overlap,
 };
+
+/// Checks matching thresholds: at least one, each a number in `[0, 1]`. Every face validates
+/// its thresholds here, so they all accept and refuse the same values with the same message.
+pub fn check_thresholds(thresholds: &[f64]) -> crate::Result<()> {
+    if thresholds.is_empty() {
+        return Err(crate::Error::invalid(
+            "no thresholds: give at least one, e.g. 0.5",
+        ));
+    }
+    if let Some(t) = thresholds.iter().find(|t| !(0.0..=1.0).contains(*t)) {
+        return Err(crate::Error::invalid(format!(
+            "threshold {t} is not a number in [0, 1] (thresholds: {thresholds:?})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thresholds_are_checked_once_for_every_face() {
+        assert!(super::check_thresholds(&[0.0, 0.5, 1.0]).is_ok());
+        for bad in [&[][..], &[1.5], &[f64::NAN], &[-0.1], &[0.5, f64::INFINITY]] {
+            assert!(super::check_thresholds(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -65,7 +65,10 @@ class NativeTest {
     @Test
     void badArgumentsBecomeJdkExceptions() {
         assertThrows(NullPointerException.class, () -> Native.evaluate(null, new int[1], new double[] {0.5}, "iou"));
-        assertThrows(IllegalArgumentException.class, () -> Native.evaluate(new int[1], new int[1], new double[] {1.5}, "iou"));
+        // A threshold outside [0, 1] is the engine's check: the C API's status 101, same message.
+        CytosegException t = assertThrows(CytosegException.class,
+                () -> Native.evaluate(new int[1], new int[1], new double[] {1.5}, "iou"));
+        assertEquals(101, t.status());
         assertThrows(IllegalStateException.class,
                 () -> Native.segmentBytes(0, new byte[4], 2, 2, 1, new double[10], new int[4], null));
     }

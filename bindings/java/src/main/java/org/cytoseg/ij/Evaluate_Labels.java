@@ -60,7 +60,7 @@ public class Evaluate_Labels implements PlugIn {
     }
 
     /**
-     * @param text comma- or space-separated numbers in [0, 1]
+     * @param text comma- or space-separated numbers (the engine checks that they lie in [0, 1])
      * @return the thresholds
      */
     public static double[] parseThresholds(String text) {
@@ -71,9 +71,6 @@ public class Evaluate_Labels implements PlugIn {
                 out[i] = Double.parseDouble(parts[i]);
             } catch (NumberFormatException e) {
                 throw new IllegalArgumentException("thresholds: \"" + parts[i] + "\" is not a number (e.g. 0.5,0.75,0.9)");
-            }
-            if (!(out[i] >= 0 && out[i] <= 1)) {
-                throw new IllegalArgumentException("thresholds must be in [0, 1], got " + parts[i]);
             }
         }
         return out;

@@ -202,6 +202,10 @@ class PluginTest {
         assertEquals(1.0, rt.getValue("AP", 0));
         assertEquals(2.0, rt.getValue("tp", 1));
         assertThrows(IllegalArgumentException.class, () -> Evaluate_Labels.parseThresholds("0.5,x"));
+        // The range is the engine's check, the same message as the CLI and the C API give.
+        org.cytoseg.CytosegException e = assertThrows(org.cytoseg.CytosegException.class,
+                () -> Evaluate_Labels.evaluate(t, p, Evaluate_Labels.parseThresholds("0.5, 1.5"), "iou"));
+        assertTrue(e.getMessage().contains("not a number in [0, 1]"), e.getMessage());
     }
 
     @Test
