@@ -121,15 +121,9 @@ pub(crate) fn boundary(body: impl FnOnce() -> Result<(), FfiError>) -> cytoseg_s
             status
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(
-                cytoseg_status::Panic,
-                format!("internal error (please report): {what}"),
-            );
+            set_last_error(cytoseg_status::Panic, panic_text(panic.as_ref()));
+            // Dropping a payload can itself panic; leak it instead (a bug path only).
+            std::mem::forget(panic);
             cytoseg_status::Panic
         }
     }
@@ -341,4 +335,15 @@ pub(crate) fn c_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, FfiErro
                 format!("{name} is not valid UTF-8"),
             )
         })
+}
+
+/// The message every face reports for a caught panic (the C API's last error, the JNI
+/// `IllegalStateException`): `internal error (please report): <the panic's message>`.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("internal error (please report): {what}")
 }

@@ -27,6 +27,8 @@ mod model;
 mod version;
 mod versioned;
 
+pub(crate) use boundary::panic_text;
+
 pub use batch::{
     cytoseg_batch_counts, cytoseg_batch_options, cytoseg_batch_options_init,
     cytoseg_batch_progress_fn, cytoseg_segment_folder,

@@ -120,15 +120,6 @@ fn throw_error(env: &mut Env<'_>, err: &JniError) {
     }
 }
 
-/// The message of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
 impl<T: Default> ErrorPolicy<T, JniError> for ThrowCytoseg {
     type Captures<'unowned_env_local: 'native_method, 'native_method> = ();
 
@@ -148,10 +139,7 @@ impl<T: Default> ErrorPolicy<T, JniError> for ThrowCytoseg {
         _cap: &mut (),
         payload: Box<dyn Any + Send + 'static>,
     ) -> ::jni::errors::Result<T> {
-        let text = format!(
-            "internal error (please report): {}",
-            panic_message(payload.as_ref())
-        );
+        let text = crate::ffi::panic_text(payload.as_ref());
         // Dropping a payload can itself panic; leak it instead (a bug path only).
         std::mem::forget(payload);
         if env.exception_check() {
