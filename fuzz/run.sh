@@ -10,7 +10,8 @@
 # exits non-zero when any target found a crash. Reproduce a crash with
 #   cd fuzz && cargo +nightly fuzz run -O <target> artifacts/<target>/<crash-file>
 # Environment: FUZZ_NICE (default 15) is the niceness of the runs; FUZZ_ARGS adds libFuzzer
-# options (e.g. FUZZ_ARGS=-runs=10000000 to stop at an execution count instead of a time).
+# options (e.g. FUZZ_ARGS=-runs=10000000 to stop at an execution count instead of a time);
+# CYTOSEG_MAX_IMAGE_BYTES lowers the readers' per-file limit (default 64 MiB while fuzzing).
 set -uo pipefail
 
 secs="${1:-20}"
