@@ -11,7 +11,8 @@
 # exits non-zero when any target found a crash. Reproduce a crash with
 #   cd fuzz && cargo +nightly fuzz run -O <target> artifacts/<target>/<crash-file>
 # Environment: FUZZ_NICE (default 15) is the niceness of the runs; FUZZ_ARGS adds libFuzzer
-# options (e.g. FUZZ_ARGS=-runs=10000000 to stop at an execution count instead of a time).
+# options (e.g. FUZZ_ARGS=-runs=10000000 to stop at an execution count instead of a time);
+# CYTOSEG_MAX_IMAGE_BYTES lowers the readers' per-file limit (default 64 MiB while fuzzing).
 set -uo pipefail
 
 secs="${1:-20}"
@@ -46,6 +47,7 @@ failed=0
 for t in $targets; do
     mkdir -p "corpus/$t" "artifacts/$t"
     before=$(ls "artifacts/$t" | wc -l)
+    start=$SECONDS
     # -rss_limit_mb/-malloc_limit_mb: libFuzzer's defaults (2 GB), stated: a reader that
     # allocates past them has let a header decide a size unchecked (the fuzz targets lower
     # cytoseg's own per-file limit to 64 MiB).
@@ -54,6 +56,7 @@ for t in $targets; do
         -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 \
         -malloc_limit_mb=2048 -timeout=30 ${FUZZ_ARGS:-} >"logs/$t.log" 2>&1
     rc=$?
+    elapsed=$((SECONDS - start))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | tail -1 | grep -o '[0-9]*$')
     if [ -z "$execs" ]; then
         execs=$(grep -oE '^#[0-9]+' "logs/$t.log" | tail -1 | tr -d '#')
@@ -62,10 +65,10 @@ for t in $targets; do
     crashes=$((after - before))
     if [ "$rc" -ne 0 ]; then
         failed=1
-        echo "$t: FAILED (exit $rc) after ${execs:-?} executions, $crashes new crash file(s) in fuzz/artifacts/$t; log: fuzz/logs/$t.log"
+        echo "$t: FAILED (exit $rc) after ${execs:-?} executions in ${elapsed}s, $crashes new crash file(s) in fuzz/artifacts/$t; log: fuzz/logs/$t.log"
         grep -E 'SUMMARY|panicked|ERROR: libFuzzer|Test unit written' "logs/$t.log" | head -5
     else
-        echo "$t: ${execs:-?} executions in ${secs}s, 0 crashes"
+        echo "$t: ${execs:-?} executions in ${elapsed}s, 0 crashes"
     fi
 done
 exit "$failed"

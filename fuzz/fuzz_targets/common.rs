@@ -4,12 +4,15 @@
 
 use std::path::PathBuf;
 
-/// Per-file decoded-bytes limit while fuzzing.
+/// Per-file decoded-bytes limit while fuzzing, unless `CYTOSEG_MAX_IMAGE_BYTES` sets another
+/// (a smaller one makes the decoders faster; at most ~1 GB stays within libFuzzer's limits).
 pub const FUZZ_MAX_DECODED_BYTES: u64 = 64 << 20;
 
 /// Writes `data` to this process's scratch file with extension `ext` and returns its path.
 pub fn scratch(data: &[u8], ext: &str) -> PathBuf {
-    cytoseg::core::io::limits::set_max_decoded_bytes(FUZZ_MAX_DECODED_BYTES);
+    if std::env::var_os("CYTOSEG_MAX_IMAGE_BYTES").is_none() {
+        cytoseg::core::io::limits::set_max_decoded_bytes(FUZZ_MAX_DECODED_BYTES);
+    }
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
