@@ -180,6 +180,34 @@ mod tests {
     };
 
     #[test]
+    fn every_c_struct_first_version_is_one_of_its_prefixes() {
+        use crate::ffi::{
+            cytoseg_batch_options, cytoseg_calibration, cytoseg_load_options, cytoseg_masks_params,
+            cytoseg_segment_params,
+        };
+        fn check<T: Versioned>() {
+            let sizes = T::prefix_sizes();
+            assert!(
+                sizes.contains(&T::FIRST_VERSION_SIZE),
+                "{}: {} not in {sizes:?}",
+                T::NAME,
+                T::FIRST_VERSION_SIZE
+            );
+            assert_eq!(
+                *sizes.last().unwrap(),
+                std::mem::size_of::<T>(),
+                "{}",
+                T::NAME
+            );
+        }
+        check::<cytoseg_masks_params>();
+        check::<cytoseg_segment_params>();
+        check::<cytoseg_load_options>();
+        check::<cytoseg_calibration>();
+        check::<cytoseg_batch_options>();
+    }
+
+    #[test]
     fn prefix_sizes_are_c_sizes() {
         assert_eq!(Grown::prefix_sizes(), &[4, 8, 16, 24]);
     }

@@ -15,8 +15,19 @@ import org.cytoseg.Native;
 final class Engine {
     /** Choice meaning "a package folder given in model_file". */
     static final String FROM_FILE = "file";
-    /** Execution devices offered: the engine's list (no copy of it here). */
-    static final String[] DEVICES = org.cytoseg.Native.deviceNames().split("\n");
+    /**
+     * Execution devices offered: the engine's list (no copy of it here). When the native
+     * library cannot load, only "auto" is offered and running the command reports why.
+     *
+     * @return device names, "auto" first
+     */
+    static String[] devices() {
+        try {
+            return Native.deviceNames().split("\n");
+        } catch (LinkageError | RuntimeException e) {
+            return new String[] {"auto"};
+        }
+    }
 
     private static Model cached;
     private static String cachedKey;

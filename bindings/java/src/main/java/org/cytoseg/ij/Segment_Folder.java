@@ -67,7 +67,7 @@ public class Segment_Folder implements PlugIn {
                 Prefs.get(P + "cellprob_threshold", Engine.number(md, "cellprob_threshold", d.cellprob)), 2);
         gd.addNumericField("flow_threshold",
                 Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flow)), 2);
-        gd.addChoice("device", Engine.DEVICES, Prefs.get(P + "device", "auto"));
+        gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
         gd.addCheckbox("recursive", false);
         gd.addCheckbox("overwrite", false);

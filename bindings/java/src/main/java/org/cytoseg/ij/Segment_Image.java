@@ -139,7 +139,7 @@ public class Segment_Image implements PlugIn {
         gd.addNumericField("flow_threshold",
                 Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flowThreshold)), 2, 6,
                 "(0 = no check)");
-        gd.addChoice("device", Engine.DEVICES, Prefs.get(P + "device", "auto"));
+        gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
         if (imp.getNSlices() * imp.getNFrames() > 1) {
             gd.addCheckbox("all_planes", Prefs.get(P + "all_planes", true));
