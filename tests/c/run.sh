@@ -79,7 +79,11 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
     n_hostile=$(ls "$out/in_hostile" | wc -l)
     cp "$root/models/examples/nuclei_example.tif" "$out/in_hostile/"
     nuclei="$root/models/nuclei"
-    "$out/test_batch" "$nuclei" "$ort" "$out/in" "$out/c" "$out/c_cancelled" "$out/in_hostile" "$n_hostile"
+    mkdir -p "$out/in_seeds"
+    for t in read_tiff read_raster read_npy; do cp -r "$root/fuzz/seeds/$t" "$out/in_seeds/"; done
+    n_seeds=$(find "$out/in_seeds" -type f | wc -l)
+    "$out/test_batch" "$nuclei" "$ort" "$out/in" "$out/c" "$out/c_cancelled" "$out/in_hostile" "$n_hostile" \
+        "$out/in_seeds" "$n_seeds"
     cli="$libdir/cytoseg"
     if [ -x "$cli" ]; then
         "$cli" -q segment "$out/in" --out "$out/cli" --model "$nuclei" --device cpu --ort-lib "$ort" --jobs 2 || true

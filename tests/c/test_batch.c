@@ -1,8 +1,10 @@
 /* cytoseg_segment_folder: a batch run, cancelled and resumed, against the same folder.
- * Usage: test_batch MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR [HOSTILE_DIR N_HOSTILE]
+ * Usage: test_batch MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR [HOSTILE_DIR N_HOSTILE
+ *        [SEEDS_DIR N_SEEDS]]
  * IN_DIR holds 3 readable images and 1 broken file; run.sh then compares OUT_DIR with the
  * `cytoseg segment` command's output for the same folder. HOSTILE_DIR holds one good image and
- * N_HOSTILE hostile files (headers claiming terabytes, ...): each must be a failed image. */
+ * N_HOSTILE hostile files (headers claiming terabytes, ...): each must be a failed image.
+ * SEEDS_DIR holds the fuzz seeds of the file readers: each is an image or a failed one. */
 #include "cytoseg.h"
 
 #include <stdio.h>
@@ -37,7 +39,7 @@ static int32_t on_progress(void *userdata, size_t done, size_t total, const char
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6 && argc != 8) {
+    if (argc != 6 && argc != 8 && argc != 10) {
         fprintf(stderr, "usage: %s MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR [HOSTILE_DIR N]\n", argv[0]);
         return 2;
     }
@@ -106,6 +108,18 @@ int main(int argc, char **argv) {
               CYTOSEG_STATUS_OK);
         CHECK(counts.ok == 1 && counts.failed == (size_t)atoi(argv[7]));
         printf("hostile files: %zu failed cleanly, %zu ok\n", counts.failed, counts.ok);
+    }
+    if (argc == 10) {
+        const char *seeds[] = {argv[8]};
+        char out[4096];
+        snprintf(out, sizeof out, "%s_seeds", argv[4]);
+        cytoseg_batch_options rec;
+        cytoseg_batch_options_init(&rec);
+        rec.recursive = 1; /* one sub-folder per reader, as fuzz/seeds/ */
+        CHECK(cytoseg_segment_folder(model, seeds, 1, out, NULL, &rec, NULL, NULL, &counts) ==
+              CYTOSEG_STATUS_OK);
+        CHECK(counts.ok + counts.failed == (size_t)atoi(argv[9]) && counts.cancelled == 0);
+        printf("fuzz seeds: %zu segmented, %zu failed cleanly\n", counts.ok, counts.failed);
     }
 
     cytoseg_model_free(model);

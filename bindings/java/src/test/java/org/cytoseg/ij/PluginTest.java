@@ -309,4 +309,28 @@ class PluginTest {
         assertTrue(lines.stream().anyMatch(l -> l.contains("FAILED") && l.contains("huge.tif")
                 && l.replace(",", "").contains("80000000000 bytes")), String.join("\n", lines));
     }
+
+    @Test
+    void segmentFolderOnEveryFuzzSeedFinishesWithoutCrashing() throws Exception {
+        needDisplayAndRuntime();
+        java.nio.file.Path in = java.nio.file.Files.createTempDirectory("cytoseg-seeds-in");
+        int n = 0;
+        for (String t : new String[] {"read_tiff", "read_raster", "read_npy"}) {
+            java.io.File[] files = new java.io.File("../../fuzz/seeds/" + t).listFiles();
+            assertTrue(files != null && files.length > 0, t);
+            java.nio.file.Path sub = java.nio.file.Files.createDirectories(in.resolve(t));
+            for (java.io.File f : files) {
+                java.nio.file.Files.copy(f.toPath(), sub.resolve(f.getName()));
+                n++;
+            }
+        }
+        Segment_Folder.Settings f = new Segment_Folder.Settings();
+        f.input = in.toString();
+        f.output = java.nio.file.Files.createTempDirectory("cytoseg-seeds-out").toString();
+        f.device = "cpu";
+        f.recursive = true; // one sub-folder per reader, as fuzz/seeds/
+        long[] c = Segment_Folder.run(f, null);
+        assertEquals(n, c[0] + c[2], java.util.Arrays.toString(c));
+        assertTrue(c[0] > 0 && c[2] > 0, java.util.Arrays.toString(c));
+    }
 }
