@@ -154,6 +154,10 @@ def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example):
     assert len(feats) == n + second.max()
     np.testing.assert_array_equal(feats["label"], np.arange(1, len(feats) + 1))
     np.testing.assert_array_equal(feats["index-0"], [0] * n + [1] * int(second.max()))
+    # The engine's per-plane labels, as cytoseg segment's objects table numbers a stack.
+    np.testing.assert_array_equal(
+        feats["plane_label"], list(range(1, n + 1)) + list(range(1, int(second.max()) + 1))
+    )
 
 
 def test_evaluate_widget(viewer, model, example, tifffile):

@@ -274,8 +274,10 @@ class SegmentWidget(Container):
     ) -> tuple[Any, ...]:
         """Worker thread: load (or reuse) the model, segment plane by plane, measure.
 
-        Planes of a stack get consecutive label ranges (labels are unique in the stack) and
-        their feature rows carry the plane's position (``index-0``, ...)."""
+        Planes of a stack get consecutive label ranges (labels are unique in the layer, as
+        napari's features table needs) and their feature rows carry the plane's position
+        (``index-0``, ...) and ``plane_label``, the engine's per-plane label: (position,
+        plane_label) names the same object as (t/z, label) in ``cytoseg segment``'s table."""
         import pandas as pd
 
         model = self._model_for(params)
@@ -300,11 +302,13 @@ class SegmentWidget(Container):
                 progress=progress,
             )
             table = measurements(lab, plane, scale)
+            if lead:
+                table.insert(1, "plane_label", table["label"].copy())
             if offset:
                 lab[lab > 0] += np.uint32(offset)
                 table["label"] = table["label"] + offset
             for axis, i in enumerate(index):
-                table.insert(1 + axis, f"index-{axis}", i)
+                table.insert(1 + axis, f"index-{axis}", i)  # before plane_label
             tables.append(table)
             labels[index] = lab
             if lab.any():
