@@ -94,6 +94,16 @@ fn npy_headers_claiming_terabytes_are_errors() {
             &["header claims 4294967280 bytes", "the file has 130 bytes"],
         );
     }
+    // Fuzz finding: an empty array (one axis 0) whose other axes multiply past 2^63 made
+    // ndarray panic inside the .npy reader.
+    let p = hostile("npy_empty_axis_overflow.npy");
+    for e in [
+        read_stack(&p).unwrap_err(),
+        read_labels(&p).unwrap_err(),
+        npy::read_f32(&p, &[None, None]).unwrap_err(),
+    ] {
+        says(&e, &p, &["multiply past 2^63"]);
+    }
     let p = hostile("npy_truncated_64x64_uint16.npy");
     for e in [read_stack(&p).unwrap_err(), read_labels(&p).unwrap_err()] {
         says(

@@ -138,6 +138,15 @@ pub fn check_header(path: &Path) -> Result<NpyHeader> {
         .rev()
         .collect();
     let item_size = digits.parse::<u64>().ok().filter(|&n| n > 0).unwrap_or(1);
+    // ndarray (and so the .npy reader) refuses, by a panic, a shape whose non-zero axis
+    // lengths multiply past isize::MAX, even when another axis is 0 (an empty array): such a
+    // header is an error here (fuzz finding: shape (0, 4294967300, 4294967293, 4, 2)).
+    let nonzero: Vec<u64> = shape.iter().copied().filter(|&n| n > 0).collect();
+    if shape.contains(&0) && limits::product(&nonzero).is_none_or(|p| p > isize::MAX as u64) {
+        return Err(unreadable(
+            "a shape whose axis lengths multiply past 2^63 (an array no machine can index)",
+        ));
+    }
     let elements = limits::product(&shape);
     let data_bytes = elements.and_then(|n| n.checked_mul(item_size));
     let shape_str = shape
