@@ -20,6 +20,7 @@ pub mod measure;
 pub mod metrics;
 pub mod model;
 pub mod simd;
+pub mod train;
 
 pub use error::{Error, Result};
 

@@ -1,0 +1,7 @@
+//! Native fine-tuning of `cellpose-flows` models: the network of a model package's ONNX graph
+//! trained in Rust (forward and backward passes, AdamW), the trained weights written back into
+//! a copy of the parent's graph, so inference stays on ONNX Runtime.
+
+pub mod data;
+pub mod report;
+pub mod rng;
