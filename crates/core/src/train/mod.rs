@@ -3,5 +3,9 @@
 //! a copy of the parent's graph, so inference stays on ONNX Runtime.
 
 pub mod data;
+pub mod net;
+pub mod onnx;
+pub mod ops;
+pub mod optim;
 pub mod report;
 pub mod rng;
