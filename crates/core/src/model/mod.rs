@@ -295,14 +295,7 @@ impl Model {
         }
         params.mask.validate()?;
         let c_in = self.manifest.input.channels;
-        let mut planes = select_channels(image, &params.channels, c_in)?;
-        let norm = &self.manifest.normalization;
-        for p in planes.iter_mut() {
-            if !preprocess::normalize99(p, h, w, norm.low, norm.high) {
-                // Cellpose 4 zeroes channels it could not normalize.
-                p.fill(0.0);
-            }
-        }
+        let mut data = network_planes(image, &params.channels, c_in, &self.manifest.normalization)?;
         let rescale = match params.diameter {
             Some(d) if d > 0.0 && d.is_finite() => self.manifest.diameter / d,
             Some(d) if !d.is_finite() => {
@@ -310,8 +303,6 @@ impl Model {
             }
             _ => 1.0,
         };
-        let mut data: Vec<f32> = planes.concat();
-        drop(planes);
         let (mut lh, mut lw) = (h, w);
         if rescale != 1.0 {
             lh = (h as f64 * rescale) as usize;
@@ -368,6 +359,28 @@ impl Model {
             },
         })
     }
+}
+
+/// The network input of an image, `c_in × height × width` float32 row-major: the channels
+/// chosen as [`Model::segment`] chooses them (see [`ChannelChoice`]), then Cellpose's
+/// `normalize99` per plane with the model's percentiles; a plane that cannot be normalized (no
+/// range) is zeroed, as Cellpose 4 does. This is the one definition of that conversion, shared
+/// by segmentation and training. Neither size nor finiteness is checked here.
+pub fn network_planes(
+    image: &ImageView<'_>,
+    choice: &ChannelChoice,
+    c_in: usize,
+    norm: &manifest::Normalization,
+) -> Result<Vec<f32>> {
+    let (h, w) = (image.height, image.width);
+    let mut planes = select_channels(image, choice, c_in)?;
+    for p in planes.iter_mut() {
+        if !preprocess::normalize99(p, h, w, norm.low, norm.high) {
+            // Cellpose 4 zeroes channels it could not normalize.
+            p.fill(0.0);
+        }
+    }
+    Ok(planes.concat())
 }
 
 /// Builds the network's input planes from the image's channels.
