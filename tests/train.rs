@@ -96,3 +96,353 @@ fn one_training_step_timing() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// `cytoseg train` end to end on a small synthetic set (dark discs on a bright, noisy
+// background: a domain the fluorescence parent gets wrong).
+
+use cytoseg::core::Error;
+use cytoseg::core::io::labels::write_labels;
+use cytoseg::core::train::{self as tr, TrainOptions};
+
+struct Tmp(std::path::PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn tmp(name: &str) -> Tmp {
+    let p = std::env::temp_dir().join(format!("cytoseg-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    Tmp(p)
+}
+
+/// `n` images of `size²` with dark discs (radius ~6) and their labels.
+fn synthetic_set(dir: &Path, n: usize, size: usize, seed: u64) {
+    let (img_dir, lbl_dir) = (dir.join("images"), dir.join("labels"));
+    std::fs::create_dir_all(&img_dir).unwrap();
+    std::fs::create_dir_all(&lbl_dir).unwrap();
+    let mut s = seed
+        .wrapping_mul(2862933555777941757)
+        .wrapping_add(3037000493);
+    let mut rnd = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for k in 0..n {
+        let mut lbl = vec![0u32; size * size];
+        let mut img = vec![0u32; size * size];
+        let mut count = 0;
+        for _ in 0..40 {
+            let (cy, cx, r) = (rnd() * size as f64, rnd() * size as f64, 5.0 + 2.0 * rnd());
+            let free = (0..size * size).all(|i| {
+                let (y, x) = ((i / size) as f64, (i % size) as f64);
+                lbl[i] == 0 || (y - cy).hypot(x - cx) > r + 2.0
+            });
+            if !free {
+                continue;
+            }
+            count += 1;
+            for (i, l) in lbl.iter_mut().enumerate() {
+                let (y, x) = ((i / size) as f64, (i % size) as f64);
+                if (y - cy).hypot(x - cx) <= r {
+                    *l = count;
+                }
+            }
+        }
+        for (p, &l) in img.iter_mut().zip(&lbl) {
+            let base = if l > 0 { 1500.0 } else { 4000.0 };
+            *p = (base + 600.0 * (rnd() - 0.5)) as u32;
+        }
+        write_labels(&img_dir.join(format!("img{k}.tif")), &img, size, size, true).unwrap();
+        write_labels(&lbl_dir.join(format!("img{k}.tif")), &lbl, size, size, true).unwrap();
+    }
+}
+
+fn small_options(data: &Path, val: &Path, out: &Path, steps: usize) -> TrainOptions {
+    let mut o = TrainOptions::new(
+        &repo().join("models/nuclei"),
+        &data.join("images"),
+        &data.join("labels"),
+        out,
+    );
+    o.val_images = Some(val.join("images"));
+    o.val_labels = Some(val.join("labels"));
+    o.steps = steps;
+    o.batch_size = 4;
+    o.crop = 64;
+    o.warmup = 5;
+    o.learning_rate = 2e-3;
+    o.diameter = Some(17.1); // no resizing: the discs are nuclei-sized
+    o
+}
+
+fn sha(p: &Path) -> String {
+    cytoseg::core::model::manifest::sha256_hex(&std::fs::read(p).unwrap())
+}
+
+#[test]
+fn short_training_run_learns_writes_a_complete_clone_and_leaves_the_parent_alone() {
+    let t = tmp("run");
+    synthetic_set(&t.0.join("train"), 4, 96, 1);
+    synthetic_set(&t.0.join("val"), 2, 96, 2);
+    let parent = repo().join("models/nuclei");
+    let before = (
+        sha(&parent.join("model.onnx")),
+        sha(&parent.join("manifest.json")),
+    );
+    let out = t.0.join("discs");
+    let opts = small_options(&t.0.join("train"), &t.0.join("val"), &out, 40);
+    let report = tr::train(&opts, &|_| true).unwrap();
+    assert_eq!(report.steps, 40);
+    assert_eq!(
+        before,
+        (
+            sha(&parent.join("model.onnx")),
+            sha(&parent.join("manifest.json"))
+        ),
+        "parent changed"
+    );
+    for f in [
+        "model.onnx",
+        "manifest.json",
+        "MODEL_CARD.md",
+        "loss.csv",
+        "loss.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert!(!out.join(tr::trainer::CHECKPOINT_FILE).exists());
+    // the validation loss fell
+    let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+    let vals: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(2)?.parse().ok())
+        .collect();
+    assert!(vals.len() >= 2, "{csv}");
+    assert!(
+        vals[vals.len() - 1] < 0.8 * vals[0],
+        "validation loss did not fall: {vals:?}"
+    );
+    // lineage
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let l = &m["lineage"];
+    assert_eq!(m["name"], "discs");
+    assert_eq!(m["model"]["sha256"], sha(&out.join("model.onnx")));
+    assert_eq!(l["parent"]["name"], "nuclei");
+    assert_eq!(l["parent"]["sha256"], before.0);
+    assert_eq!(l["training_images"].as_array().unwrap().len(), 4);
+    assert_eq!(l["validation_images"].as_array().unwrap().len(), 2);
+    let first = &l["training_images"][0];
+    assert_eq!(
+        first["image_sha256"],
+        sha(Path::new(first["image"].as_str().unwrap()))
+    );
+    assert_eq!(
+        first["labels_sha256"],
+        sha(Path::new(first["labels"].as_str().unwrap()))
+    );
+    for k in [
+        "seed",
+        "steps",
+        "final_train_loss",
+        "final_val_loss",
+        "cytoseg_version",
+        "device",
+        "parameters",
+    ] {
+        assert!(!l[k].is_null(), "lineage.{k} missing");
+    }
+    for k in [
+        "learning_rate",
+        "batch_size",
+        "crop",
+        "weight_decay",
+        "scale_range",
+        "diameter",
+        "train_diameter",
+    ] {
+        assert!(
+            !l["parameters"][k].is_null(),
+            "lineage.parameters.{k} missing"
+        );
+    }
+    assert!(
+        m.get("validation").is_none(),
+        "the parent's scores must not be copied"
+    );
+    let card = std::fs::read_to_string(out.join("MODEL_CARD.md")).unwrap();
+    assert!(card.contains(&before.0));
+
+    // the clone loads and ONNX Runtime computes what the trainer's network computes
+    let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+    let mut net = Net::from_onnx(&bytes).unwrap();
+    if let Some(model) = load_model(&out) {
+        let x = example_crops(2, 128);
+        let ort = model
+            .run_network(ArrayView4::from_shape((2, 1, 128, 128), &x.data).unwrap())
+            .unwrap();
+        let ours = net.forward(x, false).unwrap();
+        let worst = ours
+            .output(&net)
+            .data
+            .iter()
+            .zip(&ort)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "max |trainer − ORT| = {worst}");
+    }
+
+    // a clone can be cloned again (iterative retraining)
+    let out2 = t.0.join("discs2");
+    let mut o2 = small_options(&t.0.join("train"), &t.0.join("val"), &out2, 3);
+    o2.from = out.clone();
+    tr::train(&o2, &|_| true).unwrap();
+    let m2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m2["lineage"]["parent"]["name"], "discs");
+    assert_eq!(
+        m2["lineage"]["parent"]["sha256"],
+        sha(&out.join("model.onnx"))
+    );
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let t = tmp("resume");
+    synthetic_set(&t.0.join("train"), 3, 80, 3);
+    synthetic_set(&t.0.join("val"), 1, 80, 4);
+    let whole = t.0.join("whole");
+    tr::train(
+        &small_options(&t.0.join("train"), &t.0.join("val"), &whole, 8),
+        &|_| true,
+    )
+    .unwrap();
+    let parts = t.0.join("parts");
+    let opts = small_options(&t.0.join("train"), &t.0.join("val"), &parts, 8);
+    let err = tr::train(&opts, &|p| p.step < 3).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(parts.join(tr::trainer::CHECKPOINT_FILE).is_file());
+    assert!(!parts.join("model.onnx").exists());
+    // without --resume the checkpoint is not overwritten
+    let err = tr::train(&opts, &|_| true).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    let mut again = opts.clone();
+    again.resume = true;
+    let r = tr::train(&again, &|_| true).unwrap();
+    assert_eq!(r.steps, 8);
+    assert_eq!(
+        sha(&whole.join("model.onnx")),
+        sha(&parts.join("model.onnx")),
+        "resumed weights differ"
+    );
+    // resuming with other settings is refused
+    let t2 = tmp("resume2");
+    let p2 = t2.0.join("p");
+    let o = small_options(&t.0.join("train"), &t.0.join("val"), &p2, 8);
+    let _ = tr::train(&o, &|p| p.step < 2);
+    let mut other = o.clone();
+    other.resume = true;
+    other.learning_rate = 1e-4;
+    let err = tr::train(&other, &|_| true).unwrap_err().to_string();
+    assert!(err.contains("other settings"), "{err}");
+}
+
+#[test]
+fn bad_training_inputs_give_clear_errors_and_write_nothing() {
+    let t = tmp("bad");
+    synthetic_set(&t.0.join("train"), 2, 64, 5);
+    let data = t.0.join("train");
+    let out = t.0.join("never");
+    let check = |o: &TrainOptions, want: &str| {
+        let err = tr::train(o, &|_| true).unwrap_err().to_string();
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+        assert!(!o.out.exists(), "{} was created", o.out.display());
+    };
+    let base = || {
+        let mut o = TrainOptions::new(
+            &repo().join("models/nuclei"),
+            &data.join("images"),
+            &data.join("labels"),
+            &out,
+        );
+        o.steps = 2;
+        o.crop = 64;
+        o.batch_size = 2;
+        o
+    };
+    // missing folder
+    let mut o = base();
+    o.labels = t.0.join("nope");
+    check(&o, "label folder");
+    // an image without labels
+    std::fs::copy(data.join("images/img0.tif"), t.0.join("extra.tif")).unwrap();
+    let lonely = t.0.join("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::copy(data.join("images/img0.tif"), lonely.join("other.tif")).unwrap();
+    let mut o = base();
+    o.images = lonely.clone();
+    check(&o, "no label file");
+    // shape mismatch
+    let mism = t.0.join("mism");
+    std::fs::create_dir_all(mism.join("images")).unwrap();
+    std::fs::create_dir_all(mism.join("labels")).unwrap();
+    write_labels(
+        &mism.join("images/a.tif"),
+        &vec![100; 64 * 64],
+        64,
+        64,
+        true,
+    )
+    .unwrap();
+    write_labels(&mism.join("labels/a.tif"), &vec![1; 64 * 48], 64, 48, true).unwrap();
+    let mut o = base();
+    o.images = mism.join("images");
+    o.labels = mism.join("labels");
+    check(&o, "64");
+    // no objects at all
+    write_labels(&mism.join("labels/a.tif"), &vec![0; 64 * 64], 64, 64, true).unwrap();
+    check(&o, "no objects");
+    // a package already in --out
+    let full = t.0.join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    std::fs::write(full.join("manifest.json"), "{}").unwrap();
+    let mut o = base();
+    o.out = full.clone();
+    let err = tr::train(&o, &|_| true).unwrap_err().to_string();
+    assert!(err.contains("already holds a model package"), "{err}");
+    // the parent's own folder
+    let mut o = base();
+    o.out = repo().join("models/nuclei");
+    assert!(tr::train(&o, &|_| true).is_err());
+    // a family that cannot be trained
+    let fam = t.0.join("fam");
+    std::fs::create_dir_all(&fam).unwrap();
+    let m = std::fs::read_to_string(repo().join("models/nuclei/manifest.json")).unwrap();
+    std::fs::write(
+        fam.join("manifest.json"),
+        m.replace("\"cellpose-flows\"", "\"stardist\""),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("models/nuclei/model.onnx"),
+        fam.join("model.onnx"),
+    )
+    .unwrap();
+    let mut o = base();
+    o.from = fam;
+    check(&o, "stardist");
+    // out-of-range options
+    let mut o = base();
+    o.crop = 50;
+    check(&o, "crop");
+    let mut o = base();
+    o.learning_rate = f64::NAN;
+    check(&o, "learning rate");
+}

@@ -9,6 +9,7 @@ mod masks;
 mod measure;
 mod progress;
 mod segment;
+mod train;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -26,7 +27,8 @@ Examples:\n  \
 cytoseg segment images/ --out results            # labels, objects.csv, summary.csv, run.json\n  \
 cytoseg validate --images ref/ --truth ref_labels/ --min-ap 0.8\n  \
 cytoseg evaluate --truth truth/ --pred results/\n  \
-cytoseg measure --labels x_labels.tif --image x.tif --out x.csv"
+cytoseg measure --labels x_labels.tif --image x.tif --out x.csv\n  \
+cytoseg train --from nuclei --images mine/ --labels mine_labels/ --out models/mine"
 )]
 pub struct Cli {
     /// Print more detail (repeat for debug output).
@@ -59,6 +61,9 @@ pub enum Command {
     /// a CSV table equal to skimage.measure.regionprops_table, calibrated when a pixel size is
     /// known.
     Measure(measure::MeasureCmd),
+    /// Clone a model and fine-tune it on your own annotated images (native, no Python): a new
+    /// model package with its lineage, model card and loss curve.
+    Train(train::TrainCmd),
     /// List the bundled models (and, with --providers, ONNX Runtime's execution providers).
     Models(segment::ModelsCmd),
 }
@@ -104,6 +109,7 @@ where
         Command::Evaluate(args) => evaluate::run(args),
         Command::Measure(args) => measure::run(args),
         Command::Validate(args) => validate::run(args, cli.quiet),
+        Command::Train(args) => train::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,11 @@ pub struct Manifest {
     pub normalization: Normalization,
     /// Object diameter (pixels) the network was trained for.
     pub diameter: f64,
+    /// Typical object diameter (pixels) in the images the model was trained on, used when the
+    /// caller gives none (models fine-tuned by `cytoseg train` record it); absent: no
+    /// resizing by default.
+    #[serde(default)]
+    pub default_diameter: Option<f64>,
     /// Recommended tiling.
     pub tiling: Tiling,
     /// The network output.
@@ -153,6 +158,11 @@ impl Manifest {
                 "model family {:?} is not implemented (this engine runs \"cellpose-flows\")",
                 self.family
             ));
+        }
+        if let Some(d) = self.default_diameter
+            && !(d.is_finite() && d > 0.0)
+        {
+            return Err(format!("default_diameter {d} must be a positive number"));
         }
         if self.input.axes != "NCHW" {
             return Err(format!(

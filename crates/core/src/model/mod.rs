@@ -54,8 +54,9 @@ pub enum ChannelChoice {
 /// Parameters of [`Model::segment`].
 #[derive(Debug, Clone)]
 pub struct SegmentParams {
-    /// Typical object diameter in pixels; `None` (or <= 0) uses the model's own diameter, i.e. no
-    /// resizing. The image is resized by `model diameter / diameter` for the network.
+    /// Typical object diameter in pixels; `None` uses the model's `default_diameter` when its
+    /// manifest has one, else the model's own diameter (no resizing), as does a value <= 0.
+    /// The image is resized by `model diameter / diameter` for the network.
     pub diameter: Option<f64>,
     /// Channels feeding the network.
     pub channels: ChannelChoice,
@@ -296,7 +297,8 @@ impl Model {
         params.mask.validate()?;
         let c_in = self.manifest.input.channels;
         let mut data = network_planes(image, &params.channels, c_in, &self.manifest.normalization)?;
-        let rescale = match params.diameter {
+        let diameter = params.diameter.or(self.manifest.default_diameter);
+        let rescale = match diameter {
             Some(d) if d > 0.0 && d.is_finite() => self.manifest.diameter / d,
             Some(d) if !d.is_finite() => {
                 return Err(Error::invalid(format!("diameter {d} is not finite")));
@@ -310,7 +312,7 @@ impl Model {
             if lh < 2 || lw < 2 || lh > flows::MAX_SIDE || lw > flows::MAX_SIDE {
                 return Err(Error::invalid(format!(
                     "diameter {:?} resizes the {h}×{w} image to {lh}×{lw}: choose a diameter closer to the objects' size",
-                    params.diameter
+                    diameter
                 )));
             }
             data = preprocess::resize_linear(&data, c_in, h, w, lh, lw)?;

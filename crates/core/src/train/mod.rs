@@ -9,3 +9,5 @@ pub mod ops;
 pub mod optim;
 pub mod report;
 pub mod rng;
+pub mod trainer;
+pub use trainer::{TrainOptions, TrainProgress, TrainReport, train};

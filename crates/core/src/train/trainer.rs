@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 use super::data::{self, Pair, Sample};
 use super::net::{Net, Value};
@@ -20,7 +20,7 @@ use super::optim::{self, AdamW};
 use super::report::{self, LossPoint};
 use super::rng::Rng;
 use crate::error::{Error, Result};
-use crate::model::manifest::{sha256_hex, Manifest};
+use crate::model::manifest::{Manifest, sha256_hex};
 
 /// Name of the checkpoint file inside the output folder.
 pub const CHECKPOINT_FILE: &str = "checkpoint.cytoseg-train";
@@ -117,30 +117,45 @@ impl TrainOptions {
         if self.batch_size == 0 || self.batch_size > 256 {
             return bad(format!("batch size {} is not in 1..=256", self.batch_size));
         }
-        if self.crop < 32 || self.crop % 16 != 0 || self.crop > 1024 {
-            return bad(format!("crop {} must be a multiple of 16 in 32..=1024", self.crop));
+        if self.crop < 32 || !self.crop.is_multiple_of(16) || self.crop > 1024 {
+            return bad(format!(
+                "crop {} must be a multiple of 16 in 32..=1024",
+                self.crop
+            ));
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0) {
-            return bad(format!("learning rate {} is not in (0, 1)", self.learning_rate));
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0)
+        {
+            return bad(format!(
+                "learning rate {} is not in (0, 1)",
+                self.learning_rate
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("weight decay {} is negative or not finite", self.weight_decay));
+            return bad(format!(
+                "weight decay {} is negative or not finite",
+                self.weight_decay
+            ));
         }
         let (a, b) = self.scale_range;
         if !(a.is_finite() && b.is_finite() && 0.0 < a && a <= b && b < 10.0) {
-            return bad(format!("scale range ({a}, {b}) must satisfy 0 < min <= max < 10"));
+            return bad(format!(
+                "scale range ({a}, {b}) must satisfy 0 < min <= max < 10"
+            ));
         }
-        for (what, d) in [("diameter", self.diameter), ("training diameter", self.train_diameter)] {
-            if let Some(d) = d {
-                if !(d.is_finite() && (1.0..=10_000.0).contains(&d)) {
-                    return bad(format!("{what} {d} is not in 1..=10000 pixels"));
-                }
+        for (what, d) in [
+            ("diameter", self.diameter),
+            ("training diameter", self.train_diameter),
+        ] {
+            if let Some(d) = d
+                && !(d.is_finite() && (1.0..=10_000.0).contains(&d))
+            {
+                return bad(format!("{what} {d} is not in 1..=10000 pixels"));
             }
         }
-        if let Some(m) = self.minutes {
-            if !(m.is_finite() && m > 0.0) {
-                return bad(format!("minutes {m} must be positive"));
-            }
+        if let Some(m) = self.minutes
+            && !(m.is_finite() && m > 0.0)
+        {
+            return bad(format!("minutes {m} must be positive"));
         }
         if self.val_images.is_some() != self.val_labels.is_some() {
             return bad("validation images and validation labels go together".into());
@@ -204,7 +219,11 @@ fn load_parent(dir: &Path) -> Result<Loaded> {
             manifest.family
         )));
     }
-    let raw = crate::io::limits::read_file(&mpath, "model manifest", crate::io::limits::MAX_MANIFEST_BYTES)?;
+    let raw = crate::io::limits::read_file(
+        &mpath,
+        "model manifest",
+        crate::io::limits::MAX_MANIFEST_BYTES,
+    )?;
     let manifest_json: Json =
         serde_json::from_slice(&raw).map_err(|e| Error::format(&mpath, e.to_string()))?;
     let opath = dir.join(&manifest.model.file);
@@ -217,12 +236,19 @@ fn load_parent(dir: &Path) -> Result<Loaded> {
             manifest.model.sha256
         )));
     }
-    Ok(Loaded { manifest, manifest_json, onnx, onnx_sha })
+    Ok(Loaded {
+        manifest,
+        manifest_json,
+        onnx,
+        onnx_sha,
+    })
 }
 
 fn file_record(p: &Pair) -> Result<Json> {
     let sha = |path: &Path| -> Result<String> {
-        Ok(sha256_hex(&std::fs::read(path).map_err(|e| Error::io(path, e))?))
+        Ok(sha256_hex(
+            &std::fs::read(path).map_err(|e| Error::io(path, e))?,
+        ))
     };
     let mut r = json!({
         "image": p.image.display().to_string(),
@@ -278,16 +304,34 @@ fn write_checkpoint(path: &Path, c: &Checkpoint) -> Result<()> {
     })
 }
 
-fn read_checkpoint(path: &Path, param_sizes: &[usize], buffer_sizes: &[usize]) -> Result<Checkpoint> {
+fn read_checkpoint(
+    path: &Path,
+    param_sizes: &[usize],
+    buffer_sizes: &[usize],
+) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let broken = |m: &str| Error::format(path, format!("not a usable training checkpoint: {m}"));
-    let n = u64::from_le_bytes(bytes.get(..8).ok_or_else(|| broken("truncated"))?.try_into().expect("8 bytes")) as usize;
-    let head = bytes.get(8..8usize.saturating_add(n)).ok_or_else(|| broken("truncated header"))?;
+    let n = u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(|| broken("truncated"))?
+            .try_into()
+            .expect("8 bytes"),
+    ) as usize;
+    let head = bytes
+        .get(8..8usize.saturating_add(n))
+        .ok_or_else(|| broken("truncated header"))?;
     let h: Json = serde_json::from_slice(head).map_err(|_| broken("bad header"))?;
     if h["format"] != "cytoseg-train-checkpoint/1" {
         return Err(broken("unknown format"));
     }
-    let sizes: Vec<usize> = param_sizes.iter().chain(buffer_sizes).chain(param_sizes).chain(param_sizes).copied().collect();
+    let sizes: Vec<usize> = param_sizes
+        .iter()
+        .chain(buffer_sizes)
+        .chain(param_sizes)
+        .chain(param_sizes)
+        .copied()
+        .collect();
     let total: usize = sizes.iter().sum();
     let body = &bytes[8 + n..];
     if body.len() != total * 4 {
@@ -296,7 +340,12 @@ fn read_checkpoint(path: &Path, param_sizes: &[usize], buffer_sizes: &[usize]) -
     let mut off = 0;
     let mut tensors: Vec<Vec<f32>> = Vec::with_capacity(sizes.len());
     for s in sizes {
-        tensors.push(body[off..off + 4 * s].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+        tensors.push(
+            body[off..off + 4 * s]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
         off += 4 * s;
     }
     let np = param_sizes.len();
@@ -304,7 +353,12 @@ fn read_checkpoint(path: &Path, param_sizes: &[usize], buffer_sizes: &[usize]) -
     let v = tensors.split_off(2 * np + nb);
     let m = tensors.split_off(np + nb);
     let buffers = tensors.split_off(np);
-    let rng: Vec<u64> = h["rng"].as_array().ok_or_else(|| broken("rng"))?.iter().filter_map(|v| v.as_str()?.parse().ok()).collect();
+    let rng: Vec<u64> = h["rng"]
+        .as_array()
+        .ok_or_else(|| broken("rng"))?
+        .iter()
+        .filter_map(|v| v.as_str()?.parse().ok())
+        .collect();
     let history = h["history"]
         .as_array()
         .ok_or_else(|| broken("history"))?
@@ -338,22 +392,43 @@ fn val_loss(net: &mut Net, batches: &[data::Batch], flow_scale: f32) -> Result<O
     }
     let mut sum = 0.0;
     for b in batches {
-        let tape = net.forward(Value { shape: vec![b.n, b.channels, b.size, b.size], data: b.x.clone() }, false)?;
+        let tape = net.forward(
+            Value {
+                shape: vec![b.n, b.channels, b.size, b.size],
+                data: b.x.clone(),
+            },
+            false,
+        )?;
         let y = &tape.output(net).data;
-        sum += optim::cellpose_loss(y, &b.flows, &b.cellprob, &b.weight, b.n, b.size * b.size, flow_scale).value;
+        sum += optim::cellpose_loss(
+            y,
+            &b.flows,
+            &b.cellprob,
+            &b.weight,
+            b.n,
+            b.size * b.size,
+            flow_scale,
+        )
+        .value;
     }
     Ok(Some(sum / batches.len() as f64))
 }
 
 fn load_samples(pairs: &[Pair], c_in: usize, m: &Manifest, rescale: f64) -> Result<Vec<Sample>> {
     use rayon::prelude::*;
-    pairs.par_iter().map(|p| data::load_sample(p, c_in, &m.normalization, rescale)).collect()
+    pairs
+        .par_iter()
+        .map(|p| data::load_sample(p, c_in, &m.normalization, rescale))
+        .collect()
 }
 
 /// Trains a clone of `opts.from` and writes it to `opts.out`. `progress` is called after
 /// every step; returning `false` cancels: the run saves a checkpoint (resume with
 /// `opts.resume`) and returns [`Error::Cancelled`].
-pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> Result<TrainReport> {
+pub fn train(
+    opts: &TrainOptions,
+    progress: &dyn Fn(&TrainProgress) -> bool,
+) -> Result<TrainReport> {
     let t_call = Instant::now();
     opts.check()?;
     let parent = load_parent(&opts.from)?;
@@ -376,7 +451,10 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
         }
     }
     if opts.resume && !ckpt_path.exists() {
-        return Err(Error::invalid(format!("nothing to resume: {} does not exist", ckpt_path.display())));
+        return Err(Error::invalid(format!(
+            "nothing to resume: {} does not exist",
+            ckpt_path.display()
+        )));
     }
     if !opts.resume && ckpt_path.exists() {
         return Err(Error::invalid(format!(
@@ -391,10 +469,18 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| Error::invalid(format!("{} has no folder name for the clone", opts.out.display())))?,
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{} has no folder name for the clone",
+                    opts.out.display()
+                ))
+            })?,
     };
     if opts.out.canonicalize().ok() == opts.from.canonicalize().ok() {
-        return Err(Error::invalid("the output folder is the parent package's folder: training never modifies its parent".to_string()));
+        return Err(Error::invalid(
+            "the output folder is the parent package's folder: training never modifies its parent"
+                .to_string(),
+        ));
     }
 
     // data: pairs, diameter, samples
@@ -426,7 +512,7 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
             return Err(Error::invalid(format!(
                 "the label images in {} hold no objects: nothing to learn from",
                 opts.labels.display()
-            )))
+            )));
         }
     };
     let train_diameter = opts.train_diameter.unwrap_or(m.diameter);
@@ -441,8 +527,17 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
     } else {
         (0..4)
             .map(|j| {
-                let idx: Vec<usize> = (0..opts.batch_size).map(|i| (j * opts.batch_size + i) % val_samples.len()).collect();
-                data::make_batch(&val_samples, &idx, &mut vrng, opts.crop, opts.scale_range, false)
+                let idx: Vec<usize> = (0..opts.batch_size)
+                    .map(|i| (j * opts.batch_size + i) % val_samples.len())
+                    .collect();
+                data::make_batch(
+                    &val_samples,
+                    &idx,
+                    &mut vrng,
+                    opts.crop,
+                    opts.scale_range,
+                    false,
+                )
             })
             .collect()
     };
@@ -450,7 +545,14 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
     // state: fresh, or from the checkpoint
     let key = format!(
         "{}|{}|{}|{}|{}|{}|{}|{}",
-        parent.onnx_sha, opts.steps, opts.batch_size, opts.crop, opts.learning_rate, opts.seed, train_pairs.len(), rescale
+        parent.onnx_sha,
+        opts.steps,
+        opts.batch_size,
+        opts.crop,
+        opts.learning_rate,
+        opts.seed,
+        train_pairs.len(),
+        rescale
     );
     let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
     let bsizes: Vec<usize> = net.buffers.iter().map(|p| p.data.len()).collect();
@@ -484,24 +586,38 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
 
-    let save = |net: &Net, adam: &AdamW, rng: &Rng, step: usize, history: &[LossPoint], elapsed: f64| {
-        write_checkpoint(
-            &ckpt_path,
-            &Checkpoint {
-                step,
-                rng: rng.state(),
-                adam_t: adam.t,
-                history: history.to_vec(),
-                elapsed_s: elapsed,
-                key: key.clone(),
-                params: net.params.iter().map(|p| p.data.clone()).collect(),
-                buffers: net.buffers.iter().map(|p| p.data.clone()).collect(),
-                m: adam.m.clone(),
-                v: adam.v.clone(),
-            },
-        )
-    };
+    let save =
+        |net: &Net, adam: &AdamW, rng: &Rng, step: usize, history: &[LossPoint], elapsed: f64| {
+            write_checkpoint(
+                &ckpt_path,
+                &Checkpoint {
+                    step,
+                    rng: rng.state(),
+                    adam_t: adam.t,
+                    history: history.to_vec(),
+                    elapsed_s: elapsed,
+                    key: key.clone(),
+                    params: net.params.iter().map(|p| p.data.clone()).collect(),
+                    buffers: net.buffers.iter().map(|p| p.data.clone()).collect(),
+                    m: adam.m.clone(),
+                    v: adam.v.clone(),
+                },
+            )
+        };
 
+    if !opts.resume {
+        // the parent's validation loss: where the curve starts
+        let v0 = val_loss(&mut net, &val_batches, flow_scale)?;
+        if v0.is_some() {
+            history.push(LossPoint {
+                step: 0,
+                train_loss: f64::NAN,
+                val_loss: v0,
+                lr: 0.0,
+                elapsed_s: 0.0,
+            });
+        }
+    }
     let t0 = Instant::now();
     let mut last_ckpt = Instant::now();
     let mut recent: Vec<f64> = Vec::new();
@@ -509,7 +625,6 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
     let warmup = opts.warmup.min(opts.steps / 5).max(1);
     let budget_s = opts.minutes.map(|m| m * 60.0);
     let mut step = step0;
-    let mut s_per_step = 0.0;
     while step < opts.steps {
         let elapsed = elapsed0 + t0.elapsed().as_secs_f64();
         let mut prog = (step.saturating_sub(warmup)) as f64 / (opts.steps - warmup).max(1) as f64;
@@ -520,10 +635,26 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
             prog = prog.max(elapsed / b);
         }
         let lr = optim::lr_at(step, prog, opts.learning_rate, warmup);
-        let idx: Vec<usize> = (0..opts.batch_size).map(|_| rng.below(samples.len())).collect();
+        let idx: Vec<usize> = (0..opts.batch_size)
+            .map(|_| rng.below(samples.len()))
+            .collect();
         let b = data::make_batch(&samples, &idx, &mut rng, opts.crop, opts.scale_range, true);
-        let tape = net.forward(Value { shape: vec![b.n, b.channels, b.size, b.size], data: b.x }, true)?;
-        let loss = optim::cellpose_loss(&tape.output(&net).data, &b.flows, &b.cellprob, &b.weight, b.n, b.size * b.size, flow_scale);
+        let tape = net.forward(
+            Value {
+                shape: vec![b.n, b.channels, b.size, b.size],
+                data: b.x,
+            },
+            true,
+        )?;
+        let loss = optim::cellpose_loss(
+            &tape.output(&net).data,
+            &b.flows,
+            &b.cellprob,
+            &b.weight,
+            b.n,
+            b.size * b.size,
+            flow_scale,
+        );
         if !loss.value.is_finite() {
             return Err(Error::Runtime(format!(
                 "the training loss became {} at step {}: lower the learning rate",
@@ -534,7 +665,11 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
         let grads = net.backward(&tape, loss.grad);
         drop(tape);
         {
-            let mut ps: Vec<&mut [f32]> = net.params.iter_mut().map(|p| p.data.as_mut_slice()).collect();
+            let mut ps: Vec<&mut [f32]> = net
+                .params
+                .iter_mut()
+                .map(|p| p.data.as_mut_slice())
+                .collect();
             adam.step(&mut ps, &grads, &decay, lr);
         }
         step += 1;
@@ -545,7 +680,7 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
         let mean_recent = recent.iter().sum::<f64>() / recent.len() as f64;
         let done_here = (step - step0) as f64;
         let el = t0.elapsed().as_secs_f64();
-        s_per_step = el / done_here;
+        let s_per_step = el / done_here;
         let log_now = step % 10 == 0 || step == opts.steps;
         if step % 100 == 0 || step == opts.steps {
             last_val = val_loss(&mut net, &val_batches, flow_scale)?;
@@ -554,7 +689,11 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
             history.push(LossPoint {
                 step,
                 train_loss: mean_recent,
-                val_loss: if step % 100 == 0 || step == opts.steps { last_val } else { None },
+                val_loss: if step % 100 == 0 || step == opts.steps {
+                    last_val
+                } else {
+                    None
+                },
                 lr,
                 elapsed_s: elapsed0 + el,
             });
@@ -597,7 +736,9 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
     // the clone
     let mut edits = onnx::Edits::default();
     for p in net.params.iter().chain(&net.buffers) {
-        edits.initializers.insert(p.name.clone(), (p.dims.clone(), p.data.clone()));
+        edits
+            .initializers
+            .insert(p.name.clone(), (p.dims.clone(), p.data.clone()));
     }
     let model_bytes = onnx::rewrite(&parent.onnx, &edits)?;
     let model_sha = sha256_hex(&model_bytes);
@@ -626,7 +767,6 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
         "images": train_pairs.len(),
         "validation_images": val_pairs.len(),
         "split_rule": if held_out { "every 10th image (sorted by name) held out for validation" } else if val_pairs.is_empty() { "no validation images" } else { "validation folders given" },
-        "license": "not stated",
     });
     if let Some(o) = mj.as_object_mut() {
         o.remove("validation");
@@ -667,6 +807,8 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
         "cytoseg_version": crate::VERSION,
         "device": "cpu (cytoseg native trainer)",
         "wall_time_s": wall,
+        "loss_csv": "loss.csv",
+        "loss_plot": "loss.png",
     });
     let out = &opts.out;
     let write = |file: &str, bytes: &[u8]| -> Result<()> {
@@ -678,7 +820,11 @@ pub fn train(opts: &TrainOptions, progress: &dyn Fn(&TrainProgress) -> bool) -> 
     };
     write("model.onnx", &model_bytes)?;
     report::write_loss_csv(&out.join("loss.csv"), &history)?;
-    report::write_loss_plot(&out.join("loss.png"), &history, &format!("{name}: training from {parent_name}"))?;
+    report::write_loss_plot(
+        &out.join("loss.png"),
+        &history,
+        &format!("{name}: training from {parent_name}"),
+    )?;
     write("MODEL_CARD.md", report::model_card(&mj).as_bytes())?;
     let text = serde_json::to_string_pretty(&mj).map_err(|e| Error::invalid(e.to_string()))?;
     write("manifest.json", text.as_bytes())?;
