@@ -501,6 +501,154 @@ typedef struct cytoseg_load_options {
  */
 typedef int32_t (*cytoseg_progress_fn)(void *userdata, size_t done, size_t total);
 
+/**
+ * Options of `cytoseg_train`. Initialize with `cytoseg_train_options_init` (the defaults of
+ * `cytoseg train`), then change what you need.
+ */
+typedef struct cytoseg_train_options {
+  /**
+   * `sizeof(cytoseg_train_options)` of the header the program was built with; set by
+   * `cytoseg_train_options_init`. A struct of an older header is accepted.
+   */
+  uint32_t struct_size;
+  /**
+   * Training steps. Default: 1000.
+   */
+  uint32_t steps;
+  /**
+   * Wall-time budget in minutes (the schedule ends with it), 0 = none. Default: 0.
+   */
+  double minutes;
+  /**
+   * Crops per step. Default: 8.
+   */
+  uint32_t batch_size;
+  /**
+   * Crop edge in pixels, a multiple of 16. Default: 128.
+   */
+  uint32_t crop;
+  /**
+   * Peak learning rate (AdamW, warm-up then cosine decay). Default: 0.001.
+   */
+  double learning_rate;
+  /**
+   * Weight decay. Default: 0.0001.
+   */
+  double weight_decay;
+  /**
+   * Typical object diameter in the training images in pixels, 0 = measured from the
+   * labels. Default: 0.
+   */
+  double diameter;
+  /**
+   * Object diameter the clone's network works at, 0 = the parent's. Default: 0.
+   */
+  double train_diameter;
+  /**
+   * Random seed. Default: 0.
+   */
+  uint64_t seed;
+  /**
+   * Non-zero: continue from the checkpoint in `out_dir`. Default: 0.
+   */
+  uint32_t resume;
+  /**
+   * Folder of annotated-region masks (NUL-terminated UTF-8) or NULL. Default: NULL.
+   */
+  const char *masks_dir;
+  /**
+   * Validation images folder or NULL (then one image in ten is held out when there are at
+   * least ten). Default: NULL.
+   */
+  const char *val_images_dir;
+  /**
+   * Validation labels folder; given together with `val_images_dir`. Default: NULL.
+   */
+  const char *val_labels_dir;
+  /**
+   * What runs the training, recorded in the clone's lineage (e.g. your program's name and
+   * version), or NULL. Default: NULL.
+   */
+  const char *invocation;
+} cytoseg_train_options;
+
+/**
+ * Where a training run stands, passed to the progress callback.
+ */
+typedef struct cytoseg_train_progress {
+  /**
+   * Steps done.
+   */
+  uint64_t step;
+  /**
+   * Steps planned.
+   */
+  uint64_t steps;
+  /**
+   * Mean training loss of the last steps.
+   */
+  double loss;
+  /**
+   * Latest validation loss, NaN when there is none yet.
+   */
+  double val_loss;
+  /**
+   * Current learning rate.
+   */
+  double learning_rate;
+  /**
+   * Seconds since the run (or its resumption) started.
+   */
+  double elapsed_s;
+  /**
+   * Estimated seconds left.
+   */
+  double eta_s;
+} cytoseg_train_progress;
+
+/**
+ * Training progress callback, called on the thread that called `cytoseg_train` after every
+ * step (`progress` valid during the call only). Return 0 to go on, non-zero to cancel: the run
+ * saves a checkpoint in `out_dir` and returns `CYTOSEG_STATUS_CANCELLED`; call again with
+ * `resume` set to continue.
+ */
+typedef int32_t (*cytoseg_train_progress_fn)(void *userdata,
+                                             const struct cytoseg_train_progress *progress);
+
+/**
+ * What a finished training run produced.
+ */
+typedef struct cytoseg_train_result {
+  /**
+   * Steps in all.
+   */
+  uint64_t steps;
+  /**
+   * Mean training loss of the last steps.
+   */
+  double final_train_loss;
+  /**
+   * Final validation loss, NaN without validation images.
+   */
+  double final_val_loss;
+  /**
+   * Object diameter of the training images (measured or given), pixels.
+   */
+  double diameter;
+  /**
+   * Training images.
+   */
+  uint64_t train_images;
+  /**
+   * Validation images.
+   */
+  uint64_t val_images;
+  /**
+   * Wall time of the call, seconds.
+   */
+  double wall_s;
+} cytoseg_train_result;
+
 
 
 #ifdef __cplusplus
@@ -812,6 +960,44 @@ cytoseg_status cytoseg_model_segment(const struct cytoseg_model *model,
                                      uint32_t *n_labels,
                                      cytoseg_progress_fn progress,
                                      void *userdata);
+
+/**
+ * Fills `options` with the defaults of `cytoseg train`.
+ */
+cytoseg_status cytoseg_train_options_init(struct cytoseg_train_options *options);
+
+/**
+ * Clones a model and fine-tunes it on annotated images, writing a new model package to
+ * `out_dir` (model.onnx with the trained weights, manifest.json with the lineage,
+ * MODEL_CARD.md, loss.csv, loss.png), exactly as `cytoseg train` does. The parent is only
+ * read. Runs on the calling thread (the computation uses all cores) and may take minutes to
+ * hours: pass a progress callback to show progress and to cancel.
+ *
+ * @param from        The parent: a bundled model name or a package folder (NUL-terminated
+ *                    UTF-8).
+ * @param images_dir  Folder of training images.
+ * @param labels_dir  Folder of their label images, paired by file stem.
+ * @param out_dir     The new package's folder; must not hold a package (nor, unless
+ *                    `options.resume`, a checkpoint).
+ * @param options     `cytoseg_train_options_init` defaults changed as needed, or NULL for the
+ *                    defaults.
+ * @param progress    Optional callback (may be NULL); can cancel.
+ * @param userdata    Passed to `progress` unchanged.
+ * @param result      Optional output (may be NULL), written on `CYTOSEG_STATUS_OK`.
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_CANCELLED` when the callback cancelled (a
+ *         checkpoint is saved); another status, with the problem named in
+ *         `cytoseg_last_error_message`, when inputs are missing or wrong (nothing is written).
+ *
+ * Thread safety: may be called from several threads with different output folders.
+ */
+cytoseg_status cytoseg_train(const char *from,
+                             const char *images_dir,
+                             const char *labels_dir,
+                             const char *out_dir,
+                             const struct cytoseg_train_options *options,
+                             cytoseg_train_progress_fn progress,
+                             void *userdata,
+                             struct cytoseg_train_result *result);
 
 /**
  * The library version as a static NUL-terminated string, e.g. "0.1.0". Never NULL; must not be

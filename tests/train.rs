@@ -196,7 +196,7 @@ fn short_training_run_learns_writes_a_complete_clone_and_leaves_the_parent_alone
     );
     let out = t.0.join("discs");
     let opts = small_options(&t.0.join("train"), &t.0.join("val"), &out, 40);
-    let report = tr::train(&opts, &|_| true).unwrap();
+    let report = tr::train(&opts, &mut |_| true).unwrap();
     assert_eq!(report.steps, 40);
     assert_eq!(
         before,
@@ -302,7 +302,7 @@ fn short_training_run_learns_writes_a_complete_clone_and_leaves_the_parent_alone
     let out2 = t.0.join("discs2");
     let mut o2 = small_options(&t.0.join("train"), &t.0.join("val"), &out2, 3);
     o2.from = out.clone();
-    tr::train(&o2, &|_| true).unwrap();
+    tr::train(&o2, &mut |_| true).unwrap();
     let m2: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out2.join("manifest.json")).unwrap())
             .unwrap();
@@ -321,21 +321,21 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let whole = t.0.join("whole");
     tr::train(
         &small_options(&t.0.join("train"), &t.0.join("val"), &whole, 8),
-        &|_| true,
+        &mut |_| true,
     )
     .unwrap();
     let parts = t.0.join("parts");
     let opts = small_options(&t.0.join("train"), &t.0.join("val"), &parts, 8);
-    let err = tr::train(&opts, &|p| p.step < 3).unwrap_err();
+    let err = tr::train(&opts, &mut |p| p.step < 3).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert!(parts.join(tr::trainer::CHECKPOINT_FILE).is_file());
     assert!(!parts.join("model.onnx").exists());
     // without --resume the checkpoint is not overwritten
-    let err = tr::train(&opts, &|_| true).unwrap_err().to_string();
+    let err = tr::train(&opts, &mut |_| true).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
     let mut again = opts.clone();
     again.resume = true;
-    let r = tr::train(&again, &|_| true).unwrap();
+    let r = tr::train(&again, &mut |_| true).unwrap();
     assert_eq!(r.steps, 8);
     assert_eq!(
         sha(&whole.join("model.onnx")),
@@ -346,11 +346,11 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let t2 = tmp("resume2");
     let p2 = t2.0.join("p");
     let o = small_options(&t.0.join("train"), &t.0.join("val"), &p2, 8);
-    let _ = tr::train(&o, &|p| p.step < 2);
+    let _ = tr::train(&o, &mut |p| p.step < 2);
     let mut other = o.clone();
     other.resume = true;
     other.learning_rate = 1e-4;
-    let err = tr::train(&other, &|_| true).unwrap_err().to_string();
+    let err = tr::train(&other, &mut |_| true).unwrap_err().to_string();
     assert!(err.contains("other settings"), "{err}");
 }
 
@@ -361,7 +361,7 @@ fn bad_training_inputs_give_clear_errors_and_write_nothing() {
     let data = t.0.join("train");
     let out = t.0.join("never");
     let check = |o: &TrainOptions, want: &str| {
-        let err = tr::train(o, &|_| true).unwrap_err().to_string();
+        let err = tr::train(o, &mut |_| true).unwrap_err().to_string();
         assert!(err.contains(want), "expected {want:?} in: {err}");
         assert!(!o.out.exists(), "{} was created", o.out.display());
     };
@@ -415,12 +415,12 @@ fn bad_training_inputs_give_clear_errors_and_write_nothing() {
     std::fs::write(full.join("manifest.json"), "{}").unwrap();
     let mut o = base();
     o.out = full.clone();
-    let err = tr::train(&o, &|_| true).unwrap_err().to_string();
+    let err = tr::train(&o, &mut |_| true).unwrap_err().to_string();
     assert!(err.contains("already holds a model package"), "{err}");
     // the parent's own folder
     let mut o = base();
     o.out = repo().join("models/nuclei");
-    assert!(tr::train(&o, &|_| true).is_err());
+    assert!(tr::train(&o, &mut |_| true).is_err());
     // a family that cannot be trained
     let fam = t.0.join("fam");
     std::fs::create_dir_all(&fam).unwrap();

@@ -24,6 +24,7 @@ mod flows;
 mod measure;
 mod metrics;
 mod model;
+mod train;
 mod version;
 mod versioned;
 
@@ -51,5 +52,9 @@ pub use model::{
     cytoseg_device, cytoseg_dtype, cytoseg_load_options, cytoseg_load_options_init, cytoseg_model,
     cytoseg_model_free, cytoseg_model_info, cytoseg_model_load, cytoseg_model_segment,
     cytoseg_progress_fn, cytoseg_segment_params, cytoseg_segment_params_init,
+};
+pub use train::{
+    cytoseg_train, cytoseg_train_options, cytoseg_train_options_init, cytoseg_train_progress,
+    cytoseg_train_progress_fn, cytoseg_train_result,
 };
 pub use version::{cytoseg_version, cytoseg_version_number};

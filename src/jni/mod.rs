@@ -24,6 +24,7 @@ mod info;
 mod measure;
 mod metrics;
 mod model;
+mod train;
 
 /// Formats `key=value` lines; newlines inside values become spaces.
 pub(crate) fn kv(pairs: &[(&str, String)]) -> String {

@@ -107,6 +107,18 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
             --errors-for-leak-kinds=definite,indirect "$out/test_batch" "$model" "$ort" "$out/in_small" "$out/v" "$out/v_cancelled" >/dev/null
     fi
     passed=$((passed + 1))
+    if [ -x "$cli" ]; then
+        echo "== C training test: cytoseg_train cancelled by its callback, resumed, the clone written"
+        gcc -std=c11 "${flags[@]}" -g "$here/test_train.c" -o "$out/test_train" \
+            -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+        mkdir -p "$out/train_img"
+        cp "$root/models/examples/nuclei_example.tif" "$out/train_img/"
+        # labels to train on: the bundled model's own segmentation of the example image
+        "$cli" -q segment "$out/train_img" --out "$out/train_lbl" --model "$nuclei" --device cpu \
+            --ort-lib "$ort" --no-objects
+        "$out/test_train" "$nuclei" "$out/train_img" "$out/train_lbl" "$out/trained"
+        passed=$((passed + 1))
+    fi
 else
     echo "SKIPPED C model tests: no ONNX Runtime (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
 fi

@@ -139,7 +139,7 @@ pub fn run(cmd: TrainCmd, quiet: bool) -> Result<i32> {
         );
         b
     });
-    let progress = |p: &train::TrainProgress| -> bool {
+    let mut progress = |p: &train::TrainProgress| -> bool {
         let msg = format!(
             "loss {:.4}{}  lr {:.1e}  {:.2} s/step  ETA {}",
             p.loss,
@@ -162,7 +162,7 @@ pub fn run(cmd: TrainCmd, quiet: bool) -> Result<i32> {
         }
         !stop.load(Ordering::SeqCst)
     };
-    let result = train::train(&opts, &progress);
+    let result = train::train(&opts, &mut progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -109,6 +109,72 @@ impl TrainOptions {
         }
     }
 
+    /// Names of the numeric options, in the order of [`TrainOptions::numeric`] and
+    /// [`TrainOptions::set_numeric`] (the one list the JNI face and its Java side share).
+    /// `minutes`, `diameter` and `train_diameter` are 0 when unset.
+    pub const NUMERIC_FIELDS: [&'static str; 9] = [
+        "steps",
+        "minutes",
+        "batch_size",
+        "crop",
+        "learning_rate",
+        "weight_decay",
+        "diameter",
+        "train_diameter",
+        "seed",
+    ];
+
+    /// The numeric options in the order of [`TrainOptions::NUMERIC_FIELDS`].
+    pub fn numeric(&self) -> [f64; 9] {
+        [
+            self.steps as f64,
+            self.minutes.unwrap_or(0.0),
+            self.batch_size as f64,
+            self.crop as f64,
+            self.learning_rate,
+            self.weight_decay,
+            self.diameter.unwrap_or(0.0),
+            self.train_diameter.unwrap_or(0.0),
+            self.seed as f64,
+        ]
+    }
+
+    /// Sets the numeric options from values in the order of [`TrainOptions::NUMERIC_FIELDS`]
+    /// (0 unsets `minutes`, `diameter` and `train_diameter`); counts must be whole and
+    /// non-negative.
+    pub fn set_numeric(&mut self, v: &[f64]) -> Result<()> {
+        if v.len() != Self::NUMERIC_FIELDS.len() {
+            return Err(Error::invalid(format!(
+                "{} training option values, expected {} ({})",
+                v.len(),
+                Self::NUMERIC_FIELDS.len(),
+                Self::NUMERIC_FIELDS.join(", ")
+            )));
+        }
+        let count = |i: usize| -> Result<usize> {
+            let x = v[i];
+            if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 1e15 {
+                Ok(x as usize)
+            } else {
+                Err(Error::invalid(format!(
+                    "{} = {x} is not a whole non-negative number",
+                    Self::NUMERIC_FIELDS[i]
+                )))
+            }
+        };
+        let opt = |x: f64| (x != 0.0).then_some(x);
+        self.steps = count(0)?;
+        self.minutes = opt(v[1]);
+        self.batch_size = count(2)?;
+        self.crop = count(3)?;
+        self.learning_rate = v[4];
+        self.weight_decay = v[5];
+        self.diameter = opt(v[6]);
+        self.train_diameter = opt(v[7]);
+        self.seed = count(8)? as u64;
+        Ok(())
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
         if self.steps == 0 {
@@ -427,7 +493,7 @@ fn load_samples(pairs: &[Pair], c_in: usize, m: &Manifest, rescale: f64) -> Resu
 /// `opts.resume`) and returns [`Error::Cancelled`].
 pub fn train(
     opts: &TrainOptions,
-    progress: &dyn Fn(&TrainProgress) -> bool,
+    progress: &mut dyn FnMut(&TrainProgress) -> bool,
 ) -> Result<TrainReport> {
     let t_call = Instant::now();
     opts.check()?;

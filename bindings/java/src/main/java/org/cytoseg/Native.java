@@ -115,6 +115,61 @@ public final class Native {
             boolean recursive, boolean overwrite, int jobs, String invocation, BatchListener listener);
 
     /**
+     * Clones a model and fine-tunes it on annotated images into a new model package folder, as
+     * {@code cytoseg train} does (src/jni/train.rs). Runs on the calling thread for minutes to
+     * hours; the listener gets every step and can cancel.
+     *
+     * @param from parent model: a bundled name or a package folder (only read)
+     * @param images folder of training images
+     * @param labels folder of their label images, paired by file stem
+     * @param masks folder of annotated-region masks, or null
+     * @param valImages validation images folder, or null (one image in ten held out when there
+     *     are at least ten)
+     * @param valLabels validation labels folder, or null
+     * @param out the new package's folder
+     * @param options numeric options, built by name from {@link #trainDefaults()}
+     * @param resume continue from the checkpoint in {@code out}
+     * @param invocation what runs the training (recorded in the lineage), or null
+     * @param listener progress and cancel, or null
+     * @return {steps, finalTrainLoss, finalValLoss (NaN without validation), diameter,
+     *     trainImages, valImages, wallS}
+     */
+    public static native double[] train(String from, String images, String labels, String masks,
+            String valImages, String valLabels, String out, double[] options, boolean resume,
+            String invocation, TrainListener listener);
+
+    /**
+     * The default training options as key=value lines, in the order of {@link #train}'s
+     * {@code options} array.
+     *
+     * @return key=value lines
+     */
+    public static native String trainDefaults();
+
+    /**
+     * The training options array for {@link #train}: the defaults, with {@code changes}
+     * (option name to value) applied.
+     *
+     * @param changes options to change, by name (see {@link #trainDefaults()})
+     * @return the options array
+     */
+    public static double[] trainOptions(Map<String, Double> changes) {
+        Map<String, String> defaults = parseKeyValues(trainDefaults());
+        for (String k : changes.keySet()) {
+            if (!defaults.containsKey(k)) {
+                throw new IllegalArgumentException("unknown training option " + k + "; known: " + defaults.keySet());
+            }
+        }
+        double[] out = new double[defaults.size()];
+        int i = 0;
+        for (Map.Entry<String, String> e : defaults.entrySet()) {
+            Double v = changes.get(e.getKey());
+            out[i++] = v != null ? v : Double.parseDouble(e.getValue());
+        }
+        return out;
+    }
+
+    /**
      * Parses the key=value lines the library returns (the value is the rest of the line).
      *
      * @param text lines
