@@ -65,7 +65,7 @@ fn main() {
             5.0,
         );
         let grads = net.backward(&tape, loss.grad);
-        drop(tape);
+        net.recycle(tape);
         let mut ps: Vec<&mut [f32]> = net
             .params
             .iter_mut()

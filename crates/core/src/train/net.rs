@@ -135,6 +135,7 @@ pub struct Net {
     pub out_channels: usize,
     /// Name of the graph input.
     pub input_name: String,
+    pool: ops::Pool,
 }
 
 /// What a forward pass keeps for the backward pass.
@@ -521,7 +522,20 @@ impl Net {
             in_channels,
             out_channels,
             input_name: input.name.clone(),
+            pool: ops::Pool::default(),
         })
+    }
+
+    /// Returns a spent forward pass's buffers for reuse by the next step.
+    pub fn recycle(&self, tape: Tape) {
+        for v in tape.values.into_iter().flatten() {
+            self.pool.give(v.data);
+        }
+    }
+
+    /// Frees the buffers kept for reuse.
+    pub fn release_buffers(&self) {
+        self.pool.clear();
     }
 
     /// Number of trainable values.
@@ -563,6 +577,7 @@ impl Net {
                         &self.params[*w].data,
                         b.map(|b| self.params[b].data.as_slice()),
                         &s,
+                        &self.pool,
                     );
                     (
                         *out,
@@ -598,6 +613,7 @@ impl Net {
                             &st.invstd,
                             &self.params[*gamma].data,
                             &self.params[*beta].data,
+                            &self.pool,
                         );
                         updates.push((*mean, *var, st.clone(), *momentum));
                         stats.insert(si, st);
@@ -617,6 +633,7 @@ impl Net {
                             &invstd,
                             &self.params[*gamma].data,
                             &self.params[*beta].data,
+                            &self.pool,
                         )
                     };
                     (
@@ -633,7 +650,7 @@ impl Net {
                         *out,
                         Value {
                             shape: xv.shape.clone(),
-                            data: ops::relu(&xv.data),
+                            data: ops::relu(&xv.data, &self.pool),
                         },
                     )
                 }
@@ -645,17 +662,27 @@ impl Net {
                     let y = if av.shape == bv.shape {
                         Value {
                             shape: av.shape.clone(),
-                            data: ops::add(&av.data, &bv.data),
+                            data: ops::add(&av.data, &bv.data, &self.pool),
                         }
                     } else if is_plane_broadcast(&av.shape, &bv.shape) {
                         Value {
                             shape: av.shape.clone(),
-                            data: ops::add_per_plane(&av.data, &bv.data, av.shape[2] * av.shape[3]),
+                            data: ops::add_per_plane(
+                                &av.data,
+                                &bv.data,
+                                av.shape[2] * av.shape[3],
+                                &self.pool,
+                            ),
                         }
                     } else if is_plane_broadcast(&bv.shape, &av.shape) {
                         Value {
                             shape: bv.shape.clone(),
-                            data: ops::add_per_plane(&bv.data, &av.data, bv.shape[2] * bv.shape[3]),
+                            data: ops::add_per_plane(
+                                &bv.data,
+                                &av.data,
+                                bv.shape[2] * bv.shape[3],
+                                &self.pool,
+                            ),
                         }
                     } else {
                         return Err(Error::invalid(format!(
@@ -677,7 +704,7 @@ impl Net {
                         *out,
                         Value {
                             shape: vec![n, c, h / 2, w / 2],
-                            data: ops::maxpool2(&xv.data, n * c, h, w),
+                            data: ops::maxpool2(&xv.data, n * c, h, w, &self.pool),
                         },
                     )
                 }
@@ -688,7 +715,7 @@ impl Net {
                         *out,
                         Value {
                             shape: vec![n, c, 2 * h, 2 * w],
-                            data: ops::upsample2(&xv.data, n * c, h, w),
+                            data: ops::upsample2(&xv.data, n * c, h, w, &self.pool),
                         },
                     )
                 }
@@ -813,9 +840,12 @@ impl Net {
             .collect();
         grads[self.output] = Some(d_output);
         let val = |i: usize| tape.values[i].as_ref().expect("forward value");
-        fn add_grad(grads: &mut [Option<Vec<f32>>], i: usize, g: Vec<f32>) {
+        fn add_grad(pool: &ops::Pool, grads: &mut [Option<Vec<f32>>], i: usize, g: Vec<f32>) {
             match &mut grads[i] {
-                Some(acc) => ops::accumulate(acc, &g),
+                Some(acc) => {
+                    ops::accumulate(acc, &g);
+                    pool.give(g);
+                }
                 slot => *slot = Some(g),
             }
         }
@@ -832,64 +862,107 @@ impl Net {
                     let s = conv_shape(&xv.shape, &self.params[*w].dims, *k, *pad)
                         .expect("checked in forward");
                     let need_dx = *x != self.input;
-                    let g = ops::conv_backward(&xv.data, &self.params[*w].data, &dy, &s, need_dx);
+                    let g = ops::conv_backward(
+                        &xv.data,
+                        &self.params[*w].data,
+                        &dy,
+                        &s,
+                        need_dx,
+                        &self.pool,
+                    );
                     ops::accumulate(&mut pg[*w], &g.dw);
                     if let Some(b) = b {
                         ops::accumulate(&mut pg[*b], &g.db);
                     }
                     if let Some(dx) = g.dx {
-                        add_grad(&mut grads, *x, dx);
+                        add_grad(&self.pool, &mut grads, *x, dx);
                     }
+                    self.pool.give(dy);
                 }
                 Step::Bn { x, gamma, beta, .. } => {
                     let xv = val(*x);
                     let (n, c, plane) = nchw(&xv.shape);
                     let st = tape.stats.get(&si).expect("training-mode forward pass");
-                    let (dx, dg, db) =
-                        ops::bn_backward(&xv.data, &dy, n, c, plane, st, &self.params[*gamma].data);
+                    let (dx, dg, db) = ops::bn_backward(
+                        &xv.data,
+                        &dy,
+                        n,
+                        c,
+                        plane,
+                        st,
+                        &self.params[*gamma].data,
+                        &self.pool,
+                    );
                     ops::accumulate(&mut pg[*gamma], &dg);
                     ops::accumulate(&mut pg[*beta], &db);
                     if *x != self.input {
-                        add_grad(&mut grads, *x, dx);
+                        add_grad(&self.pool, &mut grads, *x, dx);
+                    } else {
+                        self.pool.give(dx);
                     }
+                    self.pool.give(dy);
                 }
                 Step::Relu { out, x } => {
-                    add_grad(&mut grads, *x, ops::relu_backward(&val(*out).data, &dy))
+                    let dx = ops::relu_backward(&val(*out).data, &dy, &self.pool);
+                    add_grad(&self.pool, &mut grads, *x, dx);
+                    self.pool.give(dy);
                 }
                 Step::Add { a, b, .. } => {
                     let (av, bv) = (val(*a), val(*b));
                     if av.shape == bv.shape {
-                        add_grad(&mut grads, *b, dy.clone());
-                        add_grad(&mut grads, *a, dy);
+                        let mut copy = self.pool.take(dy.len());
+                        copy.copy_from_slice(&dy);
+                        add_grad(&self.pool, &mut grads, *b, copy);
+                        add_grad(&self.pool, &mut grads, *a, dy);
                     } else if is_plane_broadcast(&av.shape, &bv.shape) {
                         add_grad(
+                            &self.pool,
                             &mut grads,
                             *b,
                             ops::plane_sums(&dy, av.shape[2] * av.shape[3]),
                         );
-                        add_grad(&mut grads, *a, dy);
+                        add_grad(&self.pool, &mut grads, *a, dy);
                     } else {
                         add_grad(
+                            &self.pool,
                             &mut grads,
                             *a,
                             ops::plane_sums(&dy, bv.shape[2] * bv.shape[3]),
                         );
-                        add_grad(&mut grads, *b, dy);
+                        add_grad(&self.pool, &mut grads, *b, dy);
                     }
                 }
-                Step::AddScalar { x, .. } | Step::Reshape { x, .. } => add_grad(&mut grads, *x, dy),
+                Step::AddScalar { x, .. } | Step::Reshape { x, .. } => {
+                    add_grad(&self.pool, &mut grads, *x, dy)
+                }
                 Step::MaxPool { x, out } => {
                     let xv = val(*x);
                     let (n, c, h, w) = dims4(&xv.shape).expect("checked");
                     add_grad(
+                        &self.pool,
                         &mut grads,
                         *x,
-                        ops::maxpool2_backward(&xv.data, &val(*out).data, &dy, n * c, h, w),
+                        ops::maxpool2_backward(
+                            &xv.data,
+                            &val(*out).data,
+                            &dy,
+                            n * c,
+                            h,
+                            w,
+                            &self.pool,
+                        ),
                     );
+                    self.pool.give(dy);
                 }
                 Step::Upsample { x, .. } => {
                     let (n, c, h, w) = dims4(&val(*x).shape).expect("checked");
-                    add_grad(&mut grads, *x, ops::upsample2_backward(&dy, n * c, h, w));
+                    add_grad(
+                        &self.pool,
+                        &mut grads,
+                        *x,
+                        ops::upsample2_backward(&dy, n * c, h, w, &self.pool),
+                    );
+                    self.pool.give(dy);
                 }
                 Step::MeanHw { x, .. } => {
                     let xv = val(*x);
@@ -898,7 +971,7 @@ impl Net {
                     for (r, &g) in dx.chunks_mut(plane).zip(&dy) {
                         r.fill(g / plane as f32);
                     }
-                    add_grad(&mut grads, *x, dx);
+                    add_grad(&self.pool, &mut grads, *x, dx);
                 }
                 Step::Square { x, .. } => {
                     let dx = val(*x)
@@ -907,13 +980,13 @@ impl Net {
                         .zip(&dy)
                         .map(|(&a, &g)| 2.0 * a * g)
                         .collect();
-                    add_grad(&mut grads, *x, dx);
+                    add_grad(&self.pool, &mut grads, *x, dx);
                 }
                 Step::SumC { x, .. } => {
                     let xv = val(*x);
                     let c = xv.data.len() / dy.len().max(1);
                     let dx = (0..xv.data.len()).map(|i| dy[i / c]).collect();
-                    add_grad(&mut grads, *x, dx);
+                    add_grad(&self.pool, &mut grads, *x, dx);
                 }
                 Step::Sqrt { out, x } => {
                     let dx = val(*out)
@@ -922,7 +995,7 @@ impl Net {
                         .zip(&dy)
                         .map(|(&s, &g)| g / (2.0 * s))
                         .collect();
-                    add_grad(&mut grads, *x, dx);
+                    add_grad(&self.pool, &mut grads, *x, dx);
                 }
                 Step::DivRow { a, b, .. } => {
                     let (av, bv) = (val(*a), val(*b));
@@ -937,8 +1010,8 @@ impl Net {
                         let r = i / c;
                         db[r] -= g * av.data[i] / (bv.data[r] * bv.data[r]);
                     }
-                    add_grad(&mut grads, *a, da);
-                    add_grad(&mut grads, *b, db);
+                    add_grad(&self.pool, &mut grads, *a, da);
+                    add_grad(&self.pool, &mut grads, *b, db);
                 }
                 Step::Gemm { x, w, b, .. } => {
                     let xv = val(*x);
@@ -955,7 +1028,7 @@ impl Net {
                             }
                         }
                     }
-                    add_grad(&mut grads, *x, dx);
+                    add_grad(&self.pool, &mut grads, *x, dx);
                 }
             }
         }

@@ -3,9 +3,70 @@
 //! normalization in training and inference modes, ReLU, 2×2 max pooling, ×2 nearest
 //! up-sampling, and the plane-broadcast addition of the style vector.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
+
+/// Buffers reused from one training step to the next: each step needs the same tensor sizes,
+/// and fresh multi-megabyte allocations cost page faults and zeroing every time.
+#[derive(Default)]
+pub struct Pool {
+    free: Mutex<HashMap<usize, Vec<Vec<f32>>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pool")
+    }
+}
+
+impl Clone for Pool {
+    /// A clone starts empty.
+    fn clone(&self) -> Self {
+        Pool::default()
+    }
+}
+
+impl Pool {
+    /// A buffer of `n` values with unspecified (initialised) contents.
+    pub fn take(&self, n: usize) -> Vec<f32> {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&n)
+            .and_then(Vec::pop);
+        reused.unwrap_or_else(|| vec![0.0; n])
+    }
+
+    /// A buffer of `n` zeros.
+    pub fn zeroed(&self, n: usize) -> Vec<f32> {
+        let mut v = self.take(n);
+        v.fill(0.0);
+        v
+    }
+
+    /// Returns a buffer for reuse.
+    pub fn give(&self, v: Vec<f32>) {
+        if v.is_empty() {
+            return;
+        }
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(v.len())
+            .or_default()
+            .push(v);
+    }
+
+    /// Drops every cached buffer.
+    pub fn clear(&self) {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
 
 /// Shape of a convolution: input `n × cin × h × w`, `cout` filters of `k × k`, zero padding
 /// `pad`, stride 1 (output `h × w` when `k = 2·pad + 1`).
@@ -37,20 +98,31 @@ impl ConvShape {
     }
 }
 
-/// im2col of one image: row `(ci·k + ky)·k + kx`, column `y·w + x` holds
-/// `x[ci, y + ky − pad, x + kx − pad]` (zero outside).
-fn im2col(x: &[f32], s: &ConvShape, col: &mut [f32]) {
+/// Largest im2col block, in values: the columns of one block stay in the core's L2 cache
+/// while the matrix product reads them (the whole im2col matrix of a 128² image with 16
+/// channels is 9 MB).
+const BLOCK_VALUES: usize = 1 << 18;
+
+/// Output rows per im2col block for this shape (at least one).
+fn block_rows(s: &ConvShape) -> usize {
+    (BLOCK_VALUES / (s.rows() * s.w).max(1)).clamp(1, s.h)
+}
+
+/// im2col of output rows `y0..y1` of one image: row `(ci·k + ky)·k + kx`, column
+/// `(y − y0)·w + x` holds `x[ci, y + ky − pad, x + kx − pad]` (zero outside).
+fn im2col(x: &[f32], s: &ConvShape, y0: usize, y1: usize, col: &mut [f32]) {
     let (h, w, k, pad) = (s.h, s.w, s.k, s.pad as isize);
     let p = s.plane();
+    let pt = (y1 - y0) * w;
     for ci in 0..s.cin {
         let src = &x[ci * p..(ci + 1) * p];
         for ky in 0..k {
             for kx in 0..k {
-                let row = &mut col[((ci * k + ky) * k + kx) * p..][..p];
+                let row = &mut col[((ci * k + ky) * k + kx) * pt..][..pt];
                 let dx = kx as isize - pad;
-                for y in 0..h {
+                for y in y0..y1 {
                     let sy = y as isize + ky as isize - pad;
-                    let dst = &mut row[y * w..(y + 1) * w];
+                    let dst = &mut row[(y - y0) * w..(y - y0 + 1) * w];
                     if sy < 0 || sy >= h as isize {
                         dst.fill(0.0);
                         continue;
@@ -71,22 +143,23 @@ fn im2col(x: &[f32], s: &ConvShape, col: &mut [f32]) {
     }
 }
 
-/// col2im of one image (adds into `dx`), the adjoint of [`im2col`].
-fn col2im(col: &[f32], s: &ConvShape, dx: &mut [f32]) {
+/// col2im of output rows `y0..y1` (adds into `dx`), the adjoint of [`im2col`].
+fn col2im(col: &[f32], s: &ConvShape, y0: usize, y1: usize, dx: &mut [f32]) {
     let (h, w, k, pad) = (s.h, s.w, s.k, s.pad as isize);
     let p = s.plane();
+    let pt = (y1 - y0) * w;
     for ci in 0..s.cin {
         let dst = &mut dx[ci * p..(ci + 1) * p];
         for ky in 0..k {
             for kx in 0..k {
-                let row = &col[((ci * k + ky) * k + kx) * p..][..p];
+                let row = &col[((ci * k + ky) * k + kx) * pt..][..pt];
                 let ddx = kx as isize - pad;
-                for y in 0..h {
+                for y in y0..y1 {
                     let sy = y as isize + ky as isize - pad;
                     if sy < 0 || sy >= h as isize {
                         continue;
                     }
-                    let src = &row[y * w..(y + 1) * w];
+                    let src = &row[(y - y0) * w..(y - y0 + 1) * w];
                     let drow = &mut dst[sy as usize * w..(sy as usize + 1) * w];
                     let x0 = (-ddx).max(0) as usize;
                     let x1 = (w as isize - ddx).min(w as isize).max(0) as usize;
@@ -102,30 +175,71 @@ fn col2im(col: &[f32], s: &ConvShape, dx: &mut [f32]) {
     }
 }
 
-fn view(data: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
-    ArrayView2::from_shape((rows, cols), data).expect("matrix view within its slice")
+/// A row-major `rows × cols` matrix in a slice, rows `row_stride` apart.
+fn mat(data: &[f32], rows: usize, cols: usize, row_stride: usize) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape((rows, cols).strides((row_stride, 1)), data)
+        .expect("matrix view within its slice")
 }
 
-fn view_mut(data: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
-    ArrayViewMut2::from_shape((rows, cols), data).expect("matrix view within its slice")
+fn mat_mut(
+    data: &mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols).strides((row_stride, 1)), data)
+        .expect("matrix view within its slice")
+}
+
+/// `c = a·b` (or `c += a·b` with `add`) with matrixmultiply's kernels, one thread (the callers
+/// run images in parallel).
+fn matmul(
+    mut c: ArrayViewMut2<'_, f32>,
+    add: bool,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+) {
+    general_mat_mul(1.0, &a, &b, if add { 1.0 } else { 0.0 }, &mut c);
+}
+
+/// The slice holding a `rows × cols` block of a row-major matrix of row stride `stride`
+/// that starts at column `col0`.
+fn block(data: &[f32], rows: usize, cols: usize, stride: usize, col0: usize) -> &[f32] {
+    &data[col0..col0 + (rows - 1) * stride + cols]
+}
+
+fn block_mut(data: &mut [f32], rows: usize, cols: usize, stride: usize, col0: usize) -> &mut [f32] {
+    &mut data[col0..col0 + (rows - 1) * stride + cols]
 }
 
 /// Convolution forward: `y = w ∗ x + b`, `w` is `cout × cin × k × k`.
-pub fn conv_forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+pub fn conv_forward(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    s: &ConvShape,
+    pool: &Pool,
+) -> Vec<f32> {
     let p = s.plane();
     let (kk, cout) = (s.rows(), s.cout);
-    let mut y = vec![0.0f32; s.n * cout * p];
-    let wv = view(wt, cout, kk);
+    let mut y = pool.take(s.n * cout * p);
+    let wm = mat(wt, cout, kk, kk);
     y.par_chunks_mut(cout * p)
         .zip(x.par_chunks(s.cin * p))
         .for_each(|(yn, xn)| {
-            let mut yv = view_mut(yn, cout, p);
             if s.k == 1 && s.pad == 0 {
-                general_mat_mul(1.0, &wv, &view(xn, s.cin, p), 0.0, &mut yv);
+                matmul(mat_mut(yn, cout, p, p), false, wm, mat(xn, s.cin, p, p));
             } else {
-                let mut col = vec![0.0f32; kk * p];
-                im2col(xn, s, &mut col);
-                general_mat_mul(1.0, &wv, &view(&col, kk, p), 0.0, &mut yv);
+                let rows = block_rows(s);
+                let mut col = pool.take(kk * rows * s.w);
+                for y0 in (0..s.h).step_by(rows) {
+                    let y1 = (y0 + rows).min(s.h);
+                    let pt = (y1 - y0) * s.w;
+                    im2col(xn, s, y0, y1, &mut col);
+                    let c = block_mut(yn, cout, pt, p, y0 * s.w);
+                    matmul(mat_mut(c, cout, pt, p), false, wm, mat(&col, kk, pt, pt));
+                }
+                pool.give(col);
             }
             if let Some(b) = bias {
                 for (c, row) in yn.chunks_mut(p).enumerate() {
@@ -147,13 +261,18 @@ pub struct ConvGrads {
 }
 
 /// Convolution backward from `dy` (`n × cout × h × w`).
-pub fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], s: &ConvShape, need_dx: bool) -> ConvGrads {
+pub fn conv_backward(
+    x: &[f32],
+    wt: &[f32],
+    dy: &[f32],
+    s: &ConvShape,
+    need_dx: bool,
+    pool: &Pool,
+) -> ConvGrads {
     let p = s.plane();
     let (kk, cout) = (s.rows(), s.cout);
-    let wv = view(wt, cout, kk);
-    let direct = s.k == 1 && s.pad == 0;
     let mut dx = if need_dx {
-        vec![0.0f32; s.n * s.cin * p]
+        pool.zeroed(s.n * s.cin * p)
     } else {
         Vec::new()
     };
@@ -162,12 +281,12 @@ pub fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], s: &ConvShape, need_dx: 
         dx.par_chunks_mut(s.cin * p)
             .zip(x.par_chunks(s.cin * p))
             .zip(dy.par_chunks(cout * p))
-            .map(|((dxn, xn), dyn_)| conv_backward_one(xn, dyn_, &wv, s, direct, Some(dxn)))
+            .map(|((dxn, xn), dyn_)| conv_backward_one(xn, dyn_, wt, s, Some(dxn), pool))
             .collect()
     } else {
         x.par_chunks(s.cin * p)
             .zip(dy.par_chunks(cout * p))
-            .map(|(xn, dyn_)| conv_backward_one(xn, dyn_, &wv, s, direct, None))
+            .map(|(xn, dyn_)| conv_backward_one(xn, dyn_, wt, s, None, pool))
             .collect()
     };
     let mut dw = vec![0.0f32; cout * kk];
@@ -186,44 +305,55 @@ pub fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], s: &ConvShape, need_dx: 
 fn conv_backward_one(
     xn: &[f32],
     dyn_: &[f32],
-    wv: &ArrayView2<'_, f32>,
+    wt: &[f32],
     s: &ConvShape,
-    direct: bool,
     dxn: Option<&mut [f32]>,
+    pool: &Pool,
 ) -> (Vec<f32>, Vec<f32>) {
     let p = s.plane();
     let (kk, cout) = (s.rows(), s.cout);
-    let dyv = view(dyn_, cout, p);
+    let wm = mat(wt, cout, kk, kk);
     let mut dw = vec![0.0f32; cout * kk];
     let db: Vec<f32> = dyn_
         .chunks(p)
         .map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() as f32)
         .collect();
-    if direct {
-        general_mat_mul(
-            1.0,
-            &dyv,
-            &view(xn, s.cin, p).t(),
-            0.0,
-            &mut view_mut(&mut dw, cout, kk),
+    if s.k == 1 && s.pad == 0 {
+        let dym = mat(dyn_, cout, p, p);
+        matmul(
+            mat_mut(&mut dw, cout, kk, kk),
+            false,
+            dym,
+            mat(xn, s.cin, p, p).t(),
         );
         if let Some(dxn) = dxn {
-            general_mat_mul(1.0, &wv.t(), &dyv, 0.0, &mut view_mut(dxn, s.cin, p));
+            matmul(mat_mut(dxn, s.cin, p, p), false, wm.t(), dym);
         }
-    } else {
-        let mut col = vec![0.0f32; kk * p];
-        im2col(xn, s, &mut col);
-        general_mat_mul(
-            1.0,
-            &dyv,
-            &view(&col, kk, p).t(),
-            0.0,
-            &mut view_mut(&mut dw, cout, kk),
+        return (dw, db);
+    }
+    let rows = block_rows(s);
+    let mut col = pool.take(kk * rows * s.w);
+    let mut dcol = dxn.as_ref().map(|_| pool.take(kk * rows * s.w));
+    let mut dxn = dxn;
+    for y0 in (0..s.h).step_by(rows) {
+        let y1 = (y0 + rows).min(s.h);
+        let pt = (y1 - y0) * s.w;
+        im2col(xn, s, y0, y1, &mut col);
+        let dyb = mat(block(dyn_, cout, pt, p, y0 * s.w), cout, pt, p);
+        matmul(
+            mat_mut(&mut dw, cout, kk, kk),
+            true,
+            dyb,
+            mat(&col, kk, pt, pt).t(),
         );
-        if let Some(dxn) = dxn {
-            general_mat_mul(1.0, &wv.t(), &dyv, 0.0, &mut view_mut(&mut col, kk, p));
-            col2im(&col, s, dxn);
+        if let (Some(dxn), Some(dcol)) = (dxn.as_deref_mut(), dcol.as_mut()) {
+            matmul(mat_mut(dcol, kk, pt, pt), false, wm.t(), dyb);
+            col2im(dcol, s, y0, y1, dxn);
         }
+    }
+    pool.give(col);
+    if let Some(d) = dcol {
+        pool.give(d);
     }
     (dw, db)
 }
@@ -291,8 +421,9 @@ pub fn bn_apply(
     invstd: &[f32],
     gamma: &[f32],
     beta: &[f32],
+    pool: &Pool,
 ) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = pool.take(x.len());
     y.par_chunks_mut(plane)
         .zip(x.par_chunks(plane))
         .enumerate()
@@ -316,6 +447,7 @@ pub fn bn_backward(
     plane: usize,
     st: &BnStats,
     gamma: &[f32],
+    pool: &Pool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = (n * plane) as f64;
     // per channel: sum(dy), sum(dy * xhat)
@@ -339,7 +471,7 @@ pub fn bn_backward(
         .collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = pool.take(x.len());
     dx.par_chunks_mut(plane).enumerate().for_each(|(i, dr)| {
         let ch = i % c;
         let off = i * plane;
@@ -360,8 +492,8 @@ pub fn bn_backward(
 }
 
 /// ReLU forward.
-pub fn relu(x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
+pub fn relu(x: &[f32], pool: &Pool) -> Vec<f32> {
+    let mut y = pool.take(x.len());
     y.par_chunks_mut(1 << 14)
         .zip(x.par_chunks(1 << 14))
         .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = v.max(0.0)));
@@ -369,8 +501,8 @@ pub fn relu(x: &[f32]) -> Vec<f32> {
 }
 
 /// ReLU backward from the forward output `y`.
-pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0.0f32; y.len()];
+pub fn relu_backward(y: &[f32], dy: &[f32], pool: &Pool) -> Vec<f32> {
+    let mut dx = pool.take(y.len());
     dx.par_chunks_mut(1 << 14)
         .zip(y.par_chunks(1 << 14).zip(dy.par_chunks(1 << 14)))
         .for_each(|(o, (yy, d))| {
@@ -382,9 +514,9 @@ pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
 }
 
 /// 2×2 max pooling, stride 2, floor (planes of `h × w`).
-pub fn maxpool2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+pub fn maxpool2(x: &[f32], planes: usize, h: usize, w: usize, pool: &Pool) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
-    let mut y = vec![0.0f32; planes * oh * ow];
+    let mut y = pool.take(planes * oh * ow);
     y.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(h * w))
         .for_each(|(yp, xp)| {
@@ -411,9 +543,10 @@ pub fn maxpool2_backward(
     planes: usize,
     h: usize,
     w: usize,
+    pool: &Pool,
 ) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
-    let mut dx = vec![0.0f32; planes * h * w];
+    let mut dx = pool.zeroed(planes * h * w);
     dx.par_chunks_mut(h * w)
         .zip(x.par_chunks(h * w))
         .zip(y.par_chunks(oh * ow).zip(dy.par_chunks(oh * ow)))
@@ -437,9 +570,9 @@ pub fn maxpool2_backward(
 }
 
 /// ×2 nearest up-sampling (ONNX Resize nearest, asymmetric, floor).
-pub fn upsample2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+pub fn upsample2(x: &[f32], planes: usize, h: usize, w: usize, pool: &Pool) -> Vec<f32> {
     let (oh, ow) = (2 * h, 2 * w);
-    let mut y = vec![0.0f32; planes * oh * ow];
+    let mut y = pool.take(planes * oh * ow);
     y.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(h * w))
         .for_each(|(yp, xp)| {
@@ -455,9 +588,9 @@ pub fn upsample2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
 }
 
 /// Up-sampling backward: sums of 2×2 blocks.
-pub fn upsample2_backward(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+pub fn upsample2_backward(dy: &[f32], planes: usize, h: usize, w: usize, pool: &Pool) -> Vec<f32> {
     let ow = 2 * w;
-    let mut dx = vec![0.0f32; planes * h * w];
+    let mut dx = pool.take(planes * h * w);
     dx.par_chunks_mut(h * w)
         .zip(dy.par_chunks(4 * h * w))
         .for_each(|(dxp, dyp)| {
@@ -472,8 +605,9 @@ pub fn upsample2_backward(dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<
 }
 
 /// `a + b` where `b` is one value per plane (`[N, C, 1, 1]` against `[N, C, H, W]`).
-pub fn add_per_plane(a: &[f32], b: &[f32], plane: usize) -> Vec<f32> {
-    let mut y = a.to_vec();
+pub fn add_per_plane(a: &[f32], b: &[f32], plane: usize, pool: &Pool) -> Vec<f32> {
+    let mut y = pool.take(a.len());
+    y.copy_from_slice(a);
     y.par_chunks_mut(plane)
         .zip(b.par_iter())
         .for_each(|(r, &v)| r.iter_mut().for_each(|o| *o += v));
@@ -488,8 +622,8 @@ pub fn plane_sums(dy: &[f32], plane: usize) -> Vec<f32> {
 }
 
 /// Element-wise sum.
-pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
-    let mut y = vec![0.0f32; a.len()];
+pub fn add(a: &[f32], b: &[f32], pool: &Pool) -> Vec<f32> {
+    let mut y = pool.take(a.len());
     y.par_chunks_mut(1 << 14)
         .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
         .for_each(|(o, (x, z))| {
@@ -510,6 +644,10 @@ pub fn accumulate(acc: &mut [f32], g: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pool() -> Pool {
+        Pool::default()
+    }
 
     fn lcg(seed: &mut u64) -> f32 {
         *seed = seed
@@ -567,14 +705,14 @@ mod tests {
             let x = rand(s.n * s.cin * s.plane(), 1);
             let wt = rand(s.cout * s.rows(), 2);
             let b = rand(s.cout, 3);
-            let y = conv_forward(&x, &wt, Some(&b), &s);
+            let y = conv_forward(&x, &wt, Some(&b), &s, &pool());
             let r = conv_naive(&x, &wt, &b, &s);
             for (a, b) in y.iter().zip(&r) {
                 assert!((a - b).abs() < 1e-5);
             }
             // loss = sum(y * g) for a random g: dL/dy = g
             let g = rand(y.len(), 4);
-            let gr = conv_backward(&x, &wt, &g, &s, true);
+            let gr = conv_backward(&x, &wt, &g, &s, true, &pool());
             let loss = |x: &[f32], wt: &[f32], b: &[f32]| -> f64 {
                 conv_naive(x, wt, b, &s)
                     .iter()
@@ -617,14 +755,14 @@ mod tests {
         let g = rand(x.len(), 6);
         let loss = |x: &[f32]| -> f64 {
             let st = bn_stats(x, n, c, plane, 1e-5);
-            bn_apply(x, n, c, plane, &st.mean, &st.invstd, &gamma, &beta)
+            bn_apply(x, n, c, plane, &st.mean, &st.invstd, &gamma, &beta, &pool())
                 .iter()
                 .zip(&g)
                 .map(|(a, b)| (*a as f64) * (*b as f64))
                 .sum()
         };
         let st = bn_stats(&x, n, c, plane, 1e-5);
-        let (dx, dgamma, dbeta) = bn_backward(&x, &g, n, c, plane, &st, &gamma);
+        let (dx, dgamma, dbeta) = bn_backward(&x, &g, n, c, plane, &st, &gamma, &pool());
         let e = 1e-2f32;
         for i in 0..x.len() {
             let (mut xp, mut xm) = (x.clone(), x.clone());
@@ -644,14 +782,14 @@ mod tests {
     #[test]
     fn pooling_and_upsampling_are_adjoint_shaped() {
         let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
-        let y = maxpool2(&x, 1, 4, 4);
+        let y = maxpool2(&x, 1, 4, 4, &pool());
         assert_eq!(y, vec![5.0, 7.0, 13.0, 15.0]);
-        let dx = maxpool2_backward(&x, &y, &[1.0, 2.0, 3.0, 4.0], 1, 4, 4);
+        let dx = maxpool2_backward(&x, &y, &[1.0, 2.0, 3.0, 4.0], 1, 4, 4, &pool());
         assert_eq!(dx[5], 1.0);
         assert_eq!(dx[15], 4.0);
         assert_eq!(dx.iter().sum::<f32>(), 10.0);
-        let u = upsample2(&[1.0, 2.0], 1, 1, 2);
+        let u = upsample2(&[1.0, 2.0], 1, 1, 2, &pool());
         assert_eq!(u, vec![1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
-        assert_eq!(upsample2_backward(&u, 1, 1, 2), vec![4.0, 8.0]);
+        assert_eq!(upsample2_backward(&u, 1, 1, 2, &pool()), vec![4.0, 8.0]);
     }
 }

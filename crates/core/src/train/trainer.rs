@@ -476,6 +476,7 @@ fn val_loss(net: &mut Net, batches: &[data::Batch], flow_scale: f32) -> Result<O
             flow_scale,
         )
         .value;
+        net.recycle(tape);
     }
     Ok(Some(sum / batches.len() as f64))
 }
@@ -729,7 +730,7 @@ pub fn train(
             )));
         }
         let grads = net.backward(&tape, loss.grad);
-        drop(tape);
+        net.recycle(tape);
         {
             let mut ps: Vec<&mut [f32]> = net
                 .params
@@ -787,6 +788,7 @@ pub fn train(
         }
     }
     let final_val = val_loss(&mut net, &val_batches, flow_scale)?;
+    net.release_buffers();
     let final_train = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
     if history.last().is_none_or(|p| p.step != step) {
         history.push(LossPoint {
