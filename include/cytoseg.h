@@ -570,6 +570,11 @@ typedef struct cytoseg_train_options {
    * version), or NULL. Default: NULL.
    */
   const char *invocation;
+  /**
+   * Input channels of the clone, 0 = the parent's (a one-channel parent is widened for
+   * colour or multi-channel images). Default: 0.
+   */
+  uint32_t channels;
 } cytoseg_train_options;
 
 /**

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Instant;
 
 use cytoseg::core::io::image::read_image;
 use cytoseg::core::model::{Device, LoadOptions, Model, preprocess};
@@ -63,9 +62,7 @@ fn trainer_forward_equals_onnx_runtime_on_real_crops() {
     let ort = model
         .run_network(ArrayView4::from_shape((2, 1, 128, 128), &x.data).unwrap())
         .unwrap();
-    let t0 = Instant::now();
     let tape = net.forward(x, false).unwrap();
-    eprintln!("eval forward 2×128²: {:.3}s", t0.elapsed().as_secs_f64());
     let ours = &tape.output(&net).data;
     let worst = ours
         .iter()
@@ -74,27 +71,6 @@ fn trainer_forward_equals_onnx_runtime_on_real_crops() {
         .fold(0.0f32, f32::max);
     eprintln!("max |trainer − ORT| = {worst:e}");
     assert!(worst <= 1e-4, "max |trainer − ORT| = {worst}");
-}
-
-#[test]
-fn one_training_step_timing() {
-    let bytes = std::fs::read(repo().join("models/nuclei/model.onnx")).unwrap();
-    let mut net = Net::from_onnx(&bytes).unwrap();
-    for _ in 0..3 {
-        let x = example_crops(8, 128);
-        let t0 = Instant::now();
-        let tape = net.forward(x, true).unwrap();
-        let t1 = Instant::now();
-        let d = vec![1e-3f32; tape.output(&net).data.len()];
-        let g = net.backward(&tape, d);
-        let t2 = Instant::now();
-        eprintln!(
-            "train step 8×128²: forward {:.3}s backward {:.3}s ({} grads)",
-            (t1 - t0).as_secs_f64(),
-            (t2 - t1).as_secs_f64(),
-            g.len()
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,4 +421,76 @@ fn bad_training_inputs_give_clear_errors_and_write_nothing() {
     let mut o = base();
     o.learning_rate = f64::NAN;
     check(&o, "learning rate");
+}
+
+#[test]
+fn a_widened_network_computes_the_parent_on_equal_channels() {
+    let bytes = std::fs::read(repo().join("models/nuclei/model.onnx")).unwrap();
+    let mut net = Net::from_onnx(&bytes).unwrap();
+    let mut wide = net.clone();
+    wide.widen_input(3).unwrap();
+    assert_eq!(wide.in_channels, 3);
+    let x = example_crops(2, 64);
+    let mut x3 = Value {
+        shape: vec![2, 3, 64, 64],
+        data: Vec::new(),
+    };
+    for n in 0..2 {
+        let plane = &x.data[n * 64 * 64..(n + 1) * 64 * 64];
+        for _ in 0..3 {
+            x3.data.extend_from_slice(plane);
+        }
+    }
+    let a = net.forward(x, false).unwrap();
+    let b = wide.forward(x3, false).unwrap();
+    let worst = a
+        .output(&net)
+        .data
+        .iter()
+        .zip(&b.output(&wide).data)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "{worst}");
+    assert!(
+        wide.widen_input(4).is_err(),
+        "only a one-channel network widens"
+    );
+}
+
+#[test]
+fn a_three_channel_clone_runs_in_onnx_runtime_as_trained() {
+    let t = tmp("wide");
+    synthetic_set(&t.0.join("train"), 2, 80, 7);
+    synthetic_set(&t.0.join("val"), 1, 80, 8);
+    let out = t.0.join("rgb");
+    let mut o = small_options(&t.0.join("train"), &t.0.join("val"), &out, 4);
+    o.channels = Some(3);
+    tr::train(&o, &mut |_| true).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["input"]["channels"], 3);
+    assert_eq!(m["lineage"]["parameters"]["parent_channels"], 1);
+    let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+    let mut net = Net::from_onnx(&bytes).unwrap();
+    assert_eq!(net.in_channels, 3);
+    if let Some(model) = load_model(&out) {
+        let mut x = Value {
+            shape: vec![1, 3, 64, 64],
+            data: Vec::new(),
+        };
+        let one = example_crops(3, 64);
+        x.data = one.data.clone();
+        let ort = model
+            .run_network(ArrayView4::from_shape((1, 3, 64, 64), &x.data).unwrap())
+            .unwrap();
+        let ours = net.forward(x, false).unwrap();
+        let worst = ours
+            .output(&net)
+            .data
+            .iter()
+            .zip(&ort)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "max |trainer − ORT| = {worst}");
+    }
 }

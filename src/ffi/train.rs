@@ -49,12 +49,15 @@ pub struct cytoseg_train_options {
     /// What runs the training, recorded in the clone's lineage (e.g. your program's name and
     /// version), or NULL. Default: NULL.
     pub invocation: *const c_char,
+    /// Input channels of the clone, 0 = the parent's (a one-channel parent is widened for
+    /// colour or multi-channel images). Default: 0.
+    pub channels: u32,
 }
 
 impl Versioned for cytoseg_train_options {
     const NAME: &'static str = "cytoseg_train_options";
     const INIT: &'static str = "cytoseg_train_options_init";
-    const FIRST_VERSION_SIZE: usize = 104;
+    const FIRST_VERSION_SIZE: usize = 112;
     fn prefix_sizes() -> &'static [usize] {
         prefix_sizes!(cytoseg_train_options {
             struct_size: u32,
@@ -72,6 +75,7 @@ impl Versioned for cytoseg_train_options {
             val_images_dir: *const c_char,
             val_labels_dir: *const c_char,
             invocation: *const c_char,
+            channels: u32,
         })
     }
     unsafe fn read_size(ptr: *const Self) -> usize {
@@ -106,6 +110,7 @@ fn default_train_options() -> cytoseg_train_options {
         val_images_dir: std::ptr::null(),
         val_labels_dir: std::ptr::null(),
         invocation: std::ptr::null(),
+        channels: 0,
     }
 }
 
@@ -231,6 +236,7 @@ pub extern "C" fn cytoseg_train(
         t.diameter = (o.diameter != 0.0).then_some(o.diameter);
         t.train_diameter = (o.train_diameter != 0.0).then_some(o.train_diameter);
         t.seed = o.seed;
+        t.channels = (o.channels != 0).then_some(o.channels as usize);
         t.resume = o.resume != 0;
         t.masks = opt_path(o.masks_dir, "options.masks_dir")?;
         t.val_images = opt_path(o.val_images_dir, "options.val_images_dir")?;

@@ -67,6 +67,11 @@ pub struct TrainCmd {
     /// Object diameter the clone's network works at (default: the parent's).
     #[arg(long)]
     pub train_diameter: Option<f64>,
+    /// Input channels of the clone (default: the parent's). A one-channel parent is widened
+    /// for colour or multi-channel images: each image channel then feeds the network (the first
+    /// N channels of each image).
+    #[arg(long)]
+    pub channels: Option<usize>,
     /// Where training runs: cpu (the native trainer runs on the CPU), or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -117,6 +122,7 @@ pub fn run(cmd: TrainCmd, quiet: bool) -> Result<i32> {
     opts.weight_decay = cmd.weight_decay;
     opts.diameter = cmd.diameter;
     opts.train_diameter = cmd.train_diameter;
+    opts.channels = cmd.channels;
     opts.seed = cmd.seed;
     opts.resume = cmd.resume;
     opts.version = cmd.version.clone();

@@ -538,6 +538,101 @@ impl Net {
         self.pool.clear();
     }
 
+    /// Widens a one-channel network to take `channels` input channels, keeping its function
+    /// on images whose channels are all equal: every batch norm reading the input gets the
+    /// parent's per-channel parameters and statistics for each new channel, and every
+    /// convolution reading the input (directly or through those batch norms and ReLUs) gets
+    /// the parent's filter divided by `channels` for each channel. Fine-tuning then learns
+    /// what the channels bring.
+    pub fn widen_input(&mut self, channels: usize) -> Result<()> {
+        if channels == self.in_channels {
+            return Ok(());
+        }
+        if self.in_channels != 1 || channels == 0 || channels > 16 {
+            return Err(Error::invalid(format!(
+                "a network taking {} channel(s) cannot be widened to {channels} (only one channel to 2..=16)",
+                self.in_channels
+            )));
+        }
+        // values that still hold one plane per input channel
+        let mut per_channel = vec![false; self.n_values];
+        per_channel[self.input] = true;
+        let mut params_done = std::collections::HashSet::new();
+        let mut buffers_done = std::collections::HashSet::new();
+        let c = channels;
+        for step in &self.steps {
+            match step {
+                Step::Bn {
+                    x,
+                    out,
+                    gamma,
+                    beta,
+                    mean,
+                    var,
+                    ..
+                } if per_channel[*x] => {
+                    for p in [*gamma, *beta] {
+                        if params_done.insert(p) {
+                            let v = self.params[p].data[0];
+                            self.params[p].data = vec![v; c];
+                            self.params[p].dims = vec![c];
+                        }
+                    }
+                    for b in [*mean, *var] {
+                        if buffers_done.insert(b) {
+                            let v = self.buffers[b].data[0];
+                            self.buffers[b].data = vec![v; c];
+                            self.buffers[b].dims = vec![c];
+                        }
+                    }
+                    per_channel[*out] = true;
+                }
+                Step::Relu { x, out } if per_channel[*x] => per_channel[*out] = true,
+                Step::Conv { x, w, .. } if per_channel[*x] => {
+                    if params_done.insert(*w) {
+                        let p = &mut self.params[*w];
+                        let (cout, kk) = (p.dims[0], p.dims[2] * p.dims[3]);
+                        let mut data = Vec::with_capacity(cout * c * kk);
+                        for o in 0..cout {
+                            let filt = &p.data[o * kk..(o + 1) * kk];
+                            for _ in 0..c {
+                                data.extend(filt.iter().map(|v| v / c as f32));
+                            }
+                        }
+                        p.data = data;
+                        p.dims[1] = c;
+                    }
+                }
+                other => {
+                    let reads_input = match other {
+                        Step::Add { a, b, .. } | Step::DivRow { a, b, .. } => {
+                            per_channel[*a] || per_channel[*b]
+                        }
+                        Step::Bn { x, .. }
+                        | Step::Relu { x, .. }
+                        | Step::Conv { x, .. }
+                        | Step::AddScalar { x, .. }
+                        | Step::MaxPool { x, .. }
+                        | Step::Upsample { x, .. }
+                        | Step::MeanHw { x, .. }
+                        | Step::Square { x, .. }
+                        | Step::SumC { x, .. }
+                        | Step::Sqrt { x, .. }
+                        | Step::Gemm { x, .. }
+                        | Step::Reshape { x, .. } => per_channel[*x],
+                    };
+                    if reads_input {
+                        return Err(unsupported(
+                            "the input feeds an operation other than batch norm, ReLU and convolution; it cannot be widened".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        self.in_channels = c;
+        Ok(())
+    }
+
     /// Number of trainable values.
     pub fn parameter_count(&self) -> usize {
         self.params.iter().map(|p| p.data.len()).sum()

@@ -67,6 +67,9 @@ pub struct TrainOptions {
     pub diameter: Option<f64>,
     /// Object diameter the clone's network sees (its manifest `diameter`); `None`: the parent's.
     pub train_diameter: Option<f64>,
+    /// Input channels of the clone; `None`: the parent's. A one-channel parent can be widened
+    /// (see [`Net::widen_input`]): for colour or multi-channel images.
+    pub channels: Option<usize>,
     /// Seconds between checkpoints.
     pub checkpoint_every_s: f64,
     /// Continue from the checkpoint in `out`.
@@ -101,6 +104,7 @@ impl TrainOptions {
             scale_range: (0.75, 1.33),
             diameter: None,
             train_diameter: None,
+            channels: None,
             checkpoint_every_s: 120.0,
             resume: false,
             name: None,
@@ -111,8 +115,8 @@ impl TrainOptions {
 
     /// Names of the numeric options, in the order of [`TrainOptions::numeric`] and
     /// [`TrainOptions::set_numeric`] (the one list the JNI face and its Java side share).
-    /// `minutes`, `diameter` and `train_diameter` are 0 when unset.
-    pub const NUMERIC_FIELDS: [&'static str; 9] = [
+    /// `minutes`, `diameter`, `train_diameter` and `channels` are 0 when unset.
+    pub const NUMERIC_FIELDS: [&'static str; 10] = [
         "steps",
         "minutes",
         "batch_size",
@@ -122,10 +126,11 @@ impl TrainOptions {
         "diameter",
         "train_diameter",
         "seed",
+        "channels",
     ];
 
     /// The numeric options in the order of [`TrainOptions::NUMERIC_FIELDS`].
-    pub fn numeric(&self) -> [f64; 9] {
+    pub fn numeric(&self) -> [f64; 10] {
         [
             self.steps as f64,
             self.minutes.unwrap_or(0.0),
@@ -136,11 +141,12 @@ impl TrainOptions {
             self.diameter.unwrap_or(0.0),
             self.train_diameter.unwrap_or(0.0),
             self.seed as f64,
+            self.channels.unwrap_or(0) as f64,
         ]
     }
 
     /// Sets the numeric options from values in the order of [`TrainOptions::NUMERIC_FIELDS`]
-    /// (0 unsets `minutes`, `diameter` and `train_diameter`); counts must be whole and
+    /// (0 unsets `minutes`, `diameter`, `train_diameter` and `channels`); counts must be whole and
     /// non-negative.
     pub fn set_numeric(&mut self, v: &[f64]) -> Result<()> {
         if v.len() != Self::NUMERIC_FIELDS.len() {
@@ -172,6 +178,7 @@ impl TrainOptions {
         self.diameter = opt(v[6]);
         self.train_diameter = opt(v[7]);
         self.seed = count(8)? as u64;
+        self.channels = Some(count(9)?).filter(|&c| c > 0);
         Ok(())
     }
 
@@ -507,6 +514,10 @@ pub fn train(
             net.in_channels, net.out_channels, m.input.channels
         )));
     }
+    let parent_channels = net.in_channels;
+    if let Some(c) = opts.channels {
+        net.widen_input(c)?;
+    }
     // the output folder: new, or holding only a checkpoint when resuming
     let ckpt_path = opts.out.join(CHECKPOINT_FILE);
     for f in ["manifest.json", "model.onnx"] {
@@ -611,7 +622,7 @@ pub fn train(
 
     // state: fresh, or from the checkpoint
     let key = format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}",
         parent.onnx_sha,
         opts.steps,
         opts.batch_size,
@@ -619,7 +630,8 @@ pub fn train(
         opts.learning_rate,
         opts.seed,
         train_pairs.len(),
-        rescale
+        rescale,
+        net.in_channels
     );
     let sizes: Vec<usize> = net.params.iter().map(|p| p.data.len()).collect();
     let bsizes: Vec<usize> = net.buffers.iter().map(|p| p.data.len()).collect();
@@ -808,6 +820,9 @@ pub fn train(
             .initializers
             .insert(p.name.clone(), (p.dims.clone(), p.data.clone()));
     }
+    if net.in_channels != parent_channels {
+        edits.input_dim = Some((net.input_name.clone(), 1, net.in_channels as i64));
+    }
     let model_bytes = onnx::rewrite(&parent.onnx, &edits)?;
     let model_sha = sha256_hex(&model_bytes);
     let records = |ps: &[Pair]| -> Result<Vec<Json>> { ps.iter().map(file_record).collect() };
@@ -825,6 +840,7 @@ pub fn train(
     mj["model"]["sha256"] = json!(model_sha);
     mj["model"]["bytes"] = json!(model_bytes.len());
     mj["diameter"] = json!(train_diameter);
+    mj["input"]["channels"] = json!(net.in_channels);
     mj["default_diameter"] = json!(diameter);
     mj["diameter_method"] = json!(match opts.diameter {
         Some(_) => "given by the user (--diameter)".to_string(),
@@ -866,6 +882,8 @@ pub fn train(
             "train_diameter": train_diameter,
             "rescale": rescale,
             "masks": opts.masks.as_ref().map(|p| p.display().to_string()),
+            "channels": net.in_channels,
+            "parent_channels": parent_channels,
             "command": opts.command,
         },
         "seed": opts.seed,
