@@ -74,11 +74,30 @@ impl<K: Kernel> pulp::WithSimd for Adapter<K> {
     }
 }
 
+/// Runs an explicitly vectorized operation with the best instruction set this CPU has,
+/// AVX-512 included (the baseline when forced, see [`set_baseline_only`]): the trainer's
+/// convolutions.
+#[inline(always)]
+pub(crate) fn dispatch_simd<W: pulp::WithSimd>(op: W) -> W::Output {
+    if BASELINE_ONLY.load(Ordering::Relaxed) {
+        return pulp::Simd::vectorize(pulp::Scalar::new(), op);
+    }
+    arch().dispatch(op)
+}
+
 /// Runs `kernel` compiled for the best instruction set this CPU has.
 #[inline(always)]
 pub(crate) fn dispatch<K: Kernel>(kernel: K) -> K::Output {
     if BASELINE_ONLY.load(Ordering::Relaxed) {
         return kernel.run();
+    }
+    // flows → labels stays on AVX2 at most: its speed was measured there, and its results
+    // are the same on every instruction set
+    #[cfg(target_arch = "x86_64")]
+    if matches!(arch(), pulp::Arch::V3(_) | pulp::Arch::V4(_))
+        && let Some(v3) = pulp::x86::V3::try_new()
+    {
+        return pulp::Simd::vectorize(v3, Adapter(kernel));
     }
     arch().dispatch(Adapter(kernel))
 }

@@ -2,6 +2,7 @@
 //! trained in Rust (forward and backward passes, AdamW), the trained weights written back into
 //! a copy of the parent's graph, so inference stays on ONNX Runtime.
 
+pub mod conv;
 pub mod data;
 pub mod net;
 pub mod onnx;

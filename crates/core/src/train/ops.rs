@@ -10,6 +10,8 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 use rayon::prelude::*;
 
+use super::conv;
+
 /// Buffers reused from one training step to the next: each step needs the same tensor sizes,
 /// and fresh multi-megabyte allocations cost page faults and zeroing every time.
 #[derive(Default)]
@@ -212,6 +214,11 @@ fn block_mut(data: &mut [f32], rows: usize, cols: usize, stride: usize, col0: us
     &mut data[col0..col0 + (rows - 1) * stride + cols]
 }
 
+/// 3×3 'same' convolutions run the direct kernel of [`conv`].
+fn is_direct(s: &ConvShape) -> bool {
+    s.k == 3 && s.pad == 1
+}
+
 /// Convolution forward: `y = w ∗ x + b`, `w` is `cout × cin × k × k`.
 pub fn conv_forward(
     x: &[f32],
@@ -224,11 +231,27 @@ pub fn conv_forward(
     let (kk, cout) = (s.rows(), s.cout);
     let mut y = pool.take(s.n * cout * p);
     let wm = mat(wt, cout, kk, kk);
+    let direct = is_direct(s).then(|| conv::block_filters(wt, s.cin, cout));
     y.par_chunks_mut(cout * p)
         .zip(x.par_chunks(s.cin * p))
         .for_each(|(yn, xn)| {
             if s.k == 1 && s.pad == 0 {
                 matmul(mat_mut(yn, cout, p, p), false, wm, mat(xn, s.cin, p, p));
+            } else if let Some(wb) = &direct {
+                let mut xp = pool.take(s.cin * (s.h + 2) * (s.w + 2));
+                conv::pad1(xn, s.cin, s.h, s.w, &mut xp);
+                crate::simd::dispatch_simd(conv::Conv3x3 {
+                    xp: &xp,
+                    wb,
+                    bias: bias.unwrap_or(&[]),
+                    out: yn,
+                    cin: s.cin,
+                    cout,
+                    h: s.h,
+                    w: s.w,
+                });
+                pool.give(xp);
+                return;
             } else {
                 let rows = block_rows(s);
                 let mut col = pool.take(kk * rows * s.w);
@@ -276,17 +299,21 @@ pub fn conv_backward(
     } else {
         Vec::new()
     };
+    let wt_flipped =
+        (need_dx && is_direct(s)).then(|| conv::block_filters_transposed(wt, s.cin, cout));
     // per-image weight and bias gradients, summed afterwards (deterministic order)
     let parts: Vec<(Vec<f32>, Vec<f32>)> = if need_dx {
         dx.par_chunks_mut(s.cin * p)
             .zip(x.par_chunks(s.cin * p))
             .zip(dy.par_chunks(cout * p))
-            .map(|((dxn, xn), dyn_)| conv_backward_one(xn, dyn_, wt, s, Some(dxn), pool))
+            .map(|((dxn, xn), dyn_)| {
+                conv_backward_one(xn, dyn_, wt, s, Some(dxn), wt_flipped.as_deref(), pool)
+            })
             .collect()
     } else {
         x.par_chunks(s.cin * p)
             .zip(dy.par_chunks(cout * p))
-            .map(|(xn, dyn_)| conv_backward_one(xn, dyn_, wt, s, None, pool))
+            .map(|(xn, dyn_)| conv_backward_one(xn, dyn_, wt, s, None, None, pool))
             .collect()
     };
     let mut dw = vec![0.0f32; cout * kk];
@@ -308,6 +335,7 @@ fn conv_backward_one(
     wt: &[f32],
     s: &ConvShape,
     dxn: Option<&mut [f32]>,
+    wt_flipped: Option<&[f32]>,
     pool: &Pool,
 ) -> (Vec<f32>, Vec<f32>) {
     let p = s.plane();
@@ -331,10 +359,43 @@ fn conv_backward_one(
         }
         return (dw, db);
     }
+    let mut dxn = dxn;
+    if is_direct(s) {
+        let mut xp = pool.take(s.cin * (s.h + 2) * (s.w + 2));
+        conv::pad1(xn, s.cin, s.h, s.w, &mut xp);
+        crate::simd::dispatch_simd(conv::Conv3x3FilterGrad {
+            xp: &xp,
+            dy: dyn_,
+            dw: &mut dw,
+            cin: s.cin,
+            cout,
+            h: s.h,
+            w: s.w,
+        });
+        pool.give(xp);
+    }
+    if let (Some(dxn), Some(wf)) = (dxn.as_deref_mut(), wt_flipped) {
+        // the input gradient is a 3×3 convolution of the padded output gradient
+        let mut dyp = pool.take(cout * (s.h + 2) * (s.w + 2));
+        conv::pad1(dyn_, cout, s.h, s.w, &mut dyp);
+        crate::simd::dispatch_simd(conv::Conv3x3 {
+            xp: &dyp,
+            wb: wf,
+            bias: &[],
+            out: dxn,
+            cin: cout,
+            cout: s.cin,
+            h: s.h,
+            w: s.w,
+        });
+        pool.give(dyp);
+    }
+    if is_direct(s) {
+        return (dw, db);
+    }
     let rows = block_rows(s);
     let mut col = pool.take(kk * rows * s.w);
-    let mut dcol = dxn.as_ref().map(|_| pool.take(kk * rows * s.w));
-    let mut dxn = dxn;
+    let mut dcol = dxn.is_some().then(|| pool.take(kk * rows * s.w));
     for y0 in (0..s.h).step_by(rows) {
         let y1 = (y0 + rows).min(s.h);
         let pt = (y1 - y0) * s.w;
