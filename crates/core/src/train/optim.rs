@@ -68,7 +68,13 @@ pub fn cellpose_loss(
             (lf, lc)
         })
         .collect();
-    let _ = n;
+    debug_assert!(
+        y.len() == 3 * n * plane
+            && flows.len() == 2 * n * plane
+            && cellprob.len() == n * plane
+            && weight.len() == n * plane,
+        "loss operands of inconsistent sizes"
+    );
     let lf: f64 = parts.iter().map(|p| p.0).sum::<f64>() / (2.0 * wsum) / 2.0;
     let lc: f64 = parts.iter().map(|p| p.1).sum::<f64>() / wsum;
     Loss {
