@@ -893,6 +893,7 @@ pub fn train(
         "cytoseg_version": crate::VERSION,
         "device": "cpu (cytoseg native trainer)",
         "wall_time_s": wall,
+        "date": crate::batch::utc_now(),
         "loss_csv": "loss.csv",
         "loss_plot": "loss.png",
     });
