@@ -231,6 +231,7 @@ fn short_training_run_learns_writes_a_complete_clone_and_leaves_the_parent_alone
         "cytoseg_version",
         "device",
         "parameters",
+        "date",
     ] {
         assert!(!l[k].is_null(), "lineage.{k} missing");
     }
