@@ -753,7 +753,7 @@ mod tests {
 
     #[test]
     fn conv_matches_naive_and_its_gradients_match_finite_differences() {
-        for (k, pad) in [(3, 1), (1, 0)] {
+        for (k, pad) in [(3, 1), (1, 0), (5, 2)] {
             let s = ConvShape {
                 n: 2,
                 cin: 3,
