@@ -63,7 +63,8 @@ def test_ctypes_structs_match_the_header():
     # Every struct of the header that Python passes by layout is declared.
     passed = {"cytoseg_masks_params", "cytoseg_segment_params", "cytoseg_load_options",
               "cytoseg_calibration", "cytoseg_batch_options", "cytoseg_batch_counts",
-              "cytoseg_matching_stats"}
+              "cytoseg_matching_stats", "cytoseg_train_options", "cytoseg_train_progress",
+              "cytoseg_train_result"}
     assert passed <= set(_native.STRUCTS)
 
 

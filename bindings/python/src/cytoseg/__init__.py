@@ -35,6 +35,7 @@ from .api import (
     measure,
     models_dir,
     segment_folder,
+    train,
 )
 
 __all__ = [
@@ -60,5 +61,6 @@ __all__ = [
     "labels_to_flows",
     "measure",
     "segment_folder",
+    "train",
     "models_dir",
 ]

@@ -154,6 +154,57 @@ class BatchCounts(Structure):
     ]
 
 
+class TrainOptions(Structure):
+    """``cytoseg_train_options``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("steps", c_uint32),
+        ("minutes", c_double),
+        ("batch_size", c_uint32),
+        ("crop", c_uint32),
+        ("learning_rate", c_double),
+        ("weight_decay", c_double),
+        ("diameter", c_double),
+        ("train_diameter", c_double),
+        ("seed", c_uint64),
+        ("resume", c_uint32),
+        ("masks_dir", c_char_p),
+        ("val_images_dir", c_char_p),
+        ("val_labels_dir", c_char_p),
+        ("invocation", c_char_p),
+        ("channels", c_uint32),
+    ]
+
+
+class TrainProgress(Structure):
+    """``cytoseg_train_progress``."""
+
+    _fields_ = [
+        ("step", c_uint64),
+        ("steps", c_uint64),
+        ("loss", c_double),
+        ("val_loss", c_double),
+        ("learning_rate", c_double),
+        ("elapsed_s", c_double),
+        ("eta_s", c_double),
+    ]
+
+
+class TrainResult(Structure):
+    """``cytoseg_train_result``."""
+
+    _fields_ = [
+        ("steps", c_uint64),
+        ("final_train_loss", c_double),
+        ("final_val_loss", c_double),
+        ("diameter", c_double),
+        ("train_images", c_uint64),
+        ("val_images", c_uint64),
+        ("wall_s", c_double),
+    ]
+
+
 #: Every ctypes struct of this module by its C name (checked against include/cytoseg.h).
 STRUCTS = {
     "cytoseg_masks_params": MasksParams,
@@ -163,7 +214,13 @@ STRUCTS = {
     "cytoseg_calibration": Calibration,
     "cytoseg_batch_options": BatchOptions,
     "cytoseg_batch_counts": BatchCounts,
+    "cytoseg_train_options": TrainOptions,
+    "cytoseg_train_progress": TrainProgress,
+    "cytoseg_train_result": TrainResult,
 }
+
+#: ``cytoseg_train_progress_fn``: (userdata, progress) -> non-zero cancels.
+TRAIN_PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(TrainProgress))
 
 #: ``cytoseg_batch_progress_fn``: (userdata, done, total, line or NULL) -> non-zero cancels.
 BATCH_PROGRESS_FN = CFUNCTYPE(c_int32, c_void_p, c_size_t, c_size_t, c_char_p)
@@ -252,6 +309,20 @@ _SIGNATURES = {
     "cytoseg_table_column": (c_int32, [_P, c_size_t, _F64P, c_size_t]),
     "cytoseg_table_free": (None, [_P]),
     "cytoseg_batch_options_init": (c_int32, [POINTER(BatchOptions)]),
+    "cytoseg_train_options_init": (c_int32, [POINTER(TrainOptions)]),
+    "cytoseg_train": (
+        c_int32,
+        [
+            c_char_p,
+            c_char_p,
+            c_char_p,
+            c_char_p,
+            POINTER(TrainOptions),
+            TRAIN_PROGRESS_FN,
+            c_void_p,
+            POINTER(TrainResult),
+        ],
+    ),
     "cytoseg_segment_folder": (
         c_int32,
         [

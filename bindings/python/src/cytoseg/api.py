@@ -511,6 +511,132 @@ def segment_folder(
         return m.segment_folder(inputs, out, **kwargs)
 
 
+def train(
+    from_model: str | os.PathLike[str] | None,
+    images: str | os.PathLike[str],
+    labels: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    masks: str | os.PathLike[str] | None = None,
+    val_images: str | os.PathLike[str] | None = None,
+    val_labels: str | os.PathLike[str] | None = None,
+    steps: int | None = None,
+    minutes: float | None = None,
+    batch_size: int | None = None,
+    crop: int | None = None,
+    learning_rate: float | None = None,
+    weight_decay: float | None = None,
+    diameter: float | None = None,
+    train_diameter: float | None = None,
+    channels: int | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    progress: Callable[[dict[str, float]], Any] | None = None,
+) -> dict[str, float]:
+    """Clones a model and fine-tunes it on annotated images into a new model package ``out``,
+    with the engine's native trainer (the one ``cytoseg train`` runs; no torch): ``model.onnx``
+    with the trained weights, ``manifest.json`` with the lineage, ``MODEL_CARD.md``,
+    ``loss.csv`` and ``loss.png``. The parent is only read. Options left at None take the
+    engine's defaults (those of ``cytoseg train``).
+
+    Args:
+        from_model: the parent, a bundled name or a package folder (None: ``nuclei``).
+        images, labels: folders of training images and their label images, paired by file stem.
+        out: the new package's folder (must not hold a package).
+        masks: folder of annotated-region masks (pixels outside are ignored by the loss).
+        val_images, val_labels: validation folders (default: one image in ten held out when
+            there are at least ten).
+        steps, minutes, batch_size, crop, learning_rate, weight_decay, seed: the schedule.
+        diameter: typical object diameter in the training images (default: measured).
+        train_diameter: the diameter the clone's network works at (default: the parent's).
+        channels: input channels of the clone (default: the parent's; a one-channel parent is
+            widened for colour images).
+        resume: continue from the checkpoint in ``out`` (after a cancel).
+        progress: called after every step with a dict (``step``, ``steps``, ``loss``,
+            ``val_loss`` (NaN when none yet), ``learning_rate``, ``elapsed_s``, ``eta_s``);
+            returning False cancels: a checkpoint is saved and :class:`CancelledError` raised.
+
+    Returns:
+        ``steps``, ``final_train_loss``, ``final_val_loss`` (NaN without validation),
+        ``diameter``, ``train_images``, ``val_images``, ``wall_s``.
+
+    >>> import cytoseg
+    >>> cytoseg.train("nuclei", "mine/images", "mine/labels", "models/mycells",
+    ...               progress=lambda p: print(p["step"], p["loss"]))
+    """
+    if (val_images is None) != (val_labels is None):
+        raise ValueError("val_images and val_labels go together")
+    lib = _native.lib()
+    o = _native.TrainOptions()
+    _native.check(lib.cytoseg_train_options_init(byref(o)))
+    _check_struct(o, "cytoseg_train_options")
+    counts = {"steps": steps, "batch_size": batch_size, "crop": crop, "channels": channels,
+              "seed": seed}
+    for name, value in counts.items():
+        if value is not None:
+            if int(value) < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            setattr(o, name, int(value))
+    reals = {"minutes": minutes, "learning_rate": learning_rate, "weight_decay": weight_decay,
+             "diameter": diameter, "train_diameter": train_diameter}
+    for name, value in reals.items():
+        if value is not None:
+            setattr(o, name, float(value))
+    o.resume = int(bool(resume))
+    # keep the encoded paths alive during the call
+    keep = {
+        k: (os.fsencode(os.fspath(v)) if v is not None else None)
+        for k, v in (("masks_dir", masks), ("val_images_dir", val_images),
+                     ("val_labels_dir", val_labels))
+    }
+    for k, v in keep.items():
+        setattr(o, k, v)
+    o.invocation = f"python cytoseg {__version__}: cytoseg.train".encode()
+    result = _native.TrainResult()
+    raised: list[BaseException] = []
+
+    def trampoline(_userdata: Any, p: Any) -> int:
+        try:
+            q = p.contents
+            info = {
+                "step": int(q.step),
+                "steps": int(q.steps),
+                "loss": float(q.loss),
+                "val_loss": float(q.val_loss),
+                "learning_rate": float(q.learning_rate),
+                "elapsed_s": float(q.elapsed_s),
+                "eta_s": float(q.eta_s),
+            }
+            return 1 if progress(info) is False else 0
+        except BaseException as e:  # re-raised after the engine returns
+            raised.append(e)
+            return 1
+
+    cb = _native.TRAIN_PROGRESS_FN(trampoline) if progress is not None else _native.TRAIN_PROGRESS_FN()
+    status = lib.cytoseg_train(
+        os.fsencode(_resolve_model(from_model)),
+        os.fsencode(os.fspath(images)),
+        os.fsencode(os.fspath(labels)),
+        os.fsencode(os.fspath(out)),
+        byref(o),
+        cb,
+        None,
+        byref(result),
+    )
+    if raised:
+        raise raised[0]
+    _native.check(status)
+    return {
+        "steps": int(result.steps),
+        "final_train_loss": float(result.final_train_loss),
+        "final_val_loss": float(result.final_val_loss),
+        "diameter": float(result.diameter),
+        "train_images": int(result.train_images),
+        "val_images": int(result.val_images),
+        "wall_s": float(result.wall_s),
+    }
+
+
 def _segment_params(
     ptr: int,
     channel: int,
