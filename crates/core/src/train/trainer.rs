@@ -299,10 +299,14 @@ fn load_parent(dir: &Path) -> Result<Loaded> {
     )?;
     let manifest_json: Json =
         serde_json::from_slice(&raw).map_err(|e| Error::format(&mpath, e.to_string()))?;
-    let opath = dir.join(&manifest.model.file);
-    let onnx = std::fs::read(&opath).map_err(|e| Error::io(&opath, e))?;
+    let opath = manifest.onnx_path(dir);
+    let onnx = crate::io::limits::read_file(
+        &opath,
+        "the ONNX network",
+        crate::io::limits::max_decoded_bytes(),
+    )?;
     let onnx_sha = sha256_hex(&onnx);
-    if onnx_sha != manifest.model.sha256 {
+    if onnx_sha != manifest.model.sha256.to_ascii_lowercase() {
         return Err(Error::Model(format!(
             "{}: sha256 {onnx_sha} differs from the manifest's {}",
             opath.display(),
