@@ -967,6 +967,41 @@ cytoseg_status cytoseg_model_segment(const struct cytoseg_model *model,
                                      void *userdata);
 
 /**
+ * Lists the model packages this library finds by name (`$CYTOSEG_MODELS`, `models/` beside
+ * libcytoseg or one level up, then the user's models folder; see
+ * [`cytoseg_user_model_dir`]), one per line as `name<TAB>folder<LF>`, the first package of
+ * each name only: the names `cytoseg_model_load` accepts.
+ *
+ * @param buf      Destination buffer, or NULL to only query the length.
+ * @param buf_len  Size of `buf` in bytes.
+ * @return The bytes the whole list needs, including the terminating NUL (1 when no package
+ *         is found). Compare with `buf_len` to detect truncation.
+ */
+size_t cytoseg_list_models(char *buf, size_t buf_len);
+
+/**
+ * The user's models folder, or the folder a new clone called `name` is to be saved to
+ * (pass it as `cytoseg_train_options.out`), as a NUL-terminated UTF-8 path.
+ *
+ * The user's models folder is `$CYTOSEG_USER_MODELS` when set, else
+ * `$XDG_DATA_HOME/cytoseg/models` (default `~/.local/share/cytoseg/models`) on Linux,
+ * `~/Library/Application Support/cytoseg/models` on macOS, `%APPDATA%\cytoseg\models` on
+ * Windows. Every face of cytoseg (command line, C API, Fiji, napari) offers the packages saved
+ * there by name. The folder may not exist yet; `cytoseg_train` creates it.
+ *
+ * @param name     NULL or "" for the folder itself; else the clone's name: 1 to 64 ASCII
+ *                 letters, digits, `-`, `_` or `.`, not starting with `.`, and not the name
+ *                 of a package this library already finds (see `cytoseg_list_models`).
+ * @param buf      Destination buffer, or NULL to only query the length.
+ * @param buf_len  Size of `buf` in bytes.
+ * @param needed   Receives the bytes the whole path needs, including the NUL (may be NULL).
+ *                 Compare with `buf_len` to detect truncation.
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_INVALID_ARGUMENT` for a bad or taken name, or
+ *         when no folder is known (no home folder and no `$CYTOSEG_USER_MODELS`).
+ */
+cytoseg_status cytoseg_user_model_dir(const char *name, char *buf, size_t buf_len, size_t *needed);
+
+/**
  * Fills `options` with the defaults of `cytoseg train`.
  */
 cytoseg_status cytoseg_train_options_init(struct cytoseg_train_options *options);

@@ -495,3 +495,97 @@ fn a_three_channel_clone_runs_in_onnx_runtime_as_trained() {
         assert!(worst <= 1e-4, "max |trainer − ORT| = {worst}");
     }
 }
+
+/// `cytoseg train --name` saves the clone in the user's models folder, where `cytoseg models`
+/// and `--model NAME` find it; names that are taken or are not plain folder names are refused
+/// before anything is written.
+#[test]
+fn a_clone_saved_by_name_is_offered_by_name() {
+    let t = tmp("by-name");
+    synthetic_set(&t.0.join("data"), 2, 64, 11);
+    let user = t.0.join("user-models");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(common::cytoseg_exe())
+            .args(args)
+            .env("CYTOSEG_USER_MODELS", &user)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (images, labels) = (t.0.join("data/images"), t.0.join("data/labels"));
+    let train = |name: &str| {
+        run(&[
+            "train",
+            "--images",
+            images.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--name",
+            name,
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--crop",
+            "64",
+            "--diameter",
+            "17",
+            "-q",
+        ])
+    };
+    for (bad, why) in [
+        ("nuclei", "exists already"),
+        ("../escape", "letters, digits"),
+        (".hidden", "not starting with '.'"),
+    ] {
+        let (code, text) = train(bad);
+        assert_eq!(code, Some(2), "{bad}: {text}");
+        assert!(text.contains(why), "{bad}: {text}");
+    }
+    assert!(!user.exists(), "a refused name wrote something");
+
+    let (code, text) = train("mycells");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(user.join("mycells/manifest.json").is_file());
+    let (code, text) = run(&["models"]);
+    assert_eq!(code, Some(0), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("mycells "))
+        .expect(&text);
+    assert!(
+        line.contains(user.join("mycells").to_str().unwrap()),
+        "{line}"
+    );
+    assert!(
+        text.contains("for: images like the training images"),
+        "{text}"
+    );
+    if let Some(ort) = common::ort_library() {
+        let example = repo().join("models/examples/nuclei_example.tif");
+        let seg = t.0.join("seg");
+        let (code, text) = run(&[
+            "segment",
+            example.to_str().unwrap(),
+            "--model",
+            "mycells",
+            "--out",
+            seg.to_str().unwrap(),
+            "--ort-lib",
+            ort.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(code, Some(0), "segment --model mycells: {text}");
+        assert!(seg.join("nuclei_example_labels.tif").is_file());
+    } else {
+        eprintln!("SKIPPED the segment step: no ONNX Runtime library");
+    }
+    let (code, text) = train("mycells");
+    assert_eq!(code, Some(2), "a second clone of the same name: {text}");
+    assert!(text.contains("exists already"), "{text}");
+}

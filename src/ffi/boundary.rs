@@ -147,18 +147,25 @@ pub extern "C" fn cytoseg_last_error_message(buf: *mut c_char, buf_len: usize) -
         LAST_ERROR.with(|l| {
             let l = l.borrow();
             let msg = l.as_ref().map(|(_, m)| m.as_bytes()).unwrap_or(b"");
-            if !buf.is_null() && buf_len > 0 {
-                let n = msg.len().min(buf_len - 1);
-                // SAFETY: the caller guarantees `buf` points to `buf_len` writable bytes; we
-                // write n + 1 <= buf_len of them.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(msg.as_ptr(), buf as *mut u8, n);
-                    *buf.add(n) = 0;
-                }
-            }
-            msg.len() + 1
+            copy_string(msg, buf, buf_len)
         })
     })
+}
+
+/// Copies `text` into the caller's `buf` of `buf_len` bytes as a NUL-terminated string,
+/// truncated to fit (nothing is written when `buf` is NULL or `buf_len` is 0), and returns the
+/// bytes the whole string needs, NUL included: the convention of every string-returning export.
+pub(crate) fn copy_string(text: &[u8], buf: *mut c_char, buf_len: usize) -> usize {
+    if !buf.is_null() && buf_len > 0 {
+        let n = text.len().min(buf_len - 1);
+        // SAFETY: the caller guarantees `buf` points to `buf_len` writable bytes; we write
+        // n + 1 <= buf_len of them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, n);
+            *buf.add(n) = 0;
+        }
+    }
+    text.len() + 1
 }
 
 /// Status of the calling thread's last failed call (`CYTOSEG_STATUS_OK` if the last call

@@ -24,6 +24,7 @@ mod flows;
 mod measure;
 mod metrics;
 mod model;
+mod models;
 mod train;
 mod version;
 mod versioned;
@@ -53,6 +54,7 @@ pub use model::{
     cytoseg_model_free, cytoseg_model_info, cytoseg_model_load, cytoseg_model_segment,
     cytoseg_progress_fn, cytoseg_segment_params, cytoseg_segment_params_init,
 };
+pub use models::{cytoseg_list_models, cytoseg_user_model_dir};
 pub use train::{
     cytoseg_train, cytoseg_train_options, cytoseg_train_options_init, cytoseg_train_progress,
     cytoseg_train_progress_fn, cytoseg_train_result,

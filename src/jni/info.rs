@@ -70,6 +70,29 @@ pub extern "system" fn Java_org_cytoseg_Native_listModels<'local>(
     .resolve::<ThrowCytoseg>()
 }
 
+/// The user's models folder (`name` null or empty), or the folder a new clone called `name` is
+/// to be saved to: `crate::host::user_model_dir` (the name must be new and a plain folder name;
+/// otherwise a `CytosegException` says why).
+///
+/// Java: `static native String userModelDir(String name)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_org_cytoseg_Native_userModelDir<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    name: JString<'local>,
+) -> JString<'local> {
+    env.with_env(|env| -> JResult<JString<'local>> {
+        let name = opt_string_arg(env, &name)?.unwrap_or_default();
+        let dir = if name.is_empty() {
+            crate::host::user_models_root()?
+        } else {
+            crate::host::user_model_dir(&name, &crate::host::library_model_dirs())?
+        };
+        Ok(JString::from_str(env, dir.to_string_lossy())?)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
 /// Panics on purpose, to test that a panic reaches Java as an `IllegalStateException` and the
 /// library stays usable. Not for other use.
 ///

@@ -17,6 +17,7 @@ g++ -std=c++17 "${flags[@]}" -c "$out/header_alone.cpp" -o "$out/hpp.o"
 echo "== C API tests"
 gcc -std=c11 "${flags[@]}" -g "$here/test_api.c" -o "$out/test_api" \
     -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+export CYTOSEG_USER_MODELS="$out/user-models"
 "$out/test_api"
 if command -v valgrind >/dev/null; then
     echo "== C API tests under valgrind (errors and leaks are failures)"

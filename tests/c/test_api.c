@@ -246,8 +246,61 @@ static void test_struct_versions(void) {
     CHECK(strstr(msg, "newer cytoseg header") != NULL);
 }
 
+/* Model folders: the user's models folder ($CYTOSEG_USER_MODELS, set by run.sh), a clone's
+ * folder under it, refused names, the string-length convention, and the by-name list. */
+static void test_model_folders(void) {
+    const char *user = getenv("CYTOSEG_USER_MODELS");
+    char buf[1024];
+    size_t needed = 0;
+    CHECK(cytoseg_user_model_dir(NULL, buf, sizeof buf, &needed) == CYTOSEG_STATUS_OK);
+    if (user != NULL) {
+        CHECK(strcmp(buf, user) == 0);
+    }
+    CHECK(needed == strlen(buf) + 1);
+    CHECK(cytoseg_user_model_dir("mycells", buf, sizeof buf, NULL) == CYTOSEG_STATUS_OK);
+    size_t n = strlen(buf);
+    CHECK(n > 8 && strcmp(buf + n - 8, "/mycells") == 0);
+    /* too small a buffer: truncated, NUL-terminated, and `needed` says the full length */
+    char small[4] = {'x', 'x', 'x', 'x'};
+    CHECK(cytoseg_user_model_dir("mycells", small, sizeof small, &needed) == CYTOSEG_STATUS_OK);
+    CHECK(small[3] == '\0' && needed == n + 1);
+    const char *bad[] = {"../up", ".hidden", "a/b", "with space", ""};
+    for (size_t i = 0; i < 4; i++) {
+        CHECK(cytoseg_user_model_dir(bad[i], buf, sizeof buf, &needed) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+        char msg[512];
+        cytoseg_last_error_message(msg, sizeof msg);
+        CHECK(strstr(msg, "letters, digits") != NULL);
+    }
+    /* "" means the folder itself, like NULL */
+    CHECK(cytoseg_user_model_dir(bad[4], buf, sizeof buf, NULL) == CYTOSEG_STATUS_OK);
+    /* a misaligned `needed` is refused, not written */
+    size_t words[2] = {0, 0};
+    CHECK(cytoseg_user_model_dir("x", buf, sizeof buf, (size_t *)((char *)words + 1)) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    size_t list_len = cytoseg_list_models(NULL, 0);
+    CHECK(list_len >= 1);
+    char *list = malloc(list_len);
+    CHECK(list != NULL);
+    if (list != NULL) {
+        CHECK(cytoseg_list_models(list, list_len) == list_len);
+        CHECK(strlen(list) + 1 == list_len);
+        /* every line is name<TAB>folder */
+        for (char *line = list; *line != '\0';) {
+            char *end = strchr(line, '\n');
+            char *tab = strchr(line, '\t');
+            CHECK(end != NULL && tab != NULL && tab < end);
+            if (end == NULL) {
+                break;
+            }
+            line = end + 1;
+        }
+        free(list);
+    }
+}
+
 int main(void) {
     test_version();
+    test_model_folders();
     test_struct_versions();
     test_errors_api();
     test_flows_to_labels();

@@ -94,3 +94,25 @@ def test_a_raising_progress_callback_cancels_and_reraises(data, tmp_path):
     with pytest.raises(RuntimeError, match="stop here"):
         cytoseg.train("nuclei", *data, tmp_path / "c", steps=4, batch_size=2, crop=64,
                       diameter=17.1, progress=boom)
+
+
+def test_a_clone_saved_by_name_is_listed_and_loads_by_name(data, tmp_path, monkeypatch):
+    images, labels = data
+    user = tmp_path / "user-models"
+    monkeypatch.setenv("CYTOSEG_USER_MODELS", str(user))
+    assert cytoseg.user_model_dir() == user
+    assert cytoseg.user_model_dir("mine") == user / "mine"
+    for taken_or_bad in ["nuclei", "../up", ".hidden", "a b"]:
+        with pytest.raises(cytoseg.InvalidArgumentError):
+            cytoseg.user_model_dir(taken_or_bad)
+    with pytest.raises(ValueError, match="out .* or name"):
+        cytoseg.train("nuclei", images, labels, steps=2)
+    assert "mine" not in cytoseg.list_models()
+    cytoseg.train("nuclei", images, labels, name="mine", steps=2, batch_size=2, crop=64,
+                  diameter=17.1)
+    assert cytoseg.list_models()["mine"] == user / "mine"
+    assert cytoseg.list_models()["nuclei"].is_dir()
+    with cytoseg.Model("mine", device="cpu") as model:
+        assert model.segment(tifffile.imread(images / "img0.tif")).shape == (80, 80)
+    with pytest.raises(cytoseg.InvalidArgumentError, match="exists already"):
+        cytoseg.train("nuclei", images, labels, name="mine", steps=2)

@@ -248,24 +248,43 @@ pub struct ModelsCmd {
     pub ort_lib: Option<PathBuf>,
 }
 
-/// Runs `cytoseg models`.
+/// Runs `cytoseg models`: every package found by name, what each is for, and how to choose.
 pub fn models(cmd: ModelsCmd) -> Result<i32> {
     let found = list_models(&cytoseg_host::cli_model_dirs());
     if found.is_empty() {
         println!("no model packages found");
     }
-    for (name, dir) in found {
+    for (name, dir) in &found {
         match cytoseg_core::model::Manifest::read(&dir.join("manifest.json")) {
-            Ok(m) => println!(
-                "{name:<12} {:<8} {:<15} diameter {:>5.1}px  {}  ({})",
-                m.version,
-                m.family,
-                m.diameter,
-                m.description,
-                dir.display()
-            ),
-            Err(e) => println!("{name:<12} invalid: {e}"),
+            Ok(m) => {
+                println!(
+                    "{name}  {}  ({} channel{}, objects ~{:.0} px)  {}",
+                    m.version,
+                    m.input.channels,
+                    if m.input.channels == 1 { "" } else { "s" },
+                    m.default_diameter.unwrap_or(m.diameter),
+                    dir.display()
+                );
+                if !m.use_for.is_empty() {
+                    println!("    for: {}", m.use_for);
+                }
+                println!("    {}", m.description);
+            }
+            Err(e) => println!("{name}  invalid: {e}"),
         }
+    }
+    println!(
+        "\nPick the model whose `for:` matches your images and check it on a few of your own \
+         annotated images (cytoseg validate). If none is good enough, correct its masks on \
+         some images and clone it: cytoseg train --from <model> --images ... --labels ... \
+         --name <new name>."
+    );
+    match cytoseg_host::user_models_dir() {
+        Some(d) => println!(
+            "Your models folder (clones saved with --name, from Fiji or napari): {}",
+            d.display()
+        ),
+        None => println!("Your models folder: none (set CYTOSEG_USER_MODELS)"),
     }
     if cmd.providers {
         let rt = runtime::runtime(&cytoseg_host::cli_ort_search(cmd.ort_lib.as_deref()))?;

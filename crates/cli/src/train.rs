@@ -40,8 +40,18 @@ pub struct TrainCmd {
     #[arg(long, value_name = "DIR", requires = "val_images")]
     pub val_labels: Option<PathBuf>,
     /// The new model package folder (its name is the clone's name).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "name",
+        conflicts_with = "name"
+    )]
+    pub out: Option<PathBuf>,
+    /// Save the clone in your models folder under this name instead of --out, so that
+    /// `--model NAME` finds it here, in Fiji and in napari ($CYTOSEG_USER_MODELS, default
+    /// ~/.local/share/cytoseg/models on Linux). The name must be new.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// Training steps.
     #[arg(long, default_value_t = 1000)]
     pub steps: usize,
@@ -87,7 +97,8 @@ pub struct TrainCmd {
 }
 
 const TRAIN_AFTER_HELP: &str = "\
-Writes a new model package to --out: model.onnx (the parent's network with the trained
+Writes a new model package to --out (or, with --name, to your models folder, where every
+face of cytoseg finds it by name): model.onnx (the parent's network with the trained
 weights), manifest.json (with the lineage: parent and its sha256, every training file and
 its sha256, every parameter, seed, losses, versions), MODEL_CARD.md, loss.csv and loss.png.
 The parent is never modified. Ctrl-C saves a checkpoint; run the same command with --resume
@@ -96,7 +107,9 @@ to continue. Exit status: 0 trained, 2 error, 130 interrupted (checkpoint saved)
 Example (clone -> correct -> retrain -> validate):
   cytoseg train --from nuclei --images mine/images --labels mine/labels --out models/mycells
   cytoseg validate --model models/mycells --images ref/images --truth ref/labels
-  cytoseg segment plate/ --model models/mycells --out results";
+  cytoseg segment plate/ --model models/mycells --out results
+  cytoseg train --from cells-phase --images mine/images --labels mine/labels --name mycells
+  cytoseg segment plate/ --model mycells --out results";
 
 /// Runs `cytoseg train`.
 pub fn run(cmd: TrainCmd, quiet: bool) -> Result<i32> {
@@ -109,8 +122,14 @@ pub fn run(cmd: TrainCmd, quiet: bool) -> Result<i32> {
         }
         d => return Err(Error::invalid(format!("--device {d}: use auto or cpu"))),
     }
-    let from = resolve_model(&cmd.from, &cytoseg_host::cli_model_dirs())?;
-    let mut opts = TrainOptions::new(&from, &cmd.images, &cmd.labels, &cmd.out);
+    let dirs = cytoseg_host::cli_model_dirs();
+    let from = resolve_model(&cmd.from, &dirs)?;
+    let out = match (&cmd.out, &cmd.name) {
+        (Some(out), _) => out.clone(),
+        (None, Some(name)) => cytoseg_host::user_model_dir(name, &dirs)?,
+        (None, None) => return Err(Error::invalid("give --out DIR or --name NAME")),
+    };
+    let mut opts = TrainOptions::new(&from, &cmd.images, &cmd.labels, &out);
     opts.masks = cmd.masks.clone();
     opts.val_images = cmd.val_images.clone();
     opts.val_labels = cmd.val_labels.clone();
@@ -195,7 +214,7 @@ objects' diameter {:.1} px; wrote {}",
         Err(Error::Cancelled) => {
             eprintln!(
                 "interrupted: checkpoint saved in {}; continue with the same command and --resume",
-                cmd.out.display()
+                out.display()
             );
             Ok(130)
         }

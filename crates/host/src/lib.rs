@@ -5,8 +5,15 @@
 //!
 //! | face | ONNX Runtime, in order | models by name, in order |
 //! |---|---|---|
-//! | command line | `--ort-lib`, `ORT_DYLIB_PATH`, beside the executable, the `onnxruntime` package of the `python3` on PATH | `$CYTOSEG_MODELS`, `models/` beside the executable or one level up, `share/cytoseg/models` beside its parent, and for a binary in a Cargo `target/<profile>/` folder the checkout's `models/` |
-//! | C API, JNI (Fiji), Python | the caller's path (the Fiji jar passes its bundled library, the Python package its `onnxruntime` wheel's), `ORT_DYLIB_PATH`, beside libcytoseg | `$CYTOSEG_MODELS`, `models/` beside libcytoseg or one level up (the Python wheel's layout) |
+//! | command line | `--ort-lib`, `ORT_DYLIB_PATH`, beside the executable, the `onnxruntime` package of the `python3` on PATH | `$CYTOSEG_MODELS`, `models/` beside the executable or one level up, `share/cytoseg/models` beside its parent, and for a binary in a Cargo `target/<profile>/` folder the checkout's `models/`; then the user's models folder |
+//! | C API, JNI (Fiji), Python | the caller's path (the Fiji jar passes its bundled library, the Python package its `onnxruntime` wheel's), `ORT_DYLIB_PATH`, beside libcytoseg | `$CYTOSEG_MODELS`, `models/` beside libcytoseg or one level up (the Python wheel's layout); then the user's models folder |
+//!
+//! The **user's models folder** ([`user_models_dir`]) is where the clones a user trains from
+//! Fiji, napari or `cytoseg train --name` are saved, so that every face offers them by name:
+//! `$CYTOSEG_USER_MODELS` when set, else `$XDG_DATA_HOME/cytoseg/models` (default
+//! `~/.local/share/cytoseg/models`) on Linux, `~/Library/Application Support/cytoseg/models` on
+//! macOS, `%APPDATA%\cytoseg\models` on Windows. It comes last, so a clone never hides a bundled
+//! model of the same name (the faces refuse such names when saving).
 //!
 //! Nothing here is used by `cytoseg-core`, which cannot depend on this crate.
 
@@ -21,6 +28,64 @@ use cytoseg_core::model::runtime::{self, Candidate};
 pub const ORT_ENV: &str = "ORT_DYLIB_PATH";
 /// Environment variable with extra model folders (a path list; honoured by every face).
 pub const MODELS_ENV: &str = "CYTOSEG_MODELS";
+/// Environment variable naming the user's models folder instead of the platform's default.
+pub const USER_MODELS_ENV: &str = "CYTOSEG_USER_MODELS";
+
+/// The user's models folder (see the crate documentation), or None when neither
+/// `$CYTOSEG_USER_MODELS` nor a home folder is known. It may not exist yet.
+pub fn user_models_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env(USER_MODELS_ENV) {
+        return Some(d);
+    }
+    let base = if cfg!(windows) {
+        env("APPDATA")
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| h.join("Library/Application Support"))
+    } else {
+        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local/share")))
+    }?;
+    Some(base.join("cytoseg").join("models"))
+}
+
+/// The folder a new clone called `name` is saved to: `<user models folder>/<name>`.
+///
+/// Refuses a name that is empty, longer than 64 bytes, starts with a dot or holds anything but
+/// ASCII letters, digits, `-`, `_` and `.` (it becomes a folder name on every platform), and a
+/// name that `dirs` (the face's model search list) already offers, bundled models included,
+/// so that a clone never hides or replaces another model.
+pub fn user_model_dir(name: &str, dirs: &[PathBuf]) -> cytoseg_core::Result<PathBuf> {
+    use cytoseg_core::Error;
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || name.starts_with('.') || !name.chars().all(ok_char) {
+        return Err(Error::invalid(format!(
+            "model name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )));
+    }
+    if let Some((_, dir)) = cytoseg_core::model::registry::list_models(dirs)
+        .into_iter()
+        .find(|(n, _)| n == name)
+    {
+        return Err(Error::invalid(format!(
+            "a model named {name:?} exists already ({}): choose another name",
+            dir.display()
+        )));
+    }
+    Ok(user_models_root()?.join(name))
+}
+
+/// [`user_models_dir`], or an error saying how to name one when no home folder is known.
+pub fn user_models_root() -> cytoseg_core::Result<PathBuf> {
+    user_models_dir().ok_or_else(|| {
+        cytoseg_core::Error::invalid(format!(
+            "no user models folder: set {USER_MODELS_ENV} (no home folder is known)"
+        ))
+    })
+}
 
 /// The command line's ONNX Runtime search (see the module table).
 pub fn cli_ort_search(explicit: Option<&Path>) -> Vec<Candidate> {
@@ -57,6 +122,7 @@ pub fn cli_model_dirs() -> Vec<PathBuf> {
             }
         }
     }
+    dirs.extend(user_models_dir());
     dirs
 }
 
@@ -69,6 +135,7 @@ pub fn library_model_dirs() -> Vec<PathBuf> {
             dirs.push(up.join("models"));
         }
     }
+    dirs.extend(user_models_dir());
     dirs
 }
 

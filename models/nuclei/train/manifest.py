@@ -92,6 +92,7 @@ def main():
         "version": args.version,
         "family": "cellpose-flows",
         "description": "Default nuclei model: Cellpose-style flow U-Net for grayscale fluorescence nuclei.",
+        "use_for": "grayscale fluorescence nuclei (DAPI, Hoechst, ...), one channel, about 10-30 px across",
         "model": {
             "file": "model.onnx",
             "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),

@@ -32,10 +32,12 @@ from .api import (
     example_image_path,
     flows_to_labels,
     labels_to_flows,
+    list_models,
     measure,
     models_dir,
     segment_folder,
     train,
+    user_model_dir,
 )
 
 __all__ = [
@@ -59,8 +61,10 @@ __all__ = [
     "example_image_path",
     "flows_to_labels",
     "labels_to_flows",
+    "list_models",
     "measure",
     "segment_folder",
     "train",
     "models_dir",
+    "user_model_dir",
 ]

@@ -27,7 +27,10 @@ class CytosegError(Exception):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.status_name}: {self.message}" if self.status_name else self.message
+        # the engine's messages often start with the status name already
+        if not self.status_name or self.message.startswith(self.status_name):
+            return self.message
+        return f"{self.status_name}: {self.message}"
 
 
 class InvalidArgumentError(CytosegError, ValueError):

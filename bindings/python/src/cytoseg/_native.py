@@ -241,6 +241,8 @@ _SIGNATURES = {
     "cytoseg_status_name": (c_char_p, [c_int32]),
     "cytoseg_version": (c_char_p, []),
     "cytoseg_version_number": (c_uint32, []),
+    "cytoseg_list_models": (c_size_t, [ctypes.c_char_p, c_size_t]),
+    "cytoseg_user_model_dir": (c_int32, [c_char_p, ctypes.c_char_p, c_size_t, POINTER(c_size_t)]),
     "cytoseg_masks_params_init": (c_int32, [POINTER(MasksParams)]),
     "cytoseg_flows_to_labels": (
         c_int32,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from ._errors import InvalidArgumentError
 from ._version import __version__
 
 #: Name of the model used when none is given.
@@ -51,6 +52,43 @@ def bundled_models() -> list[str]:
     if not d.is_dir():
         return []
     return sorted(p.name for p in d.iterdir() if (p / "manifest.json").is_file())
+
+
+def list_models() -> dict[str, Path]:
+    """Every model package offered by name: the bundled ones first, then those the engine finds
+    (``$CYTOSEG_MODELS``, then the user's models folder, where clones trained from napari, Fiji
+    or ``cytoseg train --name`` are saved), as ``{name: folder}``."""
+    out = {name: models_dir() / name for name in bundled_models()}
+    f = _native.lib().cytoseg_list_models
+    buf = ctypes.create_string_buffer(max(int(f(None, 0)), 1))
+    f(buf, len(buf))
+    for line in os.fsdecode(buf.value).splitlines():
+        name, _, folder = line.partition("\t")
+        if name and folder:
+            out.setdefault(name, Path(folder))
+    return out
+
+
+def user_model_dir(name: str | None = None) -> Path:
+    """The user's models folder (``name`` None), or the folder a new clone called ``name`` is
+    saved to, which :func:`train` accepts as ``out``. The folder is shared with the command line
+    and Fiji; ``$CYTOSEG_USER_MODELS`` overrides it.
+
+    Raises:
+        InvalidArgumentError: the name is not a plain folder name (letters, digits, ``-``,
+            ``_``, ``.``) or a model of that name exists already.
+    """
+    if name and name in bundled_models():
+        raise InvalidArgumentError(
+            f"a model named {name!r} exists already ({models_dir() / name}): choose another name"
+        )
+    f = _native.lib().cytoseg_user_model_dir
+    encoded = name.encode() if name else None
+    needed = ctypes.c_size_t(0)
+    _native.check(f(encoded, None, 0, byref(needed)))
+    buf = ctypes.create_string_buffer(max(int(needed.value), 1))
+    _native.check(f(encoded, buf, len(buf), byref(needed)))
+    return Path(os.fsdecode(buf.value))
 
 
 def example_image_path() -> Path:
@@ -515,8 +553,9 @@ def train(
     from_model: str | os.PathLike[str] | None,
     images: str | os.PathLike[str],
     labels: str | os.PathLike[str],
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
     *,
+    name: str | None = None,
     masks: str | os.PathLike[str] | None = None,
     val_images: str | os.PathLike[str] | None = None,
     val_labels: str | os.PathLike[str] | None = None,
@@ -543,6 +582,8 @@ def train(
         from_model: the parent, a bundled name or a package folder (None: ``nuclei``).
         images, labels: folders of training images and their label images, paired by file stem.
         out: the new package's folder (must not hold a package).
+        name: instead of ``out``, save the clone under this new name in the user's models
+            folder (:func:`user_model_dir`), where every face of cytoseg offers it by name.
         masks: folder of annotated-region masks (pixels outside are ignored by the loss).
         val_images, val_labels: validation folders (default: one image in ten held out when
             there are at least ten).
@@ -566,6 +607,10 @@ def train(
     """
     if (val_images is None) != (val_labels is None):
         raise ValueError("val_images and val_labels go together")
+    if (out is None) == (name is None):
+        raise ValueError("give out (a folder) or name (a new model in your models folder)")
+    if out is None:
+        out = user_model_dir(name)
     lib = _native.lib()
     o = _native.TrainOptions()
     _native.check(lib.cytoseg_train_options_init(byref(o)))

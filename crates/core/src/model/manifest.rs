@@ -25,6 +25,10 @@ pub struct Manifest {
     /// One-line description.
     #[serde(default)]
     pub description: String,
+    /// Which images to pick this model for, in one line (`cytoseg models` shows it); empty
+    /// when the package does not say.
+    #[serde(default)]
+    pub use_for: String,
     /// The ONNX file.
     pub model: ModelFile,
     /// The network input.

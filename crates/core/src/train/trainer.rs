@@ -840,6 +840,10 @@ pub fn train(
         m.version,
         train_pairs.len()
     ));
+    mj["use_for"] = json!(format!(
+        "images like the training images ({})",
+        opts.images.display()
+    ));
     mj["model"]["file"] = json!("model.onnx");
     mj["model"]["sha256"] = json!(model_sha);
     mj["model"]["bytes"] = json!(model_bytes.len());

@@ -36,6 +36,14 @@ public final class Native {
     /** @return name=folder lines of the model packages the engine finds by name */
     public static native String listModels();
 
+    /**
+     * @param name null or empty for the user's models folder itself; else a new clone's name
+     * @return the user's models folder, or the folder the clone {@code name} is to be saved to
+     *     (shared with the command line and napari; {@code CYTOSEG_USER_MODELS} overrides it)
+     * @throws CytosegException when the name is not a plain folder name or is taken
+     */
+    public static native String userModelDir(String name);
+
     /** @return the device names the engine accepts, one per line (auto, cpu, cuda, ...) */
     public static native String deviceNames();
 
