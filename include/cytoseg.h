@@ -541,7 +541,8 @@ typedef struct cytoseg_train_options {
    */
   double diameter;
   /**
-   * Object diameter the clone's network works at, 0 = the parent's. Default: 0.
+   * Object diameter the clone's network works at, 0 = automatic: the objects' diameter,
+   * at least the parent's and at most 30 (Cellpose's cell scale). Default: 0.
    */
   double train_diameter;
   /**

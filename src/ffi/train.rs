@@ -33,7 +33,8 @@ pub struct cytoseg_train_options {
     /// Typical object diameter in the training images in pixels, 0 = measured from the
     /// labels. Default: 0.
     pub diameter: f64,
-    /// Object diameter the clone's network works at, 0 = the parent's. Default: 0.
+    /// Object diameter the clone's network works at, 0 = automatic: the objects' diameter,
+    /// at least the parent's and at most 30 (Cellpose's cell scale). Default: 0.
     pub train_diameter: f64,
     /// Random seed. Default: 0.
     pub seed: u64,

@@ -74,7 +74,8 @@ pub struct TrainCmd {
     /// labels).
     #[arg(long)]
     pub diameter: Option<f64>,
-    /// Object diameter the clone's network works at (default: the parent's).
+    /// Object diameter the clone's network works at (default: the objects' diameter, at least
+    /// the parent's and at most 30, Cellpose's cell scale).
     #[arg(long)]
     pub train_diameter: Option<f64>,
     /// Input channels of the clone (default: the parent's). A one-channel parent is widened

@@ -589,7 +589,8 @@ def train(
             there are at least ten).
         steps, minutes, batch_size, crop, learning_rate, weight_decay, seed: the schedule.
         diameter: typical object diameter in the training images (default: measured).
-        train_diameter: the diameter the clone's network works at (default: the parent's).
+        train_diameter: the diameter the clone's network works at (default: the objects'
+            diameter, at least the parent's and at most 30, Cellpose's cell scale).
         channels: input channels of the clone (default: the parent's; a one-channel parent is
             widened for colour images).
         resume: continue from the checkpoint in ``out`` (after a cancel).
