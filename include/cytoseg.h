@@ -572,8 +572,9 @@ typedef struct cytoseg_train_options {
    */
   const char *invocation;
   /**
-   * Input channels of the clone, 0 = the parent's (a one-channel parent is widened for
-   * colour or multi-channel images). Default: 0.
+   * Input channels of the clone, 0 = automatic: 3 when the parent takes one channel and
+   * every training image is colour (RGB), else the parent's. A one-channel parent is widened
+   * for colour or multi-channel images. Default: 0.
    */
   uint32_t channels;
 } cytoseg_train_options;

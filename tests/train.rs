@@ -589,3 +589,40 @@ fn a_clone_saved_by_name_is_offered_by_name() {
     assert_eq!(code, Some(2), "a second clone of the same name: {text}");
     assert!(text.contains("exists already"), "{text}");
 }
+
+/// Without `channels`, a one-channel parent is widened to 3 when every training image is colour,
+/// and keeps its one channel when any image is grayscale.
+#[test]
+fn colour_training_images_give_a_colour_clone_by_default() {
+    let t = tmp("auto-channels");
+    let data = t.0.join("data");
+    synthetic_set(&data, 3, 64, 5);
+    // the images again as H x W x 3 colour .npy (equal channels), replacing the gray TIFFs
+    for k in 0..3 {
+        let tif = data.join(format!("images/img{k}.tif"));
+        let img = read_image(&tif).unwrap();
+        let gray = img.view().unwrap().plane(0);
+        let rgb: Vec<f32> = gray.iter().flat_map(|&v| [v, v * 0.8, v * 0.5]).collect();
+        std::fs::remove_file(&tif).unwrap();
+        let mut f = std::fs::File::create(data.join(format!("images/img{k}.npy"))).unwrap();
+        cytoseg::core::io::npy::write(&mut f, &[64, 64, 3], rgb).unwrap();
+    }
+    let channels_of = |out: &Path| {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap())
+                .unwrap();
+        m["input"]["channels"].as_u64().unwrap()
+    };
+    let mut o = small_options(&data, &data, &t.0.join("colour"), 1);
+    o.val_images = None;
+    o.val_labels = None;
+    tr::train(&o, &mut |_| true).unwrap();
+    assert_eq!(channels_of(&t.0.join("colour")), 3);
+    // one grayscale image among them: the parent's single channel
+    std::fs::remove_file(data.join("images/img2.npy")).unwrap();
+    let gray = std::fs::read(data.join("labels/img2.tif")).unwrap();
+    std::fs::write(data.join("images/img2.tif"), gray).unwrap();
+    o.out = t.0.join("mixed");
+    tr::train(&o, &mut |_| true).unwrap();
+    assert_eq!(channels_of(&t.0.join("mixed")), 1);
+}

@@ -50,8 +50,9 @@ pub struct cytoseg_train_options {
     /// What runs the training, recorded in the clone's lineage (e.g. your program's name and
     /// version), or NULL. Default: NULL.
     pub invocation: *const c_char,
-    /// Input channels of the clone, 0 = the parent's (a one-channel parent is widened for
-    /// colour or multi-channel images). Default: 0.
+    /// Input channels of the clone, 0 = automatic: 3 when the parent takes one channel and
+    /// every training image is colour (RGB), else the parent's. A one-channel parent is widened
+    /// for colour or multi-channel images. Default: 0.
     pub channels: u32,
 }
 

@@ -78,9 +78,10 @@ pub struct TrainCmd {
     /// the parent's and at most 30, Cellpose's cell scale).
     #[arg(long)]
     pub train_diameter: Option<f64>,
-    /// Input channels of the clone (default: the parent's). A one-channel parent is widened
-    /// for colour or multi-channel images: each image channel then feeds the network (the first
-    /// N channels of each image).
+    /// Input channels of the clone (default: 3 when the parent takes one channel and every
+    /// training image is colour (RGB), else the parent's). A one-channel parent is widened for
+    /// colour or multi-channel images: each image channel then feeds the network (the first N
+    /// channels of each image).
     #[arg(long)]
     pub channels: Option<usize>,
     /// Where training runs: cpu (the native trainer runs on the CPU), or auto.

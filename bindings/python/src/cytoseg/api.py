@@ -591,8 +591,9 @@ def train(
         diameter: typical object diameter in the training images (default: measured).
         train_diameter: the diameter the clone's network works at (default: the objects'
             diameter, at least the parent's and at most 30, Cellpose's cell scale).
-        channels: input channels of the clone (default: the parent's; a one-channel parent is
-            widened for colour images).
+        channels: input channels of the clone (default: 3 when the parent takes one channel
+            and every training image is colour (RGB), else the parent's; a one-channel parent
+            is widened for colour images).
         resume: continue from the checkpoint in ``out`` (after a cancel).
         progress: called after every step with a dict (``step``, ``steps``, ``loss``,
             ``val_loss`` (NaN when none yet), ``learning_rate``, ``elapsed_s``, ``eta_s``);
