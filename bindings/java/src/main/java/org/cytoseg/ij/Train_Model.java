@@ -277,7 +277,7 @@ public class Train_Model implements PlugIn {
         gd.addDirectoryField("images_folder", Prefs.get(P + "images_folder", ""), 30);
         gd.addDirectoryField("labels_folder", Prefs.get(P + "labels_folder", ""), 30);
         gd.addDirectoryField("masks_folder", Prefs.get(P + "masks_folder", ""), 30);
-        gd.addMessage("The new model:");
+        gd.addMessage("The new model, a clone of the parent (parent = file: the package folder in parent file):");
         gd.addChoice("parent", models, parent);
         gd.addStringField("parent_file", parentFile, 30);
         gd.addStringField("name", resumable ? cancelled : auto, 20);
@@ -630,7 +630,7 @@ public class Train_Model implements PlugIn {
         }
     }
 
-    /** @return seconds as "1 h 05 min", "3 min 20 s" or "12 s" */
+    /** @return seconds as "1 h 05 min", "3 min 20 s", "12 s" or "0.4 s" */
     static String duration(double seconds) {
         if (!(seconds >= 0) || Double.isInfinite(seconds)) {
             return "?";
@@ -639,6 +639,9 @@ public class Train_Model implements PlugIn {
         if (s >= 3600) {
             return String.format(Locale.ROOT, "%d h %02d min", s / 3600, (s % 3600) / 60);
         }
-        return s >= 60 ? String.format(Locale.ROOT, "%d min %02d s", s / 60, s % 60) : s + " s";
+        if (s >= 60) {
+            return String.format(Locale.ROOT, "%d min %02d s", s / 60, s % 60);
+        }
+        return seconds < 10 ? String.format(Locale.ROOT, "%.1f s", seconds) : s + " s";
     }
 }

@@ -247,6 +247,86 @@ class TrainModelTest {
         Engine.release();
     }
 
+    @Test
+    void escCancelsTheCommandAndRunningItAgainResumes() throws Exception {
+        Assumptions.assumeFalse(GraphicsEnvironment.isHeadless(), "ImageJ dialogs need a display (ci.sh uses xvfb-run)");
+        ImagePlus img = IJ.openImage("../../models/examples/nuclei_example.tif");
+        ImagePlus lab = IJ.openImage("../../models/examples/nuclei_example_labels.tif");
+        lab.setTitle("truth");
+        img.show();
+        lab.show();
+        String name = Train_Model.defaultName("esc");
+        String options = "source=[image + label image] image=nuclei_example.tif labels=truth parent=nuclei name=" + name
+                + " minutes=0 steps=8 diameter=0 channels=0 batch_size=2 crop=64";
+        File folder = new File(Native.userModelDir(""), name);
+        try {
+            // The user holds Esc down while the command trains.
+            boolean[] done = {false};
+            Thread esc = new Thread(() -> {
+                while (!done[0]) {
+                    IJ.setKeyDown(java.awt.event.KeyEvent.VK_ESCAPE);
+                    try {
+                        Thread.sleep(5);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                }
+            });
+            esc.start();
+            PluginTest.asMacro(options, () -> {
+                new Train_Model().run("");
+                return null;
+            });
+            done[0] = true;
+            esc.join();
+            assertTrue(Train_Model.cancelledRun(folder), "no checkpoint after Esc");
+            assertEquals(name, ij.Prefs.get("cytoseg.train.cancelled", ""));
+            // The same command again continues the run to the end.
+            IJ.resetEscape();
+            PluginTest.asMacro(options, () -> {
+                new Train_Model().run("");
+                return null;
+            });
+            assertTrue(new File(folder, "manifest.json").isFile() && new File(folder, "model.onnx").isFile());
+            assertEquals("", ij.Prefs.get("cytoseg.train.cancelled", ""));
+            String manifest = new String(Files.readAllBytes(new File(folder, "manifest.json").toPath()), "UTF-8");
+            assertTrue(manifest.contains("\"steps\": 8,"), manifest);
+        } finally {
+            img.changes = false;
+            lab.changes = false;
+            img.close();
+            lab.close();
+        }
+    }
+
+    @Test
+    void rgbImagesMakeAColourCloneOfAOneChannelParent() throws Exception {
+        PluginTest.needDisplayAndRuntime();
+        Train_Model.Settings s = new Train_Model.Settings();
+        s.image = IJ.openImage("../../models/examples/nuclei_example.tif");
+        new ij.process.ImageConverter(s.image).convertToRGB();
+        assertEquals(ImagePlus.COLOR_RGB, s.image.getType());
+        assertEquals(3, Train_Model.channelsFor(s, "nuclei"));
+        s.channels = 2;
+        assertEquals(2, Train_Model.channelsFor(s, "nuclei"));
+        s.channels = 0;
+        s.source = Train_Model.FROM_FOLDERS;
+        assertEquals(0, Train_Model.channelsFor(s, "nuclei"));
+        s.source = Train_Model.FROM_IMAGES;
+        assertEquals(0, Train_Model.channelsFor(new Train_Model.Settings(), "nuclei"));
+        // The staged RGB TIFF reaches the engine as three channels: the clone takes colour.
+        s.labels = IJ.openImage("../../models/examples/nuclei_example_labels.tif");
+        s.name = Train_Model.defaultName("rgb");
+        s.minutes = 0;
+        s.steps = 1;
+        s.batchSize = 1;
+        s.crop = 64;
+        Train_Model.Result r = Train_Model.train(s, null);
+        String manifest = new String(Files.readAllBytes(new File(r.folder, "manifest.json").toPath()), "UTF-8");
+        assertTrue(manifest.replaceAll("\\s", "").contains("\"channels\":3,"), manifest);
+        Engine.release();
+    }
+
     private static int stagingFolders(File tmp) {
         String[] names = tmp.list((d, n) -> n.startsWith("cytoseg-train-"));
         return names == null ? 0 : names.length;
