@@ -400,6 +400,9 @@ public class Train_Model implements PlugIn {
         if (s.minutes < 0 || s.steps < 0 || s.diameter < 0 || s.channels < 0 || s.batchSize < 0 || s.crop < 0) {
             throw new IllegalArgumentException("minutes, steps, diameter, channels, batch_size and crop must not be negative");
         }
+        if (!java.util.Arrays.asList(SOURCES).contains(s.source)) {
+            throw new IllegalArgumentException("source \"" + s.source + "\": use " + String.join(", ", SOURCES));
+        }
         String parentSpec = Engine.modelSpec(s.parent, s.parentFile);
         String name = s.name == null || s.name.trim().isEmpty() ? defaultName(parentSpec) : s.name.trim();
         File folder = new File(Models.newModelDir(name));

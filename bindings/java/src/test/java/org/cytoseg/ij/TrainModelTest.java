@@ -146,6 +146,10 @@ class TrainModelTest {
         s.name = "ok-name";
         s.steps = -1;
         assertThrows(IllegalArgumentException.class, () -> Train_Model.train(s, null));
+        s.steps = 0;
+        s.source = "clipboard";
+        IllegalArgumentException e2 = assertThrows(IllegalArgumentException.class, () -> Train_Model.train(s, null));
+        assertTrue(e2.getMessage().contains("clipboard"), e2.getMessage());
         assertEquals("nuclei-tuned", Train_Model.defaultName("nuclei").replaceAll("-[0-9]+$", ""));
         assertEquals("my_model-tuned", Train_Model.defaultName("/some/where/my model").replaceAll("-[0-9]+$", ""));
         assertEquals("3 min 05 s", Train_Model.duration(185));
