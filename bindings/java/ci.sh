@@ -6,7 +6,10 @@
 #   3. integration test: the real ImageJ 1 (Debian's, -batch under xvfb-run, with timeout) runs
 #      src/test/ij/segment_example.ijm on models/examples/nuclei_example.tif, and the label image,
 #      ROI count, Results table and measurements must equal `cytoseg segment` on the same image
-#      with the same settings.
+#      with the same settings; Segment Folder as `cytoseg segment`; Train Model (a tiny run on the
+#      example and its labels, then from the ROI Manager) makes clones that Segment Image, Segment
+#      Folder and the CLI find by name; About; error paths.
+# Clones go to a temporary user models folder (CYTOSEG_USER_MODELS; pom.xml sets one for JUnit).
 # Needs: cargo build --release done; apt packages imagej maven junit5 libsurefire-java
 # libmaven-{compiler,jar,resources,install}-plugin-java xvfb xauth (.ci/run installs them); ONNX
 # Runtime (scripts/setup-ort.sh puts it in ./.venv; ORT_DYLIB_PATH is set from there).
@@ -55,6 +58,8 @@ echo "built $jar ($(du -h "$jar" | cut -f1))"
 echo "== ImageJ 1 integration test (xvfb-run, -batch macro) vs the cytoseg CLI"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# Every run below (ImageJ and the CLI) saves and finds the user's models here, never in ~.
+export CYTOSEG_USER_MODELS="$work/user-models"
 mkdir -p "$work/ij/plugins" "$work/cli" "$work/ijout"
 cp "$jar" "$work/ij/plugins/"
 image="$root/models/examples/nuclei_example.tif"
@@ -95,6 +100,37 @@ diff <(cut -d, -f1-10,12- "$work/folder_cli/summary.csv") <(cut -d, -f1-10,12- "
 grep -q '"api": "java"' "$work/folder_ij/run.json" || { echo "ci.sh: run.json does not record the Java caller" >&2; exit 1; }
 echo "Segment Folder = cytoseg segment: $n files byte-identical, summary.csv equal but for times"
 
+echo "== Train Model in ImageJ (a tiny run) -> a clone that Segment Image, Segment Folder and the CLI find by name"
+clone=fiji-ci-clone
+mkdir -p "$work/train_tmp"
+# java.io.tmpdir is the run's own, so that the staging folders' deletion can be checked.
+if ! timeout 300 "${ij_env[@]}" xvfb-run -a java -Xmx2g -Djava.io.tmpdir="$work/train_tmp" -jar /usr/share/java/ij.jar \
+        -ijpath "$work/ij" -batch "$here/src/test/ij/train_model.ijm" \
+        "$image|$root/models/examples/nuclei_example_labels.tif|$clone|$work/train_ij" >"$work/train.log" 2>&1; then
+    cat "$work/train.log"; echo "ci.sh: the Train Model macro failed or timed out" >&2; exit 1
+fi
+cat "$work/train.log"
+for want in "TRAIN_DONE" "CLONE_LABEL_BITDEPTH=16" "CLONE_DIFF_MAX=0" "the model $clone is in $CYTOSEG_USER_MODELS/$clone"; do
+    grep -qF "$want" "$work/train.log" || { echo "ci.sh: expected \"$want\" in the Train Model output" >&2; exit 1; }
+done
+for c in "$clone" "$clone-rois"; do
+    for f in manifest.json model.onnx MODEL_CARD.md loss.csv loss.png; do
+        [ -f "$CYTOSEG_USER_MODELS/$c/$f" ] || { echo "ci.sh: Train Model did not write $c/$f" >&2; exit 1; }
+    done
+    grep -qF "Plugins > cytoseg > Train Model" "$CYTOSEG_USER_MODELS/$c/manifest.json" \
+        || { echo "ci.sh: $c's lineage does not name Train Model" >&2; exit 1; }
+done
+if ls "$work/train_tmp" | grep -q '^cytoseg-train-'; then
+    echo "ci.sh: Train Model left its staging folder behind" >&2; exit 1
+fi
+"$root/target/release/cytoseg" models | grep -q "^$clone " || { echo "ci.sh: cytoseg models does not list $clone" >&2; exit 1; }
+"$root/target/release/cytoseg" -q segment "$image" --out "$work/train_cli" --model "$clone" --device cpu \
+    --cellprob-threshold 0 --flow-threshold 0.4
+for f in nuclei_example_labels.tif nuclei_example_objects.csv; do
+    cmp "$work/train_cli/$f" "$work/train_ij/$f" || { echo "ci.sh: $f with the clone differs between the CLI and Fiji" >&2; exit 1; }
+done
+echo "Train Model: clones $clone and $clone-rois saved; the CLI segments with $clone as Fiji does"
+
 echo "== About cytoseg (ONNX Runtime $( [ "$bundle_ort" = 1 ] && echo "bundled in the jar, ORT_DYLIB_PATH unset" || echo "from the engine's search"))"
 printf 'run("About cytoseg");\nprint(getInfo("log"));\n' > "$work/about.ijm"
 if [ "$bundle_ort" = 1 ]; then
@@ -105,6 +141,7 @@ fi
 cat "$work/about.log"
 grep -q "^cytoseg engine " "$work/about.log" && grep -q "^ONNX Runtime [0-9]" "$work/about.log" \
     && grep -q "^model nuclei " "$work/about.log" || { echo "ci.sh: About cytoseg did not report the versions" >&2; exit 1; }
+grep -q "^your models .*: .*$clone" "$work/about.log" || { echo "ci.sh: About cytoseg does not list the clone $clone" >&2; exit 1; }
 if [ "$bundle_ort" = 1 ]; then
     grep -q "^ONNX Runtime .*cytoseg-natives-" "$work/about.log" || { echo "ci.sh: the bundled ONNX Runtime was not used" >&2; exit 1; }
 fi
@@ -116,7 +153,8 @@ if ! timeout 60 "${ij_env[@]}" xvfb-run -a java -jar /usr/share/java/ij.jar -ijp
 fi
 cat "$work/err.log"
 for want in "cytoseg: model_file: /no/such/model does not exist" "AFTER_MISSING_MODEL" \
-        "is an RGB image: a label image must be" "AFTER_RGB_LABELS" "smaller than 2" "DONE"; do
+        "is an RGB image: a label image must be" "AFTER_RGB_LABELS" "smaller than 2" \
+        "model name \"bad/name\"" "AFTER_BAD_NAME" "The ROI Manager is empty" "AFTER_EMPTY_ROIS" "DONE"; do
     grep -qF "$want" "$work/err.log" || { echo "ci.sh: expected \"$want\" in the error-path output" >&2; exit 1; }
 done
 echo "== Fiji/ImageJ plugin: all checks passed"

@@ -8,6 +8,8 @@ package org.cytoseg;
 public class CytosegException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
+    /** Status number of an invalid argument. */
+    public static final int INVALID = 101;
     /** Status number of a cancelled operation. */
     public static final int CANCELLED = 400;
     /** Status number of a missing or corrupt model package. */

@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 
@@ -25,7 +26,10 @@ import java.util.Map;
  *       temporary folder;</li>
  *   <li>the name itself, searched by the engine ({@code CYTOSEG_MODELS}, the source tree).</li>
  * </ol>
- * Anything else is taken as a package folder path. No model is ever downloaded.
+ * Anything else is taken as a package folder path. No model is ever downloaded. The models a
+ * user trained (the clones in the user's models folder, shared with the command line and
+ * napari) are found by the engine by name: {@link #available()} lists them for the dialogs,
+ * {@link #newModelDir} names the folder of a new one.
  */
 public final class Models {
     private static final Map<String, Path> EXTRACTED = new HashMap<>();
@@ -49,6 +53,45 @@ public final class Models {
             // No list: no bundled models.
         }
         return names;
+    }
+
+    /**
+     * Every model the commands offer by name: the bundled ones, then those the engine finds
+     * ({@link Native#listModels()}: {@code CYTOSEG_MODELS}, {@code models/} beside the library,
+     * the user's models folder with the clones trained in Fiji, napari or {@code cytoseg train
+     * --name}), each name once. When the native library cannot load, the bundled names.
+     *
+     * @return model names, bundled first
+     */
+    public static List<String> available() {
+        LinkedHashSet<String> names = new LinkedHashSet<>(bundled());
+        try {
+            names.addAll(Native.parseKeyValues(Native.listModels()).keySet());
+        } catch (LinkageError | RuntimeException e) {
+            // No library: the bundled names only (running a command reports why).
+        }
+        return new ArrayList<>(names);
+    }
+
+    /**
+     * The folder a new model (a clone being trained) called {@code name} is saved to: the
+     * engine's {@link Native#userModelDir} (a plain, new name in the user's models folder),
+     * refusing also the names of the models bundled in this jar, which the engine does not see.
+     *
+     * @param name the new model's name
+     * @return its folder (not created)
+     * @throws CytosegException when the name is not a plain folder name or is taken
+     */
+    public static String newModelDir(String name) {
+        if (name == null || name.isEmpty()) {
+            throw new CytosegException(CytosegException.INVALID,
+                    "the new model needs a name: 1 to 64 letters, digits, '-', '_' or '.'");
+        }
+        if (bundled().contains(name)) {
+            throw new CytosegException(CytosegException.INVALID, "a model named \"" + name
+                    + "\" is bundled with the plugin: choose another name");
+        }
+        return Native.userModelDir(name);
     }
 
     private static File jarDir() {

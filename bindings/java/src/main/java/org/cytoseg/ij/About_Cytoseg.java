@@ -7,9 +7,13 @@ import org.cytoseg.Cytoseg;
 import org.cytoseg.CytosegException;
 import org.cytoseg.Model;
 import org.cytoseg.Models;
+import org.cytoseg.Native;
 import org.cytoseg.NativeLoader;
 
-/** Plugins &gt; cytoseg &gt; About cytoseg: versions, models and ONNX Runtime providers, in the Log. */
+/**
+ * Plugins &gt; cytoseg &gt; About cytoseg: versions, models (bundled and the user's own) and ONNX
+ * Runtime providers, in the Log.
+ */
 public class About_Cytoseg implements PlugIn {
     @Override
     public void run(String arg) {
@@ -46,6 +50,25 @@ public class About_Cytoseg implements PlugIn {
                 sb.append("model ").append(name).append(": ").append(Engine.firstLine(e.getMessage())).append('\n');
             }
         }
+        // The user's own models (Train Model, napari, cytoseg train --name), found by name.
+        String root;
+        try {
+            root = new java.io.File(Native.userModelDir("")).getAbsolutePath();
+        } catch (CytosegException e) {
+            root = null;
+            sb.append("your models: ").append(Engine.firstLine(e.getMessage())).append('\n');
+        }
+        if (root != null) {
+            StringBuilder mine = new StringBuilder();
+            for (Map.Entry<String, String> e : Native.parseKeyValues(Native.listModels()).entrySet()) {
+                if (new java.io.File(e.getValue()).getAbsolutePath().startsWith(root + java.io.File.separator)) {
+                    mine.append(mine.length() == 0 ? "" : ", ").append(e.getKey());
+                }
+            }
+            sb.append("your models (Train Model; ").append(root).append("): ")
+                    .append(mine.length() == 0 ? "none yet" : mine).append('\n');
+        }
+        sb.append("commands: Plugins > cytoseg > Segment Image, Segment Folder, Train Model, Evaluate Labels");
         return sb.toString().trim();
     }
 }

@@ -34,9 +34,15 @@ final class Engine {
 
     private Engine() {}
 
-    /** @return the bundled model names then "file" */
+    /**
+     * The model choice of every command: {@link Models#available()} (the bundled models, then
+     * the user's clones and other packages the engine finds by name), then "file".
+     *
+     * @return model names then "file"
+     */
     static String[] modelChoices() {
-        List<String> c = new ArrayList<>(Models.bundled());
+        List<String> c = new ArrayList<>(Models.available());
+        c.remove(FROM_FILE);
         if (c.isEmpty()) {
             c.add("nuclei");
         }

@@ -11,6 +11,7 @@ import ij.process.ImageProcessor;
 import ij.process.LUT;
 import ij.process.ShortProcessor;
 import java.awt.Color;
+import java.awt.Rectangle;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -193,6 +194,67 @@ public final class Labels {
             throw new IllegalArgumentException(what + " is an RGB image: a label image must be 8-, 16- or 32-bit");
         }
         return out;
+    }
+
+    /**
+     * Paints area ROIs into a label image: ROI k of the array (0-based) gets label k + 1, over
+     * the pixels of its mask ({@link Roi#getMask()}, the whole bounding rectangle for a
+     * rectangle), later ROIs over earlier ones where they overlap; parts outside the image are
+     * clipped.
+     *
+     * @param rois the objects, in order (e.g. the ROI Manager's)
+     * @param width image width
+     * @param height image height
+     * @return width*height labels, 0 background
+     * @throws IllegalArgumentException for a ROI that is not an area (line, point)
+     */
+    public static int[] fromRois(Roi[] rois, int width, int height) {
+        int[] out = new int[width * height];
+        for (int k = 0; k < rois.length; k++) {
+            Roi roi = rois[k];
+            if (roi == null || !roi.isArea()) {
+                throw new IllegalArgumentException("ROI " + (k + 1) + (roi == null ? "" : " (\"" + roi.getName()
+                        + "\", a " + roi.getTypeAsString() + ")") + " is not an area: draw each object as an "
+                        + "oval, polygon, freehand or rectangle selection");
+            }
+            Rectangle b = roi.getBounds();
+            ImageProcessor mask = roi.getMask();
+            for (int y = Math.max(0, b.y); y < Math.min(height, b.y + b.height); y++) {
+                for (int x = Math.max(0, b.x); x < Math.min(width, b.x + b.width); x++) {
+                    if (mask == null || mask.get(x - b.x, y - b.y) != 0) {
+                        out[y * width + x] = k + 1;
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * The annotated area of ROI annotations: the bounding rectangle of all ROIs together,
+     * clipped to the image. Objects are learned inside it, background is everything else in
+     * it; nothing outside it is learned.
+     *
+     * @param rois the objects
+     * @param width image width
+     * @param height image height
+     * @return the mask: 255 inside the rectangle, 0 outside (all 0 without ROIs)
+     */
+    public static ByteProcessor annotatedArea(Roi[] rois, int width, int height) {
+        Rectangle union = null;
+        for (Roi roi : rois) {
+            Rectangle b = roi.getBounds();
+            union = union == null ? new Rectangle(b) : union.union(b);
+        }
+        ByteProcessor mask = new ByteProcessor(width, height);
+        Rectangle area = union == null ? null : union.intersection(new Rectangle(0, 0, width, height));
+        if (area != null && !area.isEmpty()) {
+            mask.setValue(255);
+            mask.setRoi(area);
+            mask.fill();
+            mask.resetRoi();
+        }
+        return mask;
     }
 
     /** @return a list holding one array (helper for single planes) */

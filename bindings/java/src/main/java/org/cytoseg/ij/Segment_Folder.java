@@ -29,7 +29,7 @@ public class Segment_Folder implements PlugIn {
         public String input = "";
         /** Output folder. */
         public String output = "";
-        /** Model: a bundled name or a package folder. */
+        /** Model: a name (bundled, or one of the user's: {@link org.cytoseg.Models#available()}) or a package folder. */
         public String model = "nuclei";
         /** "mean" or a 1-based channel number. */
         public String channel = "mean";

@@ -34,7 +34,7 @@ public class Segment_Image implements PlugIn {
 
     /** Settings of one run (the dialog's fields). */
     public static final class Settings {
-        /** Bundled model name or "file". */
+        /** A model name (bundled, or one of the user's: {@link org.cytoseg.Models#available()}) or "file". */
         public String model = "nuclei";
         /** Package folder when model is "file". */
         public String modelFile = "";

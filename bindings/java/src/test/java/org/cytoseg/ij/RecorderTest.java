@@ -28,24 +28,7 @@ class RecorderTest {
         Recorder rec = new Recorder(false);
         Recorder.record = true;
         Recorder.setCommand("Segment Image");
-        Thread presser = new Thread(() -> {
-            for (int i = 0; i < 200; i++) {
-                for (Window w : Window.getWindows()) {
-                    if (w instanceof GenericDialog && w.isShowing()) {
-                        GenericDialog gd = (GenericDialog) w;
-                        Button ok = gd.getButtons()[0];
-                        java.awt.EventQueue.invokeLater(() -> gd.actionPerformed(new ActionEvent(ok, ActionEvent.ACTION_PERFORMED, "OK")));
-                        return;
-                    }
-                }
-                try {
-                    Thread.sleep(50);
-                } catch (InterruptedException e) {
-                    return;
-                }
-            }
-        });
-        presser.start();
+        Thread presser = pressOkSoon();
         Segment_Image.Settings shown = Segment_Image.dialog(imp);
         presser.join();
         assertNotNull(shown);
@@ -72,5 +55,78 @@ class RecorderTest {
         assertEquals(shown.labelImage, replayed.labelImage);
         assertEquals(shown.roiManager, replayed.roiManager);
         assertEquals(shown.results, replayed.results);
+    }
+
+    /** A thread that presses OK in the next GenericDialog shown (as a user would). */
+    static Thread pressOkSoon() {
+        Thread presser = new Thread(() -> {
+            for (int i = 0; i < 200; i++) {
+                for (Window w : Window.getWindows()) {
+                    if (w instanceof GenericDialog && w.isShowing()) {
+                        GenericDialog gd = (GenericDialog) w;
+                        Button ok = gd.getButtons()[0];
+                        java.awt.EventQueue.invokeLater(() -> gd.actionPerformed(new ActionEvent(ok, ActionEvent.ACTION_PERFORMED, "OK")));
+                        return;
+                    }
+                }
+                try {
+                    Thread.sleep(50);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        });
+        presser.start();
+        return presser;
+    }
+
+    @Test
+    void trainModelRecordsAReplayableLine() throws Exception {
+        Assumptions.assumeFalse(GraphicsEnvironment.isHeadless(), "the Recorder needs a display (ci.sh uses xvfb-run)");
+        ImagePlus img = IJ.openImage("../../models/examples/nuclei_example.tif");
+        ImagePlus lab = IJ.openImage("../../models/examples/nuclei_example_labels.tif");
+        img.show();
+        lab.show();
+        Recorder rec = new Recorder(false);
+        try {
+            Recorder.record = true;
+            Recorder.setCommand("Train Model");
+            Thread presser = pressOkSoon();
+            Train_Model.Settings shown = Train_Model.dialog();
+            presser.join();
+            assertNotNull(shown);
+            String options = Recorder.getCommandOptions();
+            Recorder.saveCommand();
+            String text = rec.getText();
+            System.out.println("Recorder: " + text.trim());
+            assertNotNull(options, "nothing was recorded");
+            assertTrue(text.contains("run(\"Train Model\", \""), text);
+            for (String key : new String[] {"source=", "image=", "labels=", "parent=", "name=", "minutes=", "steps=",
+                "diameter=", "channels=", "batch_size=", "crop="}) {
+                assertTrue(options.contains(key), key + " missing from " + options);
+            }
+            Train_Model.Settings replayed = PluginTest.asMacro(options.trim(), Train_Model::dialog);
+            assertEquals(shown.source, replayed.source);
+            assertEquals(shown.image, replayed.image);
+            assertEquals(shown.labels, replayed.labels);
+            assertEquals(lab, replayed.labels, "the example's label image is preselected");
+            assertEquals(shown.imagesFolder, replayed.imagesFolder);
+            assertEquals(shown.parent, replayed.parent);
+            assertEquals(shown.name, replayed.name);
+            assertEquals(shown.minutes, replayed.minutes);
+            assertEquals(shown.steps, replayed.steps);
+            assertEquals(shown.diameter, replayed.diameter);
+            assertEquals(shown.channels, replayed.channels);
+            assertEquals(shown.batchSize, replayed.batchSize);
+            assertEquals(shown.crop, replayed.crop);
+            assertEquals(shown.showLossCurve, replayed.showLossCurve);
+        } finally {
+            Recorder.record = false;
+            rec.close();
+            img.changes = false;
+            lab.changes = false;
+            img.close();
+            lab.close();
+        }
     }
 }
