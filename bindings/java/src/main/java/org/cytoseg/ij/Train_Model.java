@@ -91,7 +91,7 @@ public class Train_Model implements PlugIn {
         public int steps = 0;
         /** Object diameter in the training images in pixels, 0 = measured from the labels. */
         public double diameter = 0;
-        /** The clone's input channels, 0 = automatic (see {@link #channelsFor}). */
+        /** The clone's input channels, 0 = automatic (the engine's rule: 3 for colour images and a one-channel parent). */
         public int channels = 0;
         /** Crops per step, 0 = the engine's default. */
         public int batchSize = 0;
@@ -365,28 +365,6 @@ public class Train_Model implements PlugIn {
     }
 
     /**
-     * The clone's input channels: the setting when given; else 3 for an RGB image and a
-     * one-channel parent (the engine widens the parent's first layer), else 0 (the parent's).
-     *
-     * @param s settings
-     * @param parentSpec the parent to load
-     * @return channels for the engine, 0 = the parent's
-     */
-    static int channelsFor(Settings s, String parentSpec) {
-        if (s.channels > 0 || FROM_FOLDERS.equals(s.source) || s.image == null
-                || s.image.getType() != ImagePlus.COLOR_RGB) {
-            return Math.max(0, s.channels);
-        }
-        try {
-            return "1".equals(Engine.load(parentSpec, "cpu").info().get("channels")) ? 3 : 0;
-        } catch (CytosegException | LinkageError e) {
-            IJ.log("cytoseg: could not read the parent's channels (" + Engine.firstLine(e.getMessage())
-                    + "); training with the parent's (give channels=3 for a colour model)");
-            return 0;
-        }
-    }
-
-    /**
      * Trains a clone with these settings (on the calling thread) into the user's models folder;
      * continues a cancelled run of the same name.
      *
@@ -430,7 +408,7 @@ public class Train_Model implements PlugIn {
                 labels = stage.resolve("labels").toString();
                 masks = withMasks ? stage.resolve("masks").toString() : null;
             }
-            put(change, "channels", channelsFor(s, parentSpec));
+            put(change, "channels", s.channels);
             if (resume) {
                 IJ.log("cytoseg: continuing the cancelled training in " + folder);
             }
