@@ -682,6 +682,9 @@ class TrainWidget(Container):
             self._fail("Choose the parent model's folder.")
             return None
         name = self.clone_name.value.strip()
+        if not name:
+            self._fail("Clone name: type a name for the new model.")
+            return None
         try:
             folder = api.user_model_dir(name)
         except CytosegError as e:
