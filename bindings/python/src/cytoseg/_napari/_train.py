@@ -322,7 +322,8 @@ def _loss_plot_class() -> type:
             last = f"step {s1}"
             p.drawText(QPointF(box.right() - fm.horizontalAdvance(last), self.height() - 3), last)
             x = box.left()
-            for color, text in ((self.TRAIN, "train loss"), (self.VAL, "val loss")):
+            legend = [(self.TRAIN, "train loss")] + ([(self.VAL, "val loss")] if self.val else [])
+            for color, text in legend:
                 p.setPen(QPen(color, 1))
                 p.drawText(QPointF(x, fm.ascent() + 1), text)
                 x += fm.horizontalAdvance(text) + 12
@@ -374,6 +375,7 @@ class TrainWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         from napari.layers import Image, Labels, Shapes
+        from qtpy.QtCore import Qt
         from qtpy.QtWidgets import QAbstractItemView, QListWidget
 
         self._viewer = napari_viewer
@@ -397,8 +399,10 @@ class TrainWidget(Container):
         self.add_folders_button = PushButton(text="Add folders")
         self.pair_list = QListWidget()
         self.pair_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.pair_list.setMinimumHeight(60)
-        self.pair_list.setMaximumHeight(110)
+        self.pair_list.setWordWrap(True)
+        self.pair_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.pair_list.setMinimumHeight(50)
+        self.pair_list.setMaximumHeight(100)
         self.remove_button = PushButton(text="Remove")
         # the clone and its schedule
         self.clone_name = LineEdit(label="clone name")
