@@ -109,6 +109,11 @@ def test_the_train_widget_docks_from_the_menu(viewer):
     image, labels = _add_pair(viewer, "cells", 0)
     assert w.image.value is image and w.labels.value is labels  # layer lists follow the viewer
     assert w.regions.value is None
+    segmented = viewer.add_labels(labels.data, name="cells_labels")  # what Segment makes
+    assert w.labels.value is segmented  # chosen for its image
+    w.labels.value = labels
+    viewer.add_shapes(name="regions")
+    assert w.labels.value is labels  # a choice made by hand stays
 
 
 def test_train_from_layers_with_a_region_then_segment_with_the_clone(
@@ -176,8 +181,9 @@ def test_train_from_layers_with_a_region_then_segment_with_the_clone(
     out = viewer.layers["cells_labels"]
     assert isinstance(out, napari.layers.Labels) and out.data.shape == (80, 80)
     assert out.metadata["cytoseg"]["model"] == "my-cells"
-    # a Segment widget opened later lists the clone too
-    assert "my-cells" in SegmentWidget(viewer).model.choices
+    # a Segment widget opened later lists the clone, remembered as the last model used
+    later = SegmentWidget(viewer)
+    assert "my-cells" in later.model.choices and later.model.value == "my-cells"
 
 
 def test_cancel_keeps_a_checkpoint_and_run_again_resumes(viewer, qtbot):

@@ -494,10 +494,13 @@ class TrainWidget(Container):
         self.remove_button.changed.connect(self.remove_selected)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.image.changed.connect(self._match_labels)
+        self._match_labels(self.image.value)
         layers = napari_viewer.layers
         for ev in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             ev.connect(self._refresh_layers)
         layers.events.removed.connect(self._drop_pairs_of_removed_layer)
+        layers.events.inserted.connect(self._on_inserted)
 
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -520,6 +523,19 @@ class TrainWidget(Container):
     def _refresh_layers(self, *_: Any) -> None:
         for combo in (self.image, self.labels, self.regions):
             combo.reset_choices()
+
+    def _match_labels(self, image: Any) -> None:
+        """Chooses ``<image>_labels`` (what Segment made, then corrected) when it exists."""
+        name = f"{image.name}_labels" if image is not None else None
+        match = next((ly for ly in self.labels.choices if ly.name == name), None)
+        if match is not None:
+            self.labels.value = match
+
+    def _on_inserted(self, event: Any) -> None:
+        layer = getattr(event, "value", None)
+        image = self.image.value
+        if image is not None and getattr(layer, "name", None) == f"{image.name}_labels":
+            self._match_labels(image)
 
     def _on_parent_choice(self, value: Any) -> None:
         self.parent_folder.visible = value == FOLDER_CHOICE

@@ -196,8 +196,11 @@ class SegmentWidget(Container):
         self.diameter.value = _settings.read("segment/diameter", 0.0)
         # Unset settings start from the chosen model's manifest, not from copies here.
         try:
+            chosen = self.model.value
             d = api.model_defaults(
-                self.model_folder.value if self.model.value == FOLDER_CHOICE else self.model.value
+                self.model_folder.value
+                if chosen == FOLDER_CHOICE
+                else api.list_models().get(chosen, chosen)  # a clone's folder
             )
         except (OSError, KeyError, ValueError):
             d = {"cellprob_threshold": 0.0, "flow_threshold": 0.4}
