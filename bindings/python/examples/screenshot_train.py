@@ -42,9 +42,7 @@ def _save(viewer, path: Path, app) -> None:
         time.sleep(0.02)
     image = viewer.window._qt_window.grab().toImage()
     # a palette without dithering: flat areas stay flat and compress well
-    image = image.convertToFormat(
-        QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.AvoidDither
-    )
+    image = image.convertToFormat(QImage.Format.Format_Indexed8, Qt.ImageConversionFlag.AvoidDither)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not image.save(str(path), "PNG", 0):
         raise OSError(f"cannot write {path}")

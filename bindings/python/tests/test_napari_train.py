@@ -116,9 +116,7 @@ def test_the_train_widget_docks_from_the_menu(viewer):
     assert w.labels.value is labels  # a choice made by hand stays
 
 
-def test_train_from_layers_with_a_region_then_segment_with_the_clone(
-    viewer, qtbot, private_places
-):
+def test_train_from_layers_with_a_region_then_segment_with_the_clone(viewer, qtbot, private_places):
     image, labels = _add_pair(viewer, "cells", 0)
     rect = np.array([[10.0, 12.0], [10.0, 60.0], [55.0, 60.0], [55.0, 12.0]])
     shapes = viewer.add_shapes([rect], shape_type="rectangle", name="corrected")
@@ -277,10 +275,16 @@ def test_folder_pairs_stage_with_prefixes_and_train(viewer, qtbot, tmp_path):
 
     staged = stage(w.pairs, tmp_path / "look")
     assert sorted(p.name for p in staged.images.iterdir()) == [
-        "p1_x0.tif", "p1_x1.tif", "p2_y0.tif", "p2_y1.tif"
+        "p1_x0.tif",
+        "p1_x1.tif",
+        "p2_y0.tif",
+        "p2_y1.tif",
     ]
     assert sorted(p.name for p in staged.labels.iterdir()) == [
-        "p1_x0_masks.tif", "p1_x1_masks.tif", "p2_y0_seg.tif", "p2_y1_seg.tif"
+        "p1_x0_masks.tif",
+        "p1_x1_masks.tif",
+        "p2_y0_seg.tif",
+        "p2_y1_seg.tif",
     ]
     linked = staged.images / "p1_x0.tif"
     assert linked.is_symlink() and linked.resolve() == (images / "x0.tif").resolve()
