@@ -201,6 +201,13 @@ def test_cancel_keeps_a_checkpoint_and_run_again_resumes(viewer, qtbot):
     assert list(Path(tempfile.gettempdir()).iterdir()) == []
     assert w.clone_name.value == "resumed"  # kept, so that Run continues
 
+    w.steps.value = 61  # other settings: the engine refuses the checkpoint, the widget says why
+    _click_run(qtbot, w)
+    _wait(qtbot, w)
+    assert isinstance(w.last_error, cytoseg.InvalidArgumentError)
+    assert "continuing needs the pairs and settings" in w.status.value
+    assert (clone / _train.CHECKPOINT_FILE).is_file()
+    w.steps.value = 60
     _click_run(qtbot, w)
     assert w._job.resume and w.status.value.startswith("Resuming resumed")
     _wait(qtbot, w)

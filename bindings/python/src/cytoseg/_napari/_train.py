@@ -841,7 +841,13 @@ class TrainWidget(Container):
                 f"with the name {job.name} (same pairs and settings) to continue."
             )
         else:
-            self.status.value = f"Training failed: {error}"
+            hint = ""
+            if job is not None and job.resume:
+                hint = (
+                    f" (continuing needs the pairs and settings of the cancelled run; to start "
+                    f"afresh, choose another name or delete {job.folder})"
+                )
+            self.status.value = f"Training failed: {error}{hint}"
             show_error(f"cytoseg training failed: {error}")
 
     def _on_finished(self) -> None:
