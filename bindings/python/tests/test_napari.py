@@ -45,7 +45,7 @@ def _click_run(qtbot, w):
 def test_manifest_declares_widgets_and_sample():
     npe2 = pytest.importorskip("npe2")
     pm = npe2.PluginManifest.from_distribution("cytoseg")
-    assert {w.display_name for w in pm.contributions.widgets} == {"Segment", "Evaluate"}
+    assert {w.display_name for w in pm.contributions.widgets} == {"Segment", "Evaluate", "Train"}
     assert [s.key for s in pm.contributions.sample_data] == ["nuclei_example"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,32 @@ if TYPE_CHECKING:
 
 FOLDER_CHOICE = "model folder…"
 DEVICES = list(_native.DEVICES)  # the C API's cytoseg_device names (checked against the header)
+
+#: The Segment widgets made so far and not yet collected (the Train widget selects a finished
+#: clone in each).
+_SEGMENT_WIDGETS: weakref.WeakSet[SegmentWidget] = weakref.WeakSet()
+
+
+def open_segment_widgets() -> list[SegmentWidget]:
+    """The Segment widgets still alive (docked or not)."""
+    return list(_SEGMENT_WIDGETS)
+
+
+def model_choices(*_: Any) -> list[str]:
+    """Every model offered by name (bundled first, then the user's clones; see
+    :func:`cytoseg.list_models`), then the folder choice."""
+    return [*(api.list_models() or [api.DEFAULT_MODEL]), FOLDER_CHOICE]
+
+
+def refresh_model_combo(combo: ComboBox, select: str | None = None) -> None:
+    """Re-reads a model ComboBox's choices (:func:`model_choices`) keeping the folder choice
+    last (magicgui appends new choices), and chooses ``select`` (else keeps the value)."""
+    keep = combo.value if select is None else select
+    with combo.changed.blocked():
+        combo.choices = lambda *_: [c for c in model_choices() if c != FOLDER_CHOICE]
+        combo.choices = model_choices
+    if keep in combo.choices:
+        combo.value = keep
 
 
 @dataclass(frozen=True)
@@ -73,8 +100,7 @@ class SegmentWidget(Container):
         self._viewer = napari_viewer
         self._image_type = Image
         self.image = ComboBox(label="image", choices=self._image_layers)
-        models = api.bundled_models() or [api.DEFAULT_MODEL]
-        self.model = ComboBox(label="model", choices=[*models, FOLDER_CHOICE])
+        self.model = ComboBox(label="model", choices=model_choices)
         self.model_folder = FileEdit(label="folder", mode="d", visible=False)
         self.diameter = FloatSpinBox(
             label="diameter",
@@ -142,6 +168,7 @@ class SegmentWidget(Container):
         self.last_error: BaseException | None = None
         self._timer: Any = None
         self._started = 0.0
+        _SEGMENT_WIDGETS.add(self)
 
     # layers & settings -----------------------------------------------------------------
     def _image_layers(self, *_: Any) -> list[Any]:
@@ -153,6 +180,14 @@ class SegmentWidget(Container):
     def _on_model_choice(self, value: Any) -> None:
         self.model_folder.visible = value == FOLDER_CHOICE
 
+    def refresh_models(self, select: str | None = None) -> None:
+        """Re-reads the model list (a clone trained meanwhile appears), optionally choosing
+        ``select``."""
+        try:
+            refresh_model_combo(self.model, select)
+        except RuntimeError:  # its Qt widget was deleted (dock closed)
+            _SEGMENT_WIDGETS.discard(self)
+
     def _load_settings(self) -> None:
         model = _settings.read("segment/model", self.model.value)
         if model in self.model.choices:
@@ -161,8 +196,11 @@ class SegmentWidget(Container):
         self.diameter.value = _settings.read("segment/diameter", 0.0)
         # Unset settings start from the chosen model's manifest, not from copies here.
         try:
+            chosen = self.model.value
             d = api.model_defaults(
-                self.model_folder.value if self.model.value == FOLDER_CHOICE else self.model.value
+                self.model_folder.value
+                if chosen == FOLDER_CHOICE
+                else api.list_models().get(chosen, chosen)  # a clone's folder
             )
         except (OSError, KeyError, ValueError):
             d = {"cellprob_threshold": 0.0, "flow_threshold": 0.4}
