@@ -308,13 +308,14 @@ def test_folder_pairs_stage_with_prefixes_and_train(viewer, qtbot, tmp_path):
 def test_an_rgb_layer_widens_a_one_channel_parent(viewer, qtbot):
     img, lbl = _discs(3)
     grey = (img // 20).astype(np.uint8)
-    rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
-    viewer.add_image(rgb, name="colour", rgb=True)
+    # RGBA, as napari opens many PNGs: the alpha is not staged
+    rgba = np.stack([grey, grey // 2, 255 - grey, np.full_like(grey, 255)], axis=-1)
+    viewer.add_image(rgba, name="colour", rgb=True)
     viewer.add_labels(lbl, name="colour_truth")
     w = _train_widget(viewer, clone_name="colour-cells")
     w.add_layers()
     _click_run(qtbot, w)
-    assert w._job.options["channels"] == 3
+    assert w._job.options["channels"] is None  # automatic: the engine's rule
     _wait(qtbot, w)
     assert w.last_error is None, w.status.value
     manifest = json.loads((_user("colour-cells") / "manifest.json").read_text())

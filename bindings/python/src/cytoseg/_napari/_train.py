@@ -10,7 +10,6 @@ where the Segment widget, the command line and Fiji find it.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -102,7 +101,6 @@ class Staged:
     images: Path
     labels: Path
     masks: Path | None
-    rgb: bool  # some layer image is RGB(A)
 
 
 def _safe(name: str) -> str:
@@ -202,7 +200,6 @@ def stage(pairs: list[Pair], root: Path) -> Staged:
     with_regions = any(isinstance(p, LayerPair) and p.regions is not None for p in pairs)
     if with_regions:
         masks.mkdir()
-    rgb = False
     for k, pair in enumerate(pairs, start=1):
         prefix = f"p{k}_"
         if isinstance(pair, LayerPair):
@@ -211,8 +208,9 @@ def stage(pairs: list[Pair], root: Path) -> Staged:
             lab = _labels(pair.labels, plane, pair.image.name)
             name = f"{prefix}{_safe(pair.image.name)}.tif"
             if pair.image.rgb:
-                rgb = True
-                tifffile.imwrite(images / name, img, photometric="rgb")
+                # colour without alpha: the engine makes a colour clone of colour images
+                tifffile.imwrite(images / name, np.ascontiguousarray(img[..., :3]),
+                                 photometric="rgb")
             else:
                 tifffile.imwrite(images / name, img, photometric="minisblack")
             tifffile.imwrite(labels / name, lab, photometric="minisblack")
@@ -239,7 +237,7 @@ def stage(pairs: list[Pair], root: Path) -> Staged:
                 raise ValueError(f"pair {k}: the images folder {pair.images} holds no file")
             if _link_folder(pair.labels, labels, prefix, is_label if together else bool) == 0:
                 raise ValueError(f"pair {k}: the labels folder {pair.labels} holds no label file")
-    return Staged(root, images, labels, masks if with_regions else None, rgb)
+    return Staged(root, images, labels, masks if with_regions else None)
 
 
 # the loss plot ------------------------------------------------------------------------------
@@ -353,15 +351,6 @@ class TrainJob:
     options: dict[str, Any]
 
 
-def _parent_channels(parent: str) -> int | None:
-    """The input channels of a parent package (None when its manifest cannot be read)."""
-    folder = api.list_models().get(parent, Path(parent))
-    try:
-        return int(json.loads((Path(folder) / "manifest.json").read_text())["input"]["channels"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-
-
 class TrainWidget(Container):
     """Dock widget that clones a model and fine-tunes it on the user's corrections.
 
@@ -429,8 +418,8 @@ class TrainWidget(Container):
             label="channels",
             min=0,
             max=16,
-            tooltip="Input channels of the clone; 0 = automatic (3 for RGB layers with a "
-            "one-channel parent, else the parent's)",
+            tooltip="Input channels of the clone; 0 = automatic (3 when every image is RGB and "
+            "the parent takes one channel, else the parent's)",
         )
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1)
         self.batch_size = SpinBox(
@@ -664,15 +653,12 @@ class TrainWidget(Container):
             return ""
         return re.sub(r"-\d+$", "", name)
 
-    def _options(self, parent: str, staged: Staged) -> dict[str, Any]:
-        channels = int(self.channels.value) or None
-        if channels is None and staged.rgb and _parent_channels(parent) == 1:
-            channels = 3
+    def _options(self) -> dict[str, Any]:
         return {
             "steps": int(self.steps.value) or None,
             "minutes": float(self.minutes.value) or None,
             "diameter": float(self.diameter.value) or None,
-            "channels": channels,
+            "channels": int(self.channels.value) or None,  # None: the engine's rule
             "seed": int(self.seed.value),
             "batch_size": int(self.batch_size.value) or None,
             "crop": int(self.crop.value) or None,
@@ -718,7 +704,7 @@ class TrainWidget(Container):
             shutil.rmtree(root, ignore_errors=True)
             self._fail(f"Cannot train: {e}")
             return None
-        job = TrainJob(parent, name, folder, resume, staged, self._options(parent, staged))
+        job = TrainJob(parent, name, folder, resume, staged, self._options())
         self._save_settings()
         self._cancel.clear()
         with self._lock:
