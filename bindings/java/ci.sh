@@ -2,7 +2,8 @@
 # Builds and tests the Fiji/ImageJ plugin (bindings/java), offline, on Debian 12:
 #   1. stages target/release/libcytoseg.so (debug info stripped) as natives/linux_x86_64/;
 #   2. mvn package with Debian's Maven repository: compiles, runs the JUnit tests under Xvfb,
-#      writes target/cytoseg_-<version>.jar (library + bundled nuclei model inside);
+#      writes target/cytoseg_-<version>.jar (library + the bundled models inside: every name of
+#      src/main/resources/cytoseg-models.txt, checked below);
 #   3. integration test: the real ImageJ 1 (Debian's, -batch under xvfb-run, with timeout) runs
 #      src/test/ij/segment_example.ijm on models/examples/nuclei_example.tif, and the label image,
 #      ROI count, Results table and measurements must equal `cytoseg segment` on the same image
@@ -54,6 +55,14 @@ rm -rf target   # `mvn clean` needs a plugin Debian lacks offline
 timeout 600 xvfb-run -a mvn -B -o -q -s /etc/maven/settings-debian.xml package
 jar="$(ls target/cytoseg_-*.jar)"
 echo "built $jar ($(du -h "$jar" | cut -f1))"
+listing="$(unzip -l "$jar")"
+while read -r model; do
+    [ -n "$model" ] || continue
+    for f in manifest.json model.onnx README.md; do
+        grep -q " models/$model/$f\$" <<<"$listing" \
+            || { echo "ci.sh: $jar lacks models/$model/$f (pom.xml resources)" >&2; exit 1; }
+    done
+done < src/main/resources/cytoseg-models.txt
 
 echo "== ImageJ 1 integration test (xvfb-run, -batch macro) vs the cytoseg CLI"
 work="$(mktemp -d)"
