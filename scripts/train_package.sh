@@ -3,8 +3,10 @@
 #   1. the shared data set (npz) -> image/label TIFF folders, train and held-back split
 #      (scripts/npz_to_folders.py; needs numpy + tifffile);
 #   2. `cytoseg train` (the native trainer, CPU) from the parent, with the recipe's options;
-#   3. `cytoseg validate` of the clone on the held-back split (AP at IoU 0.5/0.75/0.9);
-#   4. scripts/package_model.py writes models/NAME/{model.onnx,manifest.json,train/loss.*}.
+#   3. scripts/calibrate_masks.py chooses the flows → masks thresholds on the TRAINING images
+#      (best AP@0.5 over a small grid, as StarDist optimises its thresholds) into the manifest;
+#   4. `cytoseg validate` of the clone on the held-back split (AP at IoU 0.5/0.75/0.9);
+#   5. scripts/package_model.py writes models/NAME/{model.onnx,manifest.json,train/loss.*}.
 # Usage: scripts/train_package.sh NAME NPZ VAL_INDICES [cytoseg train options...]
 # Called by models/NAME/train/recipe.sh. Environment: WORK (default: a new temporary folder;
 # the data copies and the clone stay there), PYTHON (default python3), CYTOSEG (default
@@ -27,6 +29,9 @@ rm -rf "$work/clone"
 "$exe" train --from "$repo/models/nuclei" --images "$work/data/train/images" \
     --labels "$work/data/train/labels" --val-images "$work/data/val/images" \
     --val-labels "$work/data/val/labels" --out "$work/clone" "$@"
+echo "== thresholds chosen on the training images"
+"$py" "$repo/scripts/calibrate_masks.py" --clone "$work/clone" --images "$work/data/train/images" \
+    --truth "$work/data/train/labels" --work "$work/calib" --cytoseg "$exe"
 echo "== cytoseg validate on the held-back split"
 rm -rf "$work/val"
 "$exe" validate --model "$work/clone" --images "$work/data/val/images" \
