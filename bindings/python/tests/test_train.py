@@ -112,6 +112,7 @@ def test_a_clone_saved_by_name_is_listed_and_loads_by_name(data, tmp_path, monke
                   diameter=17.1)
     assert cytoseg.list_models()["mine"] == user / "mine"
     assert cytoseg.list_models()["nuclei"].is_dir()
+    assert next(iter(cytoseg.list_models())) == cytoseg.DEFAULT_MODEL  # lists start on it
     with cytoseg.Model("mine", device="cpu") as model:
         assert model.segment(tifffile.imread(images / "img0.tif")).shape == (80, 80)
     with pytest.raises(cytoseg.InvalidArgumentError, match="exists already"):

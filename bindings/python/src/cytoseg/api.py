@@ -57,8 +57,10 @@ def bundled_models() -> list[str]:
 def list_models() -> dict[str, Path]:
     """Every model package offered by name: the bundled ones first, then those the engine finds
     (``$CYTOSEG_MODELS``, then the user's models folder, where clones trained from napari, Fiji
-    or ``cytoseg train --name`` are saved), as ``{name: folder}``."""
-    out = {name: models_dir() / name for name in bundled_models()}
+    or ``cytoseg train --name`` are saved), as ``{name: folder}``. The default model
+    (:data:`DEFAULT_MODEL`) comes first, so that lists built from this start on it."""
+    bundled = sorted(bundled_models(), key=lambda n: (n != DEFAULT_MODEL, n))
+    out = {name: models_dir() / name for name in bundled}
     f = _native.lib().cytoseg_list_models
     buf = ctypes.create_string_buffer(max(int(f(None, 0)), 1))
     f(buf, len(buf))
