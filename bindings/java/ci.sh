@@ -132,7 +132,7 @@ done
 if ls "$work/train_tmp" | grep -q '^cytoseg-train-'; then
     echo "ci.sh: Train Model left its staging folder behind" >&2; exit 1
 fi
-"$root/target/release/cytoseg" models | grep -q "^$clone " || { echo "ci.sh: cytoseg models does not list $clone" >&2; exit 1; }
+listed="$("$root/target/release/cytoseg" models)"; grep -q "^$clone " <<<"$listed" || { echo "ci.sh: cytoseg models does not list $clone" >&2; exit 1; }
 "$root/target/release/cytoseg" -q segment "$image" --out "$work/train_cli" --model "$clone" --device cpu \
     --cellprob-threshold 0 --flow-threshold 0.4
 for f in nuclei_example_labels.tif nuclei_example_objects.csv; do

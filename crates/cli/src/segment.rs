@@ -250,14 +250,17 @@ pub struct ModelsCmd {
 
 /// Runs `cytoseg models`: every package found by name, what each is for, and how to choose.
 pub fn models(cmd: ModelsCmd) -> Result<i32> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let found = list_models(&cytoseg_host::cli_model_dirs());
     if found.is_empty() {
-        println!("no model packages found");
+        let _ = writeln!(out, "no model packages found");
     }
     for (name, dir) in &found {
         match cytoseg_core::model::Manifest::read(&dir.join("manifest.json")) {
             Ok(m) => {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{name}  {}  ({} channel{}, objects ~{:.0} px)  {}",
                     m.version,
                     m.input.channels,
@@ -266,36 +269,61 @@ pub fn models(cmd: ModelsCmd) -> Result<i32> {
                     dir.display()
                 );
                 if !m.use_for.is_empty() {
-                    println!("    for: {}", m.use_for);
+                    let _ = writeln!(out, "    for: {}", m.use_for);
                 }
-                println!("    {}", m.description);
+                let _ = writeln!(out, "    {}", m.description);
             }
-            Err(e) => println!("{name}  invalid: {e}"),
+            Err(e) => {
+                let _ = writeln!(out, "{name}  invalid: {e}");
+            }
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "\nPick the model whose `for:` matches your images and check it on a few of your own \
          annotated images (cytoseg validate). If none is good enough, correct its masks on \
          some images and clone it: cytoseg train --from <model> --images ... --labels ... \
          --name <new name>."
     );
     match cytoseg_host::user_models_dir() {
-        Some(d) => println!(
-            "Your models folder (clones saved with --name, from Fiji or napari): {}",
-            d.display()
-        ),
-        None => println!("Your models folder: none (set CYTOSEG_USER_MODELS)"),
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "Your models folder (clones saved with --name, from Fiji or napari): {}",
+                d.display()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Your models folder: none (set CYTOSEG_USER_MODELS)");
+        }
     }
     if cmd.providers {
         let rt = runtime::runtime(&cytoseg_host::cli_ort_search(cmd.ort_lib.as_deref()))?;
-        println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
+        let _ = writeln!(
+            out,
+            "ONNX Runtime {} ({})",
+            rt.version,
+            rt.library.display()
+        );
         for (d, ok) in runtime::available_devices(rt) {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<9} {}",
                 d.name(),
                 if ok { "available" } else { "not available" }
             );
         }
     }
+    print_all(&out);
     Ok(0)
+}
+
+/// Writes `text` to standard output; a reader that stopped reading (`cytoseg models | head`,
+/// `grep -q`) ends the output quietly instead of a panic.
+fn print_all(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
