@@ -54,7 +54,9 @@ fn summary(out: &Path) -> BTreeMap<String, (String, u64, String)> {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "file,status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256"
+        "file,status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256,\
+         focus_laplacian,focus_spectrum_slope,saturated_fraction,background,signal,noise,\
+         contrast_to_noise,dynamic_range,area_iqr,mean_cellprob,flow_error_median,flow_qc_removed_fraction"
     );
     lines
         .map(|l| {

@@ -8,6 +8,7 @@ mod evaluate;
 mod masks;
 mod measure;
 mod progress;
+mod qc;
 mod segment;
 mod train;
 mod validate;
@@ -64,6 +65,10 @@ pub enum Command {
     /// Clone a model and fine-tune it on your own annotated images (native, no Python): a new
     /// model package with its lineage, model card and loss curve.
     Train(train::TrainCmd),
+    /// Quality-control report of a segmentation run: images that should not be trusted (out of
+    /// focus, saturated, dim, empty, an unsure network), drift between instruments, days or
+    /// plates, and treatments confounded with them; HTML and CSV.
+    Qc(qc::QcCmd),
     /// List the bundled models (and, with --providers, ONNX Runtime's execution providers).
     Models(segment::ModelsCmd),
 }
@@ -110,6 +115,7 @@ where
         Command::Measure(args) => measure::run(args),
         Command::Validate(args) => validate::run(args, cli.quiet),
         Command::Train(args) => train::run(args, cli.quiet),
+        Command::Qc(args) => qc::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

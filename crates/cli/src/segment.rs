@@ -149,6 +149,12 @@ pub struct SegmentCmd {
     /// Redo images finished by an earlier run and replace existing outputs.
     #[arg(long)]
     pub overwrite: bool,
+    /// Write the QC report (OUT/qc/qc_report.html, see `cytoseg qc`) at the end of the run.
+    #[arg(long)]
+    pub qc: bool,
+    /// QC grouping and thresholds (with --qc).
+    #[command(flatten)]
+    pub qc_args: super::qc::QcArgs,
 }
 
 const SEGMENT_AFTER_HELP: &str = "\
@@ -157,7 +163,9 @@ Outputs, in --out:
                        stacks as ImageJ hyperstacks, segmented plane by plane (numbering per plane)
   <stem>_objects.csv   one row per object: shape and per-channel intensity measurements,
                        calibrated when the input carries a pixel size
-  summary.csv          one row per image: status, error, planes, objects, area statistics, time
+  summary.csv          one row per image: status, error, planes, objects, area statistics, time,
+                       QC measures (focus, saturation, background, signal, noise, dynamic range,
+                       network confidence; see `cytoseg qc` and docs/qc.md)
   run.json             versions (cytoseg, model + SHA-256, ONNX Runtime + provider), every
                        parameter, input SHA-256s, start and end times (UTC)
   .cytoseg/            per-image records used to resume
@@ -222,6 +230,10 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
             report.seconds,
             cmd.out.join("summary.csv").display()
         );
+    }
+    if cmd.qc {
+        let qc = cytoseg_core::qc::report::qc_report(&cmd.out, &cmd.qc_args.options())?;
+        super::qc::print_verdict(&qc, quiet);
     }
     Ok(if c.failed > 0 { 1 } else { 0 })
 }

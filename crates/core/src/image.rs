@@ -116,6 +116,16 @@ impl<'a> ImageView<'a> {
         out
     }
 
+    /// The largest value the sample type can hold: 255 for 8-bit, 65535 for 16-bit, `None` for
+    /// float samples (no fixed range).
+    pub fn type_max(&self) -> Option<f32> {
+        match self.pixels {
+            Pixels::U8(_) => Some(255.0),
+            Pixels::U16(_) => Some(65535.0),
+            Pixels::F32(_) => None,
+        }
+    }
+
     /// Whether any sample is NaN or infinite (only possible for float images).
     pub fn has_non_finite(&self) -> bool {
         // Only the image's own samples: padding between rows (row_stride) is not looked at.

@@ -19,6 +19,7 @@ pub mod io;
 pub mod measure;
 pub mod metrics;
 pub mod model;
+pub mod qc;
 pub mod simd;
 pub mod train;
 

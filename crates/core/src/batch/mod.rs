@@ -42,6 +42,7 @@ use crate::io::labels::{LabelStack, write_label_stack};
 use crate::io::{npy, write_atomic};
 use crate::measure::csv_field;
 use crate::model::{ChannelChoice, Model, SegmentParams};
+use crate::qc::{self, ImageQc};
 
 mod objects;
 pub use objects::{objects_table, write_objects};
@@ -301,6 +302,9 @@ pub struct Outcome {
     pub outputs: BTreeMap<String, String>,
     /// Seconds spent on the image (in the run that made it).
     pub seconds: f64,
+    /// Quality-control measures (see [`crate::qc`]); NaN where undefined.
+    #[serde(default)]
+    pub qc: ImageQc,
 }
 
 /// Mean, median, min and max object area.
@@ -569,7 +573,8 @@ impl Job<'_> {
         if let Some(dir) = labels_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let (labels, flows, counts) = self.segment_stack(&stack, &input.path)?;
+        let (labels, flows, counts, planes_qc, network) =
+            self.segment_stack(&stack, &input.path)?;
         write_label_stack(
             &labels_path,
             &LabelStack {
@@ -599,7 +604,9 @@ impl Job<'_> {
         }
         outcome.planes = stack.planes.len();
         outcome.objects = counts.iter().map(|&c| c as u64).sum();
-        outcome.area = area_stats(&labels, &stack);
+        let areas = object_areas(&labels, &stack);
+        outcome.area = area_stats(&areas, &stack);
+        outcome.qc = qc::combine(&planes_qc, &areas, &network);
         for o in &outputs {
             outcome
                 .outputs
@@ -617,22 +624,32 @@ impl Job<'_> {
         Ok(outcome)
     }
 
-    /// Segments every plane; returns all labels, the flows if kept, and the count per plane.
+    /// Segments every plane; returns all labels, the flows if kept, the count per plane and
+    /// each plane's QC measures and network quality.
     #[allow(clippy::type_complexity)]
     fn segment_stack(
         &self,
         stack: &Stack,
         path: &Path,
-    ) -> Result<(Vec<u32>, Option<Vec<f32>>, Vec<u32>)> {
+    ) -> Result<(
+        Vec<u32>,
+        Option<Vec<f32>>,
+        Vec<u32>,
+        Vec<qc::PlaneQc>,
+        Vec<qc::NetworkQuality>,
+    )> {
         let n = stack.width * stack.height;
         let mut labels = Vec::with_capacity(n * stack.planes.len());
         let mut flows = self.opts.save_flows.then(Vec::new);
         let mut counts = Vec::new();
+        let mut planes_qc = Vec::new();
+        let mut network = Vec::new();
         for (i, plane) in stack.planes.iter().enumerate() {
             let keep_going = |_: crate::model::Progress| !self.observer.cancelled();
+            let view = plane.view()?;
             let seg = self
                 .model
-                .segment(&plane.view()?, self.params, Some(&keep_going))
+                .segment(&view, self.params, Some(&keep_going))
                 .map_err(|e| {
                     if matches!(e, Error::Cancelled) {
                         return e;
@@ -644,6 +661,14 @@ impl Job<'_> {
                     };
                     Error::invalid(format!("{}{at}: {e}", path.display()))
                 })?;
+            planes_qc.push(qc::plane_measures(
+                &qc::qc_plane(&view, &self.params.channels),
+                view.height,
+                view.width,
+                &seg.labels,
+                view.type_max(),
+            ));
+            network.push(seg.quality.clone());
             labels.extend_from_slice(&seg.labels);
             counts.push(seg.count);
             if let (Some(f), Some(fl)) = (flows.as_mut(), &seg.flows) {
@@ -652,12 +677,12 @@ impl Job<'_> {
                 }
             }
         }
-        Ok((labels, flows, counts))
+        Ok((labels, flows, counts, planes_qc, network))
     }
 }
 
-/// Area statistics over all planes' objects, calibrated.
-fn area_stats(labels: &[u32], stack: &Stack) -> AreaStats {
+/// The calibrated area of every object of every plane.
+fn object_areas(labels: &[u32], stack: &Stack) -> Vec<f64> {
     let n = stack.width * stack.height;
     let cal = &stack.calibration;
     let px = cal.pixel_width * cal.pixel_height;
@@ -675,7 +700,13 @@ fn area_stats(labels: &[u32], stack: &Stack) -> AreaStats {
                 .map(|&c| c as f64 * px),
         );
     }
-    let unit = format!("{}^2", cal.unit);
+    areas
+}
+
+/// Area statistics of the objects' areas, in the stack's unit.
+fn area_stats(areas: &[f64], stack: &Stack) -> AreaStats {
+    let mut areas = areas.to_vec();
+    let unit = format!("{}^2", stack.calibration.unit);
     if areas.is_empty() {
         return AreaStats {
             unit,
@@ -998,11 +1029,17 @@ pub fn segment_folder_on_caller_thread(
     })
 }
 
-/// `summary.csv`: one row per image.
+/// `summary.csv`: one row per image, then its QC measures ([`crate::qc::MEASURES`]; an empty
+/// cell where a measure is undefined).
 pub fn summary_csv(outcomes: &[Outcome]) -> String {
     let mut s = String::from(
-        "file,status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256\n",
+        "file,status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256",
     );
+    for m in qc::MEASURES {
+        s.push(',');
+        s += m.name;
+    }
+    s.push('\n');
     for o in outcomes {
         let num = |v: f64| {
             if o.objects > 0 {
@@ -1012,7 +1049,7 @@ pub fn summary_csv(outcomes: &[Outcome]) -> String {
             }
         };
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{:.3},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{:.3},{}",
             csv_field(&o.input),
             o.status,
             csv_field(&o.error),
@@ -1026,6 +1063,13 @@ pub fn summary_csv(outcomes: &[Outcome]) -> String {
             o.seconds,
             o.sha256
         );
+        for v in o.qc.values() {
+            s.push(',');
+            if v.is_finite() {
+                s += &format!("{v}");
+            }
+        }
+        s.push('\n');
     }
     s
 }

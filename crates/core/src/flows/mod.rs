@@ -17,6 +17,7 @@ mod diffusion;
 mod interp;
 mod labels;
 mod quality;
+pub(crate) use quality::FlowQcStats;
 mod seeds;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
@@ -167,6 +168,15 @@ impl<'a> FlowsRef<'a> {
 /// `compute_masks(..., min_size=-1)`, the first stage of its model pipeline. Returns row-major
 /// labels numbered 1..n.
 pub fn compute_masks_unfilled(flows: &FlowsRef<'_>, params: &MaskParams) -> Result<Vec<u32>> {
+    compute_masks_unfilled_qc(flows, params).map(|(labels, _)| labels)
+}
+
+/// [`compute_masks_unfilled`] that also returns what flow QC found (`None` when it did not run:
+/// `flow_threshold` 0 or no masks).
+pub(crate) fn compute_masks_unfilled_qc(
+    flows: &FlowsRef<'_>,
+    params: &MaskParams,
+) -> Result<(Vec<u32>, Option<quality::FlowQcStats>)> {
     flows.validate()?;
     params.validate()?;
     let (h, w) = (flows.height, flows.width);
@@ -189,28 +199,29 @@ pub fn compute_masks_unfilled(flows: &FlowsRef<'_>, params: &MaskParams) -> Resu
         .collect();
     if points.is_empty() {
         log::info!("no cell pixels found");
-        return Ok(vec![0; h * w]);
+        return Ok((vec![0; h * w], None));
     }
     let final_pos = interp::follow_flows(flows.dx, flows.dy, &mask, h, w, &points, params.niter);
     drop(mask);
     let mut labels = seeds::get_masks(&final_pos, &points, h, w, params.max_size_fraction);
     drop(final_pos);
     drop(points);
+    let mut stats = None;
     if params.flow_threshold > 0.0
         && labels
             .par_chunks(SCAN_CHUNK)
             .any(|c| c.iter().any(|&l| l != 0))
     {
-        quality::remove_bad_flow_masks(
+        stats = Some(quality::remove_bad_flow_masks(
             &mut labels,
             flows.dy,
             flows.dx,
             h,
             w,
             params.flow_threshold,
-        );
+        ));
     }
-    Ok(labels)
+    Ok((labels, stats))
 }
 
 /// Cellpose's `fill_holes_and_remove_small_masks(labels, min_size)` on a row-major label image:

@@ -98,6 +98,18 @@ fn errors_in_boxes(
         .collect()
 }
 
+/// What flow quality control found: masks before it, masks it removed, and the flow errors of
+/// the masks it kept (for the per-image QC measures).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FlowQcStats {
+    /// Masks found before flow QC.
+    pub masks: u32,
+    /// Masks removed (error above the threshold).
+    pub removed: u32,
+    /// Flow errors of the kept masks.
+    pub kept_errors: Vec<f64>,
+}
+
 /// Removes masks whose flow error exceeds `threshold`, then renumbers (`remove_bad_flow_masks`).
 pub(crate) fn remove_bad_flow_masks(
     labels: &mut [u32],
@@ -106,16 +118,26 @@ pub(crate) fn remove_bad_flow_masks(
     height: usize,
     width: usize,
     threshold: f64,
-) {
+) -> FlowQcStats {
     // One scan gives the boxes for the diffusion and the first appearances for renumbering.
     let st = label_stats(labels, width, max_label(labels));
     let errors = errors_in_boxes(labels, dy, dx, height, width, st.boxes[1..].to_vec());
     // Masks at or under the threshold, numbered 1..n by first appearance (`fastremap.renumber`);
     // kept unless the error is above the threshold (as Cellpose's `error > threshold`).
-    let (map, _) = first_appearance_map(&st, |l| {
-        errors[l - 1].partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater)
-    });
+    let keep =
+        |l: usize| errors[l - 1].partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater);
+    let (map, kept) = first_appearance_map(&st, keep);
+    let masks = (1..st.counts.len()).filter(|&l| st.counts[l] > 0).count() as u32;
+    let kept_errors = (1..st.counts.len())
+        .filter(|&l| st.counts[l] > 0 && keep(l))
+        .map(|l| errors[l - 1])
+        .collect();
     apply_map(labels, &map);
+    FlowQcStats {
+        masks,
+        removed: masks - kept,
+        kept_errors,
+    }
 }
 
 #[cfg(test)]

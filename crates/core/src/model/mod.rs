@@ -132,6 +132,8 @@ pub struct Segmentation {
     pub timings: Timings,
     /// Number of integration steps used.
     pub niter: u32,
+    /// How sure the network was of what it found (per-image QC measures).
+    pub quality: crate::qc::NetworkQuality,
 }
 
 /// A loaded model package: manifest, verified ONNX network, and an ONNX Runtime session.
@@ -340,9 +342,10 @@ impl Model {
             height: h,
             width: w,
         };
-        let mut labels = flows::compute_masks_unfilled(&fl, &mask)?;
+        let (mut labels, flow_qc) = flows::compute_masks_unfilled_qc(&fl, &mask)?;
         flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
         let count = labels.iter().copied().max().unwrap_or(0);
+        let quality = crate::qc::NetworkQuality::new(&labels, cellprob, flow_qc);
         let t3 = Instant::now();
         let flows_out = params
             .keep_flows
@@ -354,6 +357,7 @@ impl Model {
             count,
             flows: flows_out,
             niter: mask.niter,
+            quality,
             timings: Timings {
                 preprocess: (t1 - t0).as_secs_f64(),
                 network: (t2 - t1).as_secs_f64(),
