@@ -758,13 +758,16 @@ fn matches(pat: &[Tok], s: &[char], fields: &mut Vec<(String, String)>) -> bool 
     }
 }
 
-struct Sidecar {
+/// A sidecar CSV giving each image's fields (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct Sidecar {
     path: PathBuf,
     names: Vec<String>,
     rows: Vec<(String, Vec<String>)>,
 }
 
-fn read_sidecar(path: &Path) -> Result<Sidecar> {
+/// Reads a sidecar CSV: a `file` column, then one column per field.
+pub fn read_sidecar(path: &Path) -> Result<Sidecar> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let rows = parse_csv(&text);
     let header = rows.first().cloned().unwrap_or_default();
@@ -801,7 +804,9 @@ fn read_sidecar(path: &Path) -> Result<Sidecar> {
 }
 
 impl Sidecar {
-    fn fields_of(&self, file: &str) -> Result<BTreeMap<String, String>> {
+    /// The fields of `file`: from the one row whose `file` equals the path or its end; an
+    /// error when none or several match.
+    pub fn fields_of(&self, file: &str) -> Result<BTreeMap<String, String>> {
         let f = file.replace('\\', "/");
         let hits: Vec<&(String, Vec<String>)> = self
             .rows
