@@ -1004,6 +1004,44 @@ size_t cytoseg_list_models(char *buf, size_t buf_len);
 cytoseg_status cytoseg_user_model_dir(const char *name, char *buf, size_t buf_len, size_t *needed);
 
 /**
+ * Quality-control measures of one image whose objects the host has (e.g. from
+ * `cytoseg_model_segment`): focus, saturation, background, signal, noise, contrast to noise,
+ * dynamic range, object size spread and, with the network's flows, its confidence. Returned
+ * as a one-row table read with the `cytoseg_table_*` functions: column `objects`, then one
+ * column per measure (`focus_laplacian`, `focus_spectrum_slope`, `saturated_fraction`,
+ * `background`, `signal`, `noise`, `contrast_to_noise`, `dynamic_range`, `area_iqr`,
+ * `mean_cellprob`, `flow_error_median`, `flow_qc_removed_fraction`; later versions may append
+ * columns, so look them up by name). NaN where a measure is undefined (no objects; no flows;
+ * `flow_qc_removed_fraction` is only known to segmentation and always NaN here). The formulas:
+ * docs/qc.md.
+ *
+ * @param pixels            The image: `height` rows of `width` pixels × `channels`
+ *                          interleaved samples of type `dtype`, rows every
+ *                          `row_stride_bytes` (as for `cytoseg_model_segment`).
+ * @param channel           The channel measured (0-based), or -1 for the mean of all channels.
+ * @param labels            `height * width` uint32 labels (0 = background).
+ * @param labels_len        Must be `height * width`.
+ * @param flows             Optional (may be NULL): the `3 * height * width` floats dY, dX,
+ *                          cellprob that `cytoseg_model_segment` wrote.
+ * @param flows_len         `3 * height * width` when `flows` is given, else ignored.
+ * @param cal               Pixel size for `area_iqr`, or NULL for pixels.
+ * @param out               Receives the new table on success; free with `cytoseg_table_free`.
+ */
+cytoseg_status cytoseg_image_qc(const void *pixels,
+                                int32_t dtype,
+                                size_t width,
+                                size_t height,
+                                size_t channels,
+                                size_t row_stride_bytes,
+                                int32_t channel,
+                                const uint32_t *labels,
+                                size_t labels_len,
+                                const float *flows,
+                                size_t flows_len,
+                                const struct cytoseg_calibration *cal,
+                                struct cytoseg_table **out);
+
+/**
  * Fills `options` with the defaults of `cytoseg train`.
  */
 cytoseg_status cytoseg_train_options_init(struct cytoseg_train_options *options);

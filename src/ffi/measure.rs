@@ -73,7 +73,7 @@ pub extern "C" fn cytoseg_calibration_init(cal: *mut cytoseg_calibration) -> cyt
     })
 }
 
-fn calibration(cal: *const cytoseg_calibration) -> Result<Calibration, FfiError> {
+pub(crate) fn calibration(cal: *const cytoseg_calibration) -> Result<Calibration, FfiError> {
     if cal.is_null() {
         return Ok(Calibration::default());
     }
@@ -163,33 +163,38 @@ pub extern "C" fn cytoseg_measure(
             }?;
             measure(labels, height, width, Some(&view), &calibration)?
         };
-        let cstring = |s: &str| {
-            CString::new(s).map_err(|_| {
-                FfiError(
-                    cytoseg_status::InvalidArgument,
-                    "cal.unit contains a NUL byte".into(),
-                )
-            })
-        };
-        let names = table
-            .columns
-            .iter()
-            .map(|c| cstring(&c.name))
-            .collect::<Result<_, _>>()?;
-        let units = table
-            .columns
-            .iter()
-            .map(|c| cstring(c.unit.as_deref().unwrap_or("")))
-            .collect::<Result<_, _>>()?;
-        let handle = Box::new(cytoseg_table {
-            table,
-            names,
-            units,
-        });
+        let handle = table_handle(table)?;
         // SAFETY: non-null caller pointer.
         unsafe { *out = Box::into_raw(handle) };
         Ok(())
     })
+}
+
+/// A table handle for the caller: the engine's table with its names and units as C strings.
+pub(crate) fn table_handle(table: Table) -> Result<Box<cytoseg_table>, FfiError> {
+    let cstring = |s: &str| {
+        CString::new(s).map_err(|_| {
+            FfiError(
+                cytoseg_status::InvalidArgument,
+                "cal.unit contains a NUL byte".into(),
+            )
+        })
+    };
+    let names = table
+        .columns
+        .iter()
+        .map(|c| cstring(&c.name))
+        .collect::<Result<_, _>>()?;
+    let units = table
+        .columns
+        .iter()
+        .map(|c| cstring(c.unit.as_deref().unwrap_or("")))
+        .collect::<Result<_, _>>()?;
+    Ok(Box::new(cytoseg_table {
+        table,
+        names,
+        units,
+    }))
 }
 
 fn table_ref<'a>(t: *const cytoseg_table) -> Option<&'a cytoseg_table> {

@@ -25,6 +25,7 @@ mod measure;
 mod metrics;
 mod model;
 mod models;
+mod qc;
 mod train;
 mod version;
 mod versioned;
@@ -55,6 +56,7 @@ pub use model::{
     cytoseg_progress_fn, cytoseg_segment_params, cytoseg_segment_params_init,
 };
 pub use models::{cytoseg_list_models, cytoseg_user_model_dir};
+pub use qc::cytoseg_image_qc;
 pub use train::{
     cytoseg_train, cytoseg_train_options, cytoseg_train_options_init, cytoseg_train_progress,
     cytoseg_train_progress_fn, cytoseg_train_result,

@@ -265,22 +265,25 @@ pub(crate) unsafe fn segment_params(
     }
     // SAFETY: non-null caller struct of some version.
     let c = unsafe { read_versioned(params, default_segment_params(m), "params") }?;
-    p.channels = match c.channel {
-        -1 => ChannelChoice::Auto,
-        ch if ch >= 0 => ChannelChoice::Select(vec![ch as usize]),
-        ch => {
-            return Err(FfiError(
-                cytoseg_status::InvalidArgument,
-                format!("params.channel is {ch}: use -1 (mean of all channels) or a channel >= 0"),
-            ));
-        }
-    };
+    p.channels = channel_choice(c.channel, "params.channel")?;
     p.diameter = (c.diameter != 0.0).then_some(c.diameter);
     p.tile_size = (c.tile_size != 0).then_some(c.tile_size as usize);
     p.tile_overlap = (c.tile_overlap >= 0.0).then_some(c.tile_overlap);
     p.batch_size = c.batch_size.max(1) as usize;
     p.mask = c.masks.to_core()?;
     Ok(p)
+}
+
+/// A C channel number: -1 for the mean of all channels (automatic), else one 0-based channel.
+pub(crate) fn channel_choice(ch: i32, name: &str) -> Result<ChannelChoice, FfiError> {
+    match ch {
+        -1 => Ok(ChannelChoice::Auto),
+        ch if ch >= 0 => Ok(ChannelChoice::Select(vec![ch as usize])),
+        ch => Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!("{name} is {ch}: use -1 (mean of all channels) or a channel >= 0"),
+        )),
+    }
 }
 
 pub(crate) fn model_ref<'a>(model: *const cytoseg_model) -> Result<&'a Model, FfiError> {

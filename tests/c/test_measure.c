@@ -1,4 +1,5 @@
-/* C API tests for cytoseg measurements: cytoseg_measure and the cytoseg_table accessors.
+/* C API tests for cytoseg measurements: cytoseg_measure, cytoseg_image_qc and the cytoseg_table
+ * accessors.
  * Expected values are computed here, independently, from the test's own label image (areas,
  * bounding boxes, centroids and intensity statistics of rectangles), and the parity of every
  * column with scikit-image is tested in tests/measure_parity.rs.
@@ -174,10 +175,75 @@ static void test_empty_and_null(void) {
     CHECK(cytoseg_calibration_init(NULL) == CYTOSEG_STATUS_NULL_POINTER);
 }
 
+/* cytoseg_image_qc on the two rectangles (label 4 at 200, label 9 at 100) over a background of
+ * 10: every expected value worked out here from the definitions in docs/qc.md. */
+static void test_image_qc(void) {
+    uint32_t labels[H * W];
+    uint8_t img[H * W];
+    make_labels(labels);
+    for (int k = 0; k < H * W; k++) img[k] = labels[k] == 4 ? 200 : labels[k] == 9 ? 100 : 10;
+    cytoseg_table *t = NULL;
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, -1, labels, H * W, NULL, 0, NULL, &t) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(cytoseg_table_rows(t) == 1);
+    CHECK(cell(t, "objects", 0) == 2);
+    CHECK(cell(t, "background", 0) == 10);
+    /* 45 pixels at 100 and 32 at 200: the median (39th of 77) is 100. */
+    CHECK(cell(t, "signal", 0) == 100);
+    CHECK(near(cell(t, "saturated_fraction", 0), 32.0 / 600.0));
+    CHECK(near(cell(t, "dynamic_range", 0), 190.0 / 255.0));
+    /* Areas 32 and 45: quartiles 35.25 and 41.75. */
+    CHECK(near(cell(t, "area_iqr", 0), 6.5));
+    CHECK(isnan(cell(t, "mean_cellprob", 0)) && isnan(cell(t, "flow_qc_removed_fraction", 0)));
+    cytoseg_table_free(t);
+
+    /* Calibrated: area_iqr in um^2. */
+    cytoseg_calibration cal;
+    CHECK(cytoseg_calibration_init(&cal) == CYTOSEG_STATUS_OK);
+    cal.pixel_width = cal.pixel_height = 0.5;
+    cal.unit = "um";
+    t = NULL;
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, 0, labels, H * W, NULL, 0, &cal, &t) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(near(cell(t, "area_iqr", 0), 6.5 * 0.25));
+    long i = find_column(t, "area_iqr");
+    CHECK(i >= 0 && strcmp(cytoseg_table_column_unit(t, (size_t)i), "um^2") == 0);
+    cytoseg_table_free(t);
+
+    /* With flows: cellprob logit 0 everywhere gives a mean probability of exactly 0.5. */
+    float *flows = calloc(3 * H * W, sizeof(float));
+    t = NULL;
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, -1, labels, H * W, flows, 3 * H * W,
+                           NULL, &t) == CYTOSEG_STATUS_OK);
+    CHECK(cell(t, "mean_cellprob", 0) == 0.5);
+    cytoseg_table_free(t);
+
+    /* Bad input: a clear status, nothing written. */
+    t = NULL;
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, -1, labels, H * W, NULL, 0, NULL, NULL) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, -1, labels, H * W - 1, NULL, 0, NULL, &t) !=
+          CYTOSEG_STATUS_OK);
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, 3, labels, H * W, NULL, 0, NULL, &t) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_image_qc(img, CYTOSEG_DTYPE_U8, W, H, 1, W, -1, labels, H * W, flows, 5, NULL, &t) !=
+          CYTOSEG_STATUS_OK);
+    CHECK(cytoseg_image_qc(NULL, CYTOSEG_DTYPE_U8, W, H, 1, W, -1, labels, H * W, NULL, 0, NULL, &t) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    float fimg[H * W];
+    for (int k = 0; k < H * W; k++) fimg[k] = 1.0f;
+    fimg[7] = NAN;
+    CHECK(cytoseg_image_qc(fimg, CYTOSEG_DTYPE_F32, W, H, 1, W * sizeof(float), -1, labels, H * W, NULL,
+                           0, NULL, &t) == CYTOSEG_STATUS_NON_FINITE);
+    CHECK(t == NULL);
+    free(flows);
+}
+
 int main(void) {
     test_shape_uncalibrated();
     test_calibrated_multichannel();
     test_empty_and_null();
+    test_image_qc();
     if (failures) {
         fprintf(stderr, "test_measure: %d check(s) failed\n", failures);
         return 1;

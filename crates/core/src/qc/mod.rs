@@ -14,8 +14,10 @@ use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 use serde::{Deserialize, Serialize};
 
-use crate::flows::FlowQcStats;
+use crate::error::{Error, Result};
+use crate::flows::{FlowQcStats, FlowsRef};
 use crate::image::ImageView;
+use crate::measure::{Calibration, Column, Table};
 use crate::model::ChannelChoice;
 
 /// How sure the network was of what it found in one plane.
@@ -410,6 +412,94 @@ pub fn combine(planes: &[PlaneQc], areas: &[f64], network: &[NetworkQuality]) ->
         } else {
             f64::NAN
         },
+    }
+}
+
+/// The QC measures of one image whose objects a host already has (the C API and plugins), as
+/// a one-row table (see [`ImageQc::to_table`]): `labels` are its `height × width` objects;
+/// `flows`, when given (the network's dY, dX, cellprob at image size, as `Model::segment`
+/// keeps them), give the network's confidence and flow errors. What only segmentation knows
+/// (masks flow QC removed) is NaN.
+pub fn image_qc_table(
+    image: &ImageView<'_>,
+    choice: &ChannelChoice,
+    labels: &[u32],
+    flows: Option<&FlowsRef<'_>>,
+    calibration: &Calibration,
+) -> Result<Table> {
+    let (h, w) = (image.height, image.width);
+    if labels.len() != h * w {
+        return Err(Error::shape(format!(
+            "labels have {} values, the image {h}×{w}",
+            labels.len()
+        )));
+    }
+    if image.has_non_finite() {
+        return Err(Error::NonFinite(
+            "the image holds NaN or infinite values".into(),
+        ));
+    }
+    if let ChannelChoice::Select(list) = choice
+        && let Some(&c) = list.iter().find(|&&c| c >= image.channels)
+    {
+        return Err(Error::invalid(format!(
+            "channel {c} chosen, the image has {} (0-based)",
+            image.channels
+        )));
+    }
+    let plane = plane_measures(&qc_plane(image, choice), h, w, labels, image.type_max());
+    let max = labels.iter().copied().max().unwrap_or(0) as usize;
+    let mut count = vec![0u64; max + 1];
+    for &l in labels {
+        count[l as usize] += 1;
+    }
+    let px = calibration.pixel_width * calibration.pixel_height;
+    let areas: Vec<f64> = count[1..]
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64 * px)
+        .collect();
+    let network = match flows {
+        Some(f) => {
+            if f.height != h || f.width != w {
+                return Err(Error::shape(format!(
+                    "flows are {}×{}, the image {h}×{w}",
+                    f.height, f.width
+                )));
+            }
+            let mut errors: Vec<f64> = crate::flows::flow_errors(labels, f)?
+                .into_iter()
+                .filter(|e| !e.is_nan())
+                .collect();
+            let mut q = NetworkQuality::new(labels, f.cellprob, None);
+            q.flow_error_median = median(&mut errors);
+            vec![q]
+        }
+        None => Vec::new(),
+    };
+    let qc = combine(&[plane], &areas, &network);
+    Ok(qc.to_table(areas.len() as u64, calibration))
+}
+
+impl ImageQc {
+    /// A one-row table (`objects`, then every measure of [`MEASURES`]; intensities in the
+    /// image's units, `area_iqr` in the calibrated area unit), the shape the C API returns.
+    pub fn to_table(&self, objects: u64, calibration: &Calibration) -> Table {
+        let mut columns = vec![Column {
+            name: "objects".into(),
+            unit: None,
+            values: vec![objects as f64],
+        }];
+        for (m, v) in MEASURES.iter().zip(self.values()) {
+            let unit = (m.name == "area_iqr" && calibration.unit != "pixel")
+                .then(|| format!("{}^2", calibration.unit));
+            columns.push(Column {
+                name: m.name.into(),
+                unit,
+                values: vec![v],
+            });
+        }
+        Table { columns }
     }
 }
 
