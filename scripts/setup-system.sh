@@ -3,7 +3,8 @@
 # (apt-get, with sudo when not root): gcc/g++/valgrind for the C API tests; qemu-user and unzip
 # for the pre-AVX CPU test (tests/cpu/baseline_cpu.sh); Xvfb and the X/Qt
 # libraries for napari; a JDK, Debian's ImageJ 1, offline Maven with Debian's plugins and JUnit 5
-# for the Fiji plugin; rustfmt and clippy. Called by scripts/test-all.sh.
+# for the Fiji plugin; headless Chromium to render the QC report (tests/qc_report.rs); rustfmt
+# and clippy. Called by scripts/test-all.sh.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -36,5 +37,9 @@ missing=()
 for p in "${java_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+# The QC report's HTML must render in a browser (tests/qc_report.rs renders it headless).
+if ! command -v chromium >/dev/null; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy

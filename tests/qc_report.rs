@@ -255,8 +255,72 @@ fn flags_find_blurred_saturated_dim_noisy_and_empty_images() {
     let html = std::fs::read_to_string(out.join("qc/qc_report.html")).unwrap();
     assert!(html.contains("data:image/png;base64,") && html.contains("<svg"));
     assert!(
-        !html.contains("http://") || !html.contains("src=\"http"),
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
         "the page fetches nothing"
+    );
+    render_in_chromium(&out.join("qc/qc_report.html"), &dir);
+}
+
+/// Renders the page in headless Chromium (skips, saying so, without one): it must load with
+/// no console error, its DOM must hold the report, and a screenshot must come out.
+fn render_in_chromium(page: &Path, dir: &Path) {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!(
+            "SKIPPED: no headless Chromium on PATH (apt-get install chromium): the QC page was not rendered"
+        );
+        return;
+    };
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+    ];
+    let o = Command::new(chromium)
+        .args(common)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&o.stdout);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "chromium failed: {log}");
+    assert!(
+        dom.contains("cytoseg QC report") && dom.contains("<svg"),
+        "DOM: {dom:.300}"
+    );
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") && (l.contains("ERROR") || l.contains("Uncaught")))
+        .collect();
+    assert!(console_errors.is_empty(), "{console_errors:?}");
+    let shot = dir.join("qc_report.png");
+    let o = Command::new(chromium)
+        .args(common)
+        .args(["--hide-scrollbars", "--window-size=1200,1600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && shot.exists(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!(
+        "rendered in {chromium}: {} (screenshot {})",
+        page.display(),
+        shot.display()
     );
 }
 

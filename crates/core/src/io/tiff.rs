@@ -413,6 +413,73 @@ pub fn normalize_unit(u: &str) -> String {
     }
 }
 
+/// Where and when an image was acquired, as far as its TIFF header says: `date` (YYYY-MM-DD,
+/// from OME-XML's `AcquisitionDate`, else the TIFF `DateTime` tag) and `instrument` (OME-XML's
+/// `Microscope` manufacturer and model, else the TIFF `Make` and `Model` tags). Empty for other
+/// formats, unreadable files or headers without them; reads the first page's tags only.
+pub fn acquisition_metadata(path: &Path) -> std::collections::BTreeMap<String, String> {
+    use tiff::decoder::Decoder;
+    use tiff::tags::Tag;
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(file) = std::fs::File::open(path) else {
+        return out;
+    };
+    let Ok(mut dec) = Decoder::new(std::io::BufReader::new(file)) else {
+        return out;
+    };
+    let mut text = |tag: Tag| {
+        dec.find_tag(tag)
+            .ok()
+            .flatten()
+            .and_then(|v| v.into_string().ok())
+            .map(|s| s.trim_matches(char::from(0)).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let description = text(Tag::ImageDescription).unwrap_or_default();
+    let (date_tag, make, model) = (text(Tag::DateTime), text(Tag::Make), text(Tag::Model));
+    let ome = description.contains("<OME");
+    let ome_date = ome
+        .then(|| xml_text(&description, "AcquisitionDate"))
+        .flatten();
+    // "2026-01-02T10:11:12" or TIFF's "2026:01:02 10:11:12": the day.
+    if let Some(d) = ome_date.or(date_tag) {
+        let day: String = d
+            .chars()
+            .take(10)
+            .map(|c| if c == ':' { '-' } else { c })
+            .collect();
+        if day.len() == 10 {
+            out.insert("date".into(), day);
+        }
+    }
+    let ome_scope = ome
+        .then(|| {
+            let parts: Vec<String> = ["Manufacturer", "Model"]
+                .iter()
+                .filter_map(|a| xml_attr(&description, "Microscope", a))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .flatten();
+    let tiff_scope = [make, model]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(i) = ome_scope.or((!tiff_scope.is_empty()).then_some(tiff_scope)) {
+        out.insert("instrument".into(), i);
+    }
+    out
+}
+
+/// The text of the first `<tag>...</tag>` element of an XML text.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find('<')?;
+    Some(xml[start..end].trim().to_string()).filter(|s| !s.is_empty())
+}
+
 /// The value of attribute `name` in the first `<tag ...>` element of an XML text.
 pub(crate) fn xml_attr(xml: &str, tag: &str, name: &str) -> Option<String> {
     let open = format!("<{tag}");

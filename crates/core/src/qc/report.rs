@@ -10,7 +10,9 @@
 //!   (`{instrument}/{date}/*.tif`: `{name}` matches one or more characters within a folder or
 //!   file name, `*` any characters within one, `**` any folders; the pattern matches the end of
 //!   the path), and/or from a sidecar CSV (`file` column, then one column per field; a row
-//!   matches a path equal to or ending in its `file`). The group of an image is the values of
+//!   matches a path equal to or ending in its `file`), and from the TIFF header (`date` and
+//!   `instrument`, see [`crate::io::tiff::acquisition_metadata`]; used when no pattern or
+//!   sidecar is given, or when `group_by` names them). The group of an image is the values of
 //!   the `group_by` fields (default: every field except well, row, column, site, field and
 //!   channel).
 //! * **Outliers:** within its group, each measure of an image gets a robust z-score
@@ -19,7 +21,8 @@
 //!   direction by more than `z` (default 3.0; see docs/qc.md for how it was chosen) *and* by at least
 //!   the measure's `min_change`; images without objects are always flagged. The median and MAD
 //!   are those of the group's images left after a first pass that set the clear outliers aside.
-//! * **Drift:** each group against all other images, per measure: Hedges' g (standardised mean
+//! * **Drift:** each group against all other images (flagged images set aside: drift is a
+//!   shift of the whole group, not its outliers), per measure: Hedges' g (standardised mean
 //!   difference with the small-sample correction) with a 95% percentile-bootstrap interval
 //!   (2000 resamples, fixed seed). A measure drifts when the whole interval lies beyond
 //!   ±`drift` (default 0.5, a medium effect): the groups differ by at least that much with 95%
@@ -232,7 +235,11 @@ pub fn qc_report(out: &Path, opts: &QcOptions) -> Result<QcReport> {
     for row in table.iter().skip(1).filter(|r| r.len() > 1) {
         let cell = |i: usize| row.get(i).map(String::as_str).unwrap_or("");
         let file = cell(file_col).to_string();
-        let mut fields = BTreeMap::new();
+        // From the file's own header first; a pattern or sidecar overrides.
+        let mut fields = crate::io::tiff::acquisition_metadata(Path::new(&file));
+        if opts.pattern.is_some() || opts.sidecar.is_some() {
+            fields.retain(|k, _| opts.group_by.contains(k));
+        }
         if let Some(p) = &opts.pattern {
             match match_pattern(p, &file) {
                 Some(f) => fields.extend(f),
@@ -541,7 +548,8 @@ fn drift_table(images: &[ImageRow], columns: &[Column], groups: &[String], thr: 
             let pick = |inside: bool| -> Vec<f64> {
                 images
                     .iter()
-                    .filter(|r| r.status == "ok" && (&r.group == g) == inside)
+                    .filter(|r| r.status == "ok" && r.reasons.is_empty())
+                    .filter(|r| (&r.group == g) == inside)
                     .map(|r| col.scaled(r.values[c]))
                     .filter(|v| v.is_finite())
                     .collect()
@@ -1157,7 +1165,7 @@ fn render_html(
     } else {
         let _ = writeln!(
             h,
-            "<p class=\"note\">Hedges' g of each group against {} (on the compared scale: logarithmic for intensities, counts and focus), with a 95% bootstrap interval. Flagged where the whole interval lies beyond ±{}.</p>",
+            "<p class=\"note\">Hedges' g of each group against {} (flagged images set aside; on the compared scale: logarithmic for intensities, counts and focus), with a 95% bootstrap interval. Flagged where the whole interval lies beyond ±{}.</p>",
             if rep.groups.len() == 2 {
                 "the other"
             } else {
@@ -1492,6 +1500,133 @@ mod tests {
         assert!(cramers_v(&[vec![5, 5], vec![5, 5]]).abs() < 1e-12);
         assert_eq!(normalise_well("b3"), "B03");
         assert_eq!(normalise_well("A012"), "A12");
+    }
+
+    /// A run folder with a summary.csv of `n` images per group (same values but for a small
+    /// per-image wobble), the inputs as tiny TIFFs carrying `DateTime` tags of their group's
+    /// day, named `<well>_<k>.tif`.
+    fn synthetic_run(tag: &str, days: &[&str], wells: &[&[&str]]) -> PathBuf {
+        use tiff::encoder::{TiffEncoder, colortype};
+        use tiff::tags::Tag;
+        let dir = std::env::temp_dir().join(format!("cytoseg-qcrep-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("in")).unwrap();
+        let mut header = String::from("file,status,error,planes,objects,area_median");
+        for m in MEASURES {
+            header += &format!(",{}", m.name);
+        }
+        let mut text = header + "\n";
+        let mut k = 0;
+        for (d, day) in days.iter().enumerate() {
+            for well in wells[d] {
+                k += 1;
+                let path = dir.join("in").join(format!("{well}_{k}.tif"));
+                let mut enc = TiffEncoder::new(std::fs::File::create(&path).unwrap()).unwrap();
+                let mut img = enc.new_image::<colortype::Gray8>(4, 4).unwrap();
+                img.encoder()
+                    .write_tag(Tag::DateTime, format!("{day} 10:00:00").as_str())
+                    .unwrap();
+                img.encoder().write_tag(Tag::Make, "Acme").unwrap();
+                img.write_data(&[5u8; 16]).unwrap();
+                let wob = 1.0 + 0.01 * (k % 5) as f64;
+                text += &format!("{},ok,,1,{},{}", path.display(), 20 + k % 3, 100.0 * wob);
+                for m in MEASURES {
+                    let base = match m.name {
+                        "focus_spectrum_slope" => -3.0,
+                        "saturated_fraction" | "flow_qc_removed_fraction" => 0.01,
+                        "mean_cellprob" => 0.95,
+                        _ => 10.0,
+                    };
+                    text += &format!(",{}", base * wob);
+                }
+                text += "\n";
+            }
+        }
+        std::fs::write(dir.join("summary.csv"), text).unwrap();
+        dir
+    }
+
+    #[test]
+    fn groups_come_from_tiff_dates_and_a_plate_map_reveals_confounding() {
+        let wells: [&[&str]; 2] = [&["A01", "A02", "A03", "A04"], &["B01", "B02", "B03", "B04"]];
+        let dir = synthetic_run("conf", &["2026:01:05", "2026:01:06"], &wells);
+        std::fs::write(
+            dir.join("map.csv"),
+            "well,treatment,control\nA1,DMSO,1\nA2,DMSO,1\nA3,DMSO,yes\nA4,DMSO,true\nB1,drug,0\nB2,drug,\nB3,drug,\nB4,drug,\n",
+        )
+        .unwrap();
+        let opts = QcOptions {
+            pattern: Some("{well}_*.tif".into()),
+            group_by: vec!["date".into()],
+            plate_map: Some(dir.join("map.csv")),
+            ..QcOptions::default()
+        };
+        let r = qc_report(&dir, &opts).unwrap();
+        assert_eq!(r.groups, vec!["2026-01-05", "2026-01-06"]);
+        let c = r.confounding.as_ref().unwrap();
+        assert_eq!(c.treatments, vec!["control (DMSO)", "drug"]);
+        assert_eq!(c.counts, vec![vec![4, 0], vec![0, 4]]);
+        assert!(c.flagged && (c.cramers_v - 1.0).abs() < 1e-12);
+        assert!(r.html.exists() && dir.join("qc/qc_confounding.csv").exists());
+        // The same run without a pattern: the TIFF tags alone give the groups.
+        let r = qc_report(&dir, &QcOptions::default()).unwrap();
+        assert_eq!(r.groups, vec!["2026-01-05 / Acme", "2026-01-06 / Acme"]);
+        assert!(r.confounding.is_none());
+        // Treatments spread over both days: not confounded.
+        std::fs::write(
+            dir.join("map.csv"),
+            "well,treatment\nA1,DMSO\nA2,drug\nA3,DMSO\nA4,drug\nB1,DMSO\nB2,drug\nB3,DMSO\nB4,drug\n",
+        )
+        .unwrap();
+        let r = qc_report(&dir, &opts).unwrap();
+        let c = r.confounding.unwrap();
+        assert!(!c.flagged && c.cramers_v.abs() < 1e-12, "{}", c.cramers_v);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_options_name_the_problem() {
+        let wells: [&[&str]; 1] = [&["A01", "A02", "A03"]];
+        let dir = synthetic_run("bad", &["2026:02:01"], &wells);
+        let err = |o: QcOptions| qc_report(&dir, &o).unwrap_err().to_string();
+        let e = err(QcOptions {
+            pattern: Some("{plate}/{well}_*.png".into()),
+            ..QcOptions::default()
+        });
+        assert!(e.contains("does not match the pattern"), "{e}");
+        let e = err(QcOptions {
+            group_by: vec!["operator".into()],
+            ..QcOptions::default()
+        });
+        assert!(e.contains("\"operator\"") && e.contains("date"), "{e}");
+        let e = err(QcOptions {
+            measures: vec!["nope".into()],
+            ..QcOptions::default()
+        });
+        assert!(e.contains("nope") && e.contains("summary.csv"), "{e}");
+        std::fs::write(dir.join("map.csv"), "well,compound\n").unwrap();
+        let e = err(QcOptions {
+            plate_map: Some(dir.join("map.csv")),
+            ..QcOptions::default()
+        });
+        assert!(e.contains("treatment"), "{e}");
+        std::fs::write(dir.join("map.csv"), "well,treatment\nA1,x\n").unwrap();
+        let e = err(QcOptions {
+            plate_map: Some(dir.join("map.csv")),
+            ..QcOptions::default()
+        });
+        assert!(e.contains("{well} field"), "{e}");
+        std::fs::write(dir.join("side.csv"), "path,instrument\n").unwrap();
+        let e = err(QcOptions {
+            sidecar: Some(dir.join("side.csv")),
+            ..QcOptions::default()
+        });
+        assert!(e.contains("file column"), "{e}");
+        let e = qc_report(&dir.join("nowhere"), &QcOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("summary.csv"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
