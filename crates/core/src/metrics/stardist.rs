@@ -353,6 +353,27 @@ impl<'a> Prepared<'a> {
         Ok(out)
     }
 
+    /// The assignment at threshold `thr32` (with fillers when `report` or when zero scores
+    /// pass) and the positions in it of the pairs that count as true positives: the one
+    /// matching behind both the statistics and [`true_positive_pairs`].
+    fn passing(
+        &self,
+        thr32: f32,
+        report: bool,
+        exact_limit: u128,
+        scratch: &mut SparseAssigner,
+    ) -> Result<(Vec<(u32, u32, f32)>, Vec<usize>)> {
+        let b0 = 0.0f32 >= thr32;
+        let assigned = self.assign(thr32, report || b0, exact_limit, scratch)?;
+        let ok: Vec<usize> = assigned
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.2 >= thr32)
+            .map(|(k, _)| k)
+            .collect();
+        Ok((assigned, ok))
+    }
+
     fn stats(
         &self,
         thresh: f64,
@@ -370,14 +391,7 @@ impl<'a> Prepared<'a> {
             }
             return Ok(s);
         }
-        let b0 = 0.0f32 >= thr32;
-        let assigned = self.assign(thr32, report || b0, exact_limit, scratch)?;
-        let ok: Vec<usize> = assigned
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.2 >= thr32)
-            .map(|(k, _)| k)
-            .collect();
+        let (assigned, ok) = self.passing(thr32, report, exact_limit, scratch)?;
         let tp_scores: Vec<f32> = ok.iter().map(|&k| assigned[k].2).collect();
         let sum = numpy_sum_f32(&tp_scores);
         let mut s = finish(self.criterion, thresh, ok.len() as u64, nt, np, sum);
@@ -500,6 +514,29 @@ pub fn matching_from_overlap(
         .iter()
         .map(|&t| prep.stats(t, report_matches, EXACT_ASSIGNMENT_LIMIT, &mut scratch))
         .collect()
+}
+
+/// The pairs that [`matching_from_overlap`] counts as true positives at `thresh`:
+/// `(true label, predicted label)` with the original label ids, sorted by true label. The same
+/// assignment and tie rule as the statistics (so `len()` equals their `tp`); every other true
+/// object is a false negative and every other predicted object a false positive.
+pub fn true_positive_pairs(
+    overlap: &LabelOverlap,
+    thresh: f64,
+    criterion: Criterion,
+) -> Result<Vec<(u32, u32)>> {
+    let (tl, pl) = (overlap.true_labels(), overlap.pred_labels());
+    if tl.is_empty() || pl.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prep = Prepared::new(overlap, criterion);
+    let mut scratch = SparseAssigner::default();
+    let (assigned, ok) =
+        prep.passing(thresh as f32, false, EXACT_ASSIGNMENT_LIMIT, &mut scratch)?;
+    Ok(ok
+        .into_iter()
+        .map(|k| (tl[assigned[k].0 as usize], pl[assigned[k].1 as usize]))
+        .collect())
 }
 
 /// `stardist.matching.matching_dataset(ys_true, ys_pred, thresh, criterion, by_image)`: one
@@ -783,6 +820,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn true_positive_pairs_are_the_counted_matches() {
+        let t = square(
+            40,
+            8,
+            &[(0, 8, 0, 10, 1), (0, 8, 10, 20, 2), (0, 8, 20, 30, 3)],
+        );
+        let p = square(
+            40,
+            8,
+            &[(0, 8, 3, 13, 5), (0, 8, 13, 23, 6), (0, 8, 30, 40, 9)],
+        );
+        let ov = LabelOverlap::new(&t, &p).unwrap();
+        for thr in [0.1, 0.5, 0.9] {
+            let pairs = true_positive_pairs(&ov, thr, Criterion::Iou).unwrap();
+            let s = matching_from_overlap(&ov, &[thr], Criterion::Iou, true).unwrap();
+            let r = s[0].report.as_ref().unwrap();
+            let want: Vec<(u32, u32)> = r.matched_tps.iter().map(|&k| r.matched_pairs[k]).collect();
+            assert_eq!(pairs, want, "{thr}");
+            assert_eq!(pairs.len() as u64, s[0].tp);
+        }
+        assert_eq!(
+            true_positive_pairs(&ov, 0.5, Criterion::Iou).unwrap(),
+            vec![(1, 5), (2, 6)]
+        );
+        let z = vec![0u32; t.len()];
+        assert!(
+            true_positive_pairs(&LabelOverlap::new(&z, &p).unwrap(), 0.5, Criterion::Iou)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
