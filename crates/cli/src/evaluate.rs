@@ -310,7 +310,7 @@ fn csv_text(r: &Report) -> String {
     }
     for d in &r.dataset {
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},,,\n",
+            "{},{},{},{},,,\n",
             if r.by_image {
                 "(dataset, by image)"
             } else {
@@ -318,18 +318,7 @@ fn csv_text(r: &Report) -> String {
             },
             d.thresh,
             r.criterion,
-            d.n_true,
-            d.n_pred,
-            d.tp,
-            d.fp,
-            d.fn_,
-            d.precision,
-            d.recall,
-            d.accuracy,
-            d.f1,
-            d.mean_true_score,
-            d.mean_matched_score,
-            d.panoptic_quality
+            d.csv_values()
         );
     }
     s

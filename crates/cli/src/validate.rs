@@ -371,7 +371,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
     };
     let failing: Vec<&ScoreRow> = group_rows
         .iter()
-        .filter(|r| !(r.ap_at(cmd.threshold) >= cmd.min_ap))
+        .filter(|r| r.below(cmd.threshold, cmd.min_ap))
         .collect();
 
     // Annotators.

@@ -31,6 +31,21 @@ pub fn base64(data: &[u8]) -> String {
     s
 }
 
+/// The style every report page shares (body, headings, tables, `.bad`, `.good`, `.note`).
+pub const BASE_CSS: &str = "body{font-family:system-ui,sans-serif;margin:24px;max-width:1300px;color:#222}\
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
+th{background:#f3f3f3}.bad{color:#b00;font-weight:600}.good{color:#276}.note{color:#555;font-size:.9em}\n";
+
+/// The start of a self-contained report page up to `<body>`: `title` (escaped here) and a
+/// style sheet of [`BASE_CSS`] plus `css`.
+pub fn html_head(title: &str, css: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{}</title>\n<style>\n{BASE_CSS}{css}\n</style></head><body>\n",
+        esc(title)
+    )
+}
+
 /// An `<img>` element showing the PNG `png` inline (a `data:` URI; nothing is fetched), with
 /// `alt` (escaped here) as its text alternative.
 pub fn png_img_tag(alt: &str, png: &[u8]) -> String {

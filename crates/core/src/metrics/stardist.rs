@@ -38,6 +38,9 @@ use super::assign::{Components, SparseAssigner, scipy_lsap};
 use super::numeric::{fixed, numpy_sum_f32};
 use super::overlap::{LabelOverlap, NONE};
 
+/// Assigned `(true index, pred index, score)` triples.
+type Assigned = Vec<(u32, u32, f32)>;
+
 /// Largest `rows × columns` for which the SciPy-exact assignment is used.
 pub const EXACT_ASSIGNMENT_LIMIT: u128 = 1 << 26;
 
@@ -228,6 +231,31 @@ pub struct DatasetMatchingStats {
     pub by_image: bool,
 }
 
+impl DatasetMatchingStats {
+    /// The CSV header of the cells of [`Self::csv_values`] (stardist's field names).
+    pub const CSV_HEADER: &'static str = "n_true,n_pred,tp,fp,fn,precision,recall,accuracy,f1,mean_true_score,mean_matched_score,panoptic_quality";
+
+    /// The counts and scores as comma-separated CSV cells (full precision), under
+    /// [`Self::CSV_HEADER`]: the one row layout of every report that writes them.
+    pub fn csv_values(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.n_true,
+            self.n_pred,
+            self.tp,
+            self.fp,
+            self.fn_,
+            self.precision,
+            self.recall,
+            self.accuracy,
+            self.f1,
+            self.mean_true_score,
+            self.mean_matched_score,
+            self.panoptic_quality
+        )
+    }
+}
+
 /// An image prepared for matching at any number of thresholds with one criterion.
 struct Prepared<'a> {
     ov: &'a LabelOverlap,
@@ -362,7 +390,7 @@ impl<'a> Prepared<'a> {
         report: bool,
         exact_limit: u128,
         scratch: &mut SparseAssigner,
-    ) -> Result<(Vec<(u32, u32, f32)>, Vec<usize>)> {
+    ) -> Result<(Assigned, Vec<usize>)> {
         let b0 = 0.0f32 >= thr32;
         let assigned = self.assign(thr32, report || b0, exact_limit, scratch)?;
         let ok: Vec<usize> = assigned
@@ -726,9 +754,8 @@ mod tests {
         assert!(matching_dataset(&[], &[], &[0.5], Criterion::Iou, false).is_err());
     }
 
-    #[test]
-    fn sparse_and_exact_paths_agree() {
-        // A chain of partially overlapping objects.
+    /// A chain of partially overlapping objects (each pair IoU 56/104).
+    fn chain() -> (Vec<u32>, Vec<u32>) {
         let t = square(
             40,
             8,
@@ -739,6 +766,12 @@ mod tests {
             8,
             &[(0, 8, 3, 13, 5), (0, 8, 13, 23, 6), (0, 8, 23, 33, 9)],
         );
+        (t, p)
+    }
+
+    #[test]
+    fn sparse_and_exact_paths_agree() {
+        let (t, p) = chain();
         for c in Criterion::ALL {
             let a = matching(&t, &p, &[0.1, 0.5, 0.6], c, false).unwrap();
             let b = matching(&t, &p, &[0.1, 0.5, 0.6], c, true).unwrap();
@@ -824,16 +857,7 @@ mod tests {
 
     #[test]
     fn true_positive_pairs_are_the_counted_matches() {
-        let t = square(
-            40,
-            8,
-            &[(0, 8, 0, 10, 1), (0, 8, 10, 20, 2), (0, 8, 20, 30, 3)],
-        );
-        let p = square(
-            40,
-            8,
-            &[(0, 8, 3, 13, 5), (0, 8, 13, 23, 6), (0, 8, 30, 40, 9)],
-        );
+        let (t, p) = chain();
         let ov = LabelOverlap::new(&t, &p).unwrap();
         for thr in [0.1, 0.5, 0.9] {
             let pairs = true_positive_pairs(&ov, thr, Criterion::Iou).unwrap();
@@ -845,7 +869,7 @@ mod tests {
         }
         assert_eq!(
             true_positive_pairs(&ov, 0.5, Criterion::Iou).unwrap(),
-            vec![(1, 5), (2, 6)]
+            vec![(1, 5), (2, 6), (3, 9)]
         );
         let z = vec![0u32; t.len()];
         assert!(

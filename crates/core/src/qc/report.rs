@@ -44,7 +44,7 @@ use crate::io::write_atomic;
 use crate::measure::csv_field;
 use crate::metrics::overlay::{Stretch, is_outline};
 use crate::model::ChannelChoice;
-use crate::report_util::{esc, png_bytes, png_img_tag};
+use crate::report_util::{esc, html_head, png_bytes, png_img_tag};
 use crate::train::rng::Rng;
 
 /// Fields that locate an image within a group rather than name a group.
@@ -1023,18 +1023,12 @@ fn render_html(
         .pointer("/model/version")
         .and_then(|v| v.as_str())
         .unwrap_or("?");
-    let mut h = String::new();
-    h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
-    h += "<title>cytoseg QC report</title>\n<style>\n";
-    h += "body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}\
-          h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
-          table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
-          th{background:#f3f3f3}.bad{color:#b00;font-weight:600}.good{color:#276}\
-          .thumbs{display:flex;flex-wrap:wrap;gap:12px}.thumb{width:260px;font-size:.8em;word-break:break-all}\
-          .thumb img{width:256px;image-rendering:pixelated;border:1px solid #999}\
-          .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{font-size:.8em}\
-          .note{color:#555;font-size:.9em}\n";
-    h += "</style></head><body>\n";
+    let mut h = html_head(
+        "cytoseg QC report",
+        ".thumbs{display:flex;flex-wrap:wrap;gap:12px}.thumb{width:260px;font-size:.8em;word-break:break-all}\
+         .thumb img{width:256px;image-rendering:pixelated;border:1px solid #999}\
+         .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{font-size:.8em}",
+    );
     let _ = writeln!(h, "<h1>cytoseg QC report</h1>");
     let _ = writeln!(
         h,

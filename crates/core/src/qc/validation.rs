@@ -21,7 +21,7 @@ use crate::measure::csv_field;
 use crate::metrics::overlay::{self, stretch_to_grey};
 use crate::metrics::{Criterion, DatasetMatchingStats, MatchingStats, aggregate};
 use crate::model::ChannelChoice;
-use crate::report_util::{esc, png_bytes, png_img_tag};
+use crate::report_util::{esc, html_head, png_bytes, png_img_tag};
 
 /// Two thresholds closer than this are the same threshold.
 const SAME_THRESHOLD: f64 = 1e-12;
@@ -52,10 +52,23 @@ impl ScoreRow {
         self.at(thresh).map_or(f64::NAN, |d| d.accuracy)
     }
 
+    /// Whether the AP at `thresh` falls short of `bar` (or was not scored).
+    pub fn below(&self, thresh: f64, bar: f64) -> bool {
+        below_bar(self.ap_at(thresh), bar)
+    }
+
     /// The key joined by " vs " (for messages).
     pub fn label(&self) -> String {
         self.key.join(" vs ")
     }
+}
+
+/// Whether `ap` falls short of `bar`; a NaN AP always does.
+pub fn below_bar(ap: f64, bar: f64) -> bool {
+    !matches!(
+        ap.partial_cmp(&bar),
+        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    )
 }
 
 /// The scores of each group: `groups[i]` is the group of the image scored `per_image[i]`
@@ -117,33 +130,56 @@ pub fn annotator_names(dirs: &[PathBuf]) -> Vec<String> {
 /// CSV of score rows: the key columns named `key_names`, then `images` and one row per
 /// threshold with stardist's field names (`accuracy` is the AP).
 pub fn scores_csv(key_names: &[&str], rows: &[ScoreRow]) -> String {
-    let mut s = key_names.join(",");
-    s += ",images,thresh,n_true,n_pred,tp,fp,fn,precision,recall,accuracy,f1,mean_true_score,mean_matched_score,panoptic_quality\n";
+    let mut s = format!(
+        "{},images,thresh,{}\n",
+        key_names.join(","),
+        DatasetMatchingStats::CSV_HEADER
+    );
     for r in rows {
         let key: Vec<String> = r.key.iter().map(String::as_str).map(csv_field).collect();
         for d in &r.dataset {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{}",
                 key.join(","),
                 r.images,
                 d.thresh,
-                d.n_true,
-                d.n_pred,
-                d.tp,
-                d.fp,
-                d.fn_,
-                d.precision,
-                d.recall,
-                d.accuracy,
-                d.f1,
-                d.mean_true_score,
-                d.mean_matched_score,
-                d.panoptic_quality
+                d.csv_values()
             );
         }
     }
     s
+}
+
+/// Columns of the score tables (text and HTML), filled by [`table_cells`].
+const TABLE_COLUMNS: [&str; 10] = [
+    "n_true",
+    "n_pred",
+    "tp",
+    "fp",
+    "fn",
+    "AP",
+    "F1",
+    "PQ",
+    "precision",
+    "recall",
+];
+
+/// The cells of [`TABLE_COLUMNS`]: counts, then ratios to 4 decimals.
+fn table_cells(d: &DatasetMatchingStats) -> [String; 10] {
+    let f = |v: f64| format!("{v:.4}");
+    [
+        d.n_true.to_string(),
+        d.n_pred.to_string(),
+        d.tp.to_string(),
+        d.fp.to_string(),
+        d.fn_.to_string(),
+        f(d.accuracy),
+        f(d.f1),
+        f(d.panoptic_quality),
+        f(d.precision),
+        f(d.recall),
+    ]
 }
 
 /// A text table of score rows at `thresh` (for the terminal): key columns, images, object
@@ -159,41 +195,32 @@ pub fn scores_table(key_names: &[&str], rows: &[ScoreRow], thresh: f64) -> Strin
                 .unwrap_or(0)
         })
         .collect();
+    let num_width = |c: &str| c.len().max(7);
     let mut s = String::new();
     for (n, w) in key_names.iter().zip(&widths) {
         let _ = write!(s, "{n:<w$} ");
     }
-    let _ = writeln!(
-        s,
-        "{:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7}",
-        "images", "n_true", "n_pred", "tp", "fp", "fn", "AP", "F1", "PQ", "precision", "recall"
-    );
+    let _ = write!(s, "{:>6}", "images");
+    for c in TABLE_COLUMNS {
+        let _ = write!(s, " {c:>w$}", w = num_width(c));
+    }
+    s.push('\n');
     for r in rows {
         for (i, w) in widths.iter().enumerate() {
             let _ = write!(s, "{:<w$} ", r.key.get(i).map_or("", String::as_str));
         }
+        let _ = write!(s, "{:>6}", r.images);
         match r.at(thresh) {
             Some(d) => {
-                let _ = writeln!(
-                    s,
-                    "{:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.4} {:>7.4} {:>7.4} {:>9.4} {:>7.4}",
-                    r.images,
-                    d.n_true,
-                    d.n_pred,
-                    d.tp,
-                    d.fp,
-                    d.fn_,
-                    d.accuracy,
-                    d.f1,
-                    d.panoptic_quality,
-                    d.precision,
-                    d.recall
-                );
+                for (c, v) in TABLE_COLUMNS.iter().zip(table_cells(d)) {
+                    let _ = write!(s, " {v:>w$}", w = num_width(c));
+                }
             }
             None => {
-                let _ = writeln!(s, "{:>6} (not scored at {thresh})", r.images);
+                let _ = write!(s, " (not scored at {thresh})");
             }
         }
+        s.push('\n');
     }
     s
 }
@@ -275,6 +302,40 @@ pub fn worst_first(images: &mut [PageImage]) {
     });
 }
 
+/// An HTML table: the `head` columns, then [`TABLE_COLUMNS`]; each row gives its `head` cells
+/// (escaped here), its scores, and whether its AP is below the bar (shown in red).
+fn html_table<'a>(
+    h: &mut String,
+    head: &[&str],
+    rows: impl Iterator<Item = (Vec<String>, Option<&'a DatasetMatchingStats>, bool)>,
+) {
+    *h += "<table><tr>";
+    for n in head.iter().chain(&TABLE_COLUMNS) {
+        let _ = write!(h, "<th>{}</th>", esc(n));
+    }
+    *h += "</tr>\n";
+    for (key, d, below) in rows {
+        *h += "<tr>";
+        for k in &key {
+            let _ = write!(h, "<td>{}</td>", esc(k));
+        }
+        match d {
+            Some(d) => {
+                for (c, v) in TABLE_COLUMNS.iter().zip(table_cells(d)) {
+                    let bad = below && *c == "AP";
+                    let _ = write!(h, "<td{}>{v}</td>", if bad { " class=\"bad\"" } else { "" });
+                }
+            }
+            None => {
+                let _ = write!(h, "<td colspan=\"{}\">not scored</td>", TABLE_COLUMNS.len());
+            }
+        }
+        *h += "</tr>\n";
+    }
+    *h += "</table>\n";
+}
+
+/// [`html_table`] of score rows at `thresh` (key columns, then images).
 fn html_scores_table(
     h: &mut String,
     key_names: &[&str],
@@ -282,46 +343,17 @@ fn html_scores_table(
     thresh: f64,
     bar: Option<f64>,
 ) {
-    *h += "<table><tr>";
-    for n in key_names {
-        let _ = write!(h, "<th>{}</th>", esc(n));
-    }
-    *h += "<th>images</th><th>n_true</th><th>n_pred</th><th>tp</th><th>fp</th><th>fn</th><th>AP</th><th>F1</th><th>PQ</th><th>precision</th><th>recall</th></tr>\n";
-    for r in rows {
-        *h += "<tr>";
-        for k in &r.key {
-            let _ = write!(h, "<td>{}</td>", esc(k));
-        }
-        match r.at(thresh) {
-            Some(d) => {
-                let below = bar.is_some_and(|b| !(d.accuracy >= b));
-                let _ = writeln!(
-                    h,
-                    "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
-                    r.images,
-                    d.n_true,
-                    d.n_pred,
-                    d.tp,
-                    d.fp,
-                    d.fn_,
-                    if below { " class=\"bad\"" } else { "" },
-                    d.accuracy,
-                    d.f1,
-                    d.panoptic_quality,
-                    d.precision,
-                    d.recall
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    h,
-                    "<td>{}</td><td colspan=\"10\">not scored</td></tr>",
-                    r.images
-                );
-            }
-        }
-    }
-    *h += "</table>\n";
+    let head: Vec<&str> = key_names.iter().copied().chain(["images"]).collect();
+    html_table(
+        h,
+        &head,
+        rows.iter().map(|r| {
+            let mut key = r.key.clone();
+            key.push(r.images.to_string());
+            let below = bar.is_some_and(|b| r.below(thresh, b));
+            (key, r.at(thresh), below)
+        }),
+    );
 }
 
 /// The self-contained HTML page of a validation: verdict, scores of the whole set at every
@@ -331,16 +363,12 @@ pub fn render_html(page: &ValidationPage<'_>) -> String {
     let mut images = page.images.clone();
     worst_first(&mut images);
     let mut h = String::new();
-    h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
-    h += "<title>cytoseg validation</title>\n<style>\n";
-    h += "body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}\
-          h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
-          table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
-          th{background:#f3f3f3}.bad{color:#b00;font-weight:600}.good{color:#276;font-weight:600}\
-          .card{margin:16px 0;padding:8px;border:1px solid #ddd}.card img{max-width:100%;image-rendering:pixelated;border:1px solid #999}\
-          .sw{display:inline-block;width:1em;height:1em;vertical-align:middle;border:1px solid #555;margin:0 4px}\
-          .note{color:#555;font-size:.9em}\n";
-    h += "</style></head><body>\n<h1>cytoseg validation</h1>\n";
+    h += &html_head(
+        "cytoseg validation",
+        ".card{margin:16px 0;padding:8px;border:1px solid #ddd}.card img{max-width:100%;image-rendering:pixelated;border:1px solid #999}\
+         .sw{display:inline-block;width:1em;height:1em;vertical-align:middle;border:1px solid #555;margin:0 4px}",
+    );
+    h += "<h1>cytoseg validation</h1>\n";
     let _ = writeln!(
         h,
         "<p class=\"{}\">{}</p>\n<p>Model <b>{}</b>, cytoseg {}. Gate: AP at IoU {} ≥ {} for the whole set{}.</p>",
@@ -357,25 +385,14 @@ pub fn render_html(page: &ValidationPage<'_>) -> String {
         }
     );
     h += "<h2>Whole set</h2>\n<p class=\"note\">AP = tp / (tp + fp + fn), F1 = 2 tp / (2 tp + fp + fn), PQ = panoptic quality; counts summed over the images (stardist's matching_dataset).</p>\n";
-    h += "<table><tr><th>IoU</th><th>n_true</th><th>n_pred</th><th>tp</th><th>fp</th><th>fn</th><th>AP</th><th>F1</th><th>PQ</th><th>precision</th><th>recall</th></tr>\n";
-    for d in &page.whole.dataset {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
-            d.thresh,
-            d.n_true,
-            d.n_pred,
-            d.tp,
-            d.fp,
-            d.fn_,
-            d.accuracy,
-            d.f1,
-            d.panoptic_quality,
-            d.precision,
-            d.recall
-        );
-    }
-    h += "</table>\n";
+    html_table(
+        &mut h,
+        &["IoU"],
+        page.whole
+            .dataset
+            .iter()
+            .map(|d| (vec![d.thresh.to_string()], Some(d), false)),
+    );
     if !page.groups.is_empty() {
         let _ = writeln!(
             h,
@@ -476,6 +493,7 @@ mod tests {
         let b = rows[1].at(0.5).unwrap();
         assert_eq!((b.n_true, b.n_pred, b.tp, b.fp, b.fn_), (4, 2, 1, 1, 3));
         assert!(rows[1].ap_at(0.7).is_nan());
+        assert!(rows[1].below(0.7, 0.0) && !rows[0].below(0.5, 1.0) && rows[1].below(0.5, 0.5));
         let csv = scores_csv(&["group"], &rows);
         assert!(csv.starts_with("group,images,thresh,"));
         assert!(csv.contains("\nb,2,0.5,4,2,1,1,3,"), "{csv}");
