@@ -383,14 +383,17 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
 
     // Overlays.
     let overlays_dir = cmd.out.join("overlays");
-    let overlays: Vec<Vec<u8>> = scored
+    // An image that cannot be drawn (e.g. a stack: the first plane against stack labels) is
+    // said and left without an overlay; the scores stand.
+    let overlays: Vec<Option<Vec<u8>>> = scored
         .par_iter()
         .map(|s| {
             let png = overlay_png(&s.input.path, &s.truth, &s.pred, cmd.threshold)?;
             write_text(&overlays_dir.join(format!("{}.png", s.name)), &png)?;
             Ok(png)
         })
-        .collect::<Result<_>>()?;
+        .map(|r: Result<Vec<u8>>| r.map_err(|e| log::warn!("no overlay: {e}")).ok())
+        .collect();
 
     let passed = gate >= cmd.min_ap && failed.is_empty() && failing.is_empty();
     if !quiet {
@@ -529,7 +532,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
                 name: s.name.clone(),
                 group: s.group.clone(),
                 stats: r.matching[ti].clone(),
-                overlay: Some(png),
+                overlay: png,
             })
             .collect(),
         groups: &group_rows,
