@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::{cytoseg, run};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use cytoseg::core::io::labels::read_labels;
 use sha2::{Digest, Sha256};
@@ -18,30 +19,6 @@ fn root() -> &'static Path {
 
 fn example() -> PathBuf {
     root().join("models/examples/nuclei_example.tif")
-}
-
-/// `cytoseg` with the test ONNX Runtime on the CPU, or `None` (skip) without one.
-fn cytoseg(args: &[&str]) -> Option<Command> {
-    let Some(lib) = common::ort_library() else {
-        eprintln!(
-            "SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
-        );
-        return None;
-    };
-    let mut c = Command::new(common::cytoseg_exe());
-    c.args(args)
-        .arg("--device")
-        .arg("cpu")
-        .arg("--ort-lib")
-        .arg(lib)
-        .env_remove("CYTOSEG_TEST_CRASH_AFTER");
-    Some(c)
-}
-
-fn run(mut c: Command) -> Output {
-    let o = c.output().unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-    o
 }
 
 fn sha(path: &Path) -> String {

@@ -80,3 +80,28 @@ pub fn ort_library() -> Option<PathBuf> {
     }
     None
 }
+
+/// `cytoseg` with the test ONNX Runtime on the CPU, or `None` (skip, saying so) without one.
+pub fn cytoseg(args: &[&str]) -> Option<Command> {
+    let Some(lib) = ort_library() else {
+        eprintln!(
+            "SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
+        );
+        return None;
+    };
+    let mut c = Command::new(cytoseg_exe());
+    c.args(args)
+        .arg("--device")
+        .arg("cpu")
+        .arg("--ort-lib")
+        .arg(lib)
+        .env_remove("CYTOSEG_TEST_CRASH_AFTER");
+    Some(c)
+}
+
+/// Runs `c`, printing its standard error (seen with `--nocapture`).
+pub fn run(mut c: Command) -> std::process::Output {
+    let o = c.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+    o
+}

@@ -85,19 +85,46 @@ pub struct Report {
 
 const EXTS: [&str; 4] = ["tif", "tiff", "npy", "png"];
 
-pub(crate) fn label_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The label images of `dir` by stem; with `recursive`, those of its sub-folders too, by stem
+/// relative to `dir` (`sub/x` for `dir/sub/x.tif`; hidden entries left out).
+pub(crate) fn label_files(dir: &Path, recursive: bool) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let p = e.map_err(|e| Error::io(dir, e))?.path();
-        let ok = p
-            .extension()
-            .and_then(|x| x.to_str())
-            .is_some_and(|x| EXTS.contains(&x.to_ascii_lowercase().as_str()));
-        if let Some(stem) = p.file_stem().filter(|_| ok && p.is_file()) {
-            out.insert(stem.to_string_lossy().into_owned(), p.clone());
+    let mut todo = vec![(dir.to_path_buf(), String::new())];
+    while let Some((d, prefix)) = todo.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let p = e.map_err(|e| Error::io(&d, e))?.path();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if recursive && p.is_dir() && !name.starts_with('.') {
+                todo.push((p.clone(), format!("{prefix}{name}/")));
+                continue;
+            }
+            let ok = p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| EXTS.contains(&x.to_ascii_lowercase().as_str()));
+            if let Some(stem) = p.file_stem().filter(|_| ok && p.is_file()) {
+                out.insert(format!("{prefix}{}", stem.to_string_lossy()), p.clone());
+            }
         }
     }
     Ok(out)
+}
+
+/// The label image of `files` (from [`label_files`]) for the image stem `stem`: `stem` itself,
+/// or with `_labels`, `_masks` or `_cp_masks` added (as `cytoseg segment` and Cellpose name
+/// them).
+pub(crate) fn find_label(files: &BTreeMap<String, PathBuf>, stem: &str) -> Option<PathBuf> {
+    [
+        stem.to_string(),
+        format!("{stem}_labels"),
+        format!("{stem}_masks"),
+        format!("{stem}_cp_masks"),
+    ]
+    .iter()
+    .find_map(|s| files.get(s).cloned())
 }
 
 /// Pairs of (name, truth, prediction).
@@ -111,20 +138,12 @@ fn pairs(truth: &Path, pred: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
             Ok(vec![(name, truth.to_path_buf(), pred.to_path_buf())])
         }
         (true, true) => {
-            let t = label_files(truth)?;
-            let p = label_files(pred)?;
+            let t = label_files(truth, false)?;
+            let p = label_files(pred, false)?;
             let mut out = Vec::new();
             let mut missing = Vec::new();
             for (stem, tp) in &t {
-                let found = [
-                    stem.clone(),
-                    format!("{stem}_labels"),
-                    format!("{stem}_masks"),
-                    format!("{stem}_cp_masks"),
-                ]
-                .iter()
-                .find_map(|s| p.get(s).cloned());
-                match found {
+                match find_label(&p, stem) {
                     Some(pp) => out.push((stem.clone(), tp.clone(), pp)),
                     None => missing.push(stem.clone()),
                 }
@@ -291,7 +310,7 @@ fn csv_text(r: &Report) -> String {
     }
     for d in &r.dataset {
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},,,\n",
+            "{},{},{},{},,,\n",
             if r.by_image {
                 "(dataset, by image)"
             } else {
@@ -299,18 +318,7 @@ fn csv_text(r: &Report) -> String {
             },
             d.thresh,
             r.criterion,
-            d.n_true,
-            d.n_pred,
-            d.tp,
-            d.fp,
-            d.fn_,
-            d.precision,
-            d.recall,
-            d.accuracy,
-            d.f1,
-            d.mean_true_score,
-            d.mean_matched_score,
-            d.panoptic_quality
+            d.csv_values()
         );
     }
     s

@@ -8,9 +8,9 @@ use clap::Args;
 use cytoseg_core::error::Result;
 use cytoseg_core::qc::report::{QcOptions, QcReport, qc_report};
 
-/// How the QC report groups and judges images (shared by `cytoseg qc` and `segment --qc`).
-#[derive(Debug, Args, Clone)]
-pub struct QcArgs {
+/// Where images' groups come from (shared by `cytoseg qc`, `segment --qc` and `validate`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct GroupArgs {
     /// Pattern with named fields matched against the end of each input path, e.g.
     /// '{instrument}/{date}/*.tif' or '{plate}_{well}_s{site}_w{channel}.tif' ({name}: one or
     /// more characters within a folder or file name; *: any within one; **: any folders).
@@ -24,6 +24,21 @@ pub struct QcArgs {
     /// except well, row, column, site, field and channel).
     #[arg(long, value_delimiter = ',', value_name = "FIELD")]
     pub group_by: Vec<String>,
+}
+
+impl GroupArgs {
+    /// Whether any grouping was asked for.
+    pub fn any(&self) -> bool {
+        self.pattern.is_some() || self.sidecar.is_some() || !self.group_by.is_empty()
+    }
+}
+
+/// How the QC report groups and judges images (shared by `cytoseg qc` and `segment --qc`).
+#[derive(Debug, Args, Clone)]
+pub struct QcArgs {
+    /// Where the groups come from.
+    #[command(flatten)]
+    pub groups: GroupArgs,
     /// Plate map CSV with columns well, treatment and optionally control (1/true/yes): checks
     /// whether treatments and acquisition groups are aligned (needs a well field).
     #[arg(long, value_name = "CSV")]
@@ -43,9 +58,9 @@ impl QcArgs {
     /// The engine's options from these arguments.
     pub fn options(&self) -> QcOptions {
         QcOptions {
-            pattern: self.pattern.clone(),
-            sidecar: self.sidecar.clone(),
-            group_by: self.group_by.clone(),
+            pattern: self.groups.pattern.clone(),
+            sidecar: self.groups.sidecar.clone(),
+            group_by: self.groups.group_by.clone(),
             plate_map: self.plate_map.clone(),
             measures: self.measure.clone(),
             z: self.z,

@@ -20,6 +20,7 @@ pub mod measure;
 pub mod metrics;
 pub mod model;
 pub mod qc;
+pub mod report_util;
 pub mod simd;
 pub mod train;
 

@@ -6,6 +6,8 @@
 //! * [`cellpose`]: `cellpose.metrics` (cellpose 4.2.1.1): [`average_precision`],
 //!   [`mask_ious`], [`aggregated_jaccard_index`], and [`boundary_scores`] (in [`boundary`]).
 //! * [`pixel`]: foreground Dice and IoU.
+//! * [`overlay`]: a matching drawn as coloured outlines (true positives, false positives,
+//!   false negatives) over the image, for people to look at what the numbers count.
 //!
 //! Everything is built on [`LabelOverlap`], a sparse overlap table whose size grows with the
 //! pixel count and the number of overlapping object pairs only. Label ids may be any `u32`
@@ -17,6 +19,7 @@ pub mod boundary;
 pub mod cellpose;
 mod numeric;
 pub mod overlap;
+pub mod overlay;
 pub mod pixel;
 pub mod stardist;
 
@@ -30,7 +33,7 @@ pub use overlap::{LabelOverlap, OverlapPair};
 pub use pixel::{ForegroundScores, foreground_dice, foreground_iou, foreground_scores};
 pub use stardist::{
     Criterion, DatasetMatchingStats, MatchReport, MatchingStats, aggregate, matching,
-    matching_dataset, matching_from_overlap,
+    matching_dataset, matching_from_overlap, true_positive_pairs,
 };
 
 /// Checks matching thresholds: at least one, each a number in `[0, 1]`. Every face validates

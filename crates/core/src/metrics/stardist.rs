@@ -38,6 +38,9 @@ use super::assign::{Components, SparseAssigner, scipy_lsap};
 use super::numeric::{fixed, numpy_sum_f32};
 use super::overlap::{LabelOverlap, NONE};
 
+/// Assigned `(true index, pred index, score)` triples.
+type Assigned = Vec<(u32, u32, f32)>;
+
 /// Largest `rows × columns` for which the SciPy-exact assignment is used.
 pub const EXACT_ASSIGNMENT_LIMIT: u128 = 1 << 26;
 
@@ -228,6 +231,31 @@ pub struct DatasetMatchingStats {
     pub by_image: bool,
 }
 
+impl DatasetMatchingStats {
+    /// The CSV header of the cells of [`Self::csv_values`] (stardist's field names).
+    pub const CSV_HEADER: &'static str = "n_true,n_pred,tp,fp,fn,precision,recall,accuracy,f1,mean_true_score,mean_matched_score,panoptic_quality";
+
+    /// The counts and scores as comma-separated CSV cells (full precision), under
+    /// [`Self::CSV_HEADER`]: the one row layout of every report that writes them.
+    pub fn csv_values(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.n_true,
+            self.n_pred,
+            self.tp,
+            self.fp,
+            self.fn_,
+            self.precision,
+            self.recall,
+            self.accuracy,
+            self.f1,
+            self.mean_true_score,
+            self.mean_matched_score,
+            self.panoptic_quality
+        )
+    }
+}
+
 /// An image prepared for matching at any number of thresholds with one criterion.
 struct Prepared<'a> {
     ov: &'a LabelOverlap,
@@ -353,6 +381,27 @@ impl<'a> Prepared<'a> {
         Ok(out)
     }
 
+    /// The assignment at threshold `thr32` (with fillers when `report` or when zero scores
+    /// pass) and the positions in it of the pairs that count as true positives: the one
+    /// matching behind both the statistics and [`true_positive_pairs`].
+    fn passing(
+        &self,
+        thr32: f32,
+        report: bool,
+        exact_limit: u128,
+        scratch: &mut SparseAssigner,
+    ) -> Result<(Assigned, Vec<usize>)> {
+        let b0 = 0.0f32 >= thr32;
+        let assigned = self.assign(thr32, report || b0, exact_limit, scratch)?;
+        let ok: Vec<usize> = assigned
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.2 >= thr32)
+            .map(|(k, _)| k)
+            .collect();
+        Ok((assigned, ok))
+    }
+
     fn stats(
         &self,
         thresh: f64,
@@ -370,14 +419,7 @@ impl<'a> Prepared<'a> {
             }
             return Ok(s);
         }
-        let b0 = 0.0f32 >= thr32;
-        let assigned = self.assign(thr32, report || b0, exact_limit, scratch)?;
-        let ok: Vec<usize> = assigned
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.2 >= thr32)
-            .map(|(k, _)| k)
-            .collect();
+        let (assigned, ok) = self.passing(thr32, report, exact_limit, scratch)?;
         let tp_scores: Vec<f32> = ok.iter().map(|&k| assigned[k].2).collect();
         let sum = numpy_sum_f32(&tp_scores);
         let mut s = finish(self.criterion, thresh, ok.len() as u64, nt, np, sum);
@@ -500,6 +542,29 @@ pub fn matching_from_overlap(
         .iter()
         .map(|&t| prep.stats(t, report_matches, EXACT_ASSIGNMENT_LIMIT, &mut scratch))
         .collect()
+}
+
+/// The pairs that [`matching_from_overlap`] counts as true positives at `thresh`:
+/// `(true label, predicted label)` with the original label ids, sorted by true label. The same
+/// assignment and tie rule as the statistics (so `len()` equals their `tp`); every other true
+/// object is a false negative and every other predicted object a false positive.
+pub fn true_positive_pairs(
+    overlap: &LabelOverlap,
+    thresh: f64,
+    criterion: Criterion,
+) -> Result<Vec<(u32, u32)>> {
+    let (tl, pl) = (overlap.true_labels(), overlap.pred_labels());
+    if tl.is_empty() || pl.is_empty() {
+        return Ok(Vec::new());
+    }
+    let prep = Prepared::new(overlap, criterion);
+    let mut scratch = SparseAssigner::default();
+    let (assigned, ok) =
+        prep.passing(thresh as f32, false, EXACT_ASSIGNMENT_LIMIT, &mut scratch)?;
+    Ok(ok
+        .into_iter()
+        .map(|k| (tl[assigned[k].0 as usize], pl[assigned[k].1 as usize]))
+        .collect())
 }
 
 /// `stardist.matching.matching_dataset(ys_true, ys_pred, thresh, criterion, by_image)`: one
@@ -689,9 +754,8 @@ mod tests {
         assert!(matching_dataset(&[], &[], &[0.5], Criterion::Iou, false).is_err());
     }
 
-    #[test]
-    fn sparse_and_exact_paths_agree() {
-        // A chain of partially overlapping objects.
+    /// A chain of partially overlapping objects (each pair IoU 56/104).
+    fn chain() -> (Vec<u32>, Vec<u32>) {
         let t = square(
             40,
             8,
@@ -702,6 +766,12 @@ mod tests {
             8,
             &[(0, 8, 3, 13, 5), (0, 8, 13, 23, 6), (0, 8, 23, 33, 9)],
         );
+        (t, p)
+    }
+
+    #[test]
+    fn sparse_and_exact_paths_agree() {
+        let (t, p) = chain();
         for c in Criterion::ALL {
             let a = matching(&t, &p, &[0.1, 0.5, 0.6], c, false).unwrap();
             let b = matching(&t, &p, &[0.1, 0.5, 0.6], c, true).unwrap();
@@ -783,6 +853,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn true_positive_pairs_are_the_counted_matches() {
+        let (t, p) = chain();
+        let ov = LabelOverlap::new(&t, &p).unwrap();
+        for thr in [0.1, 0.5, 0.9] {
+            let pairs = true_positive_pairs(&ov, thr, Criterion::Iou).unwrap();
+            let s = matching_from_overlap(&ov, &[thr], Criterion::Iou, true).unwrap();
+            let r = s[0].report.as_ref().unwrap();
+            let want: Vec<(u32, u32)> = r.matched_tps.iter().map(|&k| r.matched_pairs[k]).collect();
+            assert_eq!(pairs, want, "{thr}");
+            assert_eq!(pairs.len() as u64, s[0].tp);
+        }
+        assert_eq!(
+            true_positive_pairs(&ov, 0.5, Criterion::Iou).unwrap(),
+            vec![(1, 5), (2, 6), (3, 9)]
+        );
+        let z = vec![0u32; t.len()];
+        assert!(
+            true_positive_pairs(&LabelOverlap::new(&z, &p).unwrap(), 0.5, Criterion::Iou)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! object counts add up and object areas are pooled.
 
 pub mod report;
+pub mod validation;
 
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;

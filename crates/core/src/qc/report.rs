@@ -45,7 +45,9 @@ use crate::io::image::read_stack;
 use crate::io::labels::read_labels;
 use crate::io::write_atomic;
 use crate::measure::csv_field;
+use crate::metrics::overlay::{Stretch, is_outline};
 use crate::model::ChannelChoice;
+use crate::report_util::{esc, html_head, png_bytes, png_img_tag};
 use crate::train::rng::Rng;
 
 /// Fields that locate an image within a group rather than name a group.
@@ -235,24 +237,12 @@ pub fn qc_report(out: &Path, opts: &QcOptions) -> Result<QcReport> {
     for row in table.iter().skip(1).filter(|r| r.len() > 1) {
         let cell = |i: usize| row.get(i).map(String::as_str).unwrap_or("");
         let file = cell(file_col).to_string();
-        // From the file's own header first; a pattern or sidecar overrides.
-        let mut fields = crate::io::tiff::acquisition_metadata(Path::new(&file));
-        if opts.pattern.is_some() || opts.sidecar.is_some() {
-            fields.retain(|k, _| opts.group_by.contains(k));
-        }
-        if let Some(p) = &opts.pattern {
-            match match_pattern(p, &file) {
-                Some(f) => fields.extend(f),
-                None => {
-                    return Err(Error::invalid(format!(
-                        "{file} does not match the pattern {p:?}"
-                    )));
-                }
-            }
-        }
-        if let Some(sc) = &sidecar {
-            fields.extend(sc.fields_of(&file)?);
-        }
+        let fields = image_fields(
+            &file,
+            opts.pattern.as_deref(),
+            sidecar.as_ref(),
+            &opts.group_by,
+        )?;
         field_names.extend(fields.keys().cloned());
         let values = columns
             .iter()
@@ -280,38 +270,10 @@ pub fn qc_report(out: &Path, opts: &QcOptions) -> Result<QcReport> {
     }
 
     // Groups.
-    let group_by: Vec<String> = if opts.group_by.is_empty() {
-        field_names
-            .iter()
-            .filter(|f| !POSITION_FIELDS.contains(&f.as_str()))
-            .cloned()
-            .collect()
-    } else {
-        for g in &opts.group_by {
-            if !field_names.contains(g) {
-                return Err(Error::invalid(format!(
-                    "group field {g:?} is not among the fields found ({}): give it with --pattern or --sidecar",
-                    if field_names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        field_names.iter().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                )));
-            }
-        }
-        opts.group_by.clone()
-    };
+    let group_by = group_fields(&opts.group_by, &field_names)?;
     let mut groups: Vec<String> = Vec::new();
     for im in images.iter_mut() {
-        im.group = if group_by.is_empty() {
-            "all".into()
-        } else {
-            group_by
-                .iter()
-                .map(|g| im.fields.get(g).map(String::as_str).unwrap_or("?"))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
+        im.group = group_name(&im.fields, &group_by);
         if im.status == "ok" && !groups.contains(&im.group) {
             groups.push(im.group.clone());
         }
@@ -766,6 +728,75 @@ fn matches(pat: &[Tok], s: &[char], fields: &mut Vec<(String, String)>) -> bool 
     }
 }
 
+/// The fields of the image `file`: `date` and `instrument` from its own header
+/// ([`crate::io::tiff::acquisition_metadata`]; with a pattern or sidecar only those that
+/// `group_by` names), then those of `pattern` (an error when the path does not match it), then
+/// those of its `sidecar` row (an error when it has none); later sources override earlier ones.
+pub fn image_fields(
+    file: &str,
+    pattern: Option<&str>,
+    sidecar: Option<&Sidecar>,
+    group_by: &[String],
+) -> Result<BTreeMap<String, String>> {
+    let mut fields = crate::io::tiff::acquisition_metadata(Path::new(file));
+    if pattern.is_some() || sidecar.is_some() {
+        fields.retain(|k, _| group_by.contains(k));
+    }
+    if let Some(p) = pattern {
+        match match_pattern(p, file) {
+            Some(f) => fields.extend(f),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{file} does not match the pattern {p:?}"
+                )));
+            }
+        }
+    }
+    if let Some(sc) = sidecar {
+        fields.extend(sc.fields_of(file)?);
+    }
+    Ok(fields)
+}
+
+/// The fields that form the groups: `requested` when given (each must be among `found`, the
+/// fields the images have, or the error names the ones there are), else every field found
+/// except those that locate an image within a group (well, row, column, site, field, channel).
+pub fn group_fields(requested: &[String], found: &BTreeSet<String>) -> Result<Vec<String>> {
+    if requested.is_empty() {
+        return Ok(found
+            .iter()
+            .filter(|f| !POSITION_FIELDS.contains(&f.as_str()))
+            .cloned()
+            .collect());
+    }
+    for g in requested {
+        if !found.contains(g) {
+            return Err(Error::invalid(format!(
+                "group field {g:?} is not among the fields found ({}): give it with --pattern or --sidecar",
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    found.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            )));
+        }
+    }
+    Ok(requested.to_vec())
+}
+
+/// The group of an image with `fields`: the values of the `group_by` fields joined by " / "
+/// ("?" for a missing one), or "all" without group fields.
+pub fn group_name(fields: &BTreeMap<String, String>, group_by: &[String]) -> String {
+    if group_by.is_empty() {
+        return "all".into();
+    }
+    group_by
+        .iter()
+        .map(|g| fields.get(g).map(String::as_str).unwrap_or("?"))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 /// A sidecar CSV giving each image's fields (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Sidecar {
@@ -985,30 +1016,6 @@ fn confounding_csv(c: &Confounding) -> String {
 // ------------------------------------------------------------------------------------------
 // HTML
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
-    for ch in data.chunks(3) {
-        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for k in 0..4 {
-            if k <= ch.len() {
-                s.push(T[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
 const GROUP_COLOURS: &[&str] = &[
     "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000",
 ];
@@ -1031,18 +1038,12 @@ fn render_html(
         .pointer("/model/version")
         .and_then(|v| v.as_str())
         .unwrap_or("?");
-    let mut h = String::new();
-    h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n";
-    h += "<title>cytoseg QC report</title>\n<style>\n";
-    h += "body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px;color:#222}\
-          h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}\
-          table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
-          th{background:#f3f3f3}.bad{color:#b00;font-weight:600}.good{color:#276}\
-          .thumbs{display:flex;flex-wrap:wrap;gap:12px}.thumb{width:260px;font-size:.8em;word-break:break-all}\
-          .thumb img{width:256px;image-rendering:pixelated;border:1px solid #999}\
-          .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{font-size:.8em}\
-          .note{color:#555;font-size:.9em}\n";
-    h += "</style></head><body>\n";
+    let mut h = html_head(
+        "cytoseg QC report",
+        ".thumbs{display:flex;flex-wrap:wrap;gap:12px}.thumb{width:260px;font-size:.8em;word-break:break-all}\
+         .thumb img{width:256px;image-rendering:pixelated;border:1px solid #999}\
+         .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{font-size:.8em}",
+    );
     let _ = writeln!(h, "<h1>cytoseg QC report</h1>");
     let _ = writeln!(
         h,
@@ -1132,12 +1133,7 @@ fn render_html(
             let _ = write!(h, "<div class=\"thumb\">");
             match img {
                 Some(png) => {
-                    let _ = write!(
-                        h,
-                        "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
-                        esc(&r.file),
-                        base64(&png)
-                    );
+                    h += &png_img_tag(&r.file, &png);
                 }
                 None => {
                     h += "<div class=\"note\">(no thumbnail: the image or its labels could not be read)</div>"
@@ -1404,10 +1400,7 @@ fn thumbnail(out: &Path, run: &serde_json::Value, r: &ImageRow) -> Option<Vec<u8
     if (lh, lw) != (h, w) || lab.len() < h * w {
         return None;
     }
-    let mut v: Vec<f64> = px.iter().map(|&x| x as f64).collect();
-    let lo = super::percentile(&mut v, 0.1);
-    let hi = super::percentile(&mut v, 99.9);
-    let span = if hi > lo { hi - lo } else { 1.0 };
+    let stretch = Stretch::new(&px);
     let step = (h.max(w) as f64 / 256.0).max(1.0);
     let (th, tw) = (((h as f64) / step) as u32, ((w as f64) / step) as u32);
     let mut img = RgbImage::new(tw.max(1), th.max(1));
@@ -1416,20 +1409,13 @@ fn thumbnail(out: &Path, run: &serde_json::Value, r: &ImageRow) -> Option<Vec<u8
             let (y, x) = ((ty as f64 * step) as usize, (tx as f64 * step) as usize);
             let k = y * w + x;
             let l = lab[k];
-            let edge = l != 0
-                && (x == 0
-                    || y == 0
-                    || x + 1 == w
-                    || y + 1 == h
-                    || lab[k - 1] != l
-                    || lab[k + 1] != l
-                    || lab[k - w] != l
-                    || lab[k + w] != l
-                    || (step >= 2.0
-                        && x + 2 < w
-                        && y + 2 < h
-                        && (lab[k + 2] != l || lab[k + 2 * w] != l)));
-            let g = (((px[k] as f64 - lo) / span).clamp(0.0, 1.0) * 255.0) as u8;
+            let edge = is_outline(&lab, w, h, x, y)
+                || (l != 0
+                    && step >= 2.0
+                    && x + 2 < w
+                    && y + 2 < h
+                    && (lab[k + 2] != l || lab[k + 2 * w] != l));
+            let g = stretch.grey(px[k]);
             img.put_pixel(
                 tx,
                 ty,
@@ -1441,10 +1427,7 @@ fn thumbnail(out: &Path, run: &serde_json::Value, r: &ImageRow) -> Option<Vec<u8
             );
         }
     }
-    let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .ok()?;
-    Some(png)
+    png_bytes(&img).ok()
 }
 
 #[cfg(test)]
@@ -1627,13 +1610,5 @@ mod tests {
             .to_string();
         assert!(e.contains("summary.csv"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 }
