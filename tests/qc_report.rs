@@ -387,3 +387,16 @@ fn a_second_instrument_is_reported_as_drift_and_random_halves_are_not() {
         }
     }
 }
+
+#[test]
+fn the_documentation_defines_every_measure() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/qc.md")).unwrap();
+    for m in cytoseg::core::qc::MEASURES {
+        assert!(
+            doc.contains(&format!("| `{}` |", m.name)),
+            "docs/qc.md has no table row for {}",
+            m.name
+        );
+    }
+}
