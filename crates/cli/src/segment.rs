@@ -149,6 +149,15 @@ pub struct SegmentCmd {
     /// Redo images finished by an earlier run and replace existing outputs.
     #[arg(long)]
     pub overwrite: bool,
+    /// Read the inputs as a screen: `auto` (ImageXpress or Opera/Operetta file names, detected),
+    /// `imagexpress`, `operetta`, or a pattern with named fields (`{plate}`, `{well}` or
+    /// `{row}`+`{column}`, `{site}`, `{channel}`), e.g. '{plate}/{well}_{site}_{channel}.tif'.
+    /// Each field's channel files are read as one multi-channel image (--channel picks the
+    /// segmentation channel by position in channel order; intensities are measured on all) and
+    /// every table gains plate, well, row, column and site columns. Without --channel a
+    /// one-channel model segments the first channel.
+    #[arg(long, value_name = "LAYOUT")]
+    pub layout: Option<String>,
     /// Write the QC report (OUT/qc/qc_report.html, see `cytoseg qc`) at the end of the run.
     #[arg(long)]
     pub qc: bool,
@@ -185,12 +194,39 @@ Examples:
 
 /// Runs `cytoseg segment`; returns 1 when any image failed.
 pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
-    let inputs = batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?;
+    let inputs = match cmd.layout.as_deref() {
+        None => batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?,
+        Some(l) => {
+            let layout = match l {
+                "auto" => None,
+                other => Some(cytoseg_core::screen::Layout::parse(other)?),
+            };
+            let (layout, inputs) = cytoseg_core::screen::expand_screen(
+                &cmd.inputs,
+                cmd.recursive,
+                &cmd.out,
+                layout.as_ref(),
+            )?;
+            if !quiet {
+                eprintln!(
+                    "screen layout {}: {} field(s) of {} channel(s)",
+                    layout.name(),
+                    inputs.len(),
+                    inputs.first().map_or(0, |i| i.channels.len())
+                );
+            }
+            inputs
+        }
+    };
     if inputs.is_empty() {
         return Err(Error::invalid("no input images found"));
     }
     let model = cmd.model.load()?;
     let mut params = cmd.seg.params(&model);
+    if cmd.layout.is_some() && cmd.seg.channel.is_none() && model.manifest.input.channels == 1 {
+        params.channels =
+            ChannelChoice::Select(vec![cytoseg_core::screen::DEFAULT_SEGMENTATION_CHANNEL]);
+    }
     params.keep_flows = cmd.save_flows;
     let opts = batch::BatchOptions {
         out: cmd.out.clone(),

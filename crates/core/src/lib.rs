@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod qc;
 pub mod report_util;
+pub mod screen;
 pub mod simd;
 pub mod train;
 

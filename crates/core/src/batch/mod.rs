@@ -53,10 +53,53 @@ pub const ENGINE_VERSION: &str = crate::VERSION;
 /// One input image and where its outputs go.
 #[derive(Debug, Clone)]
 pub struct Input {
-    /// The image file.
+    /// The image file (for a screen field: its first channel's file).
     pub path: PathBuf,
     /// Output stem relative to the output folder (`sub/x` for `DIR/sub/x.tif`).
     pub stem: PathBuf,
+    /// For a screen field: every channel's file, in channel order (one channel each, read as
+    /// one multi-channel image); empty for an ordinary image.
+    pub channels: Vec<PathBuf>,
+    /// For a screen field: plate, well, row, column and site (see [`crate::screen`]); empty
+    /// otherwise.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Input {
+    /// An ordinary one-file input.
+    pub fn file(path: PathBuf, stem: PathBuf) -> Self {
+        Input {
+            path,
+            stem,
+            channels: Vec::new(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// SHA-256 of the file; for a field, of the channel files' SHA-256s in order.
+    pub fn sha256(&self) -> Result<String> {
+        if self.channels.is_empty() {
+            return sha256_file(&self.path);
+        }
+        let mut h = Sha256::new();
+        for c in &self.channels {
+            h.update(sha256_file(c)?.as_bytes());
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+
+    /// The image: the file, or a field's channel files as one multi-channel stack.
+    pub fn read(&self) -> Result<Stack> {
+        if self.channels.is_empty() {
+            read_stack(&self.path)
+        } else {
+            crate::screen::read_field(&self.channels)
+        }
+    }
+
+    fn estimate(&self) -> u64 {
+        estimate(&self.path).saturating_mul(self.channels.len().max(1) as u64)
+    }
 }
 
 fn is_glob(s: &str) -> bool {
@@ -110,20 +153,14 @@ pub fn expand_inputs(args: &[String], recursive: bool, out_dir: &Path) -> Result
             }
             for f in found {
                 let rel = f.strip_prefix(p).unwrap_or(&f).to_path_buf();
-                inputs.push(Input {
-                    stem: stem_of(&rel),
-                    path: f,
-                });
+                inputs.push(Input::file(f, stem_of(&rel)));
             }
         } else if p.exists() {
             let name = p
                 .file_name()
                 .map(PathBuf::from)
                 .ok_or_else(|| Error::invalid(format!("{a}: not a file name")))?;
-            inputs.push(Input {
-                stem: stem_of(&name),
-                path: p.to_path_buf(),
-            });
+            inputs.push(Input::file(p.to_path_buf(), stem_of(&name)));
         } else if is_glob(a) {
             let paths = glob::glob(a)
                 .map_err(|e| Error::invalid(format!("bad glob pattern {a:?}: {e}")))?;
@@ -136,10 +173,7 @@ pub fn expand_inputs(args: &[String], recursive: bool, out_dir: &Path) -> Result
                 if f.is_file() {
                     n += 1;
                     let name = f.file_name().map(PathBuf::from).unwrap_or_default();
-                    inputs.push(Input {
-                        stem: stem_of(&name),
-                        path: f,
-                    });
+                    inputs.push(Input::file(f, stem_of(&name)));
                 }
             }
             if n == 0 {
@@ -305,6 +339,12 @@ pub struct Outcome {
     /// Quality-control measures (see [`crate::qc`]); NaN where undefined.
     #[serde(default)]
     pub qc: ImageQc,
+    /// For a screen field: plate, well, row, column, site.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+    /// For a screen field: its channel files, in channel order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channel_files: Vec<String>,
 }
 
 /// Mean, median, min and max object area.
@@ -517,7 +557,7 @@ impl Job<'_> {
     fn run_one(&self, index: usize, input: &Input) -> Result<Outcome> {
         let t0 = Instant::now();
         let out = &self.opts.out;
-        let sha = sha256_file(&input.path)?;
+        let sha = input.sha256()?;
         let rec_path = record_path(out, &input.stem);
         let record = read_record(&rec_path);
         let ours = record
@@ -537,6 +577,7 @@ impl Job<'_> {
                 let mut o = r.outcome.clone();
                 o.status = "skipped".into();
                 o.input = input.path.display().to_string();
+                o.fields = input.fields.clone();
                 return Ok(o);
             }
         }
@@ -558,6 +599,12 @@ impl Job<'_> {
             input: input.path.display().to_string(),
             status: "ok".into(),
             sha256: sha,
+            fields: input.fields.clone(),
+            channel_files: input
+                .channels
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect(),
             ..Default::default()
         };
         write_json(
@@ -568,7 +615,7 @@ impl Job<'_> {
                 outcome: outcome.clone(),
             },
         )?;
-        let stack = read_stack(&input.path)?;
+        let stack = input.read()?;
         let labels_path = out.join(&outputs[0]);
         if let Some(dir) = labels_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -590,7 +637,7 @@ impl Job<'_> {
         self.observer.output_written(index, &labels_path);
         if self.opts.measure {
             let csv = out.join(&outputs[1]);
-            write_objects(&csv, &stack, &labels)?;
+            write_objects(&csv, &stack, &labels, &input.fields)?;
             self.observer.output_written(index, &csv);
         }
         if let Some(fl) = flows {
@@ -798,6 +845,7 @@ pub fn run_batch(
     let cancelled_outcome = |input: &Input| Outcome {
         input: input.path.display().to_string(),
         status: "cancelled".into(),
+        fields: input.fields.clone(),
         ..Default::default()
     };
     std::thread::scope(|s| {
@@ -809,7 +857,7 @@ pub fn run_batch(
                     let outcome = if observer.cancelled() {
                         cancelled_outcome(input)
                     } else {
-                        let reserved = budget.acquire(estimate(&input.path));
+                        let reserved = budget.acquire(input.estimate());
                         observer.image_started(i, input);
                         let t0 = Instant::now();
                         let outcome = match job.run_one(i, input) {
@@ -821,7 +869,8 @@ pub fn run_batch(
                                     input: input.path.display().to_string(),
                                     status: "failed".into(),
                                     error: e.to_string(),
-                                    sha256: sha256_file(&input.path).unwrap_or_default(),
+                                    sha256: input.sha256().unwrap_or_default(),
+                                    fields: input.fields.clone(),
                                     seconds: t0.elapsed().as_secs_f64(),
                                     ..Default::default()
                                 }
@@ -1032,9 +1081,12 @@ pub fn segment_folder_on_caller_thread(
 /// `summary.csv`: one row per image, then its QC measures ([`crate::qc::MEASURES`]; an empty
 /// cell where a measure is undefined).
 pub fn summary_csv(outcomes: &[Outcome]) -> String {
-    let mut s = String::from(
-        "file,status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256",
-    );
+    let screen = outcomes.iter().any(|o| !o.fields.is_empty());
+    let mut s = String::from("file");
+    if screen {
+        s += ",plate,well,row,column,site";
+    }
+    s += ",status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256";
     for m in qc::MEASURES {
         s.push(',');
         s += m.name;
@@ -1048,9 +1100,15 @@ pub fn summary_csv(outcomes: &[Outcome]) -> String {
                 String::new()
             }
         };
+        s += &csv_field(&o.input);
+        if screen {
+            for f in crate::screen::POSITION_COLUMNS {
+                s.push(',');
+                s += &csv_field(o.fields.get(*f).map(String::as_str).unwrap_or(""));
+            }
+        }
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{:.3},{}",
-            csv_field(&o.input),
+            ",{},{},{},{},{},{},{},{},{},{:.3},{}",
             o.status,
             csv_field(&o.error),
             o.planes,

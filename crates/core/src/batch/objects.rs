@@ -1,16 +1,46 @@
 //! `<stem>_objects.csv`: one row per object of every plane, measured on all channels of the
 //! input, calibrated (columns: see `cytoseg::core::measure`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::io::image::Stack;
-use crate::measure::{Column, Table, measure};
+use crate::measure::{Column, Table, csv_field, measure};
 
 /// Measures a segmented stack (labels: all planes, plane after plane) and writes the table
-/// atomically (see [`objects_table`]).
-pub fn write_objects(path: &Path, stack: &Stack, labels: &[u32]) -> Result<()> {
-    objects_table(stack, labels)?.write_csv(path)
+/// atomically (see [`objects_table`]); a screen field's `fields` (plate, well, row, column,
+/// site) lead every row.
+pub fn write_objects(
+    path: &Path,
+    stack: &Stack,
+    labels: &[u32],
+    fields: &BTreeMap<String, String>,
+) -> Result<()> {
+    let table = objects_table(stack, labels)?;
+    if fields.is_empty() {
+        return table.write_csv(path);
+    }
+    let mut lead_header = String::new();
+    let mut lead = String::new();
+    for f in crate::screen::POSITION_COLUMNS {
+        lead_header += &format!("{f},");
+        lead += &format!(
+            "{},",
+            csv_field(fields.get(*f).map(String::as_str).unwrap_or(""))
+        );
+    }
+    let text = table.to_csv();
+    let mut out = String::with_capacity(text.len() + (lead.len() + 1) * (table.n_rows() + 1));
+    for (i, line) in text.lines().enumerate() {
+        out += if i == 0 { &lead_header } else { &lead };
+        out += line;
+        out.push('\n');
+    }
+    crate::io::write_atomic(path, true, |w| {
+        use std::io::Write;
+        w.write_all(out.as_bytes()).map_err(|e| Error::io(path, e))
+    })
 }
 
 /// The objects table of a segmented stack (labels: all planes, plane after plane, numbered per
