@@ -159,6 +159,20 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
                 );
             }
         }
+        // Per well: the fields' counts add up, and the plate heatmap is drawn.
+        let per_well = table(&out.join("wells.csv"));
+        assert_eq!(per_well.len(), 2);
+        for w in &per_well {
+            let sum: u64 = rows
+                .iter()
+                .filter(|r| r["well"] == w["well"])
+                .map(|r| r["objects"].parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(w["objects"], sum.to_string(), "{}", w["well"]);
+            assert_eq!(w["fields"], "2");
+        }
+        let svg = std::fs::read_to_string(out.join("plate_Plate7_objects_per_field.svg")).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("B02: ") && svg.contains("H12: no value"));
     }
 
     // Bad layouts: errors name the files.

@@ -962,6 +962,7 @@ pub fn segment_folder(
     );
     if opts.run_files {
         write_run_files(&opts.out, &outcomes, &m)?;
+        crate::screen::wells::write_well_outputs(&opts.out, &outcomes)?;
     }
     Ok(Report {
         counts: Counts::of(&outcomes),

@@ -12,6 +12,8 @@
 //! * **A pattern** with named fields over the path's end (see [`crate::qc::report::match_pattern`]):
 //!   `well` (or `row` and `column`) and `channel` are required; `plate` and `site` optional.
 
+pub mod wells;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -95,7 +97,7 @@ impl Position {
 }
 
 /// `1 → A`, `26 → Z`, `27 → AA` (1536-well plates have 32 rows).
-fn row_letters(mut r: u32) -> String {
+pub(crate) fn row_letters(mut r: u32) -> String {
     let mut s = Vec::new();
     while r > 0 {
         r -= 1;
@@ -107,7 +109,7 @@ fn row_letters(mut r: u32) -> String {
 }
 
 /// `B03` → (2, 3); `AA1` → (27, 1).
-fn parse_well(w: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_well(w: &str) -> Option<(u32, u32)> {
     let letters: String = w.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
     if letters.is_empty() || letters.len() > 2 {
         return None;
