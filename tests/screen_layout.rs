@@ -118,6 +118,12 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
             }
         }
         let out = dir.join(format!("{scheme}-out"));
+        let map = dir.join("map.csv");
+        std::fs::write(
+            &map,
+            "well,treatment,concentration,control\nB2,DMSO,0,1\nB3,drug,10,\n",
+        )
+        .unwrap();
         let o = run(cytoseg(&[
             "segment",
             plate.to_str().unwrap(),
@@ -125,6 +131,8 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
             out.to_str().unwrap(),
             "--layout",
             layout,
+            "--plate-map",
+            map.to_str().unwrap(),
         ])
         .unwrap());
         assert!(o.status.success());
@@ -148,6 +156,7 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
             assert_eq!(t.len().to_string(), r["objects"]);
             if let Some(first) = t.first() {
                 assert_eq!(first["well"], r["well"]);
+                assert_eq!(first["treatment"], r["treatment"]);
                 let (a, b): (f64, f64) = (
                     first["intensity_mean-0"].parse().unwrap(),
                     first["intensity_mean-1"].parse().unwrap(),
@@ -169,6 +178,8 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
                 .map(|r| r["objects"].parse::<u64>().unwrap())
                 .sum();
             assert_eq!(w["objects"], sum.to_string(), "{}", w["well"]);
+            let treatment = if w["well"] == "B02" { "DMSO" } else { "drug" };
+            assert_eq!(w["treatment"], treatment, "the plate map is joined");
             assert_eq!(w["fields"], "2");
         }
         let svg = std::fs::read_to_string(out.join("plate_Plate7_objects_per_field.svg")).unwrap();

@@ -201,11 +201,18 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
                 "auto" => None,
                 other => Some(cytoseg_core::screen::Layout::parse(other)?),
             };
+            let plate_map = cmd
+                .qc_args
+                .plate_map
+                .as_deref()
+                .map(cytoseg_core::screen::platemap::PlateMap::read)
+                .transpose()?;
             let (layout, inputs) = cytoseg_core::screen::expand_screen(
                 &cmd.inputs,
                 cmd.recursive,
                 &cmd.out,
                 layout.as_ref(),
+                plate_map.as_ref(),
             )?;
             if !quiet {
                 eprintln!(

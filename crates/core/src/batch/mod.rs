@@ -566,7 +566,9 @@ impl Job<'_> {
         let outputs = self.outputs(&input.stem);
         if ours && !self.opts.overwrite {
             let r = record.as_ref().expect("checked");
+            // A screen field whose plate-map columns changed is redone (its tables carry them).
             let finished = r.state == "done"
+                && r.outcome.fields == input.fields
                 && outputs.iter().all(|o| {
                     r.outcome
                         .outputs
@@ -1083,9 +1085,15 @@ pub fn segment_folder_on_caller_thread(
 /// cell where a measure is undefined).
 pub fn summary_csv(outcomes: &[Outcome]) -> String {
     let screen = outcomes.iter().any(|o| !o.fields.is_empty());
+    let lead = if screen {
+        crate::screen::table_columns(outcomes.iter().map(|o| &o.fields))
+    } else {
+        Vec::new()
+    };
     let mut s = String::from("file");
-    if screen {
-        s += ",plate,well,row,column,site";
+    for c in &lead {
+        s.push(',');
+        s += &csv_field(c);
     }
     s += ",status,error,planes,objects,area_mean,area_median,area_min,area_max,area_unit,seconds,sha256";
     for m in qc::MEASURES {
@@ -1102,11 +1110,9 @@ pub fn summary_csv(outcomes: &[Outcome]) -> String {
             }
         };
         s += &csv_field(&o.input);
-        if screen {
-            for f in crate::screen::POSITION_COLUMNS {
-                s.push(',');
-                s += &csv_field(o.fields.get(*f).map(String::as_str).unwrap_or(""));
-            }
+        for c in &lead {
+            s.push(',');
+            s += &csv_field(o.fields.get(c).map(String::as_str).unwrap_or(""));
         }
         s += &format!(
             ",{},{},{},{},{},{},{},{},{},{:.3},{}",

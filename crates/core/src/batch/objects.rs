@@ -10,7 +10,7 @@ use crate::measure::{Column, Table, csv_field, measure};
 
 /// Measures a segmented stack (labels: all planes, plane after plane) and writes the table
 /// atomically (see [`objects_table`]); a screen field's `fields` (plate, well, row, column,
-/// site) lead every row.
+/// site, then the plate map's columns) lead every row.
 pub fn write_objects(
     path: &Path,
     stack: &Stack,
@@ -23,11 +23,11 @@ pub fn write_objects(
     }
     let mut lead_header = String::new();
     let mut lead = String::new();
-    for f in crate::screen::POSITION_COLUMNS {
-        lead_header += &format!("{f},");
+    for f in crate::screen::table_columns([fields]) {
+        lead_header += &format!("{},", csv_field(&f));
         lead += &format!(
             "{},",
-            csv_field(fields.get(*f).map(String::as_str).unwrap_or(""))
+            csv_field(fields.get(&f).map(String::as_str).unwrap_or(""))
         );
     }
     let text = table.to_csv();

@@ -48,6 +48,7 @@ use crate::measure::csv_field;
 use crate::metrics::overlay::{Stretch, is_outline};
 use crate::model::ChannelChoice;
 use crate::report_util::{esc, html_head, png_bytes, png_img_tag};
+use crate::screen::platemap::PlateMap;
 use crate::train::rng::Rng;
 
 /// Fields that locate an image within a group rather than name a group.
@@ -537,35 +538,13 @@ fn drift_table(images: &[ImageRow], columns: &[Column], groups: &[String], thr: 
 }
 
 fn confounding(images: &[ImageRow], groups: &[String], map_path: &Path) -> Result<Confounding> {
-    let text = std::fs::read_to_string(map_path).map_err(|e| Error::io(map_path, e))?;
-    let rows = parse_csv(&text);
-    let header: Vec<String> = rows
-        .first()
-        .map(|h| h.iter().map(|s| s.trim().to_lowercase()).collect())
-        .unwrap_or_default();
-    let (Some(wc), Some(tc)) = (
-        header.iter().position(|h| h == "well"),
-        header.iter().position(|h| h == "treatment"),
-    ) else {
+    let map = PlateMap::read(map_path)?;
+    if !map.columns.iter().any(|c| c == "treatment") {
         return Err(Error::invalid(format!(
-            "plate map {}: needs the columns well and treatment (found: {})",
+            "plate map {}: needs the columns well and treatment (found: well, {})",
             map_path.display(),
-            header.join(", ")
+            map.columns.join(", ")
         )));
-    };
-    let cc = header.iter().position(|h| h == "control");
-    let mut treatment_of: BTreeMap<String, String> = BTreeMap::new();
-    for r in rows.iter().skip(1).filter(|r| r.len() > wc.max(tc)) {
-        let well = normalise_well(&r[wc]);
-        let is_control = cc.and_then(|c| r.get(c)).is_some_and(|v| {
-            matches!(v.trim().to_lowercase().as_str(), "1" | "true" | "yes" | "y")
-        });
-        let t = if is_control {
-            format!("control ({})", r[tc].trim())
-        } else {
-            r[tc].trim().to_string()
-        };
-        treatment_of.insert(well, t);
     }
     let mut treatments: Vec<String> = Vec::new();
     let mut counts: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -576,9 +555,11 @@ fn confounding(images: &[ImageRow], groups: &[String], map_path: &Path) -> Resul
                 im.file
             )));
         };
-        let Some(t) = treatment_of.get(&normalise_well(well)) else {
+        let plate = im.fields.get("plate").map(String::as_str).unwrap_or("");
+        let Some(t) = map.treatment(plate, well) else {
             continue;
         };
+        let t = &t;
         if !treatments.contains(t) {
             treatments.push(t.clone());
         }
@@ -602,17 +583,6 @@ fn confounding(images: &[ImageRow], groups: &[String], map_path: &Path) -> Resul
         cramers_v: v,
         flagged: v >= 0.5,
     })
-}
-
-/// "A1", "a01", "A001" → "A01".
-fn normalise_well(w: &str) -> String {
-    let w = w.trim();
-    let letters: String = w.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    let digits = &w[letters.len()..];
-    match digits.parse::<u32>() {
-        Ok(n) if !letters.is_empty() => format!("{}{n:02}", letters.to_uppercase()),
-        _ => w.to_uppercase(),
-    }
 }
 
 /// Cramér's V of a contingency table (NaN when it has fewer than 2 non-empty rows or columns).
@@ -1481,8 +1451,6 @@ mod tests {
     fn cramers_v_extremes() {
         assert!((cramers_v(&[vec![10, 0], vec![0, 10]]) - 1.0).abs() < 1e-12);
         assert!(cramers_v(&[vec![5, 5], vec![5, 5]]).abs() < 1e-12);
-        assert_eq!(normalise_well("b3"), "B03");
-        assert_eq!(normalise_well("A012"), "A12");
     }
 
     /// A run folder with a summary.csv of `n` images per group (same values but for a small

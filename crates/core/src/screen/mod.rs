@@ -12,6 +12,7 @@
 //! * **A pattern** with named fields over the path's end (see [`crate::qc::report::match_pattern`]):
 //!   `well` (or `row` and `column`) and `channel` are required; `plate` and `site` optional.
 
+pub mod platemap;
 pub mod wells;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,27 @@ pub const DEFAULT_SEGMENTATION_CHANNEL: usize = 0;
 
 /// The position columns every table of a screen carries, in order.
 pub const POSITION_COLUMNS: &[&str] = &["plate", "well", "row", "column", "site"];
+
+/// The columns a screen's tables lead with: [`POSITION_COLUMNS`], then the plate map's columns
+/// found in any of `fields` (alphabetically).
+pub fn table_columns<'a>(
+    fields: impl IntoIterator<Item = &'a BTreeMap<String, String>>,
+) -> Vec<String> {
+    let mut extra: Vec<String> = Vec::new();
+    for f in fields {
+        for k in f.keys() {
+            if !POSITION_COLUMNS.contains(&k.as_str()) && k != "channels" && !extra.contains(k) {
+                extra.push(k.clone());
+            }
+        }
+    }
+    extra.sort();
+    POSITION_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra)
+        .collect()
+}
 
 /// How the file names of a screen are read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -403,12 +425,14 @@ pub fn read_field(files: &[PathBuf]) -> Result<Stack> {
 
 /// A screen's inputs: the image files of `inputs` (as [`crate::batch::expand_inputs`] finds
 /// them) grouped into fields by `layout` (`None`: detected, ImageXpress or Opera/Operetta). One
-/// input per field, its outputs at `<plate>/<well>_s<site>` (`<well>_s<site>` without a plate).
+/// input per field, its outputs at `<plate>/<well>_s<site>` (`<well>_s<site>` without a plate);
+/// a `plate_map`'s columns join each field's fields (wells it does not list get none).
 pub fn expand_screen(
     inputs: &[String],
     recursive: bool,
     out_dir: &Path,
     layout: Option<&Layout>,
+    plate_map: Option<&platemap::PlateMap>,
 ) -> Result<(Layout, Vec<Input>)> {
     let files: Vec<PathBuf> = crate::batch::expand_inputs(inputs, recursive, out_dir)?
         .into_iter()
@@ -437,6 +461,11 @@ pub fn expand_screen(
                 Path::new(&pos.plate).join(name)
             };
             let mut fields = pos.fields();
+            if let Some(m) = plate_map
+                && let Some(v) = m.well(&pos.plate, &pos.well())
+            {
+                fields.extend(v);
+            }
             fields.insert(
                 "channels".into(),
                 f.channels

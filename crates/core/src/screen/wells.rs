@@ -29,6 +29,8 @@ pub struct Well {
     pub column: u32,
     /// Fields analysed (status ok or skipped).
     pub fields: usize,
+    /// The plate map's columns for the well (treatment, concentration, ...).
+    pub annotations: BTreeMap<String, String>,
     /// Objects over the well's fields.
     pub objects: u64,
     /// `(measurement, mean, median, std)` over the well's objects (std with n − 1; NaN under
@@ -40,7 +42,13 @@ pub struct Well {
 /// sorted by plate, row and column.
 pub fn wells(out: &Path, outcomes: &[Outcome]) -> Result<Vec<Well>> {
     // (plate, row number, column) → fields, objects, measurement → values.
-    type Acc = (String, usize, u64, BTreeMap<String, Vec<f64>>);
+    type Acc = (
+        String,
+        usize,
+        u64,
+        BTreeMap<String, Vec<f64>>,
+        BTreeMap<String, String>,
+    );
     let mut acc: BTreeMap<(String, u32, u32), Acc> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for o in outcomes
@@ -53,9 +61,14 @@ pub fn wells(out: &Path, outcomes: &[Outcome]) -> Result<Vec<Well>> {
         let Some((row, col)) = super::parse_well(well) else {
             continue;
         };
-        let e = acc
-            .entry((plate.clone(), row, col))
-            .or_insert_with(|| (well.clone(), 0, 0, BTreeMap::new()));
+        let e = acc.entry((plate.clone(), row, col)).or_insert_with(|| {
+            let columns = super::table_columns([&o.fields]);
+            let notes = columns[super::POSITION_COLUMNS.len()..]
+                .iter()
+                .filter_map(|c| Some((c.clone(), o.fields.get(c)?.clone())))
+                .collect();
+            (well.clone(), 0, 0, BTreeMap::new(), notes)
+        });
         e.1 += 1;
         e.2 += o.objects;
         let Some(table) = o.outputs.keys().find(|k| k.ends_with("_objects.csv")) else {
@@ -86,39 +99,49 @@ pub fn wells(out: &Path, outcomes: &[Outcome]) -> Result<Vec<Well>> {
     }
     Ok(acc
         .into_iter()
-        .map(|((plate, row, column), (well, fields, objects, mut m))| {
-            let stats = order
-                .iter()
-                .map(|name| {
-                    let v = m.remove(name).unwrap_or_default();
-                    let n = v.len() as f64;
-                    let mean = v.iter().sum::<f64>() / n;
-                    let std = if v.len() > 1 {
-                        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-                    } else {
-                        f64::NAN
-                    };
-                    let mut vv = v;
-                    (name.clone(), mean, median(&mut vv), std)
-                })
-                .collect();
-            Well {
-                plate,
-                well,
-                row: super::row_letters(row),
-                column,
-                fields,
-                objects,
-                stats,
-            }
-        })
+        .map(
+            |((plate, row, column), (well, fields, objects, mut m, annotations))| {
+                let stats = order
+                    .iter()
+                    .map(|name| {
+                        let v = m.remove(name).unwrap_or_default();
+                        let n = v.len() as f64;
+                        let mean = v.iter().sum::<f64>() / n;
+                        let std = if v.len() > 1 {
+                            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+                        } else {
+                            f64::NAN
+                        };
+                        let mut vv = v;
+                        (name.clone(), mean, median(&mut vv), std)
+                    })
+                    .collect();
+                Well {
+                    plate,
+                    well,
+                    row: super::row_letters(row),
+                    column,
+                    fields,
+                    annotations,
+                    objects,
+                    stats,
+                }
+            },
+        )
         .collect())
 }
 
-/// `wells.csv`: plate, well, row, column, fields, objects, objects_per_field, then
+/// `wells.csv`: plate, well, row, column, the plate map's columns, fields, objects,
+/// objects_per_field, then
 /// `<measurement>_mean`, `_median`, `_std` for every measurement (empty where undefined).
 pub fn wells_csv(wells: &[Well]) -> String {
-    let mut s = String::from("plate,well,row,column,fields,objects,objects_per_field");
+    let notes = super::table_columns(wells.iter().map(|w| &w.annotations));
+    let notes = &notes[super::POSITION_COLUMNS.len()..];
+    let mut s = String::from("plate,well,row,column");
+    for n in notes {
+        s += &format!(",{}", csv_field(n));
+    }
+    s += ",fields,objects,objects_per_field";
     if let Some(w) = wells.first() {
         for (name, ..) in &w.stats {
             for k in ["mean", "median", "std"] {
@@ -135,12 +158,15 @@ pub fn wells_csv(wells: &[Well]) -> String {
         }
     };
     for w in wells {
+        s += &format!("{},{},{},{}", csv_field(&w.plate), w.well, w.row, w.column);
+        for n in notes {
+            s += &format!(
+                ",{}",
+                csv_field(w.annotations.get(n).map(String::as_str).unwrap_or(""))
+            );
+        }
         s += &format!(
-            "{},{},{},{},{},{},{}",
-            csv_field(&w.plate),
-            w.well,
-            w.row,
-            w.column,
+            ",{},{},{}",
             w.fields,
             w.objects,
             num(w.objects as f64 / w.fields.max(1) as f64)
