@@ -502,6 +502,32 @@ typedef struct cytoseg_load_options {
 typedef int32_t (*cytoseg_progress_fn)(void *userdata, size_t done, size_t total);
 
 /**
+ * The verdict of a QC report in numbers (see `cytoseg_qc_report`).
+ */
+typedef struct cytoseg_qc_counts {
+  /**
+   * Images segmented ("ok" in `summary.csv`).
+   */
+  size_t images;
+  /**
+   * Acquisition groups compared.
+   */
+  size_t groups;
+  /**
+   * Images flagged as outliers (images without objects included).
+   */
+  size_t flagged;
+  /**
+   * (group, measure) pairs that drift.
+   */
+  size_t drifting;
+  /**
+   * 1 when treatments are confounded with groups (with a plate map), else 0.
+   */
+  uint32_t confounded;
+} cytoseg_qc_counts;
+
+/**
  * Options of `cytoseg_train`. Initialize with `cytoseg_train_options_init` (the defaults of
  * `cytoseg train`), then change what you need.
  */
@@ -1040,6 +1066,45 @@ cytoseg_status cytoseg_image_qc(const void *pixels,
                                 size_t flows_len,
                                 const struct cytoseg_calibration *cal,
                                 struct cytoseg_table **out);
+
+/**
+ * Writes the quality-control report of a segmentation run, as `cytoseg qc OUT` does:
+ * `OUT/qc/qc_report.html` (one self-contained page), `qc_images.csv`, `qc_drift.csv` and, with
+ * a plate map, `qc_confounding.csv`. Images are grouped by fields taken from their paths
+ * (`pattern`) or a sidecar CSV, flagged as outliers within their group, groups compared for
+ * drift, and treatments checked against groups. The method: docs/qc.md.
+ *
+ * @param out_dir        Output folder of a run (`cytoseg_segment_folder`, `cytoseg segment`)
+ *                       holding `summary.csv` and `run.json`; NUL-terminated UTF-8.
+ * @param options_json   NULL or a NUL-terminated JSON object with any of: `pattern` (path
+ *                       pattern with named fields matched against the end of each
+ *                       input path, e.g. `"{plate}_{well}_s{site}.tif"`),
+ *                       `sidecar` (CSV: a `file` column, then one column per field),
+ *                       `group_by` (field names: an array or one comma-separated string;
+ *                       default every field but well, row, column, site, field, channel),
+ *                       `plate_map` (CSV: `well`, `treatment`, optional `control`),
+ *                       `measures` (further `summary.csv` columns to compare), `z` (robust
+ *                       z-score that flags; default 3), `drift` (Hedges' g threshold; default
+ *                       0.5), `thumbnails` (most thumbnails; default 30). Empty strings mean
+ *                       "not given"; unknown fields are an error.
+ * @param html_path      Optional (may be NULL): receives the report page's path,
+ *                       NUL-terminated, truncated to `html_path_len` bytes.
+ * @param html_path_len  Size of `html_path` in bytes.
+ * @param needed         Optional (may be NULL): the bytes the whole path needs, NUL included.
+ * @param counts         Optional (may be NULL): the verdict (images, groups, flagged, ...).
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_INVALID_ARGUMENT` for bad options, a missing
+ *         or foreign `summary.csv`, a path that does not match the pattern, an unknown group
+ *         field; `CYTOSEG_STATUS_IO` when the report cannot be written. Outputs are written on
+ *         success only.
+ *
+ * Thread safety: may be called from several threads, with different output folders.
+ */
+cytoseg_status cytoseg_qc_report(const char *out_dir,
+                                 const char *options_json,
+                                 char *html_path,
+                                 size_t html_path_len,
+                                 size_t *needed,
+                                 struct cytoseg_qc_counts *counts);
 
 /**
  * Fills `options` with the defaults of `cytoseg train`.

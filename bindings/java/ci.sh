@@ -7,7 +7,8 @@
 #   3. integration test: the real ImageJ 1 (Debian's, -batch under xvfb-run, with timeout) runs
 #      src/test/ij/segment_example.ijm on models/examples/nuclei_example.tif, and the label image,
 #      ROI count, Results table and measurements must equal `cytoseg segment` on the same image
-#      with the same settings; Segment Folder as `cytoseg segment`; Train Model (a tiny run on the
+#      with the same settings, its "cytoseg QC" row as summary.csv's QC columns; Segment Folder as
+#      `cytoseg segment` (and its QC report, and QC Report...); Train Model (a tiny run on the
 #      example and its labels, then from the ROI Manager) makes clones that Segment Image, Segment
 #      Folder and the CLI find by name; About; error paths.
 # Clones go to a temporary user models folder (CYTOSEG_USER_MODELS; pom.xml sets one for JUnit).
@@ -85,7 +86,7 @@ if ! timeout 180 "${ij_env[@]}" xvfb-run -a java -Xmx2g -jar /usr/share/java/ij.
 fi
 cat "$log"
 python3 "$here/src/test/ij/check_integration.py" "$log" "$work/ijout/ij_results.csv" \
-    "$work/cli/nuclei_example_objects.csv"
+    "$work/cli/nuclei_example_objects.csv" "$work/cli/summary.csv"
 echo "== Segment Folder in ImageJ (the engine's batch via JNI) writes what cytoseg segment writes"
 mkdir -p "$work/folder_in"
 cp "$image" "$work/folder_in/"
@@ -107,6 +108,10 @@ done
 diff <(cut -d, -f1-10,12- "$work/folder_cli/summary.csv") <(cut -d, -f1-10,12- "$work/folder_ij/summary.csv") \
     || { echo "ci.sh: Segment Folder's summary.csv differs from the CLI's" >&2; exit 1; }
 grep -q '"api": "java"' "$work/folder_ij/run.json" || { echo "ci.sh: run.json does not record the Java caller" >&2; exit 1; }
+[ -s "$work/folder_ij/qc/qc_report.html" ] && [ -s "$work/folder_ij/qc/qc_images.csv" ] \
+    || { echo "ci.sh: Segment Folder (qc_report) / QC Report... did not write qc/qc_report.html" >&2; exit 1; }
+[ "$(grep -c "cytoseg: QC: [0-9]* image(s) in 1 group(s).*report: $work/folder_ij/qc/qc_report.html" "$work/folder.log")" -ge 2 ] \
+    || { echo "ci.sh: Segment Folder and QC Report... did not both log the QC verdict and the report's path" >&2; exit 1; }
 echo "Segment Folder = cytoseg segment: $n files byte-identical, summary.csv equal but for times"
 
 echo "== Train Model in ImageJ (a tiny run) -> a clone that Segment Image, Segment Folder and the CLI find by name"

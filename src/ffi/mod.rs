@@ -56,7 +56,7 @@ pub use model::{
     cytoseg_progress_fn, cytoseg_segment_params, cytoseg_segment_params_init,
 };
 pub use models::{cytoseg_list_models, cytoseg_user_model_dir};
-pub use qc::cytoseg_image_qc;
+pub use qc::{cytoseg_image_qc, cytoseg_qc_counts, cytoseg_qc_report};
 pub use train::{
     cytoseg_train, cytoseg_train_options, cytoseg_train_options_init, cytoseg_train_progress,
     cytoseg_train_progress_fn, cytoseg_train_result,

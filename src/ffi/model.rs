@@ -276,14 +276,7 @@ pub(crate) unsafe fn segment_params(
 
 /// A C channel number: -1 for the mean of all channels (automatic), else one 0-based channel.
 pub(crate) fn channel_choice(ch: i32, name: &str) -> Result<ChannelChoice, FfiError> {
-    match ch {
-        -1 => Ok(ChannelChoice::Auto),
-        ch if ch >= 0 => Ok(ChannelChoice::Select(vec![ch as usize])),
-        ch => Err(FfiError(
-            cytoseg_status::InvalidArgument,
-            format!("{name} is {ch}: use -1 (mean of all channels) or a channel >= 0"),
-        )),
-    }
+    Ok(ChannelChoice::from_index(i64::from(ch), name)?)
 }
 
 pub(crate) fn model_ref<'a>(model: *const cytoseg_model) -> Result<&'a Model, FfiError> {

@@ -23,33 +23,40 @@ fn measure<'local>(
     channels: jint,
     calibration: Calibration,
 ) -> JResult<JObject<'local>> {
-    non_null(labels, "labels")?;
     let (w, h) = (dim(width, "width")?, dim(height, "height")?);
     let c = dim(channels, "channels")?;
-    let run = |px: Option<Pixels<'_>>, l: &[i32]| -> JResult<Table> {
+    let table = with_image_and_labels(env, image, labels, |px, l| {
         let view = match px {
             Some(p) => Some(ImageView::new(p, w, h, c, w * c)?),
             None => None,
         };
-        Ok(core_measure(
-            i32::as_unsigned(l),
-            h,
-            w,
-            view.as_ref(),
-            &calibration,
-        )?)
-    };
+        Ok(core_measure(l, h, w, view.as_ref(), &calibration)?)
+    })?;
+    to_java(env, &table)
+}
+
+/// Calls `run` with the pixels of `image` (null, `byte[]`, `short[]` or `float[]`; 8- and
+/// 16-bit samples as unsigned) and the labels of `labels`, both read in place inside JNI
+/// critical sections: `run` must be pure computation (no JNI call, no blocking), and the caller
+/// of the Java method must not write the arrays from another thread during the call.
+pub(crate) fn with_image_and_labels<'local, T>(
+    env: &mut Env<'local>,
+    image: &JObject<'local>,
+    labels: &JIntArray<'local>,
+    run: impl FnOnce(Option<Pixels<'_>>, &[u32]) -> JResult<T>,
+) -> JResult<T> {
+    non_null(labels, "labels")?;
     // Each branch: borrow the image, then the labels, compute, release. The two are distinct
     // arrays (`int[]` against `byte[]`/`short[]`/`float[]`), so there is one borrow per array.
     // The SAFETY argument of every `get_elements_critical` below: a read-only (`NoCopyBack`)
     // borrow, the only one of its array, for pure computation: no JNI call and no blocking
     // system call happens until the guards drop at the end of the branch; the arrays belong to
     // the caller, who does not write them from another thread during the call (documented on
-    // `Native.measure`).
-    let table = if image.is_null() {
+    // the Java methods).
+    if image.is_null() {
         // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
-        run(None, &l)?
+        run(None, i32::as_unsigned(&l))
     } else if env.is_instance_of(image, jni_str!("[B"))? {
         let local = env.new_local_ref(image)?;
         let arr: JByteArray = env.cast_local::<JByteArray>(local)?;
@@ -57,7 +64,7 @@ fn measure<'local>(
         let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
-        run(Some(Pixels::U8(i8::as_unsigned(&px))), &l)?
+        run(Some(Pixels::U8(i8::as_unsigned(&px))), i32::as_unsigned(&l))
     } else if env.is_instance_of(image, jni_str!("[S"))? {
         let local = env.new_local_ref(image)?;
         let arr: JShortArray = env.cast_local::<JShortArray>(local)?;
@@ -65,7 +72,10 @@ fn measure<'local>(
         let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
-        run(Some(Pixels::U16(i16::as_unsigned(&px))), &l)?
+        run(
+            Some(Pixels::U16(i16::as_unsigned(&px))),
+            i32::as_unsigned(&l),
+        )
     } else if env.is_instance_of(image, jni_str!("[F"))? {
         let local = env.new_local_ref(image)?;
         let arr: JFloatArray = env.cast_local::<JFloatArray>(local)?;
@@ -73,16 +83,31 @@ fn measure<'local>(
         let px = unsafe { arr.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
         // SAFETY: see above.
         let l = unsafe { labels.get_elements_critical(env, ReleaseMode::NoCopyBack)? };
-        run(Some(Pixels::F32(&px)), &l)?
+        run(Some(Pixels::F32(&px)), i32::as_unsigned(&l))
     } else {
-        return Err(JniError::Arg(
+        Err(JniError::Arg(
             "image must be byte[], short[], float[] or null".into(),
-        ));
-    };
-    to_java(env, &table)
+        ))
+    }
 }
 
-fn to_java<'local>(env: &mut Env<'local>, table: &Table) -> JResult<JObject<'local>> {
+/// A calibration from the Java arguments `pixelWidth, pixelHeight, unit` ("pixel" =
+/// uncalibrated).
+pub(crate) fn calibration_arg(
+    env: &Env<'_>,
+    pixel_width: f64,
+    pixel_height: f64,
+    unit: &JString<'_>,
+) -> JResult<Calibration> {
+    Ok(Calibration {
+        pixel_width,
+        pixel_height,
+        unit: string_arg(env, unit, "unit")?,
+    })
+}
+
+/// Converts an engine table into an `org.cytoseg.Table`.
+pub(crate) fn to_java<'local>(env: &mut Env<'local>, table: &Table) -> JResult<JObject<'local>> {
     let cols = table.columns.len();
     let rows = table.n_rows();
     let names = env.new_object_array(cols as i32, jni_str!("java/lang/String"), JObject::null())?;
@@ -132,11 +157,7 @@ pub extern "system" fn Java_org_cytoseg_Native_measure<'local>(
     unit: JString<'local>,
 ) -> JObject<'local> {
     env.with_env(|env| {
-        let calibration = Calibration {
-            pixel_width,
-            pixel_height,
-            unit: string_arg(env, &unit, "unit")?,
-        };
+        let calibration = calibration_arg(env, pixel_width, pixel_height, &unit)?;
         measure(env, &labels, width, height, &image, channels, calibration)
     })
     .resolve::<ThrowCytoseg>()

@@ -24,6 +24,7 @@ mod info;
 mod measure;
 mod metrics;
 mod model;
+mod qc;
 mod train;
 
 /// Formats `key=value` lines; newlines inside values become spaces.

@@ -242,6 +242,7 @@ struct SegmentCall<'a, 'local> {
     channels: jint,
     params: &'a JDoubleArray<'local>,
     labels: &'a JIntArray<'local>,
+    flows: &'a JFloatArray<'local>,
     listener: &'a JObject<'local>,
 }
 
@@ -285,9 +286,18 @@ where
             "labels holds {labels_len} values, {w}×{h} needs {n}"
         )));
     }
+    if !call.flows.is_null() {
+        let flows_len = call.flows.len(env)?;
+        if Some(flows_len) != n.checked_mul(3) {
+            return Err(JniError::Arg(format!(
+                "flows holds {flows_len} values, {w}×{h} needs 3 × {n}"
+            )));
+        }
+    }
     let mut pv = vec![0.0f64; call.params.len(env)?];
     call.params.get_region(env, 0, &mut pv)?;
-    let params = params_from(model, &pv)?;
+    let mut params = params_from(model, &pv)?;
+    params.keep_flows = !call.flows.is_null();
     let seg = {
         let mut samples = vec![T::default(); len];
         pixels.get_region(env, 0, &mut samples)?;
@@ -322,16 +332,25 @@ where
     };
     call.labels
         .set_region(env, 0, labels_as_jint(&seg.labels))?;
+    if let (false, Some(planes)) = (call.flows.is_null(), &seg.flows) {
+        for (k, plane) in planes.iter().enumerate() {
+            // k * n < 3 * n, the Java array's length: it fits a jsize.
+            let start = i32::try_from(k * n).map_err(|_| JniError::Arg("flows too long".into()))?;
+            call.flows.set_region(env, start, plane)?;
+        }
+    }
     Ok(seg.count.min(i32::MAX as u32) as jint)
 }
 
 /// Segments an 8-bit image.
 ///
 /// Java: `static native int segmentBytes(long handle, byte[] pixels, int width, int height,
-/// int channels, double[] params, int[] labels, ProgressListener listener)`. `pixels` holds
+/// int channels, double[] params, int[] labels, float[] flows, ProgressListener listener)`. `pixels` holds
 /// `height` rows of `width` pixels of `channels` interleaved unsigned samples; `labels`
-/// (`width*height`) receives the objects 1..n (0 = background); `listener` (nullable) is
-/// called after each batch of tiles and cancels by returning false. Returns n.
+/// (`width*height`) receives the objects 1..n (0 = background); `flows` (nullable,
+/// `3*width*height`) receives the network's dY, dX and cell-probability planes at image size
+/// (for `imageQc`); `listener` (nullable) is called after each batch of tiles and cancels by
+/// returning false. Returns n.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_org_cytoseg_Native_segmentBytes<'local>(
@@ -344,6 +363,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentBytes<'local>(
     channels: jint,
     params: JDoubleArray<'local>,
     labels: JIntArray<'local>,
+    flows: JFloatArray<'local>,
     listener: JObject<'local>,
 ) -> jint {
     env.with_env(|env| {
@@ -354,6 +374,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentBytes<'local>(
             channels,
             params: &params,
             labels: &labels,
+            flows: &flows,
             listener: &listener,
         };
         segment(env, &pixels, call)
@@ -375,6 +396,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentShorts<'local>(
     channels: jint,
     params: JDoubleArray<'local>,
     labels: JIntArray<'local>,
+    flows: JFloatArray<'local>,
     listener: JObject<'local>,
 ) -> jint {
     env.with_env(|env| {
@@ -385,6 +407,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentShorts<'local>(
             channels,
             params: &params,
             labels: &labels,
+            flows: &flows,
             listener: &listener,
         };
         segment(env, &pixels, call)
@@ -405,6 +428,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFloats<'local>(
     channels: jint,
     params: JDoubleArray<'local>,
     labels: JIntArray<'local>,
+    flows: JFloatArray<'local>,
     listener: JObject<'local>,
 ) -> jint {
     env.with_env(|env| {
@@ -415,6 +439,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFloats<'local>(
             channels,
             params: &params,
             labels: &labels,
+            flows: &flows,
             listener: &listener,
         };
         segment(env, &pixels, call)

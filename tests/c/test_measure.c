@@ -1,15 +1,17 @@
-/* C API tests for cytoseg measurements: cytoseg_measure, cytoseg_image_qc and the cytoseg_table
- * accessors.
+/* C API tests for cytoseg measurements: cytoseg_measure, cytoseg_image_qc, cytoseg_qc_report and
+ * the cytoseg_table accessors.
  * Expected values are computed here, independently, from the test's own label image (areas,
  * bounding boxes, centroids and intensity statistics of rectangles), and the parity of every
  * column with scikit-image is tested in tests/measure_parity.rs.
  * Built and run by tests/c/run.sh (also under valgrind). Exit status 0 = all passed. */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, rmdir */
 #include "cytoseg.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures = 0;
 #define CHECK(cond)                                                                  \
@@ -239,11 +241,77 @@ static void test_image_qc(void) {
     free(flows);
 }
 
+/* cytoseg_qc_report on a hand-written summary.csv: 12 images in two folders (the groups, from
+ * the pattern), one of them without objects (always flagged); bad options and a folder without
+ * a summary fail with a clear status and leave the outputs untouched. */
+static void test_qc_report(void) {
+    char dir[] = "/tmp/cytoseg-qc-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/summary.csv", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fprintf(f, "file,status,objects,area_median,focus_laplacian,signal,contrast_to_noise\n");
+    for (int k = 0; k < 12; k++) {
+        int objects = k == 3 ? 0 : 40 + k;
+        fprintf(f, "/data/%s/img%02d.tif,ok,%d,%d,%.3f,%d,%.2f\n", k < 6 ? "scopeA" : "scopeB", k,
+                objects, 100 + k, 0.2 + 0.01 * k, 500 + 3 * k, 12.0 + 0.1 * k);
+    }
+    fclose(f);
+
+    const char *opts = "{\"pattern\": \"{scope}/*.tif\", \"group_by\": \"scope\"}";
+    char html[512];
+    size_t needed = 0;
+    cytoseg_qc_counts counts;
+    memset(&counts, 0, sizeof counts);
+    CHECK(cytoseg_qc_report(dir, opts, html, sizeof html, &needed, &counts) == CYTOSEG_STATUS_OK);
+    CHECK(needed == strlen(html) + 1);
+    const char *tail = "/qc/qc_report.html";
+    CHECK(strlen(html) > strlen(tail) && strcmp(html + strlen(html) - strlen(tail), tail) == 0);
+    f = fopen(html, "r");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    CHECK(counts.images == 12 && counts.groups == 2 && counts.flagged >= 1 && counts.confounded == 0);
+    /* Defaults (NULL options): one group; a size query without a buffer. */
+    needed = 0;
+    CHECK(cytoseg_qc_report(dir, NULL, NULL, 0, &needed, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(needed == strlen(html) + 1);
+
+    /* Errors: nothing written, the message names the problem. */
+    cytoseg_qc_counts untouched = {7, 7, 7, 7, 7};
+    char msg[512];
+    CHECK(cytoseg_qc_report(dir, "{\"groupby\": \"scope\"}", NULL, 0, NULL, &untouched) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    cytoseg_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "groupby") != NULL);
+    CHECK(cytoseg_qc_report(dir, "{\"group_by\": \"plate\"}", NULL, 0, NULL, &untouched) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    cytoseg_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "plate") != NULL);
+    CHECK(cytoseg_qc_report("/no/such/run", NULL, NULL, 0, NULL, &untouched) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    cytoseg_last_error_message(msg, sizeof msg);
+    CHECK(strstr(msg, "summary.csv") != NULL);
+    CHECK(untouched.images == 7 && untouched.confounded == 7);
+    CHECK(cytoseg_qc_report(NULL, NULL, NULL, 0, NULL, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+
+    const char *written[] = {"qc/qc_report.html", "qc/qc_images.csv", "qc/qc_drift.csv", "summary.csv"};
+    for (size_t i = 0; i < sizeof written / sizeof *written; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, written[i]);
+        CHECK(remove(path) == 0);
+    }
+    snprintf(path, sizeof path, "%s/qc", dir);
+    CHECK(rmdir(path) == 0);
+    CHECK(rmdir(dir) == 0);
+}
+
 int main(void) {
     test_shape_uncalibrated();
     test_calibrated_multichannel();
     test_empty_and_null();
     test_image_qc();
+    test_qc_report();
     if (failures) {
         fprintf(stderr, "test_measure: %d check(s) failed\n", failures);
         return 1;

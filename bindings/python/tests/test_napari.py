@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 from qtpy.QtCore import QTimer  # noqa: E402
 
 from cytoseg._napari._evaluate import EvaluateWidget  # noqa: E402
-from cytoseg._napari._widget import SegmentWidget  # noqa: E402
+from cytoseg._napari._widget import QC_SHOWN, SegmentWidget, format_qc  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +134,42 @@ def test_settings_are_remembered(viewer):
         w2.tile_size.value,
         w2.device.value,
     ) == (23.0, -1.5, 0.55, 128, "cpu")
+
+
+def test_qc_of_the_current_image_is_shown(viewer, qtbot, model, example):
+    viewer.add_image(example, name="nuclei")
+    w = _segment_widget(viewer)
+    assert w.qc.values["focus_laplacian"].value == "–"  # nothing measured yet
+    _click_run(qtbot, w)
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    assert w.last_error is None, w.status.value
+    labels, flows = model.segment(example, return_flows=True)
+    want = cytoseg.image_qc(example, labels, flows)
+    assert w.last_qc[()] == pytest.approx(want, nan_ok=True)
+    assert viewer.layers["nuclei_labels"].metadata["cytoseg"]["qc"] == w.last_qc[()]
+    assert w.qc.title.value == "QC: nuclei"
+    for key, _, tip in QC_SHOWN:
+        shown = w.qc.values[key]
+        assert shown.value == format_qc(want[key]) and shown.value != "–", key
+        assert shown.tooltip == tip and "\n" not in tip
+    assert 0.5 < want["mean_cellprob"] <= 1
+
+
+def test_qc_follows_the_plane_in_view(viewer, qtbot, example):
+    dim = (example // 4).astype(example.dtype)
+    viewer.add_image(np.stack([example, dim]), name="stack")
+    w = _segment_widget(viewer)
+    w.image.value = viewer.layers["stack"]
+    _click_run(qtbot, w)
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    assert w.last_error is None, w.status.value
+    assert set(w.last_qc) == {(0,), (1,)}
+    viewer.dims.set_current_step(0, 1)
+    assert w.qc.title.value == "QC: stack (1,)"
+    assert w.qc.values["signal"].value == format_qc(w.last_qc[(1,)]["signal"])
+    viewer.dims.set_current_step(0, 0)
+    assert w.qc.values["signal"].value == format_qc(w.last_qc[(0,)]["signal"])
+    assert w.last_qc[(1,)]["signal"] < w.last_qc[(0,)]["signal"]
 
 
 def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example):

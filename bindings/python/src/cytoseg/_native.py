@@ -127,6 +127,18 @@ class Calibration(Structure):
     ]
 
 
+class QcCounts(Structure):
+    """``cytoseg_qc_counts``."""
+
+    _fields_ = [
+        ("images", c_size_t),
+        ("groups", c_size_t),
+        ("flagged", c_size_t),
+        ("drifting", c_size_t),
+        ("confounded", c_uint32),
+    ]
+
+
 class BatchOptions(Structure):
     """``cytoseg_batch_options``."""
 
@@ -303,6 +315,28 @@ _SIGNATURES = {
             POINTER(Calibration),
             POINTER(c_void_p),
         ],
+    ),
+    "cytoseg_image_qc": (
+        c_int32,
+        [
+            c_void_p,
+            c_int32,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_int32,
+            _U32P,
+            c_size_t,
+            _F32P,
+            c_size_t,
+            POINTER(Calibration),
+            POINTER(c_void_p),
+        ],
+    ),
+    "cytoseg_qc_report": (
+        c_int32,
+        [c_char_p, c_char_p, ctypes.c_char_p, c_size_t, POINTER(c_size_t), POINTER(QcCounts)],
     ),
     "cytoseg_table_rows": (c_size_t, [_P]),
     "cytoseg_table_columns": (c_size_t, [_P]),

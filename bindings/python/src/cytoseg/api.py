@@ -930,10 +930,7 @@ def measure(
 def _measure(
     labels: Any, image: Any, pixel_size: Any, unit: str | None
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    if not _native.has("cytoseg_measure"):
-        raise NotImplementedError(
-            f"this libcytoseg ({_native.library_path()}) has no cytoseg_measure: rebuild it"
-        )
+    _require("cytoseg_measure")
     lib = _native.lib()
     lab = _labels_for_engine(labels, "labels")
     if lab.ndim != 2:
@@ -946,19 +943,7 @@ def _measure(
             raise ValueError(f"image shape {img.shape} does not match labels shape {lab.shape}")
         chans = img.shape[2] if img.ndim == 3 else 1
         img_ptr = img.ctypes.data_as(c_void_p)
-    cal = None
-    if pixel_size is not None or unit is not None:
-        ps = np.atleast_1d(np.asarray(1.0 if pixel_size is None else pixel_size, dtype=np.float64))
-        if ps.size == 1:
-            ps = np.array([ps[0], ps[0]])
-        if ps.size != 2 or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
-            raise ValueError(f"pixel_size must be one or two positive numbers, got {pixel_size!r}")
-        cal = _native.Calibration()
-        _native.check(lib.cytoseg_calibration_init(byref(cal)))
-        _check_struct(cal, "cytoseg_calibration")
-        cal.pixel_height, cal.pixel_width = float(ps[0]), float(ps[1])
-        unit_bytes = (unit if unit is not None else "um").encode("utf-8")
-        cal.unit = unit_bytes
+    cal = _calibration(pixel_size, unit)
     table = c_void_p()
     _native.check(
         lib.cytoseg_measure(
@@ -973,6 +958,32 @@ def _measure(
             byref(table),
         )
     )
+    return _read_table(table, integer_columns=("label",))
+
+
+def _calibration(pixel_size: Any, unit: str | None) -> Any:
+    """A ``cytoseg_calibration`` for ``pixel_size`` (one number or ``(height, width)``) in
+    ``unit`` (default ``"um"``), or None when neither is given (pixels)."""
+    if pixel_size is None and unit is None:
+        return None
+    ps = np.atleast_1d(np.asarray(1.0 if pixel_size is None else pixel_size, dtype=np.float64))
+    if ps.size == 1:
+        ps = np.array([ps[0], ps[0]])
+    if ps.size != 2 or not np.all(np.isfinite(ps)) or np.any(ps <= 0):
+        raise ValueError(f"pixel_size must be one or two positive numbers, got {pixel_size!r}")
+    cal = _native.Calibration()
+    _native.check(_native.lib().cytoseg_calibration_init(byref(cal)))
+    _check_struct(cal, "cytoseg_calibration")
+    cal.pixel_height, cal.pixel_width = float(ps[0]), float(ps[1])
+    cal.unit = (unit if unit is not None else "um").encode("utf-8")
+    return cal
+
+
+def _read_table(
+    table: c_void_p, integer_columns: Sequence[str] = ()
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The columns and units of a ``cytoseg_table``, which is freed."""
+    lib = _native.lib()
     try:
         rows = lib.cytoseg_table_rows(table)
         columns: dict[str, np.ndarray] = {}
@@ -982,7 +993,153 @@ def _measure(
             units[name] = (lib.cytoseg_table_column_unit(table, i) or b"").decode("utf-8")
             values = np.empty(rows, dtype=np.float64)
             _native.check(lib.cytoseg_table_column(table, i, _ptr(values, c_double), rows))
-            columns[name] = values.astype(np.uint32) if name == "label" else values
+            columns[name] = values.astype(np.uint32) if name in integer_columns else values
     finally:
         lib.cytoseg_table_free(table)
     return columns, units
+
+
+def _require(name: str) -> None:
+    if not _native.has(name):
+        raise NotImplementedError(
+            f"this libcytoseg ({_native.library_path()}) has no {name}: rebuild it"
+        )
+
+
+def image_qc(
+    image: Any,
+    labels: Any,
+    flows: Any = None,
+    channel: int | None = None,
+    pixel_size: float | Sequence[float] | None = None,
+    unit: str | None = None,
+) -> dict[str, float]:
+    """Quality-control measures of one image and its objects (the QC columns of the batch
+    run's ``summary.csv``; formulas in docs/qc.md). NaN where a measure is undefined.
+
+    Measures:
+        * ``objects``: objects in ``labels``.
+        * ``focus_laplacian``: var(Laplacian) / var(image), the share of the variance at the
+          finest scale; falls with blur.
+        * ``focus_spectrum_slope``: slope of the log-log radial power spectrum; more negative
+          when blurred.
+        * ``saturated_fraction``: fraction of pixels at the image's maximum value.
+        * ``background``, ``signal``: median intensity outside and inside objects.
+        * ``noise``: Immerkær's noise sigma.
+        * ``contrast_to_noise``: (signal - background) / noise.
+        * ``dynamic_range``: (99.9th - 0.1th percentile) / the sample type's maximum (NaN for
+          float images).
+        * ``area_iqr``: interquartile range of the object areas (in ``unit`` squared when calibrated).
+        * ``mean_cellprob``: mean sigmoid(cell probability) over object pixels (needs ``flows``).
+        * ``flow_error_median``: median Cellpose flow error of the objects (needs ``flows``).
+        * ``flow_qc_removed_fraction``: only known to segmentation (``summary.csv``); NaN here.
+
+    Args:
+        image: the image segmented, (H, W) or (H, W, C).
+        labels: its integer label image (H, W), 0 = background.
+        flows: optional network output as ``Model.segment(..., return_flows=True)`` gives it:
+            an array of shape (3, H, W) holding dY, dX and the cell-probability logits.
+        channel: the channel measured (0-based); None for the mean of all channels (what a
+            one-channel model sees when the channel choice is automatic).
+        pixel_size: physical pixel size, one number or ``(height, width)``, for ``area_iqr``.
+        unit: the unit of ``pixel_size`` (default ``"um"`` when a pixel size is given).
+
+    Returns:
+        ``{measure: value}``, ``objects`` first, in the engine's column order.
+    """
+    _require("cytoseg_image_qc")
+    lib = _native.lib()
+    img, dtype, row = _image_for_engine(image, "image")
+    h, w = img.shape[:2]
+    chans = img.shape[2] if img.ndim == 3 else 1
+    lab = _labels_for_engine(labels, "labels")
+    if lab.shape != (h, w):
+        raise ValueError(f"labels shape {lab.shape} does not match image shape {img.shape[:2]}")
+    fl, fl_len = None, 0
+    if flows is not None:
+        f = np.ascontiguousarray(flows, dtype=np.float32)
+        if f.shape != (3, h, w):
+            raise ValueError(f"flows must have shape (3, {h}, {w}) (dY, dX, cellprob), got {f.shape}")
+        fl, fl_len = _ptr(f, c_float), f.size
+    ch = -1 if channel is None else int(channel)
+    if ch < -1:
+        raise ValueError(f"channel must be None or a channel index >= 0, got {channel}")
+    cal = _calibration(pixel_size, unit)
+    table = c_void_p()
+    _native.check(
+        lib.cytoseg_image_qc(
+            img.ctypes.data_as(c_void_p),
+            dtype,
+            w,
+            h,
+            chans,
+            row,
+            ch,
+            _ptr(lab, c_uint32),
+            lab.size,
+            fl,
+            fl_len,
+            byref(cal) if cal is not None else None,
+            byref(table),
+        )
+    )
+    columns, _ = _read_table(table)
+    return {name: float(v[0]) for name, v in columns.items()}
+
+
+def qc_report(
+    out: str | os.PathLike[str],
+    pattern: str | None = None,
+    sidecar: str | os.PathLike[str] | None = None,
+    group_by: str | Sequence[str] | None = None,
+    plate_map: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Writes the quality-control report of a segmentation run (``segment_folder``'s or
+    ``cytoseg segment``'s output folder), as ``cytoseg qc OUT``: ``OUT/qc/qc_report.html`` (one
+    self-contained page) and CSV tables of flagged images, drift between acquisition groups
+    and, with a plate map, treatments against groups. Method: docs/qc.md.
+
+    Args:
+        out: the run's output folder (holding ``summary.csv``).
+        pattern: path pattern with named fields giving each image's group, matched against the
+            end of its path, e.g. ``"{instrument}/{date}/*.tif"`` or
+            ``"{plate}_{well}_s{site}.tif"``.
+        sidecar: CSV with a ``file`` column, then one column per field.
+        group_by: fields forming the groups (names or one comma-separated string; default
+            every field except well, row, column, site, field and channel).
+        plate_map: CSV with ``well``, ``treatment`` and optionally ``control``.
+
+    Returns:
+        ``{"html": Path, "images": int, "groups": int, "flagged": int, "drifting": int,
+        "confounded": bool}``.
+    """
+    _require("cytoseg_qc_report")
+    lib = _native.lib()
+    options: dict[str, Any] = {}
+    if pattern is not None:
+        options["pattern"] = pattern
+    if sidecar is not None:
+        options["sidecar"] = os.fspath(sidecar)
+    if group_by is not None:
+        options["group_by"] = group_by if isinstance(group_by, str) else list(group_by)
+    if plate_map is not None:
+        options["plate_map"] = os.fspath(plate_map)
+    counts = _native.QcCounts()
+    needed = ctypes.c_size_t(0)
+    out_b = os.fsencode(os.fspath(out))
+    opts_b = json.dumps(options).encode("utf-8")
+    buf = ctypes.create_string_buffer(4096)
+    _native.check(lib.cytoseg_qc_report(out_b, opts_b, buf, len(buf), byref(needed), byref(counts)))
+    if needed.value > len(buf):
+        # The whole path needs more room: the report is written; only its path was cut.
+        html = Path(os.fsdecode(out_b)) / "qc" / "qc_report.html"
+    else:
+        html = Path(os.fsdecode(buf.value))
+    return {
+        "html": html,
+        "images": counts.images,
+        "groups": counts.groups,
+        "flagged": counts.flagged,
+        "drifting": counts.drifting,
+        "confounded": bool(counts.confounded),
+    }

@@ -100,6 +100,29 @@ pub struct FlowsRef<'a> {
     pub width: usize,
 }
 
+impl<'a> FlowsRef<'a> {
+    /// The three planes stacked in one buffer, `dY, dX, cellprob` (`3 * height * width` floats,
+    /// the layout segmentation hands to hosts); errors when the length differs.
+    pub fn stacked(data: &'a [f32], height: usize, width: usize) -> Result<Self> {
+        let n = height.saturating_mul(width);
+        if n.checked_mul(3) != Some(data.len()) {
+            return Err(Error::shape(format!(
+                "flows hold {} values, a {height}×{width} image needs 3 × {height} × {width}",
+                data.len()
+            )));
+        }
+        let (dy, rest) = data.split_at(n);
+        let (dx, cellprob) = rest.split_at(n);
+        Ok(FlowsRef {
+            dy,
+            dx,
+            cellprob,
+            height,
+            width,
+        })
+    }
+}
+
 /// Checks an image size for the flows pipeline and returns its pixel count.
 pub fn check_size(height: usize, width: usize) -> Result<usize> {
     if height < 2 || width < 2 {

@@ -51,6 +51,20 @@ pub enum ChannelChoice {
     Select(Vec<usize>),
 }
 
+impl ChannelChoice {
+    /// One channel as the hosts give it: `-1` for [`ChannelChoice::Auto`], `c >= 0` for
+    /// channel `c` (0-based); other values are an error naming `what`.
+    pub fn from_index(channel: i64, what: &str) -> Result<Self> {
+        match channel {
+            -1 => Ok(ChannelChoice::Auto),
+            c if c >= 0 => Ok(ChannelChoice::Select(vec![c as usize])),
+            c => Err(Error::invalid(format!(
+                "{what} is {c}: use -1 (mean of all channels) or a channel >= 0"
+            ))),
+        }
+    }
+}
+
 /// Parameters of [`Model::segment`].
 #[derive(Debug, Clone)]
 pub struct SegmentParams {

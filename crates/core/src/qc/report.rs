@@ -55,7 +55,12 @@ use crate::train::rng::Rng;
 const POSITION_FIELDS: &[&str] = &["well", "row", "column", "col", "site", "field", "channel"];
 
 /// What to compare and how strictly.
-#[derive(Debug, Clone)]
+///
+/// The hosts (C API, Fiji, Python) pass these as a JSON object read by
+/// [`QcOptions::from_json`]: the same field names, each optional (`{"pattern": "{plate}_*.tif",
+/// "group_by": ["plate"], "plate_map": "map.csv"}`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct QcOptions {
     /// Path pattern with named fields (see the module documentation).
     pub pattern: Option<String>,
@@ -88,6 +93,86 @@ impl Default for QcOptions {
             thumbnails: 30,
         }
     }
+}
+
+impl QcOptions {
+    /// Options from a JSON object with any of the fields of [`QcOptions`] (`pattern`, `sidecar`,
+    /// `plate_map`: strings or null; `group_by`, `measures`: arrays of strings or one
+    /// comma-separated string; `z`, `drift`: numbers; `thumbnails`: a count); missing fields
+    /// take their defaults, an empty text or `null` gives the defaults. The one conversion of
+    /// report options every host uses. Errors name the field at fault.
+    pub fn from_json(text: &str) -> Result<QcOptions> {
+        let text = text.trim();
+        if text.is_empty() || text == "null" {
+            return Ok(QcOptions::default());
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum List {
+            One(String),
+            Many(Vec<String>),
+        }
+        // Lists may come as one comma-separated string (what a dialog field holds).
+        let mut value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("QC options: not JSON: {e}")))?;
+        if let Some(map) = value.as_object_mut() {
+            for key in ["group_by", "measures"] {
+                if let Some(v) = map.get_mut(key) {
+                    let list = match serde_json::from_value::<Option<List>>(v.clone()) {
+                        Ok(None) => Vec::new(),
+                        Ok(Some(List::One(s))) => split_list(&s),
+                        Ok(Some(List::Many(l))) => l.iter().flat_map(|s| split_list(s)).collect(),
+                        Err(_) => {
+                            return Err(Error::invalid(format!(
+                                "QC options: {key} must be a list of names or one comma-separated string, got {v}"
+                            )));
+                        }
+                    };
+                    *v = serde_json::json!(list);
+                }
+            }
+            // Empty strings stand for "not given" (an empty dialog field).
+            for key in ["pattern", "sidecar", "plate_map"] {
+                if map
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|s| s.trim().is_empty())
+                {
+                    map.insert(key.into(), serde_json::Value::Null);
+                }
+            }
+        }
+        let opts: QcOptions = serde_json::from_value(value)
+            .map_err(|e| Error::invalid(format!("QC options: {e}")))?;
+        opts.check()?;
+        Ok(opts)
+    }
+
+    /// Checks the thresholds (`z` > 0, `drift` ≥ 0, both finite).
+    pub fn check(&self) -> Result<()> {
+        if !(self.z.is_finite() && self.z > 0.0) {
+            return Err(Error::invalid(format!(
+                "QC options: z must be a positive number, got {}",
+                self.z
+            )));
+        }
+        if !(self.drift.is_finite() && self.drift >= 0.0) {
+            return Err(Error::invalid(format!(
+                "QC options: drift must be a number >= 0, got {}",
+                self.drift
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The names of a comma-separated list, trimmed, empty ones dropped.
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// One compared column.
@@ -196,6 +281,32 @@ impl QcReport {
     pub fn flagged(&self) -> impl Iterator<Item = &ImageRow> {
         self.images.iter().filter(|r| !r.reasons.is_empty())
     }
+
+    /// The report's verdict in numbers (what the hosts print or show).
+    pub fn counts(&self) -> QcCounts {
+        QcCounts {
+            images: self.images.iter().filter(|r| r.status == "ok").count(),
+            groups: self.groups.len(),
+            flagged: self.flagged().count(),
+            drifting: self.drift.iter().filter(|d| d.flagged).count(),
+            confounded: self.confounding.as_ref().is_some_and(|c| c.flagged),
+        }
+    }
+}
+
+/// The verdict of a QC report in numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QcCounts {
+    /// Images segmented ("ok" in `summary.csv`).
+    pub images: usize,
+    /// Acquisition groups compared.
+    pub groups: usize,
+    /// Images flagged as outliers (images without objects included).
+    pub flagged: usize,
+    /// (group, measure) pairs that drift.
+    pub drifting: usize,
+    /// Treatments confounded with groups (with a plate map).
+    pub confounded: bool,
 }
 
 /// Builds the QC report of the run in `out` and writes it to `out/qc/` (`qc_report.html`,
@@ -1403,6 +1514,32 @@ fn thumbnail(out: &Path, run: &serde_json::Value, r: &ImageRow) -> Option<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_from_json() {
+        let o = QcOptions::from_json(
+            r#"{"pattern": "{plate}_*.tif", "group_by": "plate, day", "plate_map": "", "z": 2.5}"#,
+        )
+        .unwrap();
+        assert_eq!(o.pattern.as_deref(), Some("{plate}_*.tif"));
+        assert_eq!(o.group_by, ["plate", "day"]);
+        assert!(o.plate_map.is_none());
+        assert_eq!((o.z, o.drift), (2.5, 0.5));
+        let o = QcOptions::from_json(r#"{"group_by": ["a", "b,c"], "sidecar": "s.csv"}"#).unwrap();
+        assert_eq!(o.group_by, ["a", "b", "c"]);
+        assert_eq!(o.sidecar, Some(PathBuf::from("s.csv")));
+        assert_eq!(QcOptions::from_json("").unwrap().z, 3.0);
+        assert_eq!(QcOptions::from_json("null").unwrap().thumbnails, 30);
+        for (bad, says) in [
+            (r#"{"groupby": "x"}"#, "groupby"),
+            (r#"{"z": -1}"#, "z must be"),
+            (r#"{"group_by": 3}"#, "group_by must be"),
+            ("[1", "not JSON"),
+        ] {
+            let e = QcOptions::from_json(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn patterns_capture_named_fields() {

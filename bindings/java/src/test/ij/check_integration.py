@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Checks the output of segment_example.ijm (ImageJ 1) against the cytoseg CLI's outputs.
 
-Usage: check_integration.py IJ_LOG IJ_RESULTS_CSV CLI_OBJECTS_CSV
+Usage: check_integration.py IJ_LOG IJ_RESULTS_CSV CLI_OBJECTS_CSV [CLI_SUMMARY_CSV]
 The label image must equal the CLI's pixel for pixel (LABEL_DIFF_MAX=0); the ROI Manager and the
 Results table must hold one entry per object; every measurement column of the CLI's
 <stem>_objects.csv must be in the Results table with the same values (ImageJ writes 3 decimals,
-hence the tolerance). Standard library only.
+hence the tolerance). The "cytoseg QC" table must hold one row named by the image, whose measures
+equal the QC columns of the CLI's summary.csv (when the macro ran with qc and printed QC_*).
+Standard library only.
 """
 import csv
 import sys
@@ -13,6 +15,7 @@ import sys
 
 def main():
     log, ij_csv, cli_csv = sys.argv[1:4]
+    cli_summary = sys.argv[4] if len(sys.argv) > 4 else None
     vals = {}
     for line in open(log, encoding="utf-8", errors="replace"):
         if "=" in line:
@@ -41,6 +44,23 @@ def main():
     need("ROI_COUNT", n)
     need("N_RESULTS", n)
     need("LABEL_BITDEPTH", 16)
+    if "QC_ROWS" in vals:  # a macro run with qc
+        need("QC_ROWS", 1)
+        need("QC_OBJECTS", n)
+        if vals.get("QC_LABEL") != "nuclei_example.tif":
+            errors.append(f"QC_LABEL={vals.get('QC_LABEL')}, expected nuclei_example.tif")
+    if cli_summary and "QC_ROWS" in vals:
+        with open(cli_summary, newline="") as f:
+            summary = list(csv.DictReader(f))[0]
+        for m in ("focus_laplacian", "saturated_fraction", "background", "signal",
+                  "contrast_to_noise", "mean_cellprob"):
+            got, want = vals.get("QC_" + m), summary.get(m)
+            try:
+                ok = abs(float(got) - float(want)) <= 2e-9 + 1e-9 * abs(float(want))  # 9 decimals
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                errors.append(f"QC {m}: Fiji {got}, CLI summary.csv {want}")
     with open(ij_csv, newline="") as f:
         ij_rows = list(csv.DictReader(f))
     if len(ij_rows) != n:

@@ -81,17 +81,62 @@ def layer_image(layer: Any) -> tuple[Any, tuple[int, ...]]:
     return data, tuple(int(n) for n in data.shape[: data.ndim - plane_ndim])
 
 
+def pixel_size(scale: Any) -> tuple[float, float] | None:
+    """The layer's (y, x) scale as a pixel size, None when it is 1 (uncalibrated)."""
+    sy, sx = (float(scale[-2]), float(scale[-1]))
+    return None if (sy == 1.0 and sx == 1.0) else (sy, sx)
+
+
 def measurements(labels: np.ndarray, image: np.ndarray, scale: Any) -> Any:
     """The features table of a result: cytoseg.measure (calibrated when the layer is scaled)."""
-    sy, sx = (float(scale[-2]), float(scale[-1]))
-    calibrated = not (sy == 1.0 and sx == 1.0)
-    return api.measure(labels, image, pixel_size=(sy, sx) if calibrated else None, as_frame=True)
+    return api.measure(labels, image, pixel_size=pixel_size(scale), as_frame=True)
+
+
+#: The QC measures the widget shows (of :func:`cytoseg.image_qc`): key, label, tooltip (the
+#: formula, in one line; docs/qc.md has them all).
+QC_SHOWN = (
+    ("focus_laplacian", "focus", "var(Laplacian) / var(image): the share of variance at the finest scale; blur lowers it"),
+    ("saturated_fraction", "saturated", "fraction of pixels equal to the image's maximum value"),
+    ("background", "background", "median intensity of the pixels outside objects"),
+    ("signal", "signal", "median intensity of the pixels inside objects"),
+    ("contrast_to_noise", "contrast/noise", "(signal − background) / noise σ (Immerkær's estimator)"),
+    ("mean_cellprob", "cell probability", "mean sigmoid(cell probability output) over object pixels: the network's confidence"),
+    ("flow_error_median", "flow error", "median over objects of Cellpose's flow error (mean squared difference of the network's and the masks' flows)"),
+)
+
+
+def format_qc(value: float) -> str:
+    """A QC value as shown: 4 significant digits, "–" when undefined (NaN)."""
+    return "–" if not np.isfinite(value) else f"{value:.4g}"
+
+
+class QcPanel(Container):
+    """Read-only block of the QC measures of the current image (after a run), one labelled
+    value per measure of :data:`QC_SHOWN`, the formula as its tooltip."""
+
+    def __init__(self) -> None:
+        super().__init__(label="QC", labels=True)
+        self.values: dict[str, Label] = {}
+        self.title = Label(value="QC: run to measure", tooltip="Quality control of the image (docs/qc.md)")
+        self.append(self.title)
+        for key, label, tip in QC_SHOWN:
+            w = Label(value="–", label=label, tooltip=tip)
+            self.values[key] = w
+            self.append(w)
+
+    def show_qc(self, qc: dict[str, float] | None, title: str = "") -> None:
+        """Shows one image's measures (None clears)."""
+        self.title.value = f"QC: {title}" if qc is not None else "QC: run to measure"
+        for key, w in self.values.items():
+            w.value = format_qc(qc.get(key, float("nan"))) if qc is not None else "–"
 
 
 class SegmentWidget(Container):
     """Dock widget: image layer, model, diameter, thresholds, device and tile size; Run and
     Cancel buttons; progress bar. The result is a Labels layer ``<image>_labels`` (scale and
-    translate of the image) whose ``features`` are cytoseg's measurements."""
+    translate of the image) whose ``features`` are cytoseg's measurements, and the image's QC
+    measures (:func:`cytoseg.image_qc`, with the network's flows) in a read-only block, also in
+    the layer's ``metadata["cytoseg"]["qc"]``; for a stack, those of the plane in view."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -132,6 +177,7 @@ class SegmentWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
+        self.qc = QcPanel()
         self.extend(
             [
                 self.image,
@@ -146,6 +192,7 @@ class SegmentWidget(Container):
                 self.cancel_button,
                 self.progress,
                 self.status,
+                self.qc,
             ]
         )
 
@@ -157,6 +204,10 @@ class SegmentWidget(Container):
         napari_viewer.layers.events.inserted.connect(self._refresh_layers)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
         napari_viewer.layers.events.reordered.connect(self._refresh_layers)
+        napari_viewer.dims.events.current_step.connect(self._show_qc)
+        #: QC measures of the last result, per plane index (``()`` for a 2-D image).
+        self.last_qc: dict[tuple[int, ...], dict[str, float]] = {}
+        self._qc_title = ""
 
         self._cached: tuple[tuple[str, str], Model] | None = None
         self._model_lock = threading.Lock()
@@ -322,6 +373,7 @@ class SegmentWidget(Container):
         n_planes = int(np.prod(lead)) if lead else 1
         labels = np.zeros((*lead, *data.shape[len(lead) : len(lead) + 2]), np.uint32)
         tables, offset = [], 0
+        qc: dict[tuple[int, ...], dict[str, float]] = {}
         for k, index in enumerate(np.ndindex(*lead)):
 
             def progress(done: int, total: int, k: int = k) -> bool:
@@ -331,14 +383,18 @@ class SegmentWidget(Container):
             if self._cancel.is_set():
                 raise CancelledError("cancelled", status=400)
             plane = np.asarray(data[index])
-            lab = model.segment(
+            lab, flows = model.segment(
                 plane,
                 diameter=params.diameter,
                 cellprob_threshold=params.cellprob_threshold,
                 flow_threshold=params.flow_threshold,
                 tile_size=params.tile_size,
                 progress=progress,
+                return_flows=True,
             )
+            # On what was segmented: the mean of the channels, as the model saw it.
+            qc[index] = api.image_qc(plane, lab, flows, pixel_size=pixel_size(scale))
+            del flows
             table = measurements(lab, plane, scale)
             if lead:
                 table.insert(1, "plane_label", table["label"].copy())
@@ -352,7 +408,7 @@ class SegmentWidget(Container):
             if lab.any():
                 offset = int(lab.max())
         features = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-        return labels, features, model.info, params
+        return labels, features, model.info, params, qc
 
     def release_model(self) -> None:
         """Frees the cached model (it is reloaded on the next run)."""
@@ -368,7 +424,7 @@ class SegmentWidget(Container):
             self.progress.value = done
 
     def _on_result(self, layer: Any, result: tuple[Any, ...]) -> None:
-        labels, features, info, params = result
+        labels, features, info, params, qc = result
         name = f"{layer.name}_labels"
         meta = {
             "cytoseg": {
@@ -376,8 +432,12 @@ class SegmentWidget(Container):
                 "model_version": info.get("version"),
                 "device": info.get("device"),
                 **params.__dict__,
+                "qc": qc[()] if list(qc) == [()] else qc,
             }
         }
+        self.last_qc = qc
+        self._qc_title = layer.name
+        self._show_qc()
         scale = tuple(layer.scale)  # an RGB layer's scale has no channel axis
         translate = tuple(layer.translate)
         existing = next((ly for ly in self._viewer.layers if ly.name == name), None)
@@ -402,6 +462,19 @@ class SegmentWidget(Container):
         self.status.value = (
             f"{n} objects in {time.perf_counter() - self._started:.1f} s ({info.get('device')})"
         )
+
+    def _show_qc(self, *_: Any) -> None:
+        """Shows the QC of the plane in view (the viewer's current step on the stack axes)."""
+        if not self.last_qc:
+            self.qc.show_qc(None)
+            return
+        index = next(iter(self.last_qc))
+        if index:
+            step = tuple(self._viewer.dims.current_step)[: len(index)]
+            if step in self.last_qc:
+                index = step
+        title = self._qc_title + (f" {index}" if index else "")
+        self.qc.show_qc(self.last_qc[index], title)
 
     def _on_error(self, error: BaseException) -> None:
         self.last_error = error

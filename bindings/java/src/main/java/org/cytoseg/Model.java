@@ -85,6 +85,25 @@ public final class Model implements AutoCloseable {
      */
     public int segment(Object pixels, int width, int height, int channels, SegmentOptions options, int[] labels,
             ProgressListener listener) {
+        return segment(pixels, width, height, channels, options, labels, null, listener);
+    }
+
+    /**
+     * Segments one image and keeps the network's output (for {@link Qc#imageQc}).
+     *
+     * @param pixels as {@link #segment(Object, int, int, int, SegmentOptions, int[], ProgressListener)}
+     * @param width image width
+     * @param height image height
+     * @param channels samples per pixel
+     * @param options settings (null = the model's defaults)
+     * @param labels output, width*height: 0 background, objects 1..n
+     * @param flows null, or an output of 3*width*height floats: the dY, dX and cell-probability
+     *     planes at image size
+     * @param listener progress and cancellation, or null
+     * @return the number of objects n
+     */
+    public int segment(Object pixels, int width, int height, int channels, SegmentOptions options, int[] labels,
+            float[] flows, ProgressListener listener) {
         double[] p = (options == null ? new SegmentOptions() : options).toArray();
         state.lock.readLock().lock();
         try {
@@ -93,11 +112,11 @@ public final class Model implements AutoCloseable {
                 throw new IllegalStateException("the model was closed");
             }
             if (pixels instanceof byte[]) {
-                return Native.segmentBytes(h, (byte[]) pixels, width, height, channels, p, labels, listener);
+                return Native.segmentBytes(h, (byte[]) pixels, width, height, channels, p, labels, flows, listener);
             } else if (pixels instanceof short[]) {
-                return Native.segmentShorts(h, (short[]) pixels, width, height, channels, p, labels, listener);
+                return Native.segmentShorts(h, (short[]) pixels, width, height, channels, p, labels, flows, listener);
             } else if (pixels instanceof float[]) {
-                return Native.segmentFloats(h, (float[]) pixels, width, height, channels, p, labels, listener);
+                return Native.segmentFloats(h, (float[]) pixels, width, height, channels, p, labels, flows, listener);
             }
             throw new IllegalArgumentException("pixels must be byte[], short[] or float[], not "
                     + (pixels == null ? "null" : pixels.getClass().getSimpleName()));

@@ -77,17 +77,21 @@ public final class Native {
     /** @return key=value description of the model (see src/jni/model.rs) */
     public static native String modelInfo(long handle);
 
-    /** Segments 8-bit interleaved pixels; returns the object count. */
+    /**
+     * Segments 8-bit interleaved pixels; returns the object count. {@code flows} (nullable,
+     * 3*width*height) receives the network's dY, dX and cell-probability planes (for
+     * {@link #imageQc}).
+     */
     public static native int segmentBytes(long handle, byte[] pixels, int width, int height, int channels,
-            double[] params, int[] labels, ProgressListener listener);
+            double[] params, int[] labels, float[] flows, ProgressListener listener);
 
     /** Segments 16-bit (unsigned) interleaved pixels; returns the object count. */
     public static native int segmentShorts(long handle, short[] pixels, int width, int height, int channels,
-            double[] params, int[] labels, ProgressListener listener);
+            double[] params, int[] labels, float[] flows, ProgressListener listener);
 
     /** Segments 32-bit float interleaved pixels; returns the object count. */
     public static native int segmentFloats(long handle, float[] pixels, int width, int height, int channels,
-            double[] params, int[] labels, ProgressListener listener);
+            double[] params, int[] labels, float[] flows, ProgressListener listener);
 
     /**
      * Scores predicted labels against ground truth (stardist.matching 0.9.2). The label arrays
@@ -113,6 +117,40 @@ public final class Native {
      */
     public static native Table measure(int[] labels, int width, int height, Object image, int channels,
             double pixelWidth, double pixelHeight, String unit);
+
+    /**
+     * The quality-control measures of one image and its objects (the engine's
+     * {@code image_qc_table}, as the QC columns of {@code summary.csv}): a one-row table with
+     * {@code objects}, {@code focus_laplacian}, {@code focus_spectrum_slope},
+     * {@code saturated_fraction}, {@code background}, {@code signal}, {@code noise},
+     * {@code contrast_to_noise}, {@code dynamic_range}, {@code area_iqr}, {@code mean_cellprob},
+     * {@code flow_error_median}, {@code flow_qc_removed_fraction} (NaN where undefined).
+     * {@code labels} and {@code image} are read in place (a JNI critical section): no other
+     * thread may write them during the call.
+     *
+     * @param labels width*height labels, 0 = background
+     * @param image byte[], short[] or float[], width*height*channels interleaved
+     * @param channels samples per pixel of image
+     * @param channel the channel measured (0-based), or -1 for the mean of all
+     * @param flows null, or the 3*width*height floats segmentation wrote (gives mean_cellprob
+     *     and flow_error_median)
+     * @param pixelWidth pixel width in unit
+     * @param pixelHeight pixel height in unit
+     * @param unit length unit, "pixel" when uncalibrated
+     * @return the one-row table
+     */
+    public static native Table imageQc(int[] labels, int width, int height, Object image, int channels, int channel,
+            float[] flows, double pixelWidth, double pixelHeight, String unit);
+
+    /**
+     * Writes the QC report of a segmentation run ({@code out/qc/qc_report.html} and CSV tables),
+     * as {@code cytoseg qc}: see {@link QcOptions}.
+     *
+     * @param out the run's output folder (holding summary.csv)
+     * @param optionsJson null or {@link QcOptions#toJson()}
+     * @return key=value lines: html, images, groups, flagged, drifting, confounded
+     */
+    public static native String qcReport(String out, String optionsJson);
 
     /**
      * The engine's batch run into a folder (src/jni/batch.rs): see {@link Model#segmentFolder}.

@@ -70,7 +70,7 @@ class NativeTest {
                 () -> Native.evaluate(new int[1], new int[1], new double[] {1.5}, "iou"));
         assertEquals(101, t.status());
         assertThrows(IllegalStateException.class,
-                () -> Native.segmentBytes(0, new byte[4], 2, 2, 1, new double[10], new int[4], null));
+                () -> Native.segmentBytes(0, new byte[4], 2, 2, 1, new double[10], new int[4], null, null));
     }
 
     @Test

@@ -3,9 +3,13 @@ package org.cytoseg.ij;
 import ij.IJ;
 import ij.Macro;
 import ij.macro.Interpreter;
+import ij.plugin.BrowserLauncher;
 import java.awt.GraphicsEnvironment;
+import java.io.File;
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import org.cytoseg.CytosegException;
 import org.cytoseg.Model;
 import org.cytoseg.Models;
@@ -149,9 +153,7 @@ final class Engine {
      * @param message what went wrong
      */
     static void error(String message) {
-        boolean unattended = GraphicsEnvironment.isHeadless()
-                || (IJ.getInstance() == null && (IJ.isMacro() || Interpreter.isBatchMode()));
-        if (!unattended) {
+        if (!unattended()) {
             IJ.error("cytoseg", message);
             return;
         }
@@ -159,6 +161,40 @@ final class Engine {
         IJ.log("cytoseg error: " + message);
         if (IJ.isMacro()) {
             Macro.abort();
+        }
+    }
+
+    /**
+     * Whether no one is there to answer a dialog or read a browser page: headless, or a
+     * command-line {@code -batch} macro.
+     *
+     * @return true when unattended
+     */
+    static boolean unattended() {
+        return GraphicsEnvironment.isHeadless()
+                || (IJ.getInstance() == null && (IJ.isMacro() || Interpreter.isBatchMode()));
+    }
+
+    /**
+     * Reports a written QC report: its verdict and path in the Log, and the page opened in the
+     * browser ({@link BrowserLauncher}) unless unattended or {@code open} is false.
+     *
+     * @param verdict what {@link org.cytoseg.Qc#report} returned
+     * @param open open the page in the browser
+     */
+    static void showQcReport(Map<String, String> verdict, boolean open) {
+        String html = verdict.get("html");
+        IJ.log("cytoseg: QC: " + verdict.get("images") + " image(s) in " + verdict.get("groups") + " group(s); "
+                + verdict.get("flagged") + " flagged, " + verdict.get("drifting") + " drifting measure(s)"
+                + ("true".equals(verdict.get("confounded")) ? "; treatments confounded with groups" : "")
+                + "; report: " + html);
+        if (!open || unattended()) {
+            return;
+        }
+        try {
+            BrowserLauncher.openURL(new File(html).toURI().toString());
+        } catch (IOException e) {
+            IJ.log("cytoseg: could not open a browser (" + e.getMessage() + "); open " + html + " yourself");
         }
     }
 

@@ -9,6 +9,7 @@ import java.io.File;
 import org.cytoseg.CytosegException;
 import org.cytoseg.BatchListener;
 import org.cytoseg.Model;
+import org.cytoseg.Qc;
 import org.cytoseg.SegmentOptions;
 
 /**
@@ -16,9 +17,11 @@ import org.cytoseg.SegmentOptions;
  * {@code cytoseg segment} command, so it writes exactly what the command writes:
  * {@code <stem>_labels.tif}, {@code <stem>_objects.csv}, {@code summary.csv}, {@code run.json}).
  * Progress in the status bar and a line per image in the Log; Esc cancels, and running it
- * again with the same settings finishes the rest (finished images are skipped). Macro:
+ * again with the same settings finishes the rest (finished images are skipped). With
+ * {@code qc_report}, the run's QC report ({@code output/qc/qc_report.html}, as
+ * {@code cytoseg segment --qc}) is written at the end and opened in the browser. Macro:
  * {@code run("Segment Folder", "input=/data/in output=/data/out model=nuclei channel=mean
- * diameter=0 cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0");}
+ * diameter=0 cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0 qc_report");}
  */
 public class Segment_Folder implements PlugIn {
     private static final String P = "cytoseg.folder.";
@@ -47,6 +50,8 @@ public class Segment_Folder implements PlugIn {
         public boolean recursive;
         /** Redo finished images. */
         public boolean overwrite;
+        /** Write the QC report (output/qc/qc_report.html) at the end and open it. */
+        public boolean qcReport;
     }
 
     @Override
@@ -71,6 +76,7 @@ public class Segment_Folder implements PlugIn {
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
         gd.addCheckbox("recursive", false);
         gd.addCheckbox("overwrite", false);
+        gd.addCheckbox("qc_report", Prefs.get(P + "qc_report", true));
         gd.showDialog();
         if (gd.wasCanceled()) {
             return;
@@ -88,6 +94,7 @@ public class Segment_Folder implements PlugIn {
         s.tile = (int) gd.getNextNumber();
         s.recursive = gd.getNextBoolean();
         s.overwrite = gd.getNextBoolean();
+        s.qcReport = gd.getNextBoolean();
         if (Macro.getOptions() == null) {
             Prefs.set(P + "input", s.input);
             Prefs.set(P + "output", s.output);
@@ -99,6 +106,7 @@ public class Segment_Folder implements PlugIn {
             Prefs.set(P + "flow_threshold", s.flow);
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tile);
+            Prefs.set(P + "qc_report", s.qcReport);
         }
         try {
             s.model = Engine.modelSpec(model, modelFile);
@@ -115,6 +123,10 @@ public class Segment_Folder implements PlugIn {
             String summary = new File(s.output, "summary.csv").getPath();
             IJ.log("cytoseg: Segment Folder: " + c[0] + " ok, " + c[1] + " skipped (finished earlier), " + c[2]
                     + " failed, " + c[3] + " cancelled; " + summary);
+            if (s.qcReport && c[0] + c[1] > 0) {
+                // The images finished so far (this run's and earlier ones'), as cytoseg qc.
+                Engine.showQcReport(Qc.report(s.output, null), true);
+            }
             if (c[3] > 0) {
                 IJ.resetEscape();
                 IJ.showStatus("cytoseg: cancelled; run Segment Folder again with the same settings to finish");

@@ -19,18 +19,23 @@ import java.util.List;
 import org.cytoseg.CytosegException;
 import org.cytoseg.Model;
 import org.cytoseg.Native;
+import org.cytoseg.Qc;
 import org.cytoseg.SegmentOptions;
 import org.cytoseg.Table;
 
 /**
  * Plugins &gt; cytoseg &gt; Segment Image: segments the current image (8-, 16-, 32-bit or RGB;
  * stacks and hyperstacks plane by plane) and outputs a label image, ROIs and the measurement
- * table. Macro: {@code run("Segment Image", "model=nuclei channel=mean diameter=0
- * cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0 all_planes label_image
- * roi_manager results");}
+ * table, and the image's quality-control measures (focus, saturation, background, signal,
+ * contrast to noise, the network's confidence; docs/qc.md) as one row per plane of the
+ * {@value #QC_TABLE} table. Macro: {@code run("Segment Image", "model=nuclei channel=mean
+ * diameter=0 cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0 all_planes
+ * label_image roi_manager results qc");}
  */
 public class Segment_Image implements PlugIn {
     private static final String P = "cytoseg.segment.";
+    /** Title of the table of per-image QC measures (one row per segmented image or plane). */
+    public static final String QC_TABLE = "cytoseg QC";
 
     /** Settings of one run (the dialog's fields). */
     public static final class Settings {
@@ -54,6 +59,8 @@ public class Segment_Image implements PlugIn {
         public boolean allPlanes = true;
         /** Outputs. */
         public boolean labelImage = true, roiManager = true, results = true;
+        /** Add the image's QC measures as a row of the "cytoseg QC" table. */
+        public boolean qc = true;
     }
 
     /** What a run produced. */
@@ -68,6 +75,8 @@ public class Segment_Image implements PlugIn {
         public List<Roi> roiList = new ArrayList<>();
         /** Rows written to the Results table. */
         public int rows;
+        /** The "cytoseg QC" table the image's rows were added to (null without qc). */
+        public ResultsTable qc;
     }
 
     @Override
@@ -148,6 +157,7 @@ public class Segment_Image implements PlugIn {
         gd.addCheckbox("label_image", Prefs.get(P + "label_image", true));
         gd.addCheckbox("roi_manager", Prefs.get(P + "roi_manager", true));
         gd.addCheckbox("results", Prefs.get(P + "results", true));
+        gd.addCheckbox("qc", Prefs.get(P + "qc", true));
         gd.addHelp("https://github.com/cytoseg/cytoseg#fiji--imagej");
         gd.showDialog();
         if (gd.wasCanceled()) {
@@ -166,6 +176,7 @@ public class Segment_Image implements PlugIn {
         s.labelImage = gd.getNextBoolean();
         s.roiManager = gd.getNextBoolean();
         s.results = gd.getNextBoolean();
+        s.qc = gd.getNextBoolean();
         if (gd.invalidNumber()) {
             throw new IllegalArgumentException("a numeric field holds an invalid number");
         }
@@ -182,6 +193,7 @@ public class Segment_Image implements PlugIn {
             Prefs.set(P + "label_image", s.labelImage);
             Prefs.set(P + "roi_manager", s.roiManager);
             Prefs.set(P + "results", s.results);
+            Prefs.set(P + "qc", s.qc);
         }
         return s;
     }
@@ -277,6 +289,10 @@ public class Segment_Image implements PlugIn {
         // them as they were.
         List<Table> tables = new ArrayList<>();
         List<int[]> tablePlanes = new ArrayList<>();
+        List<Table> qcTables = new ArrayList<>();
+        List<int[]> qcPlanes = new ArrayList<>();
+        double pw = scaled ? cal.pixelWidth : 1.0, ph = scaled ? cal.pixelHeight : 1.0;
+        String unit = scaled ? cal.getUnit() : "pixel";
         IJ.resetEscape();
         int p = 0;
         for (int t = t0; t <= t1; t++) {
@@ -289,12 +305,18 @@ public class Segment_Image implements PlugIn {
                 int[] nc = new int[1];
                 Object px = planePixels(imp, channel, z, t, nc);
                 int[] lab = new int[w * h];
-                counts[p] = model.segment(px, w, h, nc[0], o, lab, (done, total) -> {
+                float[] flows = s.qc ? new float[3 * w * h] : null;
+                counts[p] = model.segment(px, w, h, nc[0], o, lab, flows, (done, total) -> {
                     IJ.showProgress((plane * (double) total + done) / ((double) planes * total));
                     return !IJ.escapePressed();
                 });
                 maxLabel = Math.max(maxLabel, counts[p]);
                 labels.add(lab);
+                if (s.qc) {
+                    // Measured on what was segmented: the chosen channel, or the mean of all.
+                    qcTables.add(Qc.imageQc(lab, w, h, px, nc[0], flows, pw, ph, unit));
+                    qcPlanes.add(new int[] {t, z});
+                }
                 if (s.roiManager) {
                     Roi[] rois = Labels.rois(lab, w, h, counts[p]);
                     for (int l = 1; l < rois.length; l++) {
@@ -313,8 +335,7 @@ public class Segment_Image implements PlugIn {
                     // Measured on every channel, as <stem>_objects.csv.
                     int[] all = new int[1];
                     Object pixels = planePixels(imp, 0, z, t, all);
-                    tables.add(Native.measure(lab, w, h, pixels, all[0], scaled ? cal.pixelWidth : 1.0,
-                            scaled ? cal.pixelHeight : 1.0, scaled ? cal.getUnit() : "pixel"));
+                    tables.add(Native.measure(lab, w, h, pixels, all[0], pw, ph, unit));
                     tablePlanes.add(new int[] {t, z});
                 }
             }
@@ -330,6 +351,10 @@ public class Segment_Image implements PlugIn {
                 }
             }
             out.rois = out.roiList.size();
+        }
+        if (s.qc) {
+            // Before the Results table, which is then the active one (saveAs("Results") saves it).
+            out.qc = addQcRows(imp.getTitle(), qcTables, qcPlanes, nz, nt);
         }
         if (s.results) {
             ResultsTable rt = ResultsTable.getResultsTable();
@@ -351,9 +376,43 @@ public class Segment_Image implements PlugIn {
                 }
             }
             rt.show("Results");
+            if (s.qc) {
+                // The Results table stays the active one (saveAs("Results") saves the active table).
+                java.awt.Window resultsWindow = ij.WindowManager.getWindow("Results");
+                if (resultsWindow != null) {
+                    ij.WindowManager.toFront(resultsWindow);
+                }
+            }
         }
         IJ.showStatus("cytoseg: " + sum(counts) + " objects in " + planes + " plane(s)");
         return out;
+    }
+
+    /**
+     * Appends one row per plane to the {@value #QC_TABLE} table (kept across runs, so that
+     * images segmented one after another can be compared), labelled by the image title (and
+     * its plane for stacks), and shows it.
+     */
+    static ResultsTable addQcRows(String title, List<Table> tables, List<int[]> planes, int nz, int nt) {
+        ResultsTable rt = ResultsTable.getResultsTable(QC_TABLE);
+        if (rt == null) {
+            rt = new ResultsTable();
+        }
+        for (int k = 0; k < tables.size(); k++) {
+            Table tab = tables.get(k);
+            int t = planes.get(k)[0], z = planes.get(k)[1];
+            String label = title;
+            if (nt > 1) label += " t=" + (t - 1);
+            if (nz > 1) label += " z=" + (z - 1);
+            rt.incrementCounter();
+            rt.addLabel(label);
+            for (int c = 0; c < tab.columns(); c++) {
+                String u = tab.unit(c);
+                rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, 0));
+            }
+        }
+        rt.show(QC_TABLE);
+        return rt;
     }
 
     /** Whether the image has a physical pixel size (a real unit, not blank or "pixel"). */

@@ -93,6 +93,64 @@ class PluginTest {
     }
 
     @Test
+    void segmentImageAddsAQcRowNamedByTheImage() throws Exception {
+        needDisplayAndRuntime();
+        ImagePlus imp = example();
+        Segment_Image.Settings s = new Segment_Image.Settings();
+        s.device = "cpu";
+        s.roiManager = false;
+        s.results = false;
+        Segment_Image.Output out = Segment_Image.segment(imp, s);
+        ResultsTable qc = out.qc;
+        assertNotNull(qc);
+        int row = qc.size() - 1;
+        assertEquals(imp.getTitle(), qc.getLabel(row));
+        assertEquals(out.counts[0], (int) qc.getValue("objects", row));
+        for (String m : new String[] {"focus_laplacian", "saturated_fraction", "background", "signal",
+            "contrast_to_noise", "mean_cellprob", "flow_error_median"}) {
+            assertTrue(Double.isFinite(qc.getValue(m, row)), m + " = " + qc.getValue(m, row));
+        }
+        double p = qc.getValue("mean_cellprob", row);
+        assertTrue(p > 0.5 && p <= 1, "mean_cellprob " + p);
+        // The same measures as the engine's own QC of this image (summary.csv of Segment Folder
+        // is checked against the CLI in ci.sh): a second run appends a row with equal values.
+        Segment_Image.Output again = Segment_Image.segment(imp, s);
+        assertEquals(row + 2, again.qc.size());
+        assertEquals(qc.getValue("focus_laplacian", row), again.qc.getValue("focus_laplacian", row + 1));
+        s.qc = false;
+        assertEquals(null, Segment_Image.segment(imp, s).qc);
+    }
+
+    @Test
+    void qcReportCommandWritesTheReport() throws Exception {
+        java.nio.file.Path dir = org.cytoseg.QcTest.run();
+        QC_Report.Settings s = new QC_Report.Settings();
+        s.folder = dir.toString();
+        s.options.pattern = "{scope}/*.tif";
+        java.util.Map<String, String> v = QC_Report.run(s);
+        assertEquals("2", v.get("groups"));
+        assertTrue(java.nio.file.Files.exists(dir.resolve("qc/qc_report.html")));
+        QC_Report.Settings none = new QC_Report.Settings();
+        assertThrows(IllegalArgumentException.class, () -> QC_Report.run(none));
+        none.folder = dir.resolve("missing").toString();
+        assertThrows(IllegalArgumentException.class, () -> QC_Report.run(none));
+    }
+
+    @Test
+    void qcReportMacroOptionsFillTheSettings() throws Exception {
+        Assumptions.assumeFalse(GraphicsEnvironment.isHeadless(), "ImageJ dialogs need a display");
+        java.nio.file.Path dir = org.cytoseg.QcTest.run();
+        // The command as recorded; a -batch/headless run only logs the report's path.
+        asMacro("folder=[" + dir + "] pattern=[{scope}/*.tif] sidecar=[] group_by=scope plate_map=[]", () -> {
+            new QC_Report().run("");
+            return null;
+        });
+        assertTrue(java.nio.file.Files.exists(dir.resolve("qc/qc_report.html")));
+        assertTrue(IJ.getLog() == null || IJ.getLog().contains("cytoseg: QC: 12 image(s) in 2 group(s)"),
+                IJ.getLog());
+    }
+
+    @Test
     void stacksAreSegmentedPlaneByPlane() throws Exception {
         needDisplayAndRuntime();
         ImagePlus one = example();
