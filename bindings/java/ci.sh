@@ -7,7 +7,7 @@
 #   3. integration test: the real ImageJ 1 (Debian's, -batch under xvfb-run, with timeout) runs
 #      src/test/ij/segment_example.ijm on models/examples/nuclei_example.tif, and the label image,
 #      ROI count, Results table and measurements must equal `cytoseg segment` on the same image
-#      with the same settings, its "cytoseg QC" row as summary.csv's QC columns; Segment Folder as
+#      with the same settings, its QC measures (image properties) as summary.csv's QC columns; Segment Folder as
 #      `cytoseg segment` (and its QC report, and QC Report...); Train Model (a tiny run on the
 #      example and its labels, then from the ROI Manager) makes clones that Segment Image, Segment
 #      Folder and the CLI find by name; About; error paths.

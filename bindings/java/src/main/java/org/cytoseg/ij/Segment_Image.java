@@ -355,6 +355,7 @@ public class Segment_Image implements PlugIn {
         if (s.qc) {
             // Before the Results table, which is then the active one (saveAs("Results") saves it).
             out.qc = addQcRows(imp.getTitle(), qcTables, qcPlanes, nz, nt);
+            setQcProperties(imp, qcTables);
         }
         if (s.results) {
             ResultsTable rt = ResultsTable.getResultsTable();
@@ -411,8 +412,28 @@ public class Segment_Image implements PlugIn {
                 rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, 0));
             }
         }
-        rt.show(QC_TABLE);
+        // A batch-mode macro has one active table, which saveAs("Results") writes: showing a
+        // second table there would take the measurements' place, so the QC rows stay off
+        // screen (the image's properties carry them, see setQcProperties).
+        if (!Interpreter.isBatchMode()) {
+            rt.show(QC_TABLE);
+        }
         return rt;
+    }
+
+    /**
+     * Records the QC measures of the image's first plane as image properties
+     * {@code cytoseg.qc.<measure>} (a macro reads them with
+     * {@code Property.get("cytoseg.qc.focus_laplacian")}, also in batch mode).
+     */
+    static void setQcProperties(ImagePlus imp, List<Table> tables) {
+        if (tables.isEmpty()) {
+            return;
+        }
+        Table tab = tables.get(0);
+        for (int c = 0; c < tab.columns(); c++) {
+            imp.setProp("cytoseg.qc." + tab.name(c), tab.get(c, 0));
+        }
     }
 
     /** Whether the image has a physical pixel size (a real unit, not blank or "pixel"). */
