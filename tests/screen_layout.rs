@@ -180,6 +180,10 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
             assert_eq!(w["objects"], sum.to_string(), "{}", w["well"]);
             let treatment = if w["well"] == "B02" { "DMSO" } else { "drug" };
             assert_eq!(w["treatment"], treatment, "the plate map is joined");
+            assert!(
+                !w.contains_key("concentration_mean") && w.contains_key("area_mean"),
+                "plate-map columns are annotations, not measurements"
+            );
             assert_eq!(w["fields"], "2");
         }
         let svg = std::fs::read_to_string(out.join("plate_Plate7_objects_per_field.svg")).unwrap();

@@ -81,6 +81,7 @@ pub fn wells(out: &Path, outcomes: &[Outcome]) -> Result<Vec<Well>> {
         for (c, name) in header.iter().enumerate() {
             let base = name.split(" [").next().unwrap_or(name);
             if NOT_MEASURED.contains(&base)
+                || o.fields.contains_key(base)
                 || base.starts_with("centroid")
                 || base.starts_with("bbox")
             {
