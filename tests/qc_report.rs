@@ -371,10 +371,17 @@ fn a_second_instrument_is_reported_as_drift_and_random_halves_are_not() {
                 out.to_str().unwrap(),
                 "--pattern",
                 "{instrument}/*.png",
+                "--measure",
+                "intensity_mean",
             ],
             false,
         ));
         eprintln!("{tag}: {log}");
+        let drift_table = std::fs::read_to_string(out.join("qc/qc_drift.csv")).unwrap();
+        assert!(
+            drift_table.contains(",intensity_mean,"),
+            "an object measurement chosen with --measure is compared"
+        );
         let d = drifting(&out);
         eprintln!("{tag}: drift on {d:?}");
         if tag == "scopes" {

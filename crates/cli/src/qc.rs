@@ -43,7 +43,9 @@ pub struct QcArgs {
     /// whether treatments and acquisition groups are aligned (needs a well field).
     #[arg(long, value_name = "CSV")]
     pub plate_map: Option<PathBuf>,
-    /// Further summary.csv columns to plot and compare between groups, comma-separated.
+    /// Further measures to plot and compare between groups, comma-separated: summary.csv
+    /// columns, or object-table columns (the per-image median over the objects, e.g.
+    /// intensity_mean, eccentricity).
     #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
     pub measure: Vec<String>,
     /// Robust z-score beyond which a judged measure flags an image.

@@ -184,6 +184,9 @@ struct Column {
     log_offset: Option<f64>,
     flags: bool,
     min_change: f64,
+    /// The per-image median of an object-table column (`<stem>_objects.csv`), not a
+    /// `summary.csv` column.
+    from_objects: bool,
 }
 
 impl Column {
@@ -334,7 +337,7 @@ pub fn qc_report(out: &Path, opts: &QcOptions) -> Result<QcReport> {
             summary_path.display()
         )));
     };
-    let columns = compared_columns(&opts.measures, header, &summary_path)?;
+    let columns = compared_columns(&opts.measures, header)?;
     let run: serde_json::Value = std::fs::read_to_string(out.join("run.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -356,13 +359,21 @@ pub fn qc_report(out: &Path, opts: &QcOptions) -> Result<QcReport> {
             &opts.group_by,
         )?;
         field_names.extend(fields.keys().cloned());
+        let mut object_table: Option<Option<Vec<Vec<String>>>> = None;
         let values = columns
             .iter()
             .map(|c| {
+                if c.from_objects {
+                    let rows = match &object_table {
+                        Some(t) => t,
+                        None => object_table.insert(objects_rows(out, &run, &file)),
+                    };
+                    return object_median(rows.as_ref(), &c.name, &file);
+                }
                 let i = col_of(&c.name).expect("checked");
-                cell(i).parse::<f64>().unwrap_or(f64::NAN)
+                Ok(cell(i).parse::<f64>().unwrap_or(f64::NAN))
             })
-            .collect();
+            .collect::<Result<Vec<f64>>>()?;
         images.push(ImageRow {
             file,
             status: cell(status_col).to_string(),
@@ -429,7 +440,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 }
 
 /// The QC measures, then objects and area_median, then the requested columns.
-fn compared_columns(extra: &[String], header: &[String], path: &Path) -> Result<Vec<Column>> {
+fn compared_columns(extra: &[String], header: &[String]) -> Result<Vec<Column>> {
     let mut cols: Vec<Column> = MEASURES
         .iter()
         .map(|m| Column {
@@ -439,6 +450,7 @@ fn compared_columns(extra: &[String], header: &[String], path: &Path) -> Result<
             log_offset: m.log_offset,
             flags: m.flags,
             min_change: m.min_change,
+            from_objects: false,
         })
         .collect();
     let plain = |name: &str, formula: &str| Column {
@@ -448,6 +460,7 @@ fn compared_columns(extra: &[String], header: &[String], path: &Path) -> Result<
         log_offset: Some(1.0),
         flags: false,
         min_change: f64::INFINITY,
+        from_objects: false,
     };
     cols.push(plain("objects", "objects found in the image"));
     cols.push(plain("area_median", "median object area, in the area unit"));
@@ -455,17 +468,65 @@ fn compared_columns(extra: &[String], header: &[String], path: &Path) -> Result<
         if cols.iter().any(|c| &c.name == e) {
             continue;
         }
-        if !header.contains(e) {
-            return Err(Error::invalid(format!(
-                "measure {e:?} is not a column of {} (columns: {})",
-                path.display(),
-                header.join(", ")
-            )));
+        if header.contains(e) {
+            cols.push(plain(e, "a column of summary.csv"));
+        } else {
+            // Checked when the objects tables are read: an error names the columns they have.
+            cols.push(Column {
+                formula: format!(
+                    "median over the image's objects of the {e} column of <stem>_objects.csv"
+                ),
+                from_objects: true,
+                ..plain(e, "")
+            });
         }
-        cols.push(plain(e, "a column of summary.csv"));
     }
-    cols.retain(|c| header.contains(&c.name));
+    cols.retain(|c| c.from_objects || header.contains(&c.name));
     Ok(cols)
+}
+
+/// The rows of an image's objects table (found through `run.json`'s outputs); `None` when the
+/// run wrote none (e.g. `--no-objects`) or it cannot be read.
+fn objects_rows(out: &Path, run: &serde_json::Value, file: &str) -> Option<Vec<Vec<String>>> {
+    let table = run
+        .get("images")
+        .and_then(|v| v.as_array())
+        .and_then(|a| {
+            a.iter()
+                .find(|i| i.get("input").and_then(|v| v.as_str()) == Some(file))
+        })
+        .and_then(|i| i.get("outputs")?.as_object())
+        .and_then(|o| o.keys().find(|k| k.ends_with("_objects.csv")).cloned());
+    table
+        .and_then(|t| std::fs::read_to_string(out.join(t)).ok())
+        .map(|text| parse_csv(&text))
+}
+
+/// The median of an objects-table column (its name without a ` [unit]` suffix); NaN for an
+/// image without objects; an error naming the columns there are when the table lacks it.
+fn object_median(rows: Option<&Vec<Vec<String>>>, name: &str, file: &str) -> Result<f64> {
+    let Some(rows) = rows else {
+        return Err(Error::invalid(format!(
+            "measure {name:?} is not a column of summary.csv, and {file} has no objects table in the run"
+        )));
+    };
+    let Some(header) = rows.first() else {
+        return Ok(f64::NAN);
+    };
+    let Some(c) = header
+        .iter()
+        .position(|h| h == name || h.split(" [").next() == Some(name))
+    else {
+        return Err(Error::invalid(format!(
+            "measure {name:?} is neither a column of summary.csv nor of the objects table of {file} (its columns: {})",
+            header.join(", ")
+        )));
+    };
+    let mut v: Vec<f64> = rows[1..]
+        .iter()
+        .filter_map(|r| r.get(c)?.parse().ok())
+        .collect();
+    Ok(median(&mut v))
 }
 
 /// Median and robust scale (1.4826 · MAD) of one column over the images `idx`.
