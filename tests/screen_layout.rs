@@ -186,6 +186,17 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
             );
             assert_eq!(w["fields"], "2");
         }
+        // One concentration of the drug: listed, too few to fit (4 parameters).
+        let dose = table(&out.join("dose_response.csv"));
+        assert_eq!(dose.len(), 1);
+        assert_eq!(
+            (
+                dose[0]["treatment"].as_str(),
+                dose[0]["concentrations"].as_str(),
+                dose[0]["ec50"].as_str()
+            ),
+            ("drug", "1", "")
+        );
         let svg = std::fs::read_to_string(out.join("plate_Plate7_objects_per_field.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("B02: ") && svg.contains("H12: no value"));
     }

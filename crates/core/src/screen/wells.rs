@@ -351,7 +351,80 @@ pub fn write_well_outputs(out: &Path, outcomes: &[Outcome]) -> Result<Vec<PathBu
         write_text(&path, &heatmap_svg(plate, "objects per field", &values))?;
         written.push(path);
     }
+    written.extend(write_dose_response(out, &ws)?);
     Ok(written)
+}
+
+/// With a plate map giving `treatment` and `concentration`: a four-parameter logistic of
+/// objects per field per treatment (controls, `control` = yes, left out of the fits and drawn
+/// as a line), as `dose_response.csv` and `dose_response_objects_per_field.svg`.
+fn write_dose_response(out: &Path, ws: &[Well]) -> Result<Vec<PathBuf>> {
+    let value = |w: &Well| w.objects as f64 / w.fields.max(1) as f64;
+    let control = |w: &Well| {
+        w.annotations
+            .get("control")
+            .is_some_and(|c| super::platemap::is_control(c))
+    };
+    let mut fits: Vec<super::dose::DoseFit> = Vec::new();
+    for w in ws.iter().filter(|w| !control(w)) {
+        let (Some(t), Some(c)) = (
+            w.annotations.get("treatment"),
+            w.annotations.get("concentration"),
+        ) else {
+            continue;
+        };
+        let Ok(c) = c.trim().parse::<f64>() else {
+            continue;
+        };
+        match fits.iter_mut().find(|f| &f.treatment == t) {
+            Some(f) => f.points.push((c, value(w))),
+            None => fits.push(super::dose::DoseFit {
+                treatment: t.clone(),
+                points: vec![(c, value(w))],
+                curve: None,
+                r2: f64::NAN,
+            }),
+        }
+    }
+    if fits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut csv = String::from("treatment,value,wells,concentrations,bottom,top,ec50,hill,r2\n");
+    for f in fits.iter_mut() {
+        if let Some((c, r2)) = super::dose::fit(&f.points) {
+            f.curve = Some(c);
+            f.r2 = r2;
+        }
+        let mut xs: Vec<f64> = f.points.iter().map(|p| p.0).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let cells = match f.curve {
+            Some(c) => format!("{},{},{},{},{}", c.bottom, c.top, c.ec50, c.hill, f.r2),
+            None => ",,,,".into(),
+        };
+        csv += &format!(
+            "{},objects_per_field,{},{},{cells}\n",
+            csv_field(&f.treatment),
+            f.points.len(),
+            xs.len()
+        );
+    }
+    let controls: Vec<f64> = ws.iter().filter(|w| control(w)).map(value).collect();
+    let control_mean =
+        (!controls.is_empty()).then(|| controls.iter().sum::<f64>() / controls.len() as f64);
+    let table = out.join("dose_response.csv");
+    write_text(&table, &csv)?;
+    let plot = out.join("dose_response_objects_per_field.svg");
+    write_text(
+        &plot,
+        &super::dose::plot_svg(
+            "Dose-response: objects per field",
+            "objects per field",
+            &fits,
+            control_mean,
+        ),
+    )?;
+    Ok(vec![table, plot])
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
