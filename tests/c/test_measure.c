@@ -4,6 +4,7 @@
  * bounding boxes, centroids and intensity statistics of rectangles), and the parity of every
  * column with scikit-image is tested in tests/measure_parity.rs.
  * Built and run by tests/c/run.sh (also under valgrind). Exit status 0 = all passed. */
+#include "check.h"
 #include "cytoseg.h"
 
 #include <math.h>
@@ -11,14 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 enum { H = 20, W = 30 };
 
