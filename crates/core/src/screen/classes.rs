@@ -2,7 +2,8 @@
 //! [`crate::classify`]), `wells.csv` gains a `fraction_<class>` column per class (objects of the
 //! class over the well's classified objects). Kept apart from [`super::wells`], which writes
 //! `wells.csv`; this only rewrites it, replacing earlier fraction columns (re-runnable) and
-//! dropping the meaningless summaries of the text column `class`.
+//! dropping the `class_*` summaries (those of the text column `class` are empty; the fractions
+//! replace those of `class_probability`; the `probability_<class>_*` summaries stay).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
