@@ -197,6 +197,61 @@ impl Member {
     }
 }
 
+/// Checks the trees of a forest as read from a model file (`forest` of the JSON), before it is
+/// deserialised: every feature subset within `n_features`, every split within its tree's
+/// features, every child after its parent (no cycles) and inside the tree, every output a class
+/// of the tree and every class below `n_classes`. A damaged file then fails with a message
+/// instead of reaching smartcore's indexing.
+pub fn check_json(forest: &serde_json::Value, n_features: usize, n_classes: usize) -> Result<()> {
+    let bad = |what: String| Error::invalid(format!("damaged forest: {what}"));
+    let uint = |v: &serde_json::Value| v.as_u64().map(|x| x as usize);
+    let members = forest["members"]
+        .as_array()
+        .ok_or_else(|| bad("no members".into()))?;
+    for (m, member) in members.iter().enumerate() {
+        let feats = member["features"]
+            .as_array()
+            .ok_or_else(|| bad(format!("tree {m} has no feature list")))?;
+        if feats.is_empty()
+            || feats
+                .iter()
+                .any(|f| uint(f).is_none_or(|f| f >= n_features))
+        {
+            return Err(bad(format!("tree {m} uses features the model lacks")));
+        }
+        let tree = &member["tree"];
+        let classes = tree["classes"]
+            .as_array()
+            .ok_or_else(|| bad(format!("tree {m} has no classes")))?;
+        if classes
+            .iter()
+            .any(|c| uint(c).is_none_or(|c| c >= n_classes))
+        {
+            return Err(bad(format!("tree {m} votes for classes the model lacks")));
+        }
+        let nodes = tree["nodes"]
+            .as_array()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad(format!("tree {m} has no nodes")))?;
+        for (i, node) in nodes.iter().enumerate() {
+            let output_ok = uint(&node["output"]).is_some_and(|o| o < classes.len());
+            let child_ok = |c: &serde_json::Value| {
+                c.is_null() || uint(c).is_some_and(|c| c > i && c < nodes.len())
+            };
+            let split_ok = (node["true_child"].is_null() && node["false_child"].is_null())
+                || uint(&node["split_feature"]).is_some_and(|f| f < feats.len());
+            if !(output_ok
+                && child_ok(&node["true_child"])
+                && child_ok(&node["false_child"])
+                && split_ok)
+            {
+                return Err(bad(format!("tree {m}, node {i}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The class of highest probability (the first on ties) and that probability.
 pub fn best(p: &[f64]) -> (usize, f64) {
     p.iter().enumerate().fold(
@@ -228,5 +283,13 @@ mod tests {
         assert!(oob.iter().filter(|v| v.iter().sum::<u32>() > 0).count() > 50);
         f.check(2, 2).unwrap();
         assert!(f.check(3, 2).is_err());
+        let mut v = serde_json::to_value(&f).unwrap();
+        check_json(&v, 2, 2).unwrap();
+        assert!(check_json(&v, 2, 1).is_err(), "class 1 is beyond one class");
+        v["members"][0]["tree"]["nodes"][0]["true_child"] = 0.into();
+        let e = check_json(&v, 2, 2).unwrap_err().to_string();
+        assert!(e.contains("tree 0, node 0"), "{e}");
+        v["members"][0]["features"] = serde_json::json!([5]);
+        assert!(check_json(&v, 2, 2).is_err());
     }
 }

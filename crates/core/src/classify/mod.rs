@@ -169,6 +169,9 @@ impl Classifier {
                 ),
             ));
         }
+        let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
+        forest::check_json(&v["forest"], n("features"), n("classes"))
+            .map_err(|e| Error::format(path, e.to_string()))?;
         let c: Classifier = serde_json::from_value(v)
             .map_err(|e| Error::format(path, format!("damaged classifier: {e}")))?;
         c.forest
@@ -301,7 +304,7 @@ impl ObjectsTable {
     pub fn load(out: &Path, stem: &str) -> Result<Self> {
         let path = out.join(format!("{stem}{OBJECTS_SUFFIX}"));
         let rec = Record::read(out, stem)?;
-        let stack = rec.input().read().map_err(|e| {
+        let stack = rec.input().and_then(|i| i.read()).map_err(|e| {
             Error::invalid(format!(
                 "{}: texture needs the input image the run recorded: {e}",
                 path.display()
@@ -388,6 +391,8 @@ struct Record {
     input: PathBuf,
     channels: Vec<PathBuf>,
     stem: String,
+    sha256: String,
+    out: PathBuf,
 }
 
 impl Record {
@@ -418,13 +423,38 @@ impl Record {
             input: PathBuf::from(input),
             channels,
             stem: stem.to_string(),
+            sha256: o["sha256"].as_str().unwrap_or_default().to_string(),
+            out: out.to_path_buf(),
         })
     }
 
-    fn input(&self) -> crate::batch::Input {
-        let mut i = crate::batch::Input::file(self.input.clone(), PathBuf::from(&self.stem));
-        i.channels = self.channels.clone();
-        i
+    /// The run's input. A relative path that does not exist from here (the run started in
+    /// another folder) is looked for under each folder above the output folder; a file found
+    /// that way must have the SHA-256 the run recorded.
+    fn input(&self) -> Result<crate::batch::Input> {
+        let mut moved = false;
+        let mut find = |p: &Path| -> PathBuf {
+            if p.is_absolute() || p.exists() {
+                return p.to_path_buf();
+            }
+            let base = std::path::absolute(&self.out).unwrap_or_else(|_| self.out.clone());
+            match base.ancestors().map(|a| a.join(p)).find(|c| c.is_file()) {
+                Some(c) => {
+                    moved = true;
+                    c
+                }
+                None => p.to_path_buf(),
+            }
+        };
+        let mut i = crate::batch::Input::file(find(&self.input), PathBuf::from(&self.stem));
+        i.channels = self.channels.iter().map(|c| find(c)).collect();
+        if moved && i.sha256()? != self.sha256 {
+            return Err(Error::invalid(format!(
+                "{}: not the image the run segmented (its SHA-256 differs from the record's)",
+                i.path.display()
+            )));
+        }
+        Ok(i)
     }
 }
 
