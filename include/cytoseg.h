@@ -758,6 +758,54 @@ void cytoseg_clear_last_error(void);
 const char *cytoseg_status_name(int32_t status);
 
 /**
+ * Trains a classifier on the objects of a `cytoseg segment` output folder labelled in a CSV
+ * (columns `image,label,class`) and writes the model file (JSON), exactly as
+ * `cytoseg classify train` does (without the confusion-matrix CSV and SVG: the matrix is in the
+ * model file, under `validation`).
+ *
+ * @param objects_dir   The segment output folder (NUL-terminated UTF-8).
+ * @param labels_csv    The labels CSV.
+ * @param model_out     The model file to write (replaced if present).
+ * @param trees         Trees in the forest, 0 for the default (200).
+ * @param seed          Random seed. Default: 0.
+ * @param folds         Cross-validation folds, 0 for the default (5); otherwise at least 2.
+ * @param cv_accuracy   Optional (may be NULL): receives the cross-validated accuracy on
+ *                      success.
+ * @return `CYTOSEG_STATUS_OK`, or a status with the problem (missing table, bad CSV line,
+ *         unknown object, non-finite feature...) named in `cytoseg_last_error_message`;
+ *         nothing is written then.
+ *
+ * Thread safety: may be called from several threads with different output files.
+ */
+cytoseg_status cytoseg_classifier_train(const char *objects_dir,
+                                        const char *labels_csv,
+                                        const char *model_out,
+                                        uint32_t trees,
+                                        uint64_t seed,
+                                        uint32_t folds,
+                                        double *cv_accuracy);
+
+/**
+ * Applies a classifier to every object of a `cytoseg segment` output folder, exactly as
+ * `cytoseg classify apply` does: each `<stem>_objects.csv` gains `class`, `class_probability`
+ * and `probability_<class>` columns (replacing earlier ones; written atomically), and
+ * `wells.csv`, when present, `fraction_<class>` columns.
+ *
+ * @param model_path    The model file from `cytoseg_classifier_train` or
+ *                      `cytoseg classify train` (NUL-terminated UTF-8).
+ * @param objects_dir   The segment output folder.
+ * @param objects       Optional (may be NULL): receives the number of objects classified.
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_FORMAT` for a model file of another format
+ *         version or a damaged one, a table lacking a feature column (named in the message),
+ *         and so on, with `cytoseg_last_error_message`.
+ *
+ * Thread safety: may be called from several threads with different folders.
+ */
+cytoseg_status cytoseg_classifier_apply(const char *model_path,
+                                        const char *objects_dir,
+                                        uint64_t *objects);
+
+/**
  * Fills `params` with the defaults (cellprob_threshold 0, flow_threshold 0.4, niter 200,
  * min_size 15, max_size_fraction 0.4) and sets `struct_size`.
  *

@@ -247,23 +247,9 @@ fn committed_fixtures_match_skimage() {
 
 #[test]
 fn live_skimage_fresh_cases() {
-    let Some(py) = common::reference_python(&["skimage", "scipy"]) else {
-        println!("SKIPPED live skimage parity: no Python with scikit-image (set CYTOSEG_PYTHON)");
+    let Some((py, _)) = common::skimage_reference("live skimage parity") else {
         return;
     };
-    if common::shared_data().is_none() {
-        println!("SKIPPED live skimage parity: ../shared/data/dsb2018-fluo is absent");
-        return;
-    }
-    let version = std::process::Command::new(&py)
-        .args(["-c", "import skimage; print(skimage.__version__)"])
-        .output()
-        .unwrap();
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-    if !version.starts_with("0.26") {
-        println!("SKIPPED live skimage parity: scikit-image {version}, the reference is 0.26");
-        return;
-    }
     let out: PathBuf = common::temp_dir("measure-live");
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/make_measure_fixtures.py");

@@ -20,6 +20,7 @@
 
 mod batch;
 mod boundary;
+mod classify;
 mod flows;
 mod measure;
 mod metrics;
@@ -40,6 +41,7 @@ pub use boundary::{
     cytoseg_clear_last_error, cytoseg_last_error_message, cytoseg_last_error_status,
     cytoseg_status, cytoseg_status_name,
 };
+pub use classify::{cytoseg_classifier_apply, cytoseg_classifier_train};
 pub use flows::{
     cytoseg_flows_to_labels, cytoseg_labels_to_flows, cytoseg_masks_params,
     cytoseg_masks_params_init,

@@ -109,6 +109,28 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
     fi
     passed=$((passed + 1))
     if [ -x "$cli" ]; then
+        echo "== C classifier test: train on objects of cytoseg segment's output (class: area above the median), apply"
+        gcc -std=c11 "${flags[@]}" -g "$here/test_classify.c" -o "$out/test_classify" \
+            -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+        cls_labels="$out/classify_labels.csv"
+        for t in "$out"/cli/*_objects.csv; do
+            stem=$(basename "$t" _objects.csv)
+            awk -F, -v s="$stem" 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "label") l = i; if ($i ~ /^area/) a = i } next }
+                { print s "," $l "," $a }' "$t"
+        done > "$out/areas.txt"
+        median=$(cut -d, -f3 "$out/areas.txt" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+        { echo "image,label,class"; awk -F, -v m="$median" '{ print $1 "," $2 "," ($3 > m ? "large" : "small") }' "$out/areas.txt"; } > "$cls_labels"
+        mkdir -p "$out/classify_work"
+        "$out/test_classify" "$out/cli" "$cls_labels" "$out/classify_work"
+        head -n 1 "$out"/cli/nuclei_example_objects.csv | grep -q ',class,class_probability,probability_large,probability_small$' \
+            || { echo "FAILED: the objects table lacks the class columns" >&2; exit 1; }
+        if command -v valgrind >/dev/null; then
+            echo "== C classifier test under valgrind"
+            RAYON_NUM_THREADS=2 valgrind --quiet --error-exitcode=1 --leak-check=full --suppressions="$here/valgrind.supp" \
+                --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+                "$out/test_classify" "$out/cli" "$cls_labels" "$out/classify_work" >/dev/null
+        fi
+        passed=$((passed + 1))
         echo "== C training test: cytoseg_train cancelled by its callback, resumed, the clone written"
         gcc -std=c11 "${flags[@]}" -g "$here/test_train.c" -o "$out/test_train" \
             -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"

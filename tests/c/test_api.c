@@ -1,5 +1,6 @@
 /* C API tests for cytoseg: conventions, flows -> labels, labels -> flows, bad input, threads.
  * Built and run by tests/c/run.sh (also under valgrind in CI). Exit status 0 = all passed. */
+#include "check.h"
 #include "cytoseg.h"
 
 #include <math.h>
@@ -8,14 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                         \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                     \
-        }                                                                   \
-    } while (0)
 
 enum { H = 48, W = 64 };
 

@@ -5,20 +5,13 @@
  * `cytoseg segment` command's output for the same folder. HOSTILE_DIR holds one good image and
  * N_HOSTILE hostile files (headers claiming terabytes, ...): each must be a failed image.
  * SEEDS_DIR holds the fuzz seeds of the file readers: each is an image or a failed one. */
+#include "check.h"
 #include "cytoseg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 typedef struct {
     int calls, lines, cancel_after_lines;

@@ -5,6 +5,7 @@
  * column with scikit-image is tested in tests/measure_parity.rs.
  * Built and run by tests/c/run.sh (also under valgrind). Exit status 0 = all passed. */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp, rmdir */
+#include "check.h"
 #include "cytoseg.h"
 
 #include <math.h>
@@ -13,14 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 enum { H = 20, W = 30 };
 

@@ -1,6 +1,7 @@
 /* C API tests for models: load, info, segment (with progress, cancellation, flows), errors,
  * and one model shared by several threads.
  * Usage: test_model MODEL_DIR ORT_LIBRARY   (run by tests/c/run.sh). */
+#include "check.h"
 #include "cytoseg.h"
 
 #include <math.h>
@@ -9,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
 
 enum { H = 200, W = 240, SPOTS = 6 };
 static uint16_t image[H * W];

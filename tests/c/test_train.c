@@ -1,6 +1,7 @@
 /* cytoseg_train: fine-tune a model from C, with a progress callback that cancels, then resume.
  * Usage: test_train PARENT_DIR IMAGES_DIR LABELS_DIR OUT_DIR
  * IMAGES_DIR/LABELS_DIR hold image/label pairs; OUT_DIR must not exist. */
+#include "check.h"
 #include "cytoseg.h"
 
 #include <math.h>
@@ -8,14 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int failures = 0;
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 typedef struct {
     int calls;

@@ -105,3 +105,26 @@ pub fn run(mut c: Command) -> std::process::Output {
     eprintln!("{}", String::from_utf8_lossy(&o.stderr));
     o
 }
+
+/// A Python with scikit-image 0.26 (the parity reference) and its version, when the shared data
+/// is present too; otherwise prints why `what` is SKIPPED and gives `None`.
+pub fn skimage_reference(what: &str) -> Option<(PathBuf, String)> {
+    let Some(py) = reference_python(&["skimage", "scipy"]) else {
+        println!("SKIPPED {what}: no Python with scikit-image (set CYTOSEG_PYTHON)");
+        return None;
+    };
+    if shared_data().is_none() {
+        println!("SKIPPED {what}: ../shared/data/dsb2018-fluo is absent");
+        return None;
+    }
+    let version = Command::new(&py)
+        .args(["-c", "import skimage; print(skimage.__version__)"])
+        .output()
+        .ok()?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    if !version.starts_with("0.26") {
+        println!("SKIPPED {what}: scikit-image {version}, the reference is 0.26");
+        return None;
+    }
+    Some((py, version))
+}

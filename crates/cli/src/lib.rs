@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod classify;
 mod evaluate;
 mod masks;
 mod measure;
@@ -69,6 +70,10 @@ pub enum Command {
     /// focus, saturated, dim, empty, an unsure network), drift between instruments, days or
     /// plates, and treatments confounded with them; HTML and CSV.
     Qc(qc::QcCmd),
+    /// Classify objects by morphology, intensity and texture: train a forest on labelled
+    /// objects of a segment output, then apply it to every object of an output folder.
+    #[command(subcommand)]
+    Classify(classify::ClassifyCmd),
     /// List the bundled models (and, with --providers, ONNX Runtime's execution providers).
     Models(segment::ModelsCmd),
 }
@@ -116,6 +121,7 @@ where
         Command::Validate(args) => validate::run(args, cli.quiet),
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Qc(args) => qc::run(args, cli.quiet),
+        Command::Classify(args) => classify::run(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

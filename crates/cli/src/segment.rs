@@ -161,6 +161,10 @@ pub struct SegmentCmd {
     /// Write the QC report (OUT/qc/qc_report.html, see `cytoseg qc`) at the end of the run.
     #[arg(long)]
     pub qc: bool,
+    /// Classify every object with a model from `cytoseg classify train` (adds class columns to
+    /// the objects tables and, for screens, class fractions to wells.csv).
+    #[arg(long, value_name = "MODEL")]
+    pub classifier: Option<PathBuf>,
     /// QC grouping and thresholds (with --qc).
     #[command(flatten)]
     pub qc_args: super::qc::QcArgs,
@@ -244,6 +248,18 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
         save_flows: cmd.save_flows,
         run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
+        classifier: match &cmd.classifier {
+            Some(p) if cmd.no_objects => {
+                return Err(Error::invalid(format!(
+                    "--classifier {} needs the objects tables (drop --no-objects)",
+                    p.display()
+                )));
+            }
+            Some(p) => Some(std::sync::Arc::new(
+                cytoseg_core::classify::Classifier::load(p)?,
+            )),
+            None => None,
+        },
     };
     if !quiet {
         eprintln!(

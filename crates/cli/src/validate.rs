@@ -323,6 +323,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
         save_flows: false,
         run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
+        classifier: None,
     };
     let batch_inputs: Vec<batch::Input> = paired.iter().map(|&i| i.clone()).collect();
     let reporter = Reporter::new(paired.len(), quiet);

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod classify;
 pub mod error;
 pub mod flows;
 pub mod image;

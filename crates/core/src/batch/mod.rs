@@ -243,6 +243,9 @@ pub struct BatchOptions {
     /// arguments, or the API call and its host (e.g. `{"api": "c", "function":
     /// "cytoseg_segment_folder"}`).
     pub invocation: serde_json::Value,
+    /// A classifier applied to each objects table as it is written (`class` columns), and to
+    /// `wells.csv` at the end (class fractions); see [`crate::classify`].
+    pub classifier: Option<std::sync::Arc<crate::classify::Classifier>>,
 }
 
 impl BatchOptions {
@@ -258,6 +261,7 @@ impl BatchOptions {
             save_flows: false,
             run_files: true,
             invocation: serde_json::Value::Null,
+            classifier: None,
         }
     }
 }
@@ -487,13 +491,18 @@ pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
 /// What makes two runs' outputs the same: software version, model file, every parameter and
 /// which outputs are written.
 fn fingerprint(model: &Model, p: &SegmentParams, opts: &BatchOptions) -> String {
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "cytoseg": ENGINE_VERSION,
         "model_sha256": model.manifest.model.sha256.to_ascii_lowercase(),
         "params": params_json(model, p),
         "measure": opts.measure,
         "save_flows": opts.save_flows,
     });
+    if let Some(c) = &opts.classifier {
+        // Only with a classifier, so that runs without one keep their fingerprint.
+        let text = serde_json::to_string(c.as_ref()).unwrap_or_default();
+        v["classifier_sha256"] = format!("{:x}", Sha256::digest(text.as_bytes())).into();
+    }
     format!("{:x}", Sha256::digest(v.to_string().as_bytes()))
 }
 
@@ -640,6 +649,11 @@ impl Job<'_> {
         if self.opts.measure {
             let csv = out.join(&outputs[1]);
             write_objects(&csv, &stack, &labels, &input.fields)?;
+            if let Some(c) = &self.opts.classifier {
+                let stem = input.stem.display().to_string();
+                let t = crate::classify::ObjectsTable::from_parts(&csv, &stem, &stack, &labels)?;
+                crate::classify::apply_to_table(c, &t, &mut Default::default())?;
+            }
             self.observer.output_written(index, &csv);
         }
         if let Some(fl) = flows {
@@ -965,6 +979,9 @@ pub fn segment_folder(
     if opts.run_files {
         write_run_files(&opts.out, &outcomes, &m)?;
         crate::screen::wells::write_well_outputs(&opts.out, &outcomes)?;
+        if let Some(c) = &opts.classifier {
+            crate::screen::classes::write_class_fractions(&opts.out, &c.classes)?;
+        }
     }
     Ok(Report {
         counts: Counts::of(&outcomes),

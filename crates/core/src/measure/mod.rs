@@ -19,6 +19,7 @@
 //! measured inside its own box (in parallel), never with a full-size image per object.
 
 mod shape;
+pub mod texture;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -375,6 +376,33 @@ fn measure_object(
     Row { shape, intensity }
 }
 
+/// Checks that `labels` hold `height × width` values and `image` (if any) is that size.
+fn check_sizes(
+    labels: &[u32],
+    height: usize,
+    width: usize,
+    image: Option<&ImageView<'_>>,
+) -> Result<()> {
+    let n = height
+        .checked_mul(width)
+        .ok_or_else(|| Error::TooLarge(format!("labels {width}×{height} overflow")))?;
+    if labels.len() != n {
+        return Err(Error::shape(format!(
+            "labels hold {} values, {width}×{height} needs {n}",
+            labels.len()
+        )));
+    }
+    if let Some(im) = image
+        && (im.width != width || im.height != height)
+    {
+        return Err(Error::shape(format!(
+            "image is {}×{}, labels are {width}×{height}",
+            im.width, im.height
+        )));
+    }
+    Ok(())
+}
+
 /// Measures every object of `labels` (row-major, `height × width`, 0 = background).
 ///
 /// `image`: optional intensity image of the same width and height, any number of channels;
@@ -389,25 +417,9 @@ pub fn measure(
     calibration: &Calibration,
 ) -> Result<Table> {
     calibration.validate()?;
-    let n = height
-        .checked_mul(width)
-        .ok_or_else(|| Error::TooLarge(format!("labels {width}×{height} overflow")))?;
-    if labels.len() != n {
-        return Err(Error::shape(format!(
-            "labels hold {} values, {width}×{height} needs {n}",
-            labels.len()
-        )));
-    }
+    check_sizes(labels, height, width, image)?;
     let planes: Vec<Vec<f32>> = match image {
-        Some(im) => {
-            if im.width != width || im.height != height {
-                return Err(Error::shape(format!(
-                    "image is {}×{}, labels are {width}×{height}",
-                    im.width, im.height
-                )));
-            }
-            (0..im.channels).map(|c| im.plane(c)).collect()
-        }
+        Some(im) => (0..im.channels).map(|c| im.plane(c)).collect(),
         None => Vec::new(),
     };
     let objects = find_objects(labels, height, width);

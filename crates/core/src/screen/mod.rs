@@ -12,6 +12,7 @@
 //! * **A pattern** with named fields over the path's end (see [`crate::qc::report::match_pattern`]):
 //!   `well` (or `row` and `column`) and `channel` are required; `plate` and `site` optional.
 
+pub mod classes;
 pub mod dose;
 pub mod platemap;
 pub mod wells;
