@@ -30,6 +30,19 @@ fn run(mut c: Command) -> Output {
     o
 }
 
+/// The shared data folder, when it and ONNX Runtime are present (says why it skips otherwise).
+fn prerequisites() -> Option<PathBuf> {
+    let Some(data) = common::shared_data() else {
+        eprintln!("SKIPPED: ../shared/data/dsb2018-fluo absent");
+        return None;
+    };
+    if common::ort_library().is_none() {
+        eprintln!("SKIPPED: no ONNX Runtime library");
+        return None;
+    }
+    Some(data)
+}
+
 /// summary.csv rows as maps of column → value.
 fn table(path: &Path) -> Vec<BTreeMap<String, String>> {
     let rows = parse_csv(&std::fs::read_to_string(path).unwrap());
@@ -68,14 +81,7 @@ fn save(path: &Path, px: &[u8], w: u32, h: u32) {
 
 #[test]
 fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
-    let Some(data) = common::shared_data() else {
-        eprintln!("SKIPPED: ../shared/data/dsb2018-fluo absent");
-        return;
-    };
-    if common::ort_library().is_none() {
-        eprintln!("SKIPPED: no ONNX Runtime library");
-        return;
-    }
+    let Some(data) = prerequisites() else { return };
     let dir = common::temp_dir("screen");
     let s = samples(&data);
     let wells = ["B02", "B03"];
@@ -234,5 +240,208 @@ fn vendor_layouts_give_fields_with_the_counts_of_their_nuclear_channel() {
     assert!(
         !dir.join("bad-out").exists(),
         "nothing is written when the layout is bad"
+    );
+}
+
+/// The plate of [`samples`] in ImageXpress names, wells B02 and B03 with two sites each.
+fn ixm_plate(dir: &Path, s: &[(PathBuf, Vec<u8>, u32, u32)]) -> PathBuf {
+    let plate = dir.join("Plate7");
+    for (k, (_, px, w, h)) in s.iter().enumerate() {
+        let (well, site) = (["B02", "B03"][k / 2], k % 2 + 1);
+        let half: Vec<u8> = px.iter().map(|v| v / 2).collect();
+        for (ch, img) in [(1, px), (2, &half)] {
+            save(
+                &plate.join(format!("Plate7_{well}_s{site}_w{ch}.png")),
+                img,
+                *w,
+                *h,
+            );
+        }
+    }
+    plate
+}
+
+/// Parquet rows as text (nulls as "").
+fn parquet_rows(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let r = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let names = r
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let rows = r
+        .get_row_iter(None)
+        .unwrap()
+        .map(|row| {
+            row.unwrap()
+                .get_column_iter()
+                .map(|(_, f)| match f {
+                    Field::Null => String::new(),
+                    Field::Double(v) => format!("{v}"),
+                    Field::Str(v) => v.clone(),
+                    other => panic!("unexpected Parquet field {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    (names, rows)
+}
+
+#[test]
+fn a_screen_fanned_out_over_runs_merges_into_the_tables_of_one_run() {
+    let Some(data) = prerequisites() else { return };
+    let dir = common::temp_dir("screen-merge");
+    let plate = ixm_plate(&dir, &samples(&data));
+    let map = dir.join("map.csv");
+    std::fs::write(
+        &map,
+        "well,treatment,concentration,control\nB2,DMSO,0,1\nB3,drug,10,\n",
+    )
+    .unwrap();
+    let segment = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "segment",
+            plate.to_str().unwrap(),
+            "--layout",
+            "auto",
+            "--plate-map",
+            map.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        run(cytoseg(&args).unwrap())
+    };
+    // The whole plate in one run.
+    let whole = dir.join("whole");
+    let o = segment(
+        &whole,
+        &["--value", "area_mean,intensity_mean-1_median", "--parquet"],
+    );
+    assert!(o.status.success());
+    // The field list, split three ways: well B02, B03 site 1 (a list), B03 site 2 (a list):
+    // well B03 is split between runs.
+    let o = segment(&dir.join("unused"), &["--list-fields"]);
+    assert!(o.status.success());
+    let listed = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 5, "{listed}");
+    assert!(lines[0].starts_with("plate,well,site,files"));
+    assert!(lines[1].starts_with("Plate7,B02,1,") && lines[1].contains("Plate7_B02_s1_w2.png"));
+    assert!(!dir.join("unused").exists(), "--list-fields writes nothing");
+    let mut runs = Vec::new();
+    for (name, sel) in [("b02", None), ("b03s1", Some(3)), ("b03s2", Some(4))] {
+        let out = dir.join("runs").join(name);
+        let o = match sel {
+            None => segment(&out, &["--well", "b2"]),
+            Some(line) => {
+                let list = dir.join(format!("{name}.csv"));
+                std::fs::write(&list, format!("{}\n{}\n", lines[0], lines[line])).unwrap();
+                segment(&out, &["--fields", list.to_str().unwrap()])
+            }
+        };
+        assert!(o.status.success());
+        let n = table(&out.join("summary.csv")).len();
+        assert_eq!(n, if sel.is_none() { 2 } else { 1 }, "{name}");
+        runs.push(out);
+    }
+    let merged = dir.join("merged");
+    let mut args = vec!["merge"];
+    args.extend(runs.iter().map(|r| r.to_str().unwrap()));
+    args.extend([
+        "--out",
+        merged.to_str().unwrap(),
+        "--value",
+        "area_mean,intensity_mean-1_median",
+        "--parquet",
+    ]);
+    let o = run({
+        let mut c = Command::new(common::cytoseg_exe());
+        c.args(&args);
+        c
+    });
+    assert!(o.status.success());
+    // Same wells table, same pictures, same fits as the single run.
+    for f in [
+        "wells.csv",
+        "dose_response.csv",
+        "plate_Plate7_objects_per_field.svg",
+        "plate_Plate7_area_mean.svg",
+        "plate_Plate7_intensity_mean-1_median.svg",
+        "dose_response_area_mean.svg",
+    ] {
+        let a = std::fs::read_to_string(whole.join(f)).unwrap();
+        let b = std::fs::read_to_string(merged.join(f)).unwrap();
+        assert_eq!(a, b, "{f}: the merged runs differ from the single run");
+    }
+    let summary = table(&merged.join("summary.csv"));
+    assert_eq!(summary.len(), 4);
+    assert!(summary[0]["run"].ends_with("b02") && summary[3]["run"].ends_with("b03s2"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(merged.join("merge.json")).unwrap()).unwrap();
+    assert_eq!(record["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(record["fields"], 4);
+    assert!(record["runs"][0]["model"]["sha256"].as_str().unwrap().len() == 64);
+    // Parquet: the same rows as the CSV tables, numbers typed.
+    for out in [&whole, &merged] {
+        let wells_csv = parse_csv(&std::fs::read_to_string(out.join("wells.csv")).unwrap());
+        let (names, rows) = parquet_rows(&out.join("wells.parquet"));
+        assert_eq!(names, wells_csv[0]);
+        assert_eq!(rows.len(), wells_csv.len() - 1);
+        for (p, c) in rows.iter().zip(&wells_csv[1..]) {
+            for (a, b) in p.iter().zip(c) {
+                match (a.parse::<f64>(), b.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => assert_eq!(x, y),
+                    _ => assert_eq!(a, b),
+                }
+            }
+        }
+        let (names, rows) = parquet_rows(&out.join("objects.parquet"));
+        assert_eq!(names[..3], ["objects_table", "plate", "well"]);
+        let objects: usize = summary
+            .iter()
+            .map(|r| r["objects"].parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(rows.len(), objects);
+        let (_, rows) = parquet_rows(&out.join("summary.parquet"));
+        assert_eq!(rows.len(), 4);
+    }
+    // Refusals, each naming the problem; nothing written.
+    let merge_err = |runs: &[&Path], out: &Path| {
+        let mut c = Command::new(common::cytoseg_exe());
+        c.arg("merge").args(runs).arg("--out").arg(out);
+        let o = run(c);
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let nowhere = dir.join("nowhere");
+    let e = merge_err(&[&runs[0], &whole], &nowhere);
+    assert!(
+        e.contains("plate Plate7 well B02 site 1 was segmented by two runs"),
+        "{e}"
+    );
+    let e = merge_err(&[&runs[0], &runs[1]], &runs[1]);
+    assert!(e.contains("is one of the runs"), "{e}");
+    let e = merge_err(&[&runs[0], &plate], &nowhere);
+    assert!(
+        e.contains("not the output folder of a finished cytoseg segment run"),
+        "{e}"
+    );
+    assert!(!nowhere.exists());
+    let o = segment(&dir.join("typo"), &["--well", "C07"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the screen has no well C07"));
+    let o = segment(&whole, &["--value", "perimeter_median_typo"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        e.contains("no per-well value \"perimeter_median_typo\""),
+        "{e}"
     );
 }

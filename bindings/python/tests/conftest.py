@@ -40,6 +40,7 @@ def cli():
             env["ORT_DYLIB_PATH"] = ort
         return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
 
+    run.exe = exe
     return run
 
 

@@ -16,6 +16,7 @@ distributed = pytest.importorskip("distributed", reason="distributed is not inst
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import dask_folder  # noqa: E402
 import dask_large  # noqa: E402
+import dask_screen  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +69,48 @@ def test_large_image_in_chunks_matches_whole_image(client, example, model):
     # without merging across chunks, objects on chunk borders would be split in two
     naive = dask_large.segment_dask(image, depth=48, device="cpu", iou=2.0).compute()
     assert cytoseg.evaluate(whole, naive, 0.5)["accuracy"] < stats[0]["accuracy"]
+
+
+def test_screen_fanned_out_per_well_merges_into_one_run(
+    client, tmp_path, example, tifffile, cli, monkeypatch
+):
+    """The screen example: one run per well on the cluster, merged, equals one run over the plate;
+    its Parquet tables open in pandas with the CSV tables' values."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed")
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    views = [example, example[::-1], example[:, ::-1], example[::-1, ::-1], example[:200]]
+    for k in range(8):  # four wells of two sites
+        well, site, img = ["B02", "B03", "C02", "C03"][k // 2], k % 2 + 1, views[k % 5]
+        for ch, data in ((1, img), (2, img // 2)):
+            tifffile.imwrite(plate / f"P1_{well}_s{site}_w{ch}.tif", data)
+    pmap = tmp_path / "map.csv"
+    pmap.write_text("well,treatment,concentration,control\nB2,DMSO,0,yes\nB3,drug,1\n"
+                    "C2,drug,10\nC3,drug,100\n")
+    seg = ["--plate-map", str(pmap), "--device", "cpu"]
+    ort = cytoseg._native.find_onnxruntime()
+    if ort:  # the example's cytoseg commands find ONNX Runtime as the cli fixture's do
+        monkeypatch.setenv("ORT_DYLIB_PATH", ort)
+    runs = dask_screen.screen(plate, tmp_path / "fan", client, exe=str(cli.exe),
+                              segment_args=seg, merge_args=["--value=area_mean", "--parquet"])
+    assert [Path(r).name for r in runs] == ["P1_B02", "P1_B03", "P1_C02", "P1_C03"]
+    whole = tmp_path / "whole"
+    cli("segment", str(plate), "--layout", "auto", "--out", str(whole), "-q", *seg,
+        "--value", "area_mean")
+    merged = tmp_path / "fan" / "merged"
+    for f in ("wells.csv", "dose_response.csv", "plate_P1_area_mean.svg"):
+        assert (merged / f).read_text() == (whole / f).read_text(), f
+    wells_csv = pd.read_csv(merged / "wells.csv")
+    wells_pq = pd.read_parquet(merged / "wells.parquet")
+    assert list(wells_pq.columns) == list(wells_csv.columns)
+    pd.testing.assert_frame_equal(wells_pq, wells_csv, check_dtype=False)
+    objects = pd.read_parquet(merged / "objects.parquet")
+    assert len(objects) == wells_csv["objects"].sum()
+    assert objects.groupby("well")["area"].mean().round(9).to_dict() == (
+        wells_csv.set_index("well")["area_mean"].round(9).to_dict())
+    # Run again: every run skips its finished fields, the merge gives the same table.
+    before = (merged / "wells.csv").read_text()
+    dask_screen.screen(plate, tmp_path / "fan", client, exe=str(cli.exe), segment_args=seg,
+                       merge_args=["--value=area_mean", "--parquet"])
+    assert (merged / "wells.csv").read_text() == before

@@ -10,6 +10,7 @@ mod masks;
 mod measure;
 mod progress;
 mod qc;
+mod screen;
 mod segment;
 mod train;
 mod validate;
@@ -74,6 +75,10 @@ pub enum Command {
     /// objects of a segment output, then apply it to every object of an output folder.
     #[command(subcommand)]
     Classify(classify::ClassifyCmd),
+    /// Merge the runs of a screen fanned out over plates, wells or field lists (`segment
+    /// --layout ... --well/--plate/--fields`) into one wells table, heatmaps and dose-response
+    /// fits.
+    Merge(screen::MergeCmd),
     /// List the bundled models (and, with --providers, ONNX Runtime's execution providers).
     Models(segment::ModelsCmd),
 }
@@ -122,6 +127,7 @@ where
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Qc(args) => qc::run(args, cli.quiet),
         Command::Classify(args) => classify::run(args, cli.quiet),
+        Command::Merge(args) => screen::merge(args, cli.quiet),
     };
     match result {
         Ok(code) => code,

@@ -119,9 +119,9 @@ pub struct SegmentCmd {
     /// folders of them, or quoted glob patterns such as 'plate1/*.tif'.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
-    /// Output folder (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    /// Output folder (created if missing; not needed with --list-fields).
+    #[arg(long, value_name = "DIR", required_unless_present = "list_fields")]
+    pub out: Option<PathBuf>,
     /// Also take images from the sub-folders of folder inputs (outputs mirror the sub-folders).
     #[arg(short, long)]
     pub recursive: bool,
@@ -168,6 +168,12 @@ pub struct SegmentCmd {
     /// QC grouping and thresholds (with --qc).
     #[command(flatten)]
     pub qc_args: super::qc::QcArgs,
+    /// Fan-out: which fields of a screen this run segments (with --layout).
+    #[command(flatten)]
+    pub select: super::screen::SelectArgs,
+    /// Per-well readouts and Parquet tables.
+    #[command(flatten)]
+    pub readout_args: super::screen::ReadoutArgs,
 }
 
 const SEGMENT_AFTER_HELP: &str = "\
@@ -191,15 +197,29 @@ Exit status: 0 all images ok or skipped, 1 some image failed, 2 the run could no
 Stacks: multi-page TIFFs are z (or t) stacks; ImageJ hyperstacks and OME-TIFF give their axes.
 Channels: --channel picks the model's input channel(s); intensities are measured on all.
 
+Screens (--layout): wells.csv (one row per well: fields, objects, mean/median/std of every
+measurement, plate-map columns, class fractions), plate_<plate>_<value>.svg heatmaps (--value
+adds values), dose_response.csv and dose_response_<value>.svg when the plate map gives treatment
+and concentration. --list-fields, --plate, --well and --fields fan a screen out over runs;
+`cytoseg merge` joins them. --parquet adds objects.parquet, summary.parquet and wells.parquet.
+
 Examples:
   cytoseg segment images/ --out results
   cytoseg segment 'plate*/**/*.tif' --out results --diameter 25 --jobs 2
-  cytoseg segment experiment/ --recursive --out results --device cuda";
+  cytoseg segment experiment/ --recursive --out results --device cuda
+  cytoseg segment plate/ --layout auto --plate-map map.csv --value area_mean --out screen";
 
 /// Runs `cytoseg segment`; returns 1 when any image failed.
 pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
+    // Present unless --list-fields (clap checks), which writes nothing.
+    let out = cmd.out.clone().unwrap_or_default();
     let inputs = match cmd.layout.as_deref() {
-        None => batch::expand_inputs(&cmd.inputs, cmd.recursive, &cmd.out)?,
+        None if cmd.select.any() || !cmd.readout_args.values.is_empty() => {
+            return Err(Error::invalid(
+                "--plate, --well, --fields, --list-fields and --value are for screens: add --layout",
+            ));
+        }
+        None => batch::expand_inputs(&cmd.inputs, cmd.recursive, &out)?,
         Some(l) => {
             let layout = match l {
                 "auto" => None,
@@ -214,10 +234,15 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
             let (layout, inputs) = cytoseg_core::screen::expand_screen(
                 &cmd.inputs,
                 cmd.recursive,
-                &cmd.out,
+                &out,
                 layout.as_ref(),
                 plate_map.as_ref(),
             )?;
+            let inputs = cmd.select.selection()?.apply(inputs)?;
+            if cmd.select.list_fields {
+                print!("{}", cytoseg_core::screen::select::fields_csv(&inputs));
+                return Ok(0);
+            }
             if !quiet {
                 eprintln!(
                     "screen layout {}: {} field(s) of {} channel(s)",
@@ -240,7 +265,7 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
     }
     params.keep_flows = cmd.save_flows;
     let opts = batch::BatchOptions {
-        out: cmd.out.clone(),
+        out: out.clone(),
         jobs: batch::default_jobs(cmd.jobs),
         memory_budget: memory_budget(cmd.max_memory)?,
         overwrite: cmd.overwrite,
@@ -248,6 +273,7 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
         save_flows: cmd.save_flows,
         run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
+        readouts: cmd.readout_args.readouts(),
         classifier: match &cmd.classifier {
             Some(p) if cmd.no_objects => {
                 return Err(Error::invalid(format!(
@@ -287,11 +313,11 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
             c.skipped,
             c.failed,
             report.seconds,
-            cmd.out.join("summary.csv").display()
+            out.join("summary.csv").display()
         );
     }
     if cmd.qc {
-        let qc = cytoseg_core::qc::report::qc_report(&cmd.out, &cmd.qc_args.options())?;
+        let qc = cytoseg_core::qc::report::qc_report(&out, &cmd.qc_args.options())?;
         super::qc::print_verdict(&qc, quiet);
     }
     Ok(if c.failed > 0 { 1 } else { 0 })

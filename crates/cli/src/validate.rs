@@ -324,6 +324,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
         run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
         classifier: None,
+        readouts: Default::default(),
     };
     let batch_inputs: Vec<batch::Input> = paired.iter().map(|&i| i.clone()).collect();
     let reporter = Reporter::new(paired.len(), quiet);

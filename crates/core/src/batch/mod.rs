@@ -246,6 +246,9 @@ pub struct BatchOptions {
     /// A classifier applied to each objects table as it is written (`class` columns), and to
     /// `wells.csv` at the end (class fractions); see [`crate::classify`].
     pub classifier: Option<std::sync::Arc<crate::classify::Classifier>>,
+    /// Per-well values drawn as plate heatmaps and dose-response fits (screens), and whether the
+    /// tables are also written as Parquet; see [`crate::screen::readouts`].
+    pub readouts: crate::screen::readouts::Readouts,
 }
 
 impl BatchOptions {
@@ -262,6 +265,7 @@ impl BatchOptions {
             run_files: true,
             invocation: serde_json::Value::Null,
             classifier: None,
+            readouts: Default::default(),
         }
     }
 }
@@ -516,6 +520,42 @@ fn record_path(out: &Path, stem: &Path) -> PathBuf {
     );
     p.set_file_name(name);
     p
+}
+
+/// The outcomes that the records of output folder `out` hold for its finished images (state
+/// "done"; status `ok`), sorted by output stem: what every run into `out` has finished, whether
+/// or not the last run listed it. Unreadable records are left out (their images count as not
+/// finished, as a resumed run would count them).
+pub fn finished_outcomes(out: &Path) -> Result<Vec<Outcome>> {
+    let root = out.join(".cytoseg");
+    if !root.is_dir() {
+        return Err(Error::invalid(format!(
+            "{}: no .cytoseg records; not an output folder of cytoseg segment",
+            out.display()
+        )));
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))? {
+            let p = e.map_err(|e| Error::io(&d, e))?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files
+        .iter()
+        .filter_map(|p| read_record(p))
+        .filter(|r| r.state == "done")
+        .map(|r| Outcome {
+            status: "ok".into(),
+            ..r.outcome
+        })
+        .collect())
 }
 
 fn read_record(path: &Path) -> Option<Record> {
@@ -978,10 +1018,17 @@ pub fn segment_folder(
     );
     if opts.run_files {
         write_run_files(&opts.out, &outcomes, &m)?;
-        crate::screen::wells::write_well_outputs(&opts.out, &outcomes)?;
+        crate::screen::wells::write_wells_csv(&opts.out, &outcomes)?;
         if let Some(c) = &opts.classifier {
             crate::screen::classes::write_class_fractions(&opts.out, &c.classes)?;
         }
+        let tables: Vec<PathBuf> = outcomes
+            .iter()
+            .filter(|o| o.status == "ok" || o.status == "skipped")
+            .flat_map(|o| o.outputs.keys().filter(|k| k.ends_with("_objects.csv")))
+            .map(|k| opts.out.join(k))
+            .collect();
+        crate::screen::readouts::write_readouts(&opts.out, &tables, &opts.readouts)?;
     }
     Ok(Report {
         counts: Counts::of(&outcomes),

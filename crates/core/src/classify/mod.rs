@@ -847,14 +847,26 @@ pub fn apply_to_table(
 }
 
 /// Applies `model` to every objects table of segment output `out`, then adds per-well class
-/// fractions to `OUT/wells.csv` when it exists. Re-runnable: earlier class columns are replaced.
+/// fractions to `OUT/wells.csv` when it exists and redraws the screen's readouts (heatmaps of
+/// the fractions; Parquet tables when the run wrote them). Re-runnable: earlier class columns
+/// are replaced.
 pub fn apply_folder(model: &Classifier, out: &Path) -> Result<ApplySummary> {
     let mut summary = ApplySummary::default();
-    for stem in table_stems(out)? {
-        let t = ObjectsTable::load(out, &stem)?;
+    let stems = table_stems(out)?;
+    for stem in &stems {
+        let t = ObjectsTable::load(out, stem)?;
         apply_to_table(model, &t, &mut summary)?;
     }
     summary.wells = crate::screen::classes::write_class_fractions(out, &model.classes)?;
+    let tables: Vec<PathBuf> = stems
+        .iter()
+        .map(|s| out.join(format!("{s}{OBJECTS_SUFFIX}")))
+        .collect();
+    let readouts = crate::screen::readouts::Readouts {
+        values: Vec::new(),
+        parquet: crate::screen::readouts::has_parquet(out),
+    };
+    crate::screen::readouts::write_readouts(out, &tables, &readouts)?;
     Ok(summary)
 }
 

@@ -5,6 +5,7 @@ pub mod image;
 pub mod labels;
 pub mod limits;
 pub mod npy;
+pub mod parquet;
 pub mod tiff;
 
 use std::io::Write;

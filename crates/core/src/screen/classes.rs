@@ -20,11 +20,38 @@ pub fn write_class_fractions(out: &Path, classes: &[String]) -> Result<Option<Pa
     if !path.is_file() {
         return Ok(None);
     }
+    let tables: Vec<PathBuf> = crate::classify::table_stems(out)?
+        .iter()
+        .map(|stem| out.join(format!("{stem}{}", crate::classify::OBJECTS_SUFFIX)))
+        .collect();
+    add_class_fractions(&path, &tables, classes)?;
+    Ok(Some(path))
+}
+
+/// The classes of a classified objects table, from its `probability_<class>` columns (in
+/// their order); empty for a table no classifier has been applied to.
+pub fn table_classes(table: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(table).map_err(|e| Error::io(table, e))?;
+    let header = parse_csv(text.lines().next().unwrap_or(""));
+    Ok(header
+        .first()
+        .map(|h| {
+            h.iter()
+                .filter_map(|c| c.strip_prefix("probability_"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Rewrites the wells table `path` with a `fraction_<class>` column per class, counting the
+/// `class` column of the objects tables `tables` by plate and well (the fractions of several
+/// runs' tables together when merging runs).
+pub fn add_class_fractions(path: &Path, tables: &[PathBuf], classes: &[String]) -> Result<()> {
     // (plate, well) → count per class.
     let mut counts: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-    for stem in crate::classify::table_stems(out)? {
-        let t = out.join(format!("{stem}{}", crate::classify::OBJECTS_SUFFIX));
-        let rows = parse_csv(&std::fs::read_to_string(&t).map_err(|e| Error::io(&t, e))?);
+    for t in tables {
+        let rows = parse_csv(&std::fs::read_to_string(t).map_err(|e| Error::io(t, e))?);
         let Some(h) = rows.first() else { continue };
         let col = |n: &str| h.iter().position(|x| x == n);
         let (Some(p), Some(w), Some(c)) = (col("plate"), col("well"), col("class")) else {
@@ -41,9 +68,9 @@ pub fn write_class_fractions(out: &Path, classes: &[String]) -> Result<Option<Pa
             }
         }
     }
-    let rows = parse_csv(&std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?);
+    let rows = parse_csv(&std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?);
     let Some(header) = rows.first() else {
-        return Ok(Some(path));
+        return Ok(());
     };
     let drop = |n: &str| n.starts_with("fraction_") || n.starts_with("class_");
     let keep: Vec<usize> = (0..header.len()).filter(|&i| !drop(&header[i])).collect();
@@ -51,7 +78,7 @@ pub fn write_class_fractions(out: &Path, classes: &[String]) -> Result<Option<Pa
         header.iter().position(|x| x == "plate"),
         header.iter().position(|x| x == "well"),
     ) else {
-        return Err(Error::format(&path, "no plate and well columns"));
+        return Err(Error::format(path, "no plate and well columns"));
     };
     let line = |f: Vec<String>| f.iter().map(|x| csv_field(x)).collect::<Vec<_>>().join(",");
     let mut text = line(
@@ -80,10 +107,9 @@ pub fn write_class_fractions(out: &Path, classes: &[String]) -> Result<Option<Pa
         );
         text.push('\n');
     }
-    crate::io::write_atomic(&path, true, |f| {
-        std::io::Write::write_all(f, text.as_bytes()).map_err(|e| Error::io(&path, e))
-    })?;
-    Ok(Some(path))
+    crate::io::write_atomic(path, true, |f| {
+        std::io::Write::write_all(f, text.as_bytes()).map_err(|e| Error::io(path, e))
+    })
 }
 
 #[cfg(test)]

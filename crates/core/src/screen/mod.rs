@@ -14,7 +14,10 @@
 
 pub mod classes;
 pub mod dose;
+pub mod merge;
 pub mod platemap;
+pub mod readouts;
+pub mod select;
 pub mod wells;
 
 use std::collections::BTreeMap;

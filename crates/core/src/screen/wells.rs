@@ -41,6 +41,12 @@ pub struct Well {
 /// The wells of a screen run, from its outcomes (their `_objects.csv` outputs, under `out`),
 /// sorted by plate, row and column.
 pub fn wells(out: &Path, outcomes: &[Outcome]) -> Result<Vec<Well>> {
+    wells_of_runs(&[(out, outcomes)])
+}
+
+/// The wells of several runs together (each run: its output folder and outcomes), as if one
+/// run had made every field: a well's fields may come from several runs.
+pub fn wells_of_runs(runs: &[(&Path, &[Outcome])]) -> Result<Vec<Well>> {
     // (plate, row number, column) → fields, objects, measurement → values.
     type Acc = (
         String,
@@ -51,10 +57,13 @@ pub fn wells(out: &Path, outcomes: &[Outcome]) -> Result<Vec<Well>> {
     );
     let mut acc: BTreeMap<(String, u32, u32), Acc> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
-    for o in outcomes
-        .iter()
-        .filter(|o| o.status == "ok" || o.status == "skipped")
-    {
+    let fields = runs.iter().flat_map(|(out, outcomes)| {
+        outcomes
+            .iter()
+            .filter(|o| o.status == "ok" || o.status == "skipped")
+            .map(move |o| (*out, o))
+    });
+    for (out, o) in fields {
         let (Some(plate), Some(well)) = (o.fields.get("plate"), o.fields.get("well")) else {
             continue;
         };
@@ -315,119 +324,20 @@ pub fn heatmap_svg(plate: &str, title: &str, values: &[(u32, u32, f64)]) -> Stri
     s
 }
 
-/// Writes `wells.csv` and a heatmap of objects per field for every plate into `out`; returns
-/// the files written. Nothing for a run without screen fields.
-pub fn write_well_outputs(out: &Path, outcomes: &[Outcome]) -> Result<Vec<PathBuf>> {
+/// Writes `wells.csv` into `out` from the run's outcomes; returns it, or nothing for a run
+/// without screen fields. The heatmaps, dose-response fits and Parquet tables are drawn from
+/// it afterwards by [`super::readouts::write_readouts`].
+pub fn write_wells_csv(out: &Path, outcomes: &[Outcome]) -> Result<Option<PathBuf>> {
     let ws = wells(out, outcomes)?;
     if ws.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let mut written = Vec::new();
     let csv = out.join("wells.csv");
     write_text(&csv, &wells_csv(&ws))?;
-    written.push(csv);
-    let mut plates: Vec<&str> = ws.iter().map(|w| w.plate.as_str()).collect();
-    plates.dedup();
-    for plate in plates {
-        let values: Vec<(u32, u32, f64)> = ws
-            .iter()
-            .filter(|w| w.plate == plate)
-            .filter_map(|w| {
-                let (r, c) = super::parse_well(&w.well)?;
-                Some((r, c, w.objects as f64 / w.fields.max(1) as f64))
-            })
-            .collect();
-        let safe: String = plate
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = out.join(format!("plate_{safe}_objects_per_field.svg"));
-        write_text(&path, &heatmap_svg(plate, "objects per field", &values))?;
-        written.push(path);
-    }
-    written.extend(write_dose_response(out, &ws)?);
-    Ok(written)
+    Ok(Some(csv))
 }
 
-/// With a plate map giving `treatment` and `concentration`: a four-parameter logistic of
-/// objects per field per treatment (controls, `control` = yes, left out of the fits and drawn
-/// as a line), as `dose_response.csv` and `dose_response_objects_per_field.svg`.
-fn write_dose_response(out: &Path, ws: &[Well]) -> Result<Vec<PathBuf>> {
-    let value = |w: &Well| w.objects as f64 / w.fields.max(1) as f64;
-    let control = |w: &Well| {
-        w.annotations
-            .get("control")
-            .is_some_and(|c| super::platemap::is_control(c))
-    };
-    let mut fits: Vec<super::dose::DoseFit> = Vec::new();
-    for w in ws.iter().filter(|w| !control(w)) {
-        let (Some(t), Some(c)) = (
-            w.annotations.get("treatment"),
-            w.annotations.get("concentration"),
-        ) else {
-            continue;
-        };
-        let Ok(c) = c.trim().parse::<f64>() else {
-            continue;
-        };
-        match fits.iter_mut().find(|f| &f.treatment == t) {
-            Some(f) => f.points.push((c, value(w))),
-            None => fits.push(super::dose::DoseFit {
-                treatment: t.clone(),
-                points: vec![(c, value(w))],
-                curve: None,
-                r2: f64::NAN,
-            }),
-        }
-    }
-    if fits.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut csv = String::from("treatment,value,wells,concentrations,bottom,top,ec50,hill,r2\n");
-    for f in fits.iter_mut() {
-        if let Some((c, r2)) = super::dose::fit(&f.points) {
-            f.curve = Some(c);
-            f.r2 = r2;
-        }
-        let mut xs: Vec<f64> = f.points.iter().map(|p| p.0).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        let cells = match f.curve {
-            Some(c) => format!("{},{},{},{},{}", c.bottom, c.top, c.ec50, c.hill, f.r2),
-            None => ",,,,".into(),
-        };
-        csv += &format!(
-            "{},objects_per_field,{},{},{cells}\n",
-            csv_field(&f.treatment),
-            f.points.len(),
-            xs.len()
-        );
-    }
-    let controls: Vec<f64> = ws.iter().filter(|w| control(w)).map(value).collect();
-    let control_mean =
-        (!controls.is_empty()).then(|| controls.iter().sum::<f64>() / controls.len() as f64);
-    let table = out.join("dose_response.csv");
-    write_text(&table, &csv)?;
-    let plot = out.join("dose_response_objects_per_field.svg");
-    write_text(
-        &plot,
-        &super::dose::plot_svg(
-            "Dose-response: objects per field",
-            "objects per field",
-            &fits,
-            control_mean,
-        ),
-    )?;
-    Ok(vec![table, plot])
-}
-
-fn write_text(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, true, |w| {
         std::io::Write::write_all(w, text.as_bytes()).map_err(|e| Error::io(path, e))
     })
@@ -481,9 +391,21 @@ mod tests {
             csv.contains("\nP,A01,A,1,2,3,1.5,20,20,10,40,40,20\n"),
             "{csv}"
         );
-        let files = write_well_outputs(&dir, &outcomes).unwrap();
-        assert_eq!(files.len(), 2);
-        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        let csv_path = write_wells_csv(&dir, &outcomes).unwrap().unwrap();
+        let readouts = super::super::readouts::Readouts {
+            values: vec!["area_mean".into()],
+            parquet: false,
+        };
+        let files = super::super::readouts::write_readouts(&dir, &[], &readouts).unwrap();
+        assert_eq!(
+            files,
+            [
+                dir.join("plate_P_objects_per_field.svg"),
+                dir.join("plate_P_area_mean.svg")
+            ]
+        );
+        assert!(std::fs::read_to_string(&csv_path).unwrap() == csv);
+        let svg = std::fs::read_to_string(&files[0]).unwrap();
         assert!(
             svg.contains("A01: 1.5") && svg.contains("H12: no value"),
             "96-well grid"
