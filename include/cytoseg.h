@@ -871,6 +871,40 @@ cytoseg_status cytoseg_labels_to_flows(const uint32_t *labels,
                                        size_t flows_len);
 
 /**
+ * Links the per-plane 2-D labels of a z-stack into 3-D labels, in place, exactly as
+ * cellpose 4.2.1.1's stitching mode: `utils.stitch3D(masks, stitch_threshold)` (each plane's
+ * masks take the id of the previous plane's mask they overlap best by IoU, at least
+ * `stitch_threshold`, else a new id) then `utils.fill_holes_and_remove_small_masks(masks,
+ * min_size)` on the volume (holes filled 6-connected, masks under `min_size` voxels removed,
+ * labels renumbered 1..n).
+ *
+ * @param labels         Labels, uint32, `planes * height * width`: plane after plane, each
+ *                       row-major, every plane numbered on its own (as `cytoseg_flows_to_labels`
+ *                       with `min_size` -1 gives them, as Cellpose makes them before stitching).
+ *                       Replaced by the 3-D labels on success only.
+ * @param labels_len     Number of elements in `labels`; must be `planes * height * width`.
+ * @param planes         Number of planes (>= 1).
+ * @param height         Plane height (>= 2).
+ * @param width          Plane width (>= 2).
+ * @param stitch_threshold  Smallest IoU that links two masks (> 0; Cellpose's usual 0.25).
+ * @param min_size       Masks with fewer voxels are removed; <= 0 keeps all (holes are still
+ *                       filled).
+ * @param n_labels       Optional output (may be NULL): the largest 3-D label.
+ * @return `CYTOSEG_STATUS_OK`, or a failure status with a message (NULL pointer, mismatched
+ *         length, threshold not above 0, too many labels).
+ *
+ * Thread safety: may be called concurrently from several threads on different buffers.
+ */
+cytoseg_status cytoseg_stitch_labels(uint32_t *labels,
+                                     size_t labels_len,
+                                     size_t planes,
+                                     size_t height,
+                                     size_t width,
+                                     double stitch_threshold,
+                                     int64_t min_size,
+                                     uint32_t *n_labels);
+
+/**
  * Fills `cal` with the defaults: 1 × 1 pixel, unit NULL ("pixel", uncalibrated).
  */
 cytoseg_status cytoseg_calibration_init(struct cytoseg_calibration *cal);

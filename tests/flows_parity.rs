@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cytoseg::core::flows::{self, MaskParams};
 use ndarray::{Array2, Array3};
@@ -84,22 +84,7 @@ fn check(case: &Case) -> Result<(), String> {
 }
 
 fn run_dir(dir: &Path) -> usize {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "npz"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no fixtures in {}", dir.display());
-    let failures: Vec<String> = paths.iter().filter_map(|p| check(&load(p)).err()).collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ:\n{}",
-        failures.len(),
-        paths.len(),
-        failures.join("\n")
-    );
-    paths.len()
+    common::parity_dir(dir, |p| check(&load(p)))
 }
 
 #[test]
@@ -111,21 +96,7 @@ fn fixtures_match_cellpose_exactly() {
 
 #[test]
 fn live_cases_match_cellpose_exactly() {
-    let Some(python) = common::reference_python(&["cellpose"]) else {
-        eprintln!(
-            "SKIPPED live cellpose parity: no Python with cellpose 4.2.1.1 (set CYTOSEG_PYTHON)"
-        );
-        return;
-    };
-    let out = common::temp_dir("flows-live");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/live_flow_cases.py");
-    let status = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&out)
-        .status()
-        .expect("run python");
-    assert!(status.success(), "{} failed", script.display());
-    let n = run_dir(&out);
-    eprintln!("{n} fresh cases equal cellpose 4.2.1.1 (live)");
-    let _ = std::fs::remove_dir_all(&out);
+    if let Some(n) = common::live_cellpose_parity("live_flow_cases.py", |p| check(&load(p))) {
+        eprintln!("{n} fresh cases equal cellpose 4.2.1.1 (live)");
+    }
 }

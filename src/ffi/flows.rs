@@ -236,3 +236,66 @@ pub extern "C" fn cytoseg_labels_to_flows(
         Ok(())
     })
 }
+
+/// Links the per-plane 2-D labels of a z-stack into 3-D labels, in place, exactly as
+/// cellpose 4.2.1.1's stitching mode: `utils.stitch3D(masks, stitch_threshold)` (each plane's
+/// masks take the id of the previous plane's mask they overlap best by IoU, at least
+/// `stitch_threshold`, else a new id) then `utils.fill_holes_and_remove_small_masks(masks,
+/// min_size)` on the volume (holes filled 6-connected, masks under `min_size` voxels removed,
+/// labels renumbered 1..n).
+///
+/// @param labels         Labels, uint32, `planes * height * width`: plane after plane, each
+///                       row-major, every plane numbered on its own (as `cytoseg_flows_to_labels`
+///                       with `min_size` -1 gives them, as Cellpose makes them before stitching).
+///                       Replaced by the 3-D labels on success only.
+/// @param labels_len     Number of elements in `labels`; must be `planes * height * width`.
+/// @param planes         Number of planes (>= 1).
+/// @param height         Plane height (>= 2).
+/// @param width          Plane width (>= 2).
+/// @param stitch_threshold  Smallest IoU that links two masks (> 0; Cellpose's usual 0.25).
+/// @param min_size       Masks with fewer voxels are removed; <= 0 keeps all (holes are still
+///                       filled).
+/// @param n_labels       Optional output (may be NULL): the largest 3-D label.
+/// @return `CYTOSEG_STATUS_OK`, or a failure status with a message (NULL pointer, mismatched
+///         length, threshold not above 0, too many labels).
+///
+/// Thread safety: may be called concurrently from several threads on different buffers.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_stitch_labels(
+    labels: *mut u32,
+    labels_len: usize,
+    planes: usize,
+    height: usize,
+    width: usize,
+    stitch_threshold: f64,
+    min_size: i64,
+    n_labels: *mut u32,
+) -> cytoseg_status {
+    boundary(|| {
+        let n = flows::check_size(height, width)?;
+        expect_len(
+            "labels_len",
+            labels_len,
+            n.checked_mul(planes),
+            "planes * height * width",
+        )?;
+        // SAFETY: non-null and aligned (checked), length checked against the volume's size;
+        // validity and exclusive access are the caller's contract.
+        let buf = unsafe { output(labels, labels_len, "labels") }?;
+        let mut work: Vec<u32> = Vec::new();
+        work.try_reserve_exact(buf.len()).map_err(|_| {
+            FfiError(
+                cytoseg_status::TooLarge,
+                format!("no memory for a copy of {} labels", buf.len()),
+            )
+        })?;
+        work.extend_from_slice(buf);
+        flows::stitch_planes(&mut work, planes, height, width, stitch_threshold, min_size)?;
+        buf.copy_from_slice(&work);
+        if !n_labels.is_null() {
+            // SAFETY: non-null; the caller provides a writable uint32_t.
+            unsafe { *n_labels = work.iter().copied().max().unwrap_or(0) };
+        }
+        Ok(())
+    })
+}

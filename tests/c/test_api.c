@@ -291,6 +291,29 @@ static void test_model_folders(void) {
     }
 }
 
+/* Per-plane labels of a 3-plane stack (2×6 planes, both rows alike) linked into 3-D labels. */
+static void test_stitch(void) {
+    uint32_t planes[3][6] = {{1, 1, 1, 0, 2, 2}, {1, 1, 0, 0, 0, 2}, {2, 2, 1, 0, 0, 0}};
+    uint32_t want[3][6] = {{1, 1, 1, 0, 2, 2}, {1, 1, 0, 0, 0, 2}, {1, 1, 3, 0, 0, 0}};
+    uint32_t v[36], n = 0;
+    for (int z = 0; z < 3; z++)
+        for (int y = 0; y < 2; y++)
+            memcpy(v + (z * 2 + y) * 6, planes[z], sizeof planes[z]);
+    CHECK(cytoseg_stitch_labels(v, 36, 3, 2, 6, 0.25, 0, &n) == CYTOSEG_STATUS_OK);
+    CHECK(n == 3);
+    for (int z = 0; z < 3; z++)
+        for (int y = 0; y < 2; y++)
+            CHECK(memcmp(v + (z * 2 + y) * 6, want[z], sizeof want[z]) == 0);
+    /* Errors leave the buffer as it was. */
+    uint32_t before[36];
+    memcpy(before, v, sizeof v);
+    CHECK(cytoseg_stitch_labels(NULL, 36, 3, 2, 6, 0.25, 0, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_stitch_labels(v, 35, 3, 2, 6, 0.25, 0, NULL) == CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_stitch_labels(v, 36, 3, 2, 6, 0.0, 0, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_stitch_labels(v, 36, 3, 2, 6, NAN, 0, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(memcmp(before, v, sizeof v) == 0);
+}
+
 int main(void) {
     test_version();
     test_model_folders();
@@ -300,6 +323,7 @@ int main(void) {
     test_bad_input();
     test_threads();
     test_metrics();
+    test_stitch();
     if (failures) {
         fprintf(stderr, "test_api: %d check(s) failed\n", failures);
         return 1;

@@ -128,3 +128,51 @@ pub fn skimage_reference(what: &str) -> Option<(PathBuf, String)> {
     }
     Some((py, version))
 }
+
+/// Runs `check` on every `.npz` case of `dir` (sorted) and fails listing every case that
+/// differs; returns the number of cases.
+pub fn parity_dir(dir: &Path, check: impl Fn(&Path) -> Result<(), String>) -> usize {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npz"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no fixtures in {}", dir.display());
+    let failures: Vec<String> = paths.iter().filter_map(|p| check(p).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        paths.len(),
+        failures.join("\n")
+    );
+    paths.len()
+}
+
+/// Live parity: runs `tests/parity/<script> OUT` with a Python that has cellpose (fresh cases
+/// labelled by it), then [`parity_dir`] on OUT. `None`, after saying so, without such a Python.
+pub fn live_cellpose_parity(
+    script: &str,
+    check: impl Fn(&Path) -> Result<(), String>,
+) -> Option<usize> {
+    let Some(python) = reference_python(&["cellpose"]) else {
+        eprintln!(
+            "SKIPPED live cellpose parity ({script}): no Python with cellpose 4.2.1.1 (set CYTOSEG_PYTHON)"
+        );
+        return None;
+    };
+    let out = temp_dir(script.trim_end_matches(".py"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/parity")
+        .join(script);
+    let status = Command::new(&python)
+        .arg(&script)
+        .arg(&out)
+        .status()
+        .expect("run python");
+    assert!(status.success(), "{} failed", script.display());
+    let n = parity_dir(&out, check);
+    let _ = std::fs::remove_dir_all(&out);
+    Some(n)
+}

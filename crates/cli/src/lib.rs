@@ -12,6 +12,7 @@ mod progress;
 mod qc;
 mod screen;
 mod segment;
+mod stitch;
 mod train;
 mod validate;
 
@@ -75,6 +76,9 @@ pub enum Command {
     /// objects of a segment output, then apply it to every object of an output folder.
     #[command(subcommand)]
     Classify(classify::ClassifyCmd),
+    /// Link the per-plane 2-D labels of a z-stack into 3-D labels, exactly as Cellpose's
+    /// stitching mode (IoU between consecutive planes, then 3-D hole filling and size filter).
+    Stitch(stitch::StitchArgs),
     /// Merge the runs of a screen fanned out over plates, wells or field lists (`segment
     /// --layout ... --well/--plate/--fields`) into one wells table, heatmaps and dose-response
     /// fits.
@@ -128,6 +132,7 @@ where
         Command::Qc(args) => qc::run(args, cli.quiet),
         Command::Classify(args) => classify::run(args, cli.quiet),
         Command::Merge(args) => screen::merge(args, cli.quiet),
+        Command::Stitch(args) => stitch::run(args),
     };
     match result {
         Ok(code) => code,

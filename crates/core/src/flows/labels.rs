@@ -7,7 +7,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 /// Images with fewer pixels are processed on one thread (the pool's overhead outweighs the gain).
-const PAR_MIN_PIXELS: usize = 1 << 16;
+pub(crate) const PAR_MIN_PIXELS: usize = 1 << 16;
 
 /// Splits `0..n` into row-aligned contiguous ranges, one per job, for passes that keep a
 /// per-job table of `table_len` entries: one range when the image is small or the tables would
@@ -45,7 +45,7 @@ pub(crate) fn apply_map(labels: &mut [u32], map: &[u32]) {
 
 /// Replaces label values by their ranks among the distinct values (0 stays 0), keeping their
 /// order, so that per-label tables stay small whatever the values. Returns the largest rank.
-fn compact_labels(labels: &mut [u32]) -> u32 {
+pub(crate) fn compact_labels(labels: &mut [u32]) -> u32 {
     let mut values: Vec<u32> = labels.iter().copied().filter(|&l| l != 0).collect();
     values.par_sort_unstable();
     values.dedup();

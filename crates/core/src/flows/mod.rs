@@ -19,6 +19,7 @@ mod labels;
 mod quality;
 pub(crate) use quality::FlowQcStats;
 mod seeds;
+mod stitch;
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
 use rayon::prelude::*;
@@ -266,6 +267,63 @@ pub fn fill_holes_and_remove_small_masks(
         )));
     }
     labels::fill_holes_and_remove_small(labels, height, width, min_size);
+    Ok(())
+}
+
+/// Checks that `labels` hold `planes × height × width` values; returns the plane size.
+fn check_volume(labels: &[u32], planes: usize, height: usize, width: usize) -> Result<usize> {
+    let plane = check_size(height, width)?;
+    let n = plane
+        .checked_mul(planes)
+        .ok_or_else(|| Error::TooLarge(format!("{planes}×{height}×{width} overflows")))?;
+    if labels.len() != n {
+        return Err(Error::shape(format!(
+            "labels have {} values, expected {planes}×{height}×{width} = {n}",
+            labels.len()
+        )));
+    }
+    Ok(plane)
+}
+
+/// Cellpose's stitching mode on per-plane labels (`planes` planes of `height × width`,
+/// row-major, plane after plane), in place: `utils.stitch3D(masks, stitch_threshold)` links
+/// each plane's masks to the previous plane's by IoU, then
+/// `utils.fill_holes_and_remove_small_masks(masks, min_size)` fills holes in 3-D and removes
+/// masks under `min_size` voxels (`min_size <= 0`: fills only). The planes should be
+/// `compute_masks` results made with `min_size` −1, as Cellpose makes them before stitching.
+/// Labels equal Cellpose 4.2.1.1's, quirks included (see the `stitch` module source).
+pub fn stitch_planes(
+    labels: &mut [u32],
+    planes: usize,
+    height: usize,
+    width: usize,
+    stitch_threshold: f64,
+    min_size: i64,
+) -> Result<()> {
+    let plane = check_volume(labels, planes, height, width)?;
+    if !(stitch_threshold.is_finite() && stitch_threshold > 0.0) {
+        return Err(Error::invalid(format!(
+            "stitch threshold {stitch_threshold}: expected an IoU above 0 (Cellpose stitches planes only then; 0.25 is usual)"
+        )));
+    }
+    stitch::stitch3d(labels, planes, plane, stitch_threshold)?;
+    stitch::fill_holes_and_remove_small_3d(labels, height, width, min_size);
+    Ok(())
+}
+
+/// Cellpose's `fill_holes_and_remove_small_masks(masks, min_size)` on a 3-D volume (`planes`
+/// planes of `height × width`): masks under `min_size` voxels removed, holes filled
+/// (6-connected, within each mask's 3-D bounding box), small masks removed again, labels
+/// renumbered 1..n by first appearance. `min_size <= 0` only fills.
+pub fn fill_holes_and_remove_small_masks_3d(
+    labels: &mut [u32],
+    planes: usize,
+    height: usize,
+    width: usize,
+    min_size: i64,
+) -> Result<()> {
+    check_volume(labels, planes, height, width)?;
+    stitch::fill_holes_and_remove_small_3d(labels, height, width, min_size);
     Ok(())
 }
 

@@ -313,6 +313,42 @@ pub(crate) fn widen<T: Copy + Into<u32>>(path: &Path, v: &[T]) -> Result<Vec<u32
 }
 
 fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    let (data, shape) = read_npy_label_array(path)?;
+    match shape[..] {
+        [h, w] => Ok((data, h, w)),
+        _ => Err(Error::format(
+            path,
+            format!("label array has shape {shape:?}, expected (H, W)"),
+        )),
+    }
+}
+
+/// Reads a label stack: a multi-page TIFF (as `cytoseg segment` or Fiji writes a z-stack),
+/// a `.npy` of shape `(Z, H, W)` (or `(H, W)`), or a 2-D label image as one plane. Returns
+/// `(labels plane after plane, planes, height, width)`.
+pub fn read_label_stack(path: &Path) -> Result<(Vec<u32>, usize, usize, usize)> {
+    match crate::io::extension(path).as_str() {
+        "tif" | "tiff" => crate::io::tiff::read_tiff_label_stack(path),
+        "npy" => {
+            let (data, shape) = read_npy_label_array(path)?;
+            match shape[..] {
+                [z, h, w] => Ok((data, z, h, w)),
+                [h, w] => Ok((data, 1, h, w)),
+                _ => Err(Error::format(
+                    path,
+                    format!("label array has shape {shape:?}, expected (Z, H, W) or (H, W)"),
+                )),
+            }
+        }
+        _ => {
+            let (data, h, w) = read_labels(path)?;
+            Ok((data, 1, h, w))
+        }
+    }
+}
+
+/// An integer `.npy` label array of any shape as `u32` labels (row-major) and its shape.
+fn read_npy_label_array(path: &Path) -> Result<(Vec<u32>, Vec<usize>)> {
     use ndarray::ArrayD;
     use ndarray_npy::ReadNpyExt;
     let header = npy::check_header(path)?;
@@ -337,13 +373,7 @@ fn read_npy_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
                 let shape = a.shape().to_vec();
                 let v: Vec<$t> = npy::into_row_major(path, a)?;
                 let data: Vec<u32> = $conv(v)?;
-                return match shape[..] {
-                    [h, w] => Ok((data, h, w)),
-                    _ => Err(Error::format(
-                        path,
-                        format!("label array has shape {shape:?}, expected (H, W)"),
-                    )),
-                };
+                return Ok((data, shape));
             }
         };
     }

@@ -698,9 +698,21 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
     })
 }
 
-/// Reads a one-page TIFF label image (any integer or integral float type) as `u32` labels,
-/// `(labels, height, width)`; a stack is refused.
+/// Reads a one-page label TIFF; a stack is refused (see [`read_tiff_label_stack`]).
 pub(crate) fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> {
+    let (data, planes, h, w) = read_tiff_label_pages(path, false)?;
+    debug_assert_eq!(planes, 1);
+    Ok((data, h, w))
+}
+
+/// Reads every page of a label TIFF (a z-stack as `cytoseg segment` or Fiji writes it):
+/// labels plane after plane, the number of planes, height and width. Pages of another size
+/// or with several channels are refused, naming the page.
+pub(crate) fn read_tiff_label_stack(path: &Path) -> Result<(Vec<u32>, usize, usize, usize)> {
+    read_tiff_label_pages(path, true)
+}
+
+fn read_tiff_label_pages(path: &Path, stack: bool) -> Result<(Vec<u32>, usize, usize, usize)> {
     use crate::io::labels::{to_label, widen};
     use tiff::decoder::{Decoder, DecodingResult};
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -716,45 +728,79 @@ pub(crate) fn read_tiff_labels(path: &Path) -> Result<(Vec<u32>, usize, usize)> 
     let mut dec = Decoder::new(std::io::BufReader::new(file))
         .map_err(bad)?
         .with_limits(tiff_limits(limits::max_decoded_bytes()));
-    let (w32, h32) = dec.dimensions().map_err(bad)?;
-    let color = dec.colortype().map_err(bad)?;
-    let (decoded, layout) = tiff_page_bytes(&mut dec).map_err(bad)?;
-    // The decoded page and the labels made from it (4 bytes per pixel).
-    let what = tiff_page_text(0, w32, h32, color);
-    let need = limits::product(&[w32 as u64, h32 as u64, 4]).and_then(|l| l.checked_add(decoded));
-    limits::check_size(path, &format!("{what} (as labels)"), need)?;
-    let (w, h) = (w32 as usize, h32 as usize);
-    let data = match tiff_decode_page(&mut dec, &layout, path, &what)? {
-        DecodingResult::U8(v) => widen(path, &v)?,
-        DecodingResult::U16(v) => widen(path, &v)?,
-        DecodingResult::U32(v) => v,
-        DecodingResult::I8(v) => to_label(path, &v)?,
-        DecodingResult::I16(v) => to_label(path, &v)?,
-        DecodingResult::I32(v) => to_label(path, &v)?,
-        DecodingResult::F32(v) => to_label(path, &v)?,
-        DecodingResult::F64(v) => to_label(path, &v)?,
-        _ => {
+    let mut all: Vec<u32> = Vec::new();
+    let mut size: Option<(usize, usize)> = None;
+    let mut planes = 0usize;
+    loop {
+        let (w32, h32) = dec.dimensions().map_err(bad)?;
+        let color = dec.colortype().map_err(bad)?;
+        let (decoded, layout) = tiff_page_bytes(&mut dec).map_err(bad)?;
+        // The decoded page and the labels made from it and the pages before (4 bytes a pixel).
+        let what = tiff_page_text(planes, w32, h32, color);
+        let need = limits::product(&[w32 as u64, h32 as u64, 4])
+            .and_then(|l| l.checked_add(decoded))
+            .and_then(|l| l.checked_add(all.len() as u64 * 4));
+        limits::check_size(path, &format!("{what} (as labels)"), need)?;
+        let (w, h) = (w32 as usize, h32 as usize);
+        if size.is_some_and(|s| s != (h, w)) {
             return Err(Error::format(
                 path,
-                "unsupported TIFF sample type for labels",
+                format!(
+                    "page {} is {w}×{h}, page 1 {}×{}: a label stack has pages of one size",
+                    planes + 1,
+                    size.unwrap().1,
+                    size.unwrap().0
+                ),
             ));
         }
-    };
-    if Some(data.len()) != w.checked_mul(h) {
-        return Err(Error::format(
-            path,
-            format!(
-                "{} samples for a {w}×{h} image: a label image has one channel",
-                data.len()
-            ),
-        ));
+        size = Some((h, w));
+        let data = match tiff_decode_page(&mut dec, &layout, path, &what)? {
+            DecodingResult::U8(v) => widen(path, &v)?,
+            DecodingResult::U16(v) => widen(path, &v)?,
+            DecodingResult::U32(v) => v,
+            DecodingResult::I8(v) => to_label(path, &v)?,
+            DecodingResult::I16(v) => to_label(path, &v)?,
+            DecodingResult::I32(v) => to_label(path, &v)?,
+            DecodingResult::F32(v) => to_label(path, &v)?,
+            DecodingResult::F64(v) => to_label(path, &v)?,
+            _ => {
+                return Err(Error::format(
+                    path,
+                    "unsupported TIFF sample type for labels",
+                ));
+            }
+        };
+        if Some(data.len()) != w.checked_mul(h) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{} samples for a {w}×{h} image: a label image has one channel",
+                    data.len()
+                ),
+            ));
+        }
+        planes += 1;
+        if !dec.more_images() {
+            if all.is_empty() {
+                all = data;
+            } else {
+                limits::try_reserve(&mut all, data.len(), path, "labels")?;
+                all.extend_from_slice(&data);
+            }
+            break;
+        }
+        if !stack {
+            // Only the first page would be read: refuse rather than measure or score part of a
+            // stack.
+            return Err(Error::format(
+                path,
+                "holds more than one page (a stack); a single 2-D label image was expected",
+            ));
+        }
+        limits::try_reserve(&mut all, data.len(), path, "labels")?;
+        all.extend_from_slice(&data);
+        dec.next_image().map_err(bad)?;
     }
-    if dec.more_images() {
-        // Only the first page would be read: refuse rather than measure or score part of a stack.
-        return Err(Error::format(
-            path,
-            "holds more than one page (a stack); a single 2-D label image was expected",
-        ));
-    }
-    Ok((data, h, w))
+    let (h, w) = size.expect("one page read");
+    Ok((all, planes, h, w))
 }
