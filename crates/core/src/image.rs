@@ -126,6 +126,29 @@ impl<'a> ImageView<'a> {
         }
     }
 
+    /// A packed, owned copy of the image (row padding dropped), same sample type.
+    pub fn to_image(&self) -> Image {
+        let row = self.width * self.channels;
+        fn copy<T: Copy>(d: &[T], view: &ImageView<'_>, row: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(row * view.height);
+            for y in 0..view.height {
+                out.extend_from_slice(&d[y * view.row_stride..y * view.row_stride + row]);
+            }
+            out
+        }
+        let data = match self.pixels {
+            Pixels::U8(d) => ImageData::U8(copy(d, self, row)),
+            Pixels::U16(d) => ImageData::U16(copy(d, self, row)),
+            Pixels::F32(d) => ImageData::F32(copy(d, self, row)),
+        };
+        Image {
+            data,
+            width: self.width,
+            height: self.height,
+            channels: self.channels,
+        }
+    }
+
     /// Whether any sample is NaN or infinite (only possible for float images).
     pub fn has_non_finite(&self) -> bool {
         // Only the image's own samples: padding between rows (row_stride) is not looked at.
@@ -238,6 +261,25 @@ impl Stack {
         }
         out.reverse();
         out
+    }
+
+    /// A one-plane stack holding `image`, with pixel size `calibration` (what the readers give
+    /// for a 2-D file, and what hosts hand over in memory).
+    pub fn single(image: Image, calibration: Calibration) -> Stack {
+        let sample_type = match image.data {
+            ImageData::U8(_) => "uint8",
+            ImageData::U16(_) => "uint16",
+            ImageData::F32(_) => "float32",
+        };
+        Stack {
+            width: image.width,
+            height: image.height,
+            channels: image.channels,
+            planes: vec![image],
+            plane_axes: Vec::new(),
+            calibration,
+            sample_type: sample_type.to_string(),
+        }
     }
 
     /// Bytes held by the pixel data.
