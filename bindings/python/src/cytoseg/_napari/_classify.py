@@ -40,10 +40,11 @@ def point_picks(points: Any, labels: Any) -> list[tuple[int, str]]:
 
 class ClassifierPanel(Container):
     """Image, Labels and Points layers; a model file; Train (writes the model, shows the
-    cross-validated accuracy and, in the table, the cross-validated confusion matrix) and Apply (classifies the Labels layer's objects: ``class`` and
-    ``class_probability`` features on the layer, a ``<labels>_classes`` layer whose value is
-    class index + 1, and a table of label, class and probability). Both run in a worker thread;
-    the block's ``worker`` is the one running."""
+    cross-validated accuracy and, in the table, the cross-validated confusion matrix) and
+    Apply (classifies the Labels layer's objects: ``class`` and ``class_probability`` features
+    on the layer, a ``<labels>_classes`` layer whose value is class index + 1, and a table of
+    label, class and probability). Both run in a worker thread; the block's ``worker`` is the
+    one running."""
 
     def __init__(self, viewer: Any) -> None:
         super().__init__(label="Classifier", labels=True)
