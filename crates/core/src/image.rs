@@ -290,3 +290,25 @@ impl Stack {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_image_packs_rows_and_keeps_the_type() {
+        // 2×2 pixels of 2 channels, rows 6 samples apart (2 of padding, 99).
+        let d: Vec<u16> = vec![1, 2, 3, 4, 99, 99, 5, 6, 7, 8, 99, 99];
+        let v = ImageView::new(Pixels::U16(&d), 2, 2, 2, 6).unwrap();
+        let img = v.to_image();
+        assert_eq!((img.width, img.height, img.channels), (2, 2, 2));
+        match &img.data {
+            ImageData::U16(p) => assert_eq!(p, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            other => panic!("type changed: {other:?}"),
+        }
+        let s = Stack::single(img, Calibration::square(0.5, "um"));
+        assert_eq!((s.planes.len(), s.sample_type.as_str()), (1, "uint16"));
+        assert_eq!(s.calibration.unit, "um");
+        assert_eq!(s.planes[0].view().unwrap().plane(1), [2.0, 4.0, 6.0, 8.0]);
+    }
+}
