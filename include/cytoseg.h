@@ -806,6 +806,125 @@ cytoseg_status cytoseg_classifier_apply(const char *model_path,
                                         uint64_t *objects);
 
 /**
+ * Trains a classifier on objects picked in images the caller holds (no output folder) and
+ * writes the model file: the same features as the objects tables of `cytoseg segment` (all
+ * measurements, calibrated by `cal`, and texture), the same cross-validation and the same
+ * model file as `cytoseg_classifier_train`, so either applies to the other's data. The
+ * model's training record holds each image's name and the SHA-256 of its pixels and labels.
+ *
+ * @param n_images      Images (>= 1).
+ * @param images        `n_images` pointers to packed images: `heights[i]` rows of
+ *                      `widths[i]` pixels × `channels` interleaved samples of `dtype`.
+ * @param dtype         A `cytoseg_dtype` value, the same for every image.
+ * @param channels      Samples per pixel (>= 1), the same for every image.
+ * @param widths, heights  `n_images` sizes (each >= 1).
+ * @param labels        `n_images` pointers to `heights[i] * widths[i]` uint32 labels
+ *                      (0 = background), row-major.
+ * @param names         Optional (may be NULL, as may each entry): `n_images` names for
+ *                      messages and the model's record; default `image <i>` (0-based).
+ * @param cal           Pixel size and unit (the units of the feature names), or NULL for
+ *                      pixels — as the images' files would give to `cytoseg segment`.
+ * @param pick_counts   `n_images` numbers of picks per image (0 for an image without picks).
+ * @param pick_labels   The picked objects' labels, the images' picks one after another
+ *                      (`sum(pick_counts)` values); never 0 (background).
+ * @param pick_classes  The class of each pick: an index into `class_names`.
+ * @param n_classes, class_names  The class names (NUL-terminated UTF-8, non-empty);
+ *                      at least two must be picked, each at least twice.
+ * @param trees         Trees in the forest, 0 for the default (200).
+ * @param seed          Random seed.
+ * @param folds         Cross-validation folds, 0 for the default (5); otherwise at least 2.
+ * @param model_out     The model file to write (replaced if present).
+ * @param cv_accuracy   Optional (may be NULL): receives the cross-validated accuracy.
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_INVALID_ARGUMENT` for a pick on the background
+ *         or on a label that is no object, an object picked with two classes, a class index
+ *         out of range, fewer than two classes (the message names the image and the pick,
+ *         0-based); `CYTOSEG_STATUS_NULL_POINTER`, `CYTOSEG_STATUS_SHAPE_MISMATCH` and so
+ *         on, with `cytoseg_last_error_message`. Nothing is written on failure.
+ *
+ * Thread safety: may be called from several threads with different output files; the
+ * buffers are only read during the call.
+ */
+cytoseg_status cytoseg_classifier_train_images(size_t n_images,
+                                               const void *const *images,
+                                               int32_t dtype,
+                                               size_t channels,
+                                               const size_t *widths,
+                                               const size_t *heights,
+                                               const uint32_t *const *labels,
+                                               const char *const *names,
+                                               const struct cytoseg_calibration *cal,
+                                               const size_t *pick_counts,
+                                               const uint32_t *pick_labels,
+                                               const uint32_t *pick_classes,
+                                               size_t n_classes,
+                                               const char *const *class_names,
+                                               uint32_t trees,
+                                               uint64_t seed,
+                                               uint32_t folds,
+                                               const char *model_out,
+                                               double *cv_accuracy);
+
+/**
+ * Classifies every object of a label image with a model file: the classes
+ * `cytoseg_classifier_apply` writes for the same image and labels in a segment output folder.
+ *
+ * @param model_path         The model file (NUL-terminated UTF-8).
+ * @param pixels             The image: `height` rows of `width` pixels × `channels`
+ *                           interleaved samples of `dtype`, rows every `row_stride_bytes`.
+ * @param labels             `height * width` uint32 labels (0 = background).
+ * @param labels_len         Must be `height * width`.
+ * @param cal                Pixel size and unit, or NULL for pixels (it must give the units
+ *                           of the model's feature names, e.g. "area [um^2]").
+ * @param capacity           Entries the three output arrays hold; the number of objects is
+ *                           at most the largest label.
+ * @param out_labels         Receives each object's label, in label order.
+ * @param out_classes        Receives each object's class index (see
+ *                           `cytoseg_classifier_info`), -1 when a feature is not finite.
+ * @param out_probabilities  Receives the probability of that class (NaN when unclassified).
+ * @param n_objects          Optional (may be NULL): receives the number of objects.
+ *                           With all three output arrays NULL (capacity ignored) the call
+ *                           only counts the objects.
+ * @return `CYTOSEG_STATUS_OK`; `CYTOSEG_STATUS_SHAPE_MISMATCH` when `capacity` is smaller
+ *         than the number of objects (`n_objects` is still set; the arrays are untouched);
+ *         `CYTOSEG_STATUS_FORMAT` for a model file of another version;
+ *         `CYTOSEG_STATUS_INVALID_ARGUMENT` for features the image lacks (named in the
+ *         message: another calibration or channel count than in training).
+ *
+ * Thread safety: may be called from several threads at once.
+ */
+cytoseg_status cytoseg_classify_labels(const char *model_path,
+                                       const void *pixels,
+                                       int32_t dtype,
+                                       size_t width,
+                                       size_t height,
+                                       size_t channels,
+                                       size_t row_stride_bytes,
+                                       const uint32_t *labels,
+                                       size_t labels_len,
+                                       const struct cytoseg_calibration *cal,
+                                       size_t capacity,
+                                       uint32_t *out_labels,
+                                       int32_t *out_classes,
+                                       double *out_probabilities,
+                                       size_t *n_objects);
+
+/**
+ * Copies a JSON description of a model file into `buf` as a NUL-terminated string, truncated
+ * to `buf_len`: `classes` (a class index of `cytoseg_classify_labels` is a position in this
+ * list), `features`, `cv_accuracy`, `oob_accuracy`, `folds`, `confusion` (`[true][predicted]`,
+ * cross-validated), `objects_per_class`, `trees`, `seed`, `cytoseg_version`.
+ *
+ * @param model_path  The model file (NUL-terminated UTF-8).
+ * @param needed      Optional: receives the bytes the full text needs, including the NUL.
+ *
+ * Thread safety: may be called from several threads at once.
+ */
+cytoseg_status cytoseg_classifier_info(const char *model_path,
+                                       char *buf,
+                                       size_t buf_len,
+                                       size_t *needed);
+
+/**
  * Fills `params` with the defaults (cellprob_threshold 0, flow_threshold 0.4, niter 200,
  * min_size 15, max_size_fraction 0.4) and sets `struct_size`.
  *

@@ -307,6 +307,46 @@ pub(crate) unsafe fn image_input<'a>(
     Ok(ImageView::new(px, width, height, channels, stride)?)
 }
 
+/// Borrows a caller's image (as [`image_input`]) and its `height * width` labels, checking
+/// `labels_len`.
+///
+/// # Safety
+/// As for [`image_input`]; `labels` must point to `labels_len` initialized labels that stay
+/// valid and unmodified for `'a`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn labelled_image_input<'a>(
+    pixels: *const std::ffi::c_void,
+    dtype: i32,
+    width: usize,
+    height: usize,
+    channels: usize,
+    row_stride_bytes: usize,
+    labels: *const u32,
+    labels_len: usize,
+) -> Result<(ImageView<'a>, &'a [u32]), FfiError> {
+    // SAFETY: the caller provides the image buffer described by the arguments.
+    let view = unsafe {
+        image_input(
+            pixels,
+            dtype,
+            width,
+            height,
+            channels,
+            row_stride_bytes,
+            "pixels",
+        )
+    }?;
+    expect_len(
+        "labels_len",
+        labels_len,
+        Some(width * height),
+        "height * width",
+    )?;
+    // SAFETY: the caller provides labels_len labels (checked to be width * height).
+    let labels = unsafe { input(labels, labels_len, "labels") }?;
+    Ok((view, labels))
+}
+
 /// Checks that a caller's buffer length equals what the image size requires.
 pub(crate) fn expect_len(
     name: &str,

@@ -41,7 +41,10 @@ pub use boundary::{
     cytoseg_clear_last_error, cytoseg_last_error_message, cytoseg_last_error_status,
     cytoseg_status, cytoseg_status_name,
 };
-pub use classify::{cytoseg_classifier_apply, cytoseg_classifier_train};
+pub use classify::{
+    cytoseg_classifier_apply, cytoseg_classifier_info, cytoseg_classifier_train,
+    cytoseg_classifier_train_images, cytoseg_classify_labels,
+};
 pub use flows::{
     cytoseg_flows_to_labels, cytoseg_labels_to_flows, cytoseg_masks_params,
     cytoseg_masks_params_init,

@@ -8,7 +8,8 @@ use crate::core::qc::image_qc_table;
 use crate::core::qc::report::{QcOptions, qc_report};
 
 use super::boundary::{
-    boundary, c_str, copy_string, cytoseg_status, expect_len, image_input, input, null, output,
+    boundary, c_str, copy_string, cytoseg_status, expect_len, input, labelled_image_input, null,
+    output,
 };
 use super::measure::{calibration, cytoseg_calibration, cytoseg_table, table_handle};
 use super::model::channel_choice;
@@ -55,22 +56,20 @@ pub extern "C" fn cytoseg_image_qc(
         if out.is_null() {
             return Err(null("out"));
         }
-        // SAFETY: the caller provides the image buffer described by the arguments.
-        let view = unsafe {
-            image_input(
+        // SAFETY: the caller provides the image and labels described by the arguments.
+        let (view, labels) = unsafe {
+            labelled_image_input(
                 pixels,
                 dtype,
                 width,
                 height,
                 channels,
                 row_stride_bytes,
-                "pixels",
+                labels,
+                labels_len,
             )
         }?;
         let n = width * height;
-        expect_len("labels_len", labels_len, Some(n), "height * width")?;
-        // SAFETY: the caller provides labels_len labels (checked to be width * height).
-        let labels = unsafe { input(labels, labels_len, "labels") }?;
         let choice = channel_choice(channel, "channel")?;
         let fl = if flows.is_null() {
             None

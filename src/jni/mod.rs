@@ -20,6 +20,7 @@
 
 mod batch;
 mod boundary;
+mod classify;
 mod info;
 mod measure;
 mod metrics;

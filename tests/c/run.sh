@@ -39,6 +39,19 @@ if command -v valgrind >/dev/null; then
         "$out/test_measure"
 fi
 passed=$((passed + 1))
+echo "== C classifier tests in memory: train on picked objects, classify a label image"
+gcc -std=c11 "${flags[@]}" -g "$here/test_classify_images.c" -o "$out/test_classify_images" \
+    -L "$libdir" -lcytoseg -lpthread -lm -Wl,-rpath,"$libdir"
+mkdir -p "$out/classify_images"
+"$out/test_classify_images" "$out/classify_images"
+if command -v valgrind >/dev/null; then
+    echo "== C classifier tests in memory under valgrind (errors and leaks are failures)"
+    RAYON_NUM_THREADS=2 valgrind --quiet --error-exitcode=1 --leak-check=full --suppressions="$here/valgrind.supp" \
+        --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+        "$out/test_classify_images" "$out/classify_images" >/dev/null
+fi
+passed=$((passed + 1))
+passed=$((passed + 1))
 # Model tests need ONNX Runtime: $ORT_DYLIB_PATH or the repository's .venv (pip install onnxruntime).
 ort="${ORT_DYLIB_PATH:-}"
 if [ -z "$ort" ]; then

@@ -4,19 +4,10 @@
  * OUT_DIR is a cytoseg segment output; LABELS_CSV labels some of its objects (two classes). */
 #include "check.h"
 #include "cytoseg.h"
+#include "message.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static int message_has(const char *what) {
-    char buf[1024];
-    cytoseg_last_error_message(buf, sizeof buf);
-    if (strstr(buf, what) == NULL) {
-        fprintf(stderr, "last error \"%s\" lacks \"%s\"\n", buf, what);
-        return 0;
-    }
-    return 1;
-}
 
 int main(int argc, char **argv) {
     if (argc != 4) {

@@ -126,6 +126,29 @@ impl<'a> ImageView<'a> {
         }
     }
 
+    /// A packed, owned copy of the image (row padding dropped), same sample type.
+    pub fn to_image(&self) -> Image {
+        let row = self.width * self.channels;
+        fn copy<T: Copy>(d: &[T], view: &ImageView<'_>, row: usize) -> Vec<T> {
+            let mut out = Vec::with_capacity(row * view.height);
+            for y in 0..view.height {
+                out.extend_from_slice(&d[y * view.row_stride..y * view.row_stride + row]);
+            }
+            out
+        }
+        let data = match self.pixels {
+            Pixels::U8(d) => ImageData::U8(copy(d, self, row)),
+            Pixels::U16(d) => ImageData::U16(copy(d, self, row)),
+            Pixels::F32(d) => ImageData::F32(copy(d, self, row)),
+        };
+        Image {
+            data,
+            width: self.width,
+            height: self.height,
+            channels: self.channels,
+        }
+    }
+
     /// Whether any sample is NaN or infinite (only possible for float images).
     pub fn has_non_finite(&self) -> bool {
         // Only the image's own samples: padding between rows (row_stride) is not looked at.
@@ -240,11 +263,52 @@ impl Stack {
         out
     }
 
+    /// A one-plane stack holding `image`, with pixel size `calibration` (what the readers give
+    /// for a 2-D file, and what hosts hand over in memory).
+    pub fn single(image: Image, calibration: Calibration) -> Stack {
+        let sample_type = match image.data {
+            ImageData::U8(_) => "uint8",
+            ImageData::U16(_) => "uint16",
+            ImageData::F32(_) => "float32",
+        };
+        Stack {
+            width: image.width,
+            height: image.height,
+            channels: image.channels,
+            planes: vec![image],
+            plane_axes: Vec::new(),
+            calibration,
+            sample_type: sample_type.to_string(),
+        }
+    }
+
     /// Bytes held by the pixel data.
     pub fn nbytes(&self) -> usize {
         self.planes
             .iter()
             .map(|p| p.data.len() * p.data.bytes_per_sample())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_image_packs_rows_and_keeps_the_type() {
+        // 2×2 pixels of 2 channels, rows 6 samples apart (2 of padding, 99).
+        let d: Vec<u16> = vec![1, 2, 3, 4, 99, 99, 5, 6, 7, 8, 99, 99];
+        let v = ImageView::new(Pixels::U16(&d), 2, 2, 2, 6).unwrap();
+        let img = v.to_image();
+        assert_eq!((img.width, img.height, img.channels), (2, 2, 2));
+        match &img.data {
+            ImageData::U16(p) => assert_eq!(p, &[1, 2, 3, 4, 5, 6, 7, 8]),
+            other => panic!("type changed: {other:?}"),
+        }
+        let s = Stack::single(img, Calibration::square(0.5, "um"));
+        assert_eq!((s.planes.len(), s.sample_type.as_str()), (1, "uint16"));
+        assert_eq!(s.calibration.unit, "um");
+        assert_eq!(s.planes[0].view().unwrap().plane(1), [2.0, 4.0, 6.0, 8.0]);
     }
 }

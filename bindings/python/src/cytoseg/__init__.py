@@ -27,6 +27,8 @@ from .api import (
     DEFAULT_MODEL,
     Model,
     bundled_models,
+    classifier_info,
+    classify,
     engine_version,
     evaluate,
     example_image_path,
@@ -39,6 +41,7 @@ from .api import (
     qc_report,
     segment_folder,
     train,
+    train_classifier,
     user_model_dir,
 )
 
@@ -58,6 +61,8 @@ __all__ = [
     "TooLargeError",
     "__version__",
     "bundled_models",
+    "classifier_info",
+    "classify",
     "engine_version",
     "evaluate",
     "example_image_path",
@@ -69,6 +74,7 @@ __all__ = [
     "qc_report",
     "segment_folder",
     "train",
+    "train_classifier",
     "models_dir",
     "user_model_dir",
 ]

@@ -1,4 +1,5 @@
-"""The Python API of cytoseg: models, flows ↔ labels, evaluation and measurements.
+"""The Python API of cytoseg: models, flows ↔ labels, evaluation, measurements and the object
+classifier.
 
 Arrays cross into the engine without copies when they already have a supported layout
 (uint8, uint16 or float32 images whose pixels are contiguous within each row: C-contiguous
@@ -16,7 +17,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from ctypes import byref, c_char_p, c_double, c_float, c_uint32, c_void_p
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,16 @@ def _labels_for_engine(labels: Any, what: str) -> np.ndarray:
         if lo < 0 or hi > 0xFFFFFFFF:
             raise ValueError(f"{what} values must lie in 0..4294967295, found {lo}..{hi}")
     return np.ascontiguousarray(arr, dtype=np.uint32)
+
+
+def _image_and_labels(image: Any, labels: Any) -> tuple[np.ndarray, int, int, int, np.ndarray]:
+    """An image and its label image for the engine: ``(image, dtype code, row stride in bytes,
+    channels, labels)``, the shapes checked."""
+    img, dtype, row = _image_for_engine(image, "image")
+    lab = _labels_for_engine(labels, "labels")
+    if lab.shape != img.shape[:2]:
+        raise ValueError(f"labels shape {lab.shape} does not match image shape {img.shape[:2]}")
+    return img, dtype, row, img.shape[2] if img.ndim == 3 else 1, lab
 
 
 def _ptr(arr: np.ndarray, ctype: Any) -> Any:
@@ -1049,12 +1060,8 @@ def image_qc(
     """
     _require("cytoseg_image_qc")
     lib = _native.lib()
-    img, dtype, row = _image_for_engine(image, "image")
-    h, w = img.shape[:2]
-    chans = img.shape[2] if img.ndim == 3 else 1
-    lab = _labels_for_engine(labels, "labels")
-    if lab.shape != (h, w):
-        raise ValueError(f"labels shape {lab.shape} does not match image shape {img.shape[:2]}")
+    img, dtype, row, chans, lab = _image_and_labels(image, labels)
+    h, w = lab.shape
     fl, fl_len = None, 0
     if flows is not None:
         f = np.ascontiguousarray(flows, dtype=np.float32)
@@ -1142,4 +1149,221 @@ def qc_report(
         "flagged": counts.flagged,
         "drifting": counts.drifting,
         "confounded": bool(counts.confounded),
+    }
+
+
+# The object classifier ------------------------------------------------------------------------
+
+Picks = Mapping[int, str] | Sequence[tuple[int, str]]
+
+
+def _pick_pairs(picks: Picks, what: str) -> list[tuple[int, str]]:
+    """``[(label, class)]`` from a ``{label: class}`` mapping or a sequence of pairs, in order
+    (the engine's error messages count picks from 0 in this order)."""
+    pairs = list(picks.items()) if isinstance(picks, Mapping) else list(picks)
+    out = []
+    for i, p in enumerate(pairs):
+        try:
+            label, cls = p
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{what}, pick {i}: expected a (label, class) pair, got {p!r}"
+            ) from None
+        if not isinstance(cls, str):
+            raise TypeError(f"{what}, pick {i}: the class must be a string, got {cls!r}")
+        if int(label) < 0 or int(label) > 0xFFFFFFFF:
+            raise ValueError(f"{what}, pick {i}: label {label} is not a uint32")
+        out.append((int(label), cls))
+    return out
+
+
+def train_classifier(
+    images: Any,
+    labels: Any,
+    picks: Picks | Sequence[Picks],
+    model_out: str | os.PathLike[str],
+    *,
+    names: Sequence[str] | None = None,
+    trees: int = 200,
+    seed: int = 0,
+    folds: int = 5,
+    pixel_size: float | Sequence[float] | None = None,
+    unit: str | None = None,
+) -> dict[str, Any]:
+    """Trains the per-object classifier on objects picked in images held in memory and writes
+    the model file (docs/classify.md).
+
+    The features are those ``cytoseg segment`` writes to ``<stem>_objects.csv`` (every
+    measurement, calibrated, plus texture), so the model applies to segment output folders
+    (``cytoseg classify apply``) and models trained there apply here (:func:`classify`).
+
+    Args:
+        images: one image (H, W) or (H, W, C), or a list of them (same dtype and channels).
+        labels: its label image (H, W), or a list of them, one per image.
+        picks: for one image, ``{label: class}`` or a sequence of ``(label, class)`` pairs;
+            for a list of images, a list of those, one per image. Each class needs two
+            objects or more; there must be two classes or more.
+        model_out: the model file to write (JSON; replaced if present).
+        names: names of the images for messages and the model's training record (default
+            ``image 0``, ``image 1``, ...).
+        trees, seed, folds: the forest's size, its random seed, the cross-validation folds.
+        pixel_size, unit: the pixel size (one number or ``(height, width)``) and its unit
+            (default ``"um"``): the units in the feature names, which must match where the
+            model is applied (a folder run's images carry theirs).
+
+    Returns:
+        The model's description (:func:`classifier_info`): ``classes``, ``cv_accuracy``,
+        ``confusion`` (cross-validated, ``[true][predicted]``), ``features``, ... plus ``path``.
+
+    Raises:
+        InvalidArgumentError: a pick on the background (label 0) or on no object, an object
+            picked with two classes, one class only (the message names the image and pick).
+    """
+    _require("cytoseg_classifier_train_images")
+    several = isinstance(images, (list, tuple))
+    imgs = list(images) if several else [images]
+    labs = list(labels) if several else [labels]
+    pks = list(picks) if several else [picks]  # type: ignore[arg-type]
+    if not (len(imgs) == len(labs) == len(pks)) or not imgs:
+        raise ValueError(
+            f"give as many label images and pick lists as images: {len(imgs)} images, "
+            f"{len(labs)} label images, {len(pks)} pick lists"
+        )
+    if names is not None and len(names) != len(imgs):
+        raise ValueError(f"{len(names)} names for {len(imgs)} images")
+    what = [names[i] if names is not None else f"image {i}" for i in range(len(imgs))]
+    arrays, lab_arrays, pairs = [], [], []
+    for i, (img, lab, p) in enumerate(zip(imgs, labs, pks)):
+        a, dtype, _ = _image_for_engine(img, what[i])
+        a = np.ascontiguousarray(a)  # the engine takes packed rows here
+        la = _labels_for_engine(lab, f"{what[i]} labels")
+        if la.shape != a.shape[:2]:
+            raise ValueError(
+                f"{what[i]}: labels shape {la.shape} does not match image shape {a.shape[:2]}"
+            )
+        if arrays and (a.dtype != arrays[0].dtype or a.shape[2:] != arrays[0].shape[2:]):
+            raise ValueError(
+                f"{what[i]}: all images need the same dtype and channels ({arrays[0].dtype}, "
+                f"{arrays[0].shape[2:] or 1} in {what[0]}; {a.dtype}, {a.shape[2:] or 1} here)"
+            )
+        arrays.append(a)
+        lab_arrays.append(la)
+        pairs.append(_pick_pairs(p, what[i]))
+    classes = sorted({c for ps in pairs for _, c in ps})
+    index = {c: k for k, c in enumerate(classes)}
+    n = len(arrays)
+    chans = arrays[0].shape[2] if arrays[0].ndim == 3 else 1
+    all_pairs = [p for ps in pairs for p in ps]
+    pick_labels = np.array([lb for lb, _ in all_pairs], dtype=np.uint32)
+    pick_classes = np.array([index[c] for _, c in all_pairs], dtype=np.uint32)
+    enc_names = [w.encode("utf-8") for w in what]
+    enc_classes = [c.encode("utf-8") for c in classes]
+    cal = _calibration(pixel_size, unit)
+    cv = c_double(float("nan"))
+    out = os.fspath(model_out)
+    lib = _native.lib()
+    _native.check(
+        lib.cytoseg_classifier_train_images(
+            n,
+            (c_void_p * n)(*[a.ctypes.data_as(c_void_p) for a in arrays]),
+            _NATIVE_DTYPES[arrays[0].dtype],
+            chans,
+            (ctypes.c_size_t * n)(*[a.shape[1] for a in arrays]),
+            (ctypes.c_size_t * n)(*[a.shape[0] for a in arrays]),
+            (_U32P * n)(*[_ptr(la, c_uint32) for la in lab_arrays]),
+            (c_char_p * n)(*enc_names),
+            byref(cal) if cal is not None else None,
+            (ctypes.c_size_t * n)(*[len(ps) for ps in pairs]),
+            _ptr(pick_labels, c_uint32),
+            _ptr(pick_classes, c_uint32),
+            len(classes),
+            (c_char_p * max(len(classes), 1))(*enc_classes),
+            int(trees),
+            int(seed),
+            int(folds),
+            out.encode("utf-8"),
+            byref(cv),
+        )
+    )
+    return {**classifier_info(out), "path": out}
+
+
+def classifier_info(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """A classifier model file's description: ``classes`` (in the order of class indices),
+    ``features``, ``cv_accuracy``, ``oob_accuracy``, ``folds``, ``confusion``
+    (cross-validated, ``[true][predicted]``), ``objects_per_class``, ``trees``, ``seed``,
+    ``cytoseg_version``."""
+    _require("cytoseg_classifier_info")
+    f = _native.lib().cytoseg_classifier_info
+    path = os.fspath(model).encode("utf-8")
+    need = ctypes.c_size_t(0)
+    _native.check(f(path, None, 0, byref(need)))
+    buf = ctypes.create_string_buffer(max(int(need.value), 1))
+    _native.check(f(path, buf, len(buf), None))
+    return json.loads(buf.value.decode("utf-8"))
+
+
+def classify(
+    model: str | os.PathLike[str],
+    image: Any,
+    labels: Any,
+    *,
+    pixel_size: float | Sequence[float] | None = None,
+    unit: str | None = None,
+) -> dict[str, Any]:
+    """Classifies every object of ``labels`` with a classifier model file: the classes
+    ``cytoseg classify apply`` writes for the same image and labels.
+
+    Args:
+        model: the model file (:func:`train_classifier` or ``cytoseg classify train``).
+        image: the image (H, W) or (H, W, C), with the channels of the training images.
+        labels: its label image (H, W).
+        pixel_size, unit: as in :func:`train_classifier` (they must give the units of the
+            model's features).
+
+    Returns:
+        Columns, one row per object in label order: ``label`` (uint32), ``class`` (an object
+        array of class names; ``""`` when a feature is not finite), ``class_index`` (int32,
+        -1 when unclassified), ``probability`` (float64, of that class; NaN when
+        unclassified); and ``classes``, the model's class names.
+    """
+    _require("cytoseg_classify_labels")
+    img, dtype, row, chans, lab = _image_and_labels(image, labels)
+    h, w = lab.shape
+    cap = int(lab.max()) if lab.size else 0  # objects are at most the largest label
+    out_labels = np.zeros(max(cap, 1), dtype=np.uint32)
+    out_classes = np.zeros(max(cap, 1), dtype=np.int32)
+    out_p = np.zeros(max(cap, 1), dtype=np.float64)
+    n = ctypes.c_size_t(0)
+    cal = _calibration(pixel_size, unit)
+    path = os.fspath(model)
+    _native.check(
+        _native.lib().cytoseg_classify_labels(
+            path.encode("utf-8"),
+            img.ctypes.data_as(c_void_p),
+            dtype,
+            w,
+            h,
+            chans,
+            row,
+            _ptr(lab, c_uint32),
+            lab.size,
+            byref(cal) if cal is not None else None,
+            len(out_labels),
+            _ptr(out_labels, c_uint32),
+            _ptr(out_classes, ctypes.c_int32),
+            _ptr(out_p, c_double),
+            byref(n),
+        )
+    )
+    k = int(n.value)
+    classes = classifier_info(path)["classes"]
+    idx = out_classes[:k].copy()
+    names = np.array([classes[i] if i >= 0 else "" for i in idx], dtype=object)
+    return {
+        "label": out_labels[:k].copy(),
+        "class": names,
+        "class_index": idx,
+        "probability": out_p[:k].copy(),
+        "classes": list(classes),
     }

@@ -97,8 +97,16 @@ impl Forest {
         let mut members = Vec::with_capacity(trees);
         let mut oob = vec![vec![0u32; n_classes]; n];
         let all: Vec<usize> = (0..p).collect();
+        let several = y.iter().any(|&c| c != y[0]);
         for _ in 0..trees {
-            let rows: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+            // A bootstrap sample of one class grows no tree: drawn again (few objects only).
+            let mut rows: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+            for _ in 0..64 {
+                if !several || rows.iter().any(|&r| y[r] != y[rows[0]]) {
+                    break;
+                }
+                rows = (0..n).map(|_| rng.below(n)).collect();
+            }
             let mut feats = all.clone();
             rng.shuffle(&mut feats);
             feats.truncate(m);

@@ -19,12 +19,16 @@
 //! in order, class names, the SHA-256 of the labels CSV and of every objects table used, the
 //! validation numbers and the forest. Applying checks that each table has every feature.
 //!
+//! **In memory** ([`train_images`], [`classify_image`]): the same features, validation and
+//! model file from images and label images a host holds, with objects picked by the user.
+//!
 //! **Applying** adds `class`, `class_probability` and `probability_<class>` columns to every
 //! objects table (replacing earlier ones, so it can be re-run; written atomically). Objects
 //! with a non-finite feature get an empty class and NaN probabilities. With `OUT/wells.csv`,
 //! [`crate::screen::classes`] adds the per-well fraction of each class.
 
 pub mod forest;
+mod memory;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,6 +43,7 @@ use crate::measure::csv_field;
 use crate::measure::texture::texture;
 use crate::qc::report::parse_csv;
 use forest::{Forest, SplitMix, best};
+pub use memory::{LabelledImage, ObjectClass, Pick, classify_image, train_images};
 pub use report::{confusion_csv, confusion_svg, confusion_text};
 
 /// `format` of a model file.
@@ -256,7 +261,18 @@ impl ObjectsTable {
     /// and `labels`, checking that rows and labels agree.
     pub fn from_parts(path: &Path, stem: &str, stack: &Stack, labels: &[u32]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut rows = parse_csv(&text);
+        Self::from_text(path, stem, &text, stack, labels)
+    }
+
+    /// [`ObjectsTable::from_parts`] on the table's text.
+    fn from_text(
+        path: &Path,
+        stem: &str,
+        text: &str,
+        stack: &Stack,
+        labels: &[u32],
+    ) -> Result<Self> {
+        let mut rows = parse_csv(text);
         if rows.is_empty() {
             return Err(Error::format(path, "empty objects table"));
         }
@@ -581,94 +597,104 @@ fn image_names(out: &Path, stems: &[String]) -> HashMap<String, Option<String>> 
     names
 }
 
-/// Trains a classifier on the objects of segment output `out` labelled in `labels_csv`.
-pub fn train(out: &Path, labels_csv: &Path, opts: &TrainOptions) -> Result<Classifier> {
+/// Refuses training settings out of range.
+fn check_options(opts: &TrainOptions) -> Result<()> {
     if opts.folds < 2 {
         return Err(Error::invalid("cross-validation needs at least 2 folds"));
     }
     if opts.trees == 0 || opts.trees > 100_000 {
         return Err(Error::invalid("trees must be between 1 and 100000"));
     }
-    let labelled = read_labels_csv(labels_csv)?;
-    let stems = table_stems(out)?;
-    let names = image_names(out, &stems);
-    // Stems used, in first-use order, each loaded once.
-    let mut tables: BTreeMap<String, ObjectsTable> = BTreeMap::new();
-    let mut which = Vec::with_capacity(labelled.len());
-    for l in &labelled {
-        let stem = match names.get(&l.image) {
-            Some(Some(s)) => s.clone(),
-            Some(None) => {
-                return Err(Error::format(
-                    labels_csv,
-                    format!(
-                        "line {}: image '{}' names several images; use the output stem",
-                        l.line, l.image
-                    ),
-                ));
-            }
-            None => {
-                return Err(Error::format(
-                    labels_csv,
-                    format!(
-                        "line {}: no objects table for image '{}' in {}",
-                        l.line,
-                        l.image,
-                        out.display()
-                    ),
-                ));
-            }
-        };
-        if !tables.contains_key(&stem) {
-            tables.insert(stem.clone(), ObjectsTable::load(out, &stem)?);
+    Ok(())
+}
+
+/// Where a training label came from, to name it in errors.
+enum Origin<'a> {
+    /// A line of the labels CSV.
+    Line(&'a Path, usize),
+    /// Pick `1`(0-based) of the in-memory sample named `0`.
+    Pick(&'a str, usize),
+}
+
+impl Origin<'_> {
+    /// An error about this label.
+    fn error(&self, msg: String) -> Error {
+        match self {
+            Origin::Line(path, line) => Error::format(*path, format!("line {line}: {msg}")),
+            Origin::Pick(name, i) => Error::invalid(format!("sample '{name}', pick {i}: {msg}")),
         }
-        which.push(stem);
     }
-    let first = tables
-        .values()
-        .next()
-        .expect("at least one labelled object");
+}
+
+/// One labelled object: the index of its table, its label and class, where the label came from.
+struct Example<'a> {
+    table: usize,
+    label: u32,
+    class: &'a str,
+    origin: Origin<'a>,
+}
+
+/// Trains on labelled objects of `tables` (the features those of the first table): checks,
+/// stratified cross-validation, the final forest. `whole` makes an error about the training set
+/// as a whole; `training` describes the training data given the objects per class.
+fn fit(
+    tables: &[ObjectsTable],
+    examples: &[Example],
+    opts: &TrainOptions,
+    whole: impl Fn(&str) -> Error,
+    training: impl FnOnce(BTreeMap<String, usize>) -> Result<TrainingData>,
+) -> Result<Classifier> {
+    check_options(opts)?;
+    let first = tables.first().ok_or_else(|| whole("no labelled objects"))?;
     let features = first.feature_names();
     if features.is_empty() {
         return Err(Error::invalid("the objects tables have no feature columns"));
     }
-    let values: BTreeMap<&String, Vec<Vec<f64>>> = tables
+    let values: Vec<Vec<Vec<f64>>> = tables
         .iter()
-        .map(|(s, t)| Ok((s, t.features(&features)?)))
+        .map(|t| t.features(&features))
         .collect::<Result<_>>()?;
-    let classes: Vec<String> = labelled
+    let classes: Vec<String> = examples
         .iter()
-        .map(|l| l.class.clone())
+        .map(|l| l.class.to_string())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     if classes.len() < 2 {
-        return Err(Error::format(
-            labels_csv,
+        return Err(whole(
             "only one class is labelled: a classifier needs two or more",
         ));
     }
-    let mut x = Vec::with_capacity(labelled.len());
-    let mut y = Vec::with_capacity(labelled.len());
-    for (l, stem) in labelled.iter().zip(&which) {
-        let t = &tables[stem];
+    for c in &classes {
+        if examples.iter().filter(|l| l.class == c).count() < 2 {
+            return Err(whole(&format!(
+                "class '{c}' has one labelled object: label two or more of every class"
+            )));
+        }
+    }
+    let mut x = Vec::with_capacity(examples.len());
+    let mut y = Vec::with_capacity(examples.len());
+    for l in examples {
+        let t = &tables[l.table];
         let r = (0..t.rows.len())
             .find(|&r| t.label(r) == Some(l.label))
             .ok_or_else(|| {
-                Error::format(
-                    labels_csv,
-                    format!("line {}: {} has no object {}", l.line, stem, l.label),
-                )
+                l.origin
+                    .error(format!("{} has no object {}", t.stem, l.label))
             })?;
-        let row = values[stem][r].clone();
+        let row = values[l.table][r].clone();
         if let Some(f) = row.iter().position(|v| !v.is_finite()) {
-            return Err(Error::invalid(format!(
-                "object {} of {stem} (labels line {}) has no finite value for feature '{}': label another object",
-                l.label, l.line, features[f]
-            )));
+            return Err(Error::invalid(
+                l.origin
+                    .error(format!(
+                        "object {} of {} has no finite value for feature '{}': label another object",
+                        l.label, t.stem, features[f]
+                    ))
+                    .to_string(),
+            ));
         }
         x.push(row);
-        y.push(classes.iter().position(|c| *c == l.class).expect("listed") as u32);
+        y.push(classes.iter().position(|c| c == l.class).expect("listed") as u32);
     }
     if x.len() < opts.folds {
         return Err(Error::invalid(format!(
@@ -723,8 +749,8 @@ pub fn train(out: &Path, labels_csv: &Path, opts: &TrainOptions) -> Result<Class
         }
     }
     let mut per_class = BTreeMap::new();
-    for l in &labelled {
-        *per_class.entry(l.class.clone()).or_insert(0) += 1;
+    for l in examples {
+        *per_class.entry(l.class.to_string()).or_insert(0) += 1;
     }
     Ok(Classifier {
         format: FORMAT.into(),
@@ -733,22 +759,7 @@ pub fn train(out: &Path, labels_csv: &Path, opts: &TrainOptions) -> Result<Class
         features_per_tree: forest::features_per_tree(features.len()),
         features,
         classes,
-        training: TrainingData {
-            labels: FileHash {
-                path: labels_csv.display().to_string(),
-                sha256: sha256_file(labels_csv)?,
-            },
-            tables: tables
-                .values()
-                .map(|t| {
-                    Ok(FileHash {
-                        path: format!("{}{OBJECTS_SUFFIX}", t.stem),
-                        sha256: sha256_file(&t.path)?,
-                    })
-                })
-                .collect::<Result<_>>()?,
-            objects_per_class: per_class,
-        },
+        training: training(per_class)?,
         validation: Validation {
             folds: opts.folds,
             cv_accuracy,
@@ -763,6 +774,82 @@ pub fn train(out: &Path, labels_csv: &Path, opts: &TrainOptions) -> Result<Class
         seed: opts.seed,
         forest,
     })
+}
+
+/// Trains a classifier on the objects of segment output `out` labelled in `labels_csv`.
+pub fn train(out: &Path, labels_csv: &Path, opts: &TrainOptions) -> Result<Classifier> {
+    check_options(opts)?;
+    let labelled = read_labels_csv(labels_csv)?;
+    let stems = table_stems(out)?;
+    let names = image_names(out, &stems);
+    // The stem of every labelled object.
+    let mut which = Vec::with_capacity(labelled.len());
+    for l in &labelled {
+        let stem = match names.get(&l.image) {
+            Some(Some(s)) => s.clone(),
+            Some(None) => {
+                return Err(Error::format(
+                    labels_csv,
+                    format!(
+                        "line {}: image '{}' names several images; use the output stem",
+                        l.line, l.image
+                    ),
+                ));
+            }
+            None => {
+                return Err(Error::format(
+                    labels_csv,
+                    format!(
+                        "line {}: no objects table for image '{}' in {}",
+                        l.line,
+                        l.image,
+                        out.display()
+                    ),
+                ));
+            }
+        };
+        which.push(stem);
+    }
+    // Each table used loaded once, in stem order.
+    let used: Vec<&String> = which.iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let tables: Vec<ObjectsTable> = used
+        .iter()
+        .map(|s| ObjectsTable::load(out, s))
+        .collect::<Result<_>>()?;
+    let examples: Vec<Example> = labelled
+        .iter()
+        .zip(&which)
+        .map(|(l, stem)| Example {
+            table: used.binary_search(&stem).expect("listed"),
+            label: l.label,
+            class: &l.class,
+            origin: Origin::Line(labels_csv, l.line),
+        })
+        .collect();
+    fit(
+        &tables,
+        &examples,
+        opts,
+        |m| Error::format(labels_csv, m),
+        |per_class| {
+            Ok(TrainingData {
+                labels: FileHash {
+                    path: labels_csv.display().to_string(),
+                    sha256: sha256_file(labels_csv)?,
+                },
+                tables: tables
+                    .iter()
+                    .map(|t| {
+                        Ok(FileHash {
+                            path: format!("{}{OBJECTS_SUFFIX}", t.stem),
+                            sha256: sha256_file(&t.path)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                objects_per_class: per_class,
+            })
+        },
+    )
 }
 
 /// What applying a classifier did.

@@ -74,20 +74,7 @@ pub fn read_stack(path: &Path) -> Result<Stack> {
 
 /// A one-plane, uncalibrated stack holding `image`.
 fn single(image: Image) -> Stack {
-    let sample_type = match image.data {
-        ImageData::U8(_) => "uint8",
-        ImageData::U16(_) => "uint16",
-        ImageData::F32(_) => "float32",
-    };
-    Stack {
-        width: image.width,
-        height: image.height,
-        channels: image.channels,
-        planes: vec![image],
-        plane_axes: Vec::new(),
-        calibration: Calibration::default(),
-        sample_type: sample_type.to_string(),
-    }
+    Stack::single(image, Calibration::default())
 }
 
 /// Decodes a PNG or JPEG file after checking the size its header gives, plus `extra` bytes

@@ -24,6 +24,7 @@ from .. import _native, api
 from .._errors import CancelledError
 from ..api import Model
 from . import _settings
+from ._classify import ClassifierPanel
 
 if TYPE_CHECKING:
     import napari
@@ -92,6 +93,35 @@ def measurements(labels: np.ndarray, image: np.ndarray, scale: Any) -> Any:
     return api.measure(labels, image, pixel_size=pixel_size(scale), as_frame=True)
 
 
+def put_labels(
+    viewer: Any, name: str, data: np.ndarray, like: Any, meta: dict[str, Any], features: Any = None
+) -> None:
+    """Shows ``data`` in the Labels layer ``name`` (updated when it exists, else added) with the
+    scale and translate of layer ``like``, ``meta`` merged into its metadata and, when given,
+    ``features``."""
+    from napari.layers import Labels
+
+    scale = tuple(like.scale)  # an RGB layer's scale has no channel axis
+    translate = tuple(like.translate)
+    existing = next((ly for ly in viewer.layers if ly.name == name), None)
+    if isinstance(existing, Labels):
+        existing.data = data
+        existing.scale = scale
+        existing.translate = translate
+        if features is not None:
+            existing.features = features
+        existing.metadata.update(meta)
+    else:
+        viewer.add_labels(
+            data,
+            name=name,
+            scale=scale,
+            translate=translate,
+            features=features,
+            metadata=meta,
+        )
+
+
 #: The QC measures the widget shows (of :func:`cytoseg.image_qc`): key, label, tooltip (the
 #: formula, in one line; docs/qc.md has them all).
 QC_SHOWN = (
@@ -136,7 +166,9 @@ class SegmentWidget(Container):
     Cancel buttons; progress bar. The result is a Labels layer ``<image>_labels`` (scale and
     translate of the image) whose ``features`` are cytoseg's measurements, and the image's QC
     measures (:func:`cytoseg.image_qc`, with the network's flows) in a read-only block, also in
-    the layer's ``metadata["cytoseg"]["qc"]``; for a stack, those of the plane in view."""
+    the layer's ``metadata["cytoseg"]["qc"]``; for a stack, those of the plane in view. Below,
+    the Classifier block (:class:`ClassifierPanel`): train the object classifier on picked
+    cells, apply it to a Labels layer."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -178,6 +210,7 @@ class SegmentWidget(Container):
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
         self.qc = QcPanel()
+        self.classifier = ClassifierPanel(napari_viewer)
         self.extend(
             [
                 self.image,
@@ -193,6 +226,7 @@ class SegmentWidget(Container):
                 self.progress,
                 self.status,
                 self.qc,
+                self.classifier,
             ]
         )
 
@@ -438,26 +472,7 @@ class SegmentWidget(Container):
         self.last_qc = qc
         self._qc_title = layer.name
         self._show_qc()
-        scale = tuple(layer.scale)  # an RGB layer's scale has no channel axis
-        translate = tuple(layer.translate)
-        existing = next((ly for ly in self._viewer.layers if ly.name == name), None)
-        from napari.layers import Labels
-
-        if isinstance(existing, Labels):
-            existing.data = labels
-            existing.scale = scale
-            existing.translate = translate
-            existing.features = features
-            existing.metadata.update(meta)
-        else:
-            self._viewer.add_labels(
-                labels,
-                name=name,
-                scale=scale,
-                translate=translate,
-                features=features,
-                metadata=meta,
-            )
+        put_labels(self._viewer, name, labels, layer, meta, features)
         n = int(labels.max()) if labels.size else 0
         self.status.value = (
             f"{n} objects in {time.perf_counter() - self._started:.1f} s ({info.get('device')})"

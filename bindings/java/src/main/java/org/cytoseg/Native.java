@@ -143,6 +143,56 @@ public final class Native {
             float[] flows, double pixelWidth, double pixelHeight, String unit);
 
     /**
+     * Trains the per-object classifier on objects picked in one image and writes the model file
+     * (src/jni/classify.rs): the features of {@code cytoseg segment}'s objects tables
+     * (calibrated, texture included), so the model also applies to folder runs. The image and
+     * labels are copied before training.
+     *
+     * @param image byte[], short[] or float[], width*height*channels interleaved
+     * @param channels samples per pixel of image
+     * @param labels width*height labels, 0 = background
+     * @param pickLabels the picked objects' labels
+     * @param pickClasses their classes (same length)
+     * @param name the image's name (messages, the model's training record)
+     * @param pixelWidth pixel width in unit
+     * @param pixelHeight pixel height in unit
+     * @param unit length unit, "pixel" when uncalibrated
+     * @param trees trees, 0 = 200
+     * @param seed random seed
+     * @param folds cross-validation folds, 0 = 5
+     * @param modelOut the model file to write
+     * @return the model's description as key=value lines (see {@link Classifier.Info})
+     */
+    public static native String classifierTrain(Object image, int channels, int[] labels, int width, int height,
+            int[] pickLabels, String[] pickClasses, String name, double pixelWidth, double pixelHeight, String unit,
+            int trees, long seed, int folds, String modelOut);
+
+    /**
+     * A classifier model file's description.
+     *
+     * @param model the model file
+     * @return key=value lines (see {@link Classifier.Info})
+     */
+    public static native String classifierInfo(String model);
+
+    /**
+     * Classifies every object of a label image with a model file (the classes
+     * {@code cytoseg classify apply} writes for the same image and labels).
+     *
+     * @param model the model file
+     * @param image byte[], short[] or float[], width*height*channels interleaved
+     * @param channels samples per pixel
+     * @param labels width*height labels
+     * @param pixelWidth pixel width in unit
+     * @param pixelHeight pixel height in unit
+     * @param unit length unit, "pixel" when uncalibrated
+     * @return one row per object in label order: label, class_index (-1 = unclassified),
+     *     class_probability
+     */
+    public static native Table classifyLabels(String model, Object image, int channels, int[] labels, int width,
+            int height, double pixelWidth, double pixelHeight, String unit);
+
+    /**
      * Writes the QC report of a segmentation run ({@code out/qc/qc_report.html} and CSV tables),
      * as {@code cytoseg qc}: see {@link QcOptions}.
      *
