@@ -437,11 +437,21 @@ fn a_screen_fanned_out_over_runs_merges_into_the_tables_of_one_run() {
     let o = segment(&dir.join("typo"), &["--well", "C07"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("the screen has no well C07"));
-    let o = segment(&whole, &["--value", "perimeter_median_typo"]);
+    // A value name no table can have fails before anything runs; one this table lacks (a
+    // third channel) when the readouts are drawn, listing what the table has.
+    let o = segment(&dir.join("typo"), &["--value", "perimeter_median_typo"]);
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(
-        e.contains("no per-well value \"perimeter_median_typo\""),
+        e.contains("\"perimeter_median_typo\" is not a per-well value"),
+        "{e}"
+    );
+    assert!(!dir.join("typo").exists());
+    let o = segment(&whole, &["--value", "intensity_mean-2_mean"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        e.contains("no per-well value \"intensity_mean-2_mean\""),
         "{e}"
     );
 }

@@ -61,12 +61,15 @@ pub struct ReadoutArgs {
 }
 
 impl ReadoutArgs {
-    /// The core's readout options.
-    pub fn readouts(&self) -> Readouts {
-        Readouts {
+    /// The core's readout options; an error for a value name no wells table can have.
+    pub fn readouts(&self) -> Result<Readouts> {
+        for v in &self.values {
+            cytoseg_core::screen::readouts::check_value_name(v)?;
+        }
+        Ok(Readouts {
             values: self.values.clone(),
             parquet: self.parquet,
-        }
+        })
     }
 }
 
@@ -110,7 +113,7 @@ Example (one run per well, then the plate):
 /// Runs `cytoseg merge`.
 pub fn merge(cmd: MergeCmd, quiet: bool) -> Result<i32> {
     let opts = MergeOptions {
-        readouts: cmd.readouts.readouts(),
+        readouts: cmd.readouts.readouts()?,
         allow_mixed_models: cmd.allow_mixed_models,
     };
     let s = merge_runs(&cmd.runs, &cmd.out, &opts)?;

@@ -213,6 +213,7 @@ Examples:
 pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
     // Present unless --list-fields (clap checks), which writes nothing.
     let out = cmd.out.clone().unwrap_or_default();
+    let readouts = cmd.readout_args.readouts()?;
     let inputs = match cmd.layout.as_deref() {
         None if cmd.select.any() || !cmd.readout_args.values.is_empty() => {
             return Err(Error::invalid(
@@ -273,7 +274,7 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
         save_flows: cmd.save_flows,
         run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
-        readouts: cmd.readout_args.readouts(),
+        readouts,
         classifier: match &cmd.classifier {
             Some(p) if cmd.no_objects => {
                 return Err(Error::invalid(format!(

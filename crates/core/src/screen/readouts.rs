@@ -91,6 +91,44 @@ pub fn resolve_values(header: &[String], requested: &[String]) -> Result<Vec<Str
     Ok(out)
 }
 
+/// Checks, before a run, that `name` can be a per-well value: `objects`, `objects_per_field`,
+/// `fraction_<class>`, or `<measurement>_mean|_median|_std` for a shape measurement, a
+/// per-channel intensity (`intensity_mean-1`) or a class probability — so that a typo fails at
+/// once, not after the run. Whether the run's table has it is checked when it is drawn.
+pub fn check_value_name(name: &str) -> Result<()> {
+    let n = without_unit(name);
+    if n == "objects" || n == DEFAULT_VALUE || n.starts_with("fraction_") {
+        return Ok(());
+    }
+    let base = ["_mean", "_median", "_std"]
+        .iter()
+        .find_map(|k| n.strip_suffix(k));
+    let summarised = |b: &str| {
+        let shape = crate::measure::SHAPE_COLUMNS.iter().any(|c| {
+            *c == b && !c.starts_with("centroid") && !c.starts_with("bbox") && *c != "label"
+        });
+        let intensity = crate::measure::INTENSITY_COLUMNS.iter().any(|c| {
+            b.strip_prefix(c)
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|k| !k.is_empty() && k.bytes().all(|d| d.is_ascii_digit()))
+        });
+        shape || intensity || b == "class_probability" || b.starts_with("probability_")
+    };
+    if base.is_some_and(summarised) {
+        return Ok(());
+    }
+    let shapes: Vec<&str> = crate::measure::SHAPE_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !c.starts_with("centroid") && !c.starts_with("bbox") && *c != "label")
+        .collect();
+    Err(Error::invalid(format!(
+        "{name:?} is not a per-well value: use objects_per_field, fraction_<class>, or a measurement with _mean, _median or _std, the measurements being {}, {}-<channel> and probability_<class>",
+        shapes.join(", "),
+        crate::measure::INTENSITY_COLUMNS.join("-<channel>, ")
+    )))
+}
+
 /// `s` with everything but ASCII letters, digits, `-` and `_` replaced by `_` (for file names).
 pub fn file_safe(s: &str) -> String {
     s.chars()
