@@ -165,11 +165,8 @@ pub(crate) fn stitch3d(
         let next = &mut tail[..plane_len];
         let next_areas = areas(next);
         let max_next = next_areas.last().map_or(0, |p| p.0);
-        let prev_empty = !prev
-            .par_iter()
-            .with_min_len(PAR_MIN_PIXELS)
-            .any(|&l| l != 0);
-        if max_next == 0 || prev_empty {
+        let prev_areas = areas(prev);
+        if max_next == 0 || prev_areas.is_empty() {
             if !stitched {
                 mmax = max_next;
             } else {
@@ -182,7 +179,6 @@ pub(crate) fn stitch3d(
             }
             continue;
         }
-        let prev_areas = areas(prev);
         let (map, m) = stitch_pair(prev, next, &next_areas, &prev_areas, threshold, mmax)?;
         relabel(next, &map);
         mmax = m;
@@ -194,30 +190,51 @@ pub(crate) fn stitch3d(
 /// A label's 3-D bounding box `(z0, z1, y0, y1, x0, x1)` (exclusive ends).
 type Box3 = [usize; 6];
 
-/// 3-D bounding boxes of labels 1..=max (`scipy.ndimage.find_objects`).
-fn find_objects_3d(labels: &[u32], height: usize, width: usize) -> Vec<Option<Box3>> {
-    let max = max_label(labels) as usize;
-    let mut boxes: Vec<Option<Box3>> = vec![None; max];
-    let plane = height * width;
-    for (i, &l) in labels.iter().enumerate() {
-        if l == 0 {
-            continue;
-        }
-        let (z, y, x) = (i / plane, i % plane / width, i % width);
-        let b = &mut boxes[l as usize - 1];
-        match b {
-            None => *b = Some([z, z + 1, y, y + 1, x, x + 1]),
-            Some(b) => {
-                b[0] = b[0].min(z);
-                b[1] = b[1].max(z + 1);
-                b[2] = b[2].min(y);
-                b[3] = b[3].max(y + 1);
-                b[4] = b[4].min(x);
-                b[5] = b[5].max(x + 1);
+fn merge_box3(b: &mut Option<Box3>, o: Box3) {
+    match b {
+        None => *b = Some(o),
+        Some(b) => {
+            for k in (0..6).step_by(2) {
+                b[k] = b[k].min(o[k]);
+                b[k + 1] = b[k + 1].max(o[k + 1]);
             }
         }
     }
-    boxes
+}
+
+/// 3-D bounding boxes of labels 1..=max (`scipy.ndimage.find_objects`), in parallel over
+/// runs of planes (one table per job).
+fn find_objects_3d(labels: &[u32], height: usize, width: usize) -> Vec<Option<Box3>> {
+    let max = max_label(labels) as usize;
+    let plane = height * width;
+    let planes = labels.len() / plane.max(1);
+    let jobs = (2 * rayon::current_num_threads()).min(planes).max(1);
+    let per = planes.div_ceil(jobs).max(1);
+    (0..jobs)
+        .into_par_iter()
+        .map(|j| {
+            let mut boxes: Vec<Option<Box3>> = vec![None; max];
+            for z in (j * per).min(planes)..((j + 1) * per).min(planes) {
+                for y in 0..height {
+                    let row = (z * height + y) * width;
+                    for (x, &l) in labels[row..row + width].iter().enumerate() {
+                        if l != 0 {
+                            merge_box3(&mut boxes[l as usize - 1], [z, z + 1, y, y + 1, x, x + 1]);
+                        }
+                    }
+                }
+            }
+            boxes
+        })
+        .reduce_with(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                if let Some(y) = y {
+                    merge_box3(x, y);
+                }
+            }
+            a
+        })
+        .unwrap_or_else(|| vec![None; max])
 }
 
 /// Voxel indices of box `b` that are neither `label` nor reachable from the box's faces through
@@ -309,6 +326,58 @@ pub(crate) fn fill_holes_and_remove_small_3d(
         compact_labels(labels);
     }
     let boxes = find_objects_3d(labels, height, width);
+    if boxes.iter().all(Option::is_some) {
+        fill_holes_in_order(labels, height, width, &boxes);
+    } else {
+        fill_holes_renumbering(labels, height, width, &boxes);
+    }
+    if min_size > 0 {
+        remove_small(labels, width, min_size);
+    }
+}
+
+/// The fill of [`fill_holes_and_remove_small_3d`] when labels are 1..n without gaps, so each
+/// mask keeps its label: holes are found for every mask in parallel on the unfilled volume,
+/// then filled in label order; a mask whose box an earlier fill touched is redone on the
+/// current volume, which keeps the result that of the sequential visit.
+fn fill_holes_in_order(labels: &mut [u32], height: usize, width: usize, boxes: &[Option<Box3>]) {
+    let found: Vec<Vec<usize>> = {
+        let labels = &*labels;
+        boxes
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                enclosed_voxels(labels, height, width, i as u32 + 1, b.expect("all present"))
+            })
+            .collect()
+    };
+    let mut touched: Vec<Box3> = Vec::new();
+    for (i, (b, holes)) in boxes.iter().zip(found).enumerate() {
+        let b = b.expect("all present");
+        let label = i as u32 + 1;
+        let overlaps = |t: &Box3| {
+            (0..6)
+                .step_by(2)
+                .all(|k| t[k] < b[k + 1] && b[k] < t[k + 1])
+        };
+        let holes = if touched.iter().any(overlaps) {
+            enclosed_voxels(labels, height, width, label, b)
+        } else {
+            holes
+        };
+        let mut t: Option<Box3> = None;
+        for &k in &holes {
+            labels[k] = label;
+            let (z, y, x) = (k / (height * width), k / width % height, k % width);
+            merge_box3(&mut t, [z, z + 1, y, y + 1, x, x + 1]);
+        }
+        touched.extend(t);
+    }
+}
+
+/// The fill of [`fill_holes_and_remove_small_3d`] visiting masks one after another (any label
+/// values): each present mask, in label order, takes the count of masks present so far.
+fn fill_holes_renumbering(labels: &mut [u32], height: usize, width: usize, boxes: &[Option<Box3>]) {
     let mut next = 0u32;
     for (i, b) in boxes.iter().enumerate() {
         let Some(b) = *b else { continue };
@@ -331,9 +400,6 @@ pub(crate) fn fill_holes_and_remove_small_3d(
         for k in holes {
             labels[k] = next;
         }
-    }
-    if min_size > 0 {
-        remove_small(labels, width, min_size);
     }
 }
 
