@@ -26,6 +26,7 @@ mod measure;
 mod metrics;
 mod model;
 mod qc;
+mod stitch;
 mod train;
 
 /// Formats `key=value` lines; newlines inside values become spaces.

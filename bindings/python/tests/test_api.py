@@ -186,3 +186,26 @@ def test_measure_against_numpy(model, example):
     pd = pytest.importorskip("pandas")
     df = cytoseg.measure(labels)
     assert isinstance(df, pd.DataFrame) and len(df) == len(ids)
+
+
+def test_stitch_labels_equals_cellpose_on_the_committed_cases():
+    """Every committed stitching case (labelled by cellpose 4.2.1.1's stitch3D and 3-D
+    fill_holes_and_remove_small_masks) comes out identical through the C API."""
+    cases = sorted((REPO / "tests" / "fixtures" / "stitch").glob("*.npz"))
+    assert len(cases) >= 20
+    for path in cases:
+        z = np.load(path)
+        planes = z["planes"].astype(np.uint16)  # any integer type is taken
+        got = cytoseg.stitch_labels(planes, float(z["threshold"]), int(z["min_size"]))
+        assert got.dtype == np.uint32 and got.shape == planes.shape
+        np.testing.assert_array_equal(got, z["expected"], err_msg=path.name)
+        assert (planes == z["planes"]).all(), "the input is left as it was"
+
+
+def test_stitch_labels_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"\(Z, H, W\) stack"):
+        cytoseg.stitch_labels(np.zeros((4, 4), np.uint32))
+    with pytest.raises(cytoseg.InvalidArgumentError, match="stitch threshold"):
+        cytoseg.stitch_labels(np.zeros((2, 4, 4), np.uint32), stitch_threshold=0.0)
+    with pytest.raises(TypeError):
+        cytoseg.stitch_labels(np.zeros((2, 4, 4), np.float32))

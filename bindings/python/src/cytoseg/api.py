@@ -829,6 +829,27 @@ def labels_to_flows(labels: Any) -> np.ndarray:
     return flows
 
 
+def stitch_labels(labels: Any, stitch_threshold: float = 0.25, min_size: int = 15) -> np.ndarray:
+    """Per-plane 2-D labels of a z-stack (Z, H, W) → 3-D labels (uint32, a new array), exactly
+    as cellpose 4.2.1.1's stitching mode: ``utils.stitch3D(masks, stitch_threshold)`` (each
+    plane's masks take the id of the previous plane's mask they overlap best by IoU, at least
+    ``stitch_threshold``, else a new id), then ``utils.fill_holes_and_remove_small_masks(masks,
+    min_size)`` on the volume (holes filled in 3-D, objects under ``min_size`` voxels removed;
+    ``min_size <= 0`` keeps all). The planes are best labelled without a size filter, as Cellpose
+    labels them before stitching."""
+    lab = _labels_for_engine(labels, "labels")
+    if lab.ndim != 3:
+        raise ValueError(f"labels must be a (Z, H, W) stack, got shape {lab.shape}")
+    out = lab.copy()
+    z, h, w = out.shape
+    _native.check(
+        _native.lib().cytoseg_stitch_labels(
+            _ptr(out, c_uint32), out.size, z, h, w, float(stitch_threshold), int(min_size), None
+        )
+    )
+    return out
+
+
 def evaluate(
     truth: Any,
     pred: Any,

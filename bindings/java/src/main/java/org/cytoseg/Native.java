@@ -102,6 +102,22 @@ public final class Native {
     public static native double[] evaluate(int[] truth, int[] pred, double[] thresholds, String criterion);
 
     /**
+     * Links the per-plane 2-D labels of a z-stack into 3-D labels exactly as cellpose 4.2.1.1's
+     * stitching mode (stitch3D by IoU, then 3-D hole filling and size filter; {@code cytoseg
+     * stitch}).
+     *
+     * @param labels planes*width*height labels, plane after plane, each plane numbered on its own
+     * @param planes number of planes
+     * @param width plane width
+     * @param height plane height
+     * @param stitchThreshold smallest IoU that links two masks of consecutive planes (above 0)
+     * @param minSize objects with fewer voxels are removed; 0 or less keeps all
+     * @return a new array of 3-D labels
+     */
+    public static native int[] stitchLabels(int[] labels, int planes, int width, int height, double stitchThreshold,
+            long minSize);
+
+    /**
      * Measures every object of a label image (the engine's measurement table, as in
      * {@code <stem>_objects.csv}). {@code labels} and {@code image} are read in place (a JNI
      * critical section): no other thread may write them during the call.

@@ -52,6 +52,30 @@ class NativeTest {
     }
 
     @Test
+    void stitchLabelsLinksPlanesAsCellpose() {
+        // Three 2×6 planes (rows alike): mask 1 continues, mask 2 of plane 1 overlaps too little.
+        int[][] planes = {{1, 1, 1, 0, 2, 2}, {1, 1, 0, 0, 0, 2}, {2, 2, 1, 0, 0, 0}};
+        int[][] want = {{1, 1, 1, 0, 2, 2}, {1, 1, 0, 0, 0, 2}, {1, 1, 3, 0, 0, 0}};
+        int[] v = new int[36], w = new int[36];
+        for (int z = 0; z < 3; z++) {
+            for (int y = 0; y < 2; y++) {
+                System.arraycopy(planes[z], 0, v, (z * 2 + y) * 6, 6);
+                System.arraycopy(want[z], 0, w, (z * 2 + y) * 6, 6);
+            }
+        }
+        int[] before = v.clone();
+        assertArrayEquals(w, Native.stitchLabels(v, 3, 6, 2, 0.25, 0));
+        assertArrayEquals(before, v, "the input is not changed");
+        CytosegException t = assertThrows(CytosegException.class, () -> Native.stitchLabels(v, 3, 6, 2, 0.0, 0));
+        assertEquals(101, t.status());
+        CytosegException s = assertThrows(CytosegException.class, () -> Native.stitchLabels(v, 4, 6, 2, 0.25, 0));
+        assertEquals(102, s.status());
+        v[0] = -1;
+        assertThrows(IllegalArgumentException.class, () -> Native.stitchLabels(v, 3, 6, 2, 0.25, 0));
+        assertThrows(NullPointerException.class, () -> Native.stitchLabels(null, 3, 6, 2, 0.25, 0));
+    }
+
+    @Test
     void engineErrorsBecomeCytosegExceptionsWithTheirStatus() {
         CytosegException e = assertThrows(CytosegException.class,
                 () -> Native.evaluate(new int[4], new int[5], new double[] {0.5}, "iou"));

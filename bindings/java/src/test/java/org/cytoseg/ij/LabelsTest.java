@@ -12,7 +12,7 @@ import ij.process.FloatProcessor;
 import java.awt.Rectangle;
 import org.junit.jupiter.api.Test;
 
-/** Label image building, ROIs and label reading (no engine needed). */
+/** Label image building, ROIs, label reading (no ONNX Runtime needed) and stitching planes. */
 class LabelsTest {
     @Test
     void sixteenBitUpTo65535ThenFloat() {
@@ -62,5 +62,25 @@ class LabelsTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Labels.toInts(fp, "x"));
         assertTrue(e.getMessage().contains("2.5"), e.getMessage());
         assertEquals(3, Labels.toInts(new FloatProcessor(1, 1, new float[] {3f}), "y")[0]);
+    }
+
+    @Test
+    void stitchPlanesMakesA3dLabelStack() {
+        int[][] planes = {{1, 1, 0, 0}, {1, 1, 0, 0}, {0, 0, 1, 1}};
+        java.util.List<int[]> list = new java.util.ArrayList<>();
+        for (int[] p : planes) {
+            list.add(p);
+        }
+        ImagePlus stack = Labels.image("cells", list, 2, 2, 3, 1, 1, null);
+        ImagePlus out = Stitch_Planes.stitch(stack, 0.25, 0);
+        assertEquals("cells-3D", out.getTitle());
+        assertEquals(3, out.getStackSize());
+        // Planes 0 and 1 overlap fully (one object), plane 2's mask touches neither: a new id.
+        assertEquals(1, out.getStack().getProcessor(2).get(0, 0));
+        assertEquals(2, out.getStack().getProcessor(3).get(0, 1));
+        assertEquals(2, out.getProperty("cytoseg.objects"));
+        ImagePlus one = Labels.image("one", Labels.single(new int[4]), 2, 2, 1, 1, 0, null);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Stitch_Planes.stitch(one, 0.25, 0));
+        assertTrue(e.getMessage().contains("one plane"), e.getMessage());
     }
 }
