@@ -113,6 +113,68 @@ fn check_model(model_dir: &Path, fixtures: &str) {
     );
 }
 
+/// With `min_size` 0 (or less) Cellpose's `compute_masks` neither removes small masks nor fills
+/// holes: the segmentation's labels are those of `flows::compute_masks` (parity-tested against
+/// cellpose) on the segmentation's own flows. Checked on the DSB2018 sample images, at least one
+/// of which has a mask with a hole (so that filling would show).
+#[test]
+fn min_size_zero_keeps_holes_as_cellpose() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/nuclei");
+    let Some(model) = load_model(&dir) else {
+        return;
+    };
+    let Some(data) = common::shared_data() else {
+        eprintln!("SKIPPED: ../shared/data/dsb2018-fluo absent");
+        return;
+    };
+    let mut with_holes = 0;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("sample/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in &files {
+        let img = read_image(path).unwrap();
+        let mut p = SegmentParams::for_model(&model);
+        p.mask.min_size = 0;
+        p.keep_flows = true;
+        let seg = model.segment(&img.view().unwrap(), &p, None).unwrap();
+        let [dy, dx, cellprob] = seg.flows.as_ref().unwrap();
+        let flows = cytoseg::core::flows::FlowsRef {
+            dy,
+            dx,
+            cellprob,
+            height: seg.height,
+            width: seg.width,
+        };
+        let mut mask = p.mask;
+        mask.niter = seg.niter;
+        let want = cytoseg::core::flows::compute_masks_slices(&flows, &mask).unwrap();
+        assert!(
+            seg.labels == want,
+            "{}: labels differ from compute_masks",
+            path.display()
+        );
+        let mut filled = want.clone();
+        cytoseg::core::flows::fill_holes_and_remove_small_masks(
+            &mut filled,
+            seg.height,
+            seg.width,
+            0,
+        )
+        .unwrap();
+        with_holes += usize::from(filled != want);
+    }
+    eprintln!(
+        "{with_holes} of {} images have masks with holes, kept",
+        files.len()
+    );
+    assert!(
+        with_holes > 0,
+        "no sample image has a mask with a hole: the check shows nothing"
+    );
+}
+
 #[test]
 fn model_loading_errors_are_clear() {
     let Some(lib) = common::ort_library() else {

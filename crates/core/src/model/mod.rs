@@ -357,7 +357,11 @@ impl Model {
             width: w,
         };
         let (mut labels, flow_qc) = flows::compute_masks_unfilled_qc(&fl, &mask)?;
-        flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
+        // As Cellpose's compute_masks: `min_size <= 0` turns both the size filter and hole
+        // filling off.
+        if mask.min_size > 0 {
+            flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
+        }
         let count = labels.iter().copied().max().unwrap_or(0);
         let quality = crate::qc::NetworkQuality::new(&labels, cellprob, flow_qc);
         let t3 = Instant::now();
