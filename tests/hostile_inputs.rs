@@ -212,6 +212,45 @@ fn cli_measure_refuses_the_huge_tiff_without_aborting() {
 }
 
 #[test]
+fn cli_stitch_refuses_hostile_label_stacks_without_aborting() {
+    let dir = common::temp_dir("hostile-stitch");
+    let out_path = dir.join("out.tif");
+    let stitch = |p: &Path| {
+        cli(&[
+            "stitch",
+            "--labels",
+            p.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ])
+    };
+    assert_clean_failure(
+        &stitch(&hostile(HUGE_TIFF)),
+        &[HUGE_TIFF, "200000×200000", "limit"],
+    );
+    for name in [
+        "npy_1e6x1e6_float32.npy",
+        "npy_shape_overflow.npy",
+        "npy_truncated_64x64_uint16.npy",
+        "npy_header_len_4g.npy",
+        "bigtiff_tag_count_2e40.tif",
+    ] {
+        assert_clean_failure(&stitch(&hostile(name)), &[name]);
+    }
+    // A multi-page TIFF whose pages differ in size is named as such.
+    let bad = dir.join("mixed.tif");
+    {
+        use tiff::encoder::{TiffEncoder, colortype::Gray16};
+        let mut enc = TiffEncoder::new(std::fs::File::create(&bad).unwrap()).unwrap();
+        enc.write_image::<Gray16>(4, 4, &[1u16; 16]).unwrap();
+        enc.write_image::<Gray16>(3, 4, &[1u16; 12]).unwrap();
+    }
+    assert_clean_failure(&stitch(&bad), &["mixed.tif", "page 2 is 3×4"]);
+    assert!(!out_path.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn cli_segment_refuses_the_huge_tiff_without_aborting() {
     // `segment` loads the model before reading images: with no ONNX Runtime the model fails
     // first, which is a clean error too; with one, the image is refused.
