@@ -143,3 +143,30 @@ fn the_command_line_stitches_a_tiff_stack_as_cellpose() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds one plane"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Cellpose's whole-stack `normalize99` (stitching and 3-D modes normalize the stack at once,
+/// downsampling past 224³ values), bit for bit, on fresh volumes when cellpose is installed.
+#[test]
+fn whole_stack_normalization_matches_cellpose_live() {
+    use cytoseg::core::model::preprocess::normalize99_volume;
+    let n = common::live_cellpose_parity("live_norm_cases.py", |path| {
+        let mut npz = NpzReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let x: Array3<f32> = npz.by_name("x").unwrap();
+        let want: Array3<f32> = npz.by_name("expected").unwrap();
+        let (d, h, w) = x.dim();
+        let mut got: Vec<f32> = x.iter().copied().collect();
+        assert!(normalize99_volume(&mut got, d, h, w, 1.0, 99.0));
+        let diff = got
+            .iter()
+            .zip(want.iter())
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        if diff > 0 {
+            return Err(format!("{}: {diff} values differ", path.display()));
+        }
+        Ok(())
+    });
+    if let Some(n) = n {
+        eprintln!("{n} stacks normalized as cellpose 4.2.1.1 (live)");
+    }
+}

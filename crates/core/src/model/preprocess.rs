@@ -44,7 +44,24 @@ pub fn percentile_f32(values: &mut [f32], q: f64) -> f32 {
 /// Channels with no range at all (`ptp == 0`) are left unchanged and reported as `false`, as
 /// `normalize_img` skips them.
 pub fn normalize99(plane: &mut [f32], height: usize, width: usize, low: f64, high: f64) -> bool {
-    let (min, max) = plane
+    normalize99_volume(plane, 1, height, width, low, high)
+}
+
+/// Cellpose's `normalize99` on one channel of a whole stack (`depth` planes of
+/// `height × width`, plane after plane), in place: the percentiles of the whole volume, as
+/// `normalize_img(..., norm3D=True)` computes them for Cellpose's stitching and 3-D modes.
+/// Past 224³ values the percentiles come from every `depth/50`-th plane, `height/224`-th row
+/// and `width/224`-th column (at least every one), as Cellpose's `downsample`. `depth` 1 is
+/// [`normalize99`].
+pub fn normalize99_volume(
+    data: &mut [f32],
+    depth: usize,
+    height: usize,
+    width: usize,
+    low: f64,
+    high: f64,
+) -> bool {
+    let (min, max) = data
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
@@ -53,26 +70,31 @@ pub fn normalize99(plane: &mut [f32], height: usize, width: usize, low: f64, hig
     if range.is_nan() || range <= 0.0 {
         return false;
     }
-    let mut sample: Vec<f32> = if plane.len() > DOWNSAMPLE_ABOVE {
+    let mut sample: Vec<f32> = if data.len() > DOWNSAMPLE_ABOVE {
+        let sz = if depth > 1 { (depth / 50).max(1) } else { 1 };
         let sy = (height / 224).max(1);
         let sx = (width / 224).max(1);
-        (0..height)
-            .step_by(sy)
-            .flat_map(|y| (0..width).step_by(sx).map(move |x| (y, x)))
-            .map(|(y, x)| plane[y * width + x])
+        (0..depth)
+            .step_by(sz)
+            .flat_map(|z| {
+                (0..height)
+                    .step_by(sy)
+                    .flat_map(move |y| (0..width).step_by(sx).map(move |x| (z, y, x)))
+            })
+            .map(|(z, y, x)| data[(z * height + y) * width + x])
             .collect()
     } else {
-        plane.to_vec()
+        data.to_vec()
     };
     let lo = percentile_f32(&mut sample, low);
     let hi = percentile_f32(&mut sample, high);
     if hi - lo > 1e-3f32 {
         let range = hi - lo;
-        for v in plane.iter_mut() {
+        for v in data.iter_mut() {
             *v = (*v - lo) / range;
         }
     } else {
-        plane.fill(0.0);
+        data.fill(0.0);
     }
     true
 }
