@@ -148,19 +148,6 @@ pub fn write_table(path: &Path, header: &[String], rows: &[Vec<String>]) -> Resu
     })
 }
 
-/// Reads a CSV table the engine wrote and writes it beside or to `parquet` with
-/// [`write_table`].
-pub fn csv_to_parquet(csv: &Path, parquet: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
-    let mut rows = crate::qc::report::parse_csv(&text);
-    rows.retain(|r| !(r.len() == 1 && r[0].is_empty()));
-    if rows.is_empty() {
-        return Err(Error::format(csv, "empty table"));
-    }
-    let header = rows.remove(0);
-    write_table(parquet, &header, &rows)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -354,7 +354,8 @@ pub fn write_parquet_tables(out: &Path, objects_tables: &[PathBuf]) -> Result<Ve
         let csv = out.join(format!("{name}.csv"));
         if csv.is_file() {
             let dest = out.join(format!("{name}.parquet"));
-            crate::io::parquet::csv_to_parquet(&csv, &dest)?;
+            let (header, rows) = read_table(&csv)?;
+            crate::io::parquet::write_table(&dest, &header, &rows)?;
             written.push(dest);
         }
     }
