@@ -13,7 +13,6 @@ import cytoseg
 napari = pytest.importorskip("napari", reason="napari is not installed")
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
-from qtpy.QtCore import QTimer  # noqa: E402
 
 from cytoseg._napari._classify import point_picks  # noqa: E402
 from cytoseg._napari._widget import SegmentWidget  # noqa: E402
@@ -49,8 +48,10 @@ def _setup(viewer, tmp_path, picks, scale=(1.0, 1.0)):
 
 
 def _click(qtbot, panel, button):
-    QTimer.singleShot(0, button.native.click)
-    qtbot.waitUntil(lambda: panel.busy, timeout=10_000)
+    # The click starts the worker before it returns; its end is delivered through the event loop,
+    # which waitUntil runs (waiting for `busy` to turn on first raced a quick worker).
+    button.native.click()
+    assert panel.busy
     qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
 
 
