@@ -969,6 +969,49 @@ cytoseg_status cytoseg_flows_to_labels(const float *dp,
                                        uint32_t *n_labels);
 
 /**
+ * Converts 3-D flows to instance labels exactly as cellpose 4.2.1.1's
+ * `dynamics.compute_masks(dP, cellprob, do_3D=True, ...)`: voxels above the cell-probability
+ * threshold follow the flows (trilinear sampling), seeds grow in 3-D, masks over
+ * `max_size_fraction` of the volume are removed, and with `min_size > 0` holes are filled in
+ * 3-D and masks under `min_size` voxels removed. There is no flow quality control in 3-D (as in
+ * Cellpose): `params->flow_threshold` is not used.
+ *
+ * @param dp            Flows, float32, `3 * planes * height * width` values: the dZ volume,
+ *                      then dY, then dX, each plane after plane and row-major (Cellpose's `dP`
+ *                      of shape (3, Z, Y, X)).
+ * @param dp_len        Number of floats in `dp`; must be `3 * planes * height * width`.
+ * @param cellprob      Cell-probability logits, float32, `planes * height * width`.
+ * @param cellprob_len  Number of floats in `cellprob`; must be `planes * height * width`.
+ * @param planes        Number of z planes (>= 2; one plane is a 2-D image:
+ *                      `cytoseg_flows_to_labels`).
+ * @param height        Plane height (>= 2).
+ * @param width         Plane width (>= 2).
+ * @param params        Parameters, or NULL for the defaults.
+ * @param labels        Output, caller-allocated, `planes * height * width` uint32: 0 is
+ *                      background, masks are numbered 1..n as Cellpose numbers them. Written
+ *                      only on success.
+ * @param labels_len    Number of elements in `labels`; must be `planes * height * width`.
+ * @param n_labels      Optional output (may be NULL): the number of masks n.
+ * @return `CYTOSEG_STATUS_OK`, or a failure status with a message in
+ *         `cytoseg_last_error_message` (NULL pointers, mismatched lengths, NaN/Inf input,
+ *         a side under 2 or a volume too large, invalid parameters).
+ *
+ * Thread safety: may be called concurrently from several threads; the work itself runs on an
+ * internal thread pool.
+ */
+cytoseg_status cytoseg_flows_to_labels_3d(const float *dp,
+                                          size_t dp_len,
+                                          const float *cellprob,
+                                          size_t cellprob_len,
+                                          size_t planes,
+                                          size_t height,
+                                          size_t width,
+                                          const struct cytoseg_masks_params *params,
+                                          uint32_t *labels,
+                                          size_t labels_len,
+                                          uint32_t *n_labels);
+
+/**
  * Computes Cellpose's flows from a label image (labels → flows by heat diffusion from each
  * mask's centre, as `dynamics.masks_to_flows`), e.g. to make training targets.
  *

@@ -104,3 +104,59 @@ fn masks_rejects_bad_input_clearly() {
     expect_error(&dir, "garbage.npy", "cp.npy", "garbage.npy");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// 3-D flows `(3, Z, Y, X)` give a 3-D label stack equal to cellpose's `compute_masks(...,
+/// do_3D=True)`, as .npy and as a TIFF stack; a cellprob of another shape and a one-plane
+/// volume are clear errors.
+#[test]
+fn masks_takes_3d_flows_as_cellpose() {
+    use cytoseg::core::io::labels::read_label_stack;
+    use ndarray::Array4;
+    let dir = common::temp_dir("cli-masks-3d");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/volume/balls_0_v0.npz");
+    let mut npz = NpzReader::new(std::fs::File::open(p).unwrap()).unwrap();
+    let dp: Array4<f32> = npz.by_name("dp").unwrap();
+    let cp: Array3<f32> = npz.by_name("cellprob").unwrap();
+    let expected: Array3<u32> = npz.by_name("expected").unwrap();
+    assert!(expected.iter().any(|&l| l != 0));
+    write_npy(dir.join("dp.npy"), &dp).unwrap();
+    write_npy(dir.join("cp.npy"), &cp).unwrap();
+    let run = |dp: &str, cp: &str, out: &str| {
+        let mut c = cytoseg();
+        c.args(["masks", "--dp"])
+            .arg(dir.join(dp))
+            .arg("--cellprob")
+            .arg(dir.join(cp))
+            .arg("--out")
+            .arg(dir.join(out));
+        common::run(c)
+    };
+    for out in ["labels.npy", "labels.tif"] {
+        let o = run("dp.npy", "cp.npy", out);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (got, d, h, w) = read_label_stack(&dir.join(out)).unwrap();
+        assert_eq!((d, h, w), expected.dim());
+        assert!(
+            got.iter().eq(expected.iter()),
+            "{out} differs from cellpose"
+        );
+    }
+    write_npy(
+        dir.join("cp2d.npy"),
+        &cp.index_axis(ndarray::Axis(0), 0).to_owned(),
+    )
+    .unwrap();
+    let o = run("dp.npy", "cp2d.npy", "bad.npy");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("cp2d.npy") && e.contains("expected"), "{e}");
+    let (_, h, w) = cp.dim();
+    write_npy(dir.join("dp1.npy"), &Array4::<f32>::zeros((3, 1, h, w))).unwrap();
+    write_npy(dir.join("cp1.npy"), &Array3::<f32>::zeros((1, h, w))).unwrap();
+    let o = run("dp1.npy", "cp1.npy", "bad.npy");
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("single plane is a 2-D image"), "{e}");
+    assert!(!dir.join("bad.npy").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

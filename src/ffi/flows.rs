@@ -194,6 +194,87 @@ pub extern "C" fn cytoseg_flows_to_labels(
     })
 }
 
+/// Converts 3-D flows to instance labels exactly as cellpose 4.2.1.1's
+/// `dynamics.compute_masks(dP, cellprob, do_3D=True, ...)`: voxels above the cell-probability
+/// threshold follow the flows (trilinear sampling), seeds grow in 3-D, masks over
+/// `max_size_fraction` of the volume are removed, and with `min_size > 0` holes are filled in
+/// 3-D and masks under `min_size` voxels removed. There is no flow quality control in 3-D (as in
+/// Cellpose): `params->flow_threshold` is not used.
+///
+/// @param dp            Flows, float32, `3 * planes * height * width` values: the dZ volume,
+///                      then dY, then dX, each plane after plane and row-major (Cellpose's `dP`
+///                      of shape (3, Z, Y, X)).
+/// @param dp_len        Number of floats in `dp`; must be `3 * planes * height * width`.
+/// @param cellprob      Cell-probability logits, float32, `planes * height * width`.
+/// @param cellprob_len  Number of floats in `cellprob`; must be `planes * height * width`.
+/// @param planes        Number of z planes (>= 2; one plane is a 2-D image:
+///                      `cytoseg_flows_to_labels`).
+/// @param height        Plane height (>= 2).
+/// @param width         Plane width (>= 2).
+/// @param params        Parameters, or NULL for the defaults.
+/// @param labels        Output, caller-allocated, `planes * height * width` uint32: 0 is
+///                      background, masks are numbered 1..n as Cellpose numbers them. Written
+///                      only on success.
+/// @param labels_len    Number of elements in `labels`; must be `planes * height * width`.
+/// @param n_labels      Optional output (may be NULL): the number of masks n.
+/// @return `CYTOSEG_STATUS_OK`, or a failure status with a message in
+///         `cytoseg_last_error_message` (NULL pointers, mismatched lengths, NaN/Inf input,
+///         a side under 2 or a volume too large, invalid parameters).
+///
+/// Thread safety: may be called concurrently from several threads; the work itself runs on an
+/// internal thread pool.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_flows_to_labels_3d(
+    dp: *const f32,
+    dp_len: usize,
+    cellprob: *const f32,
+    cellprob_len: usize,
+    planes: usize,
+    height: usize,
+    width: usize,
+    params: *const cytoseg_masks_params,
+    labels: *mut u32,
+    labels_len: usize,
+    n_labels: *mut u32,
+) -> cytoseg_status {
+    boundary(|| {
+        let n = flows::check_volume_size(planes, height, width)?;
+        let need = "planes * height * width";
+        expect_len("dp_len", dp_len, n.checked_mul(3), "3 * planes * height * width")?;
+        expect_len("cellprob_len", cellprob_len, Some(n), need)?;
+        expect_len("labels_len", labels_len, Some(n), need)?;
+        // SAFETY: lengths checked against the volume's size; validity is the caller's contract.
+        let dp = unsafe { input(dp, dp_len, "dp") }?;
+        let cellprob = unsafe { input(cellprob, cellprob_len, "cellprob") }?;
+        let params = if params.is_null() {
+            MaskParams::default()
+        } else {
+            // SAFETY: non-null; the caller provides an initialized struct of some version.
+            unsafe { cytoseg_masks_params::read(params, MaskParams::default(), "params") }?
+        };
+        let (dz, rest) = dp.split_at(n);
+        let (dy, dx) = rest.split_at(n);
+        let flows = flows::Flows3Ref {
+            dz,
+            dy,
+            dx,
+            cellprob,
+            planes,
+            height,
+            width,
+        };
+        let result = flows::compute_masks_3d(&flows, &params)?;
+        // SAFETY: checked for NULL/alignment; length equals planes * height * width.
+        let out = unsafe { output(labels, labels_len, "labels") }?;
+        out.copy_from_slice(&result);
+        if !n_labels.is_null() {
+            // SAFETY: non-null; the caller provides a writable uint32_t.
+            unsafe { *n_labels = result.iter().copied().max().unwrap_or(0) };
+        }
+        Ok(())
+    })
+}
+
 /// Computes Cellpose's flows from a label image (labels → flows by heat diffusion from each
 /// mask's centre, as `dynamics.masks_to_flows`), e.g. to make training targets.
 ///

@@ -314,6 +314,51 @@ static void test_stitch(void) {
     CHECK(memcmp(before, v, sizeof v) == 0);
 }
 
+/* 3-D flows: two balls of flows pointing at their centres in a 6×10×20 volume give two masks,
+   each the ball's voxels; bad sizes and NaN are clear errors that leave the output alone. */
+static void test_flows_3d(void) {
+    enum { D = 6, H = 10, W = 20, N = D * H * W };
+    static float dp[3 * N], cp[N];
+    static uint32_t labels[N];
+    const float centres[2][3] = {{3, 5, 5}, {3, 5, 14}};
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                int i = (z * H + y) * W + x;
+                cp[i] = -5.0f;
+                for (int c = 0; c < 2; c++) {
+                    float v[3] = {centres[c][0] - z, centres[c][1] - y, centres[c][2] - x};
+                    float r = sqrtf(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+                    if (r < 4.0f) {
+                        float s = r > 0 ? 5.0f / r : 0.0f;
+                        for (int k = 0; k < 3; k++)
+                            dp[k * N + i] = v[k] * s;
+                        cp[i] = 3.0f;
+                    }
+                }
+            }
+    uint32_t n = 0;
+    CHECK(cytoseg_flows_to_labels_3d(dp, 3 * N, cp, N, D, H, W, NULL, labels, N, &n) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(n == 2);
+    int agree = 1;
+    for (int i = 0; i < N; i++)
+        agree &= (labels[i] != 0) == (cp[i] > 0);
+    CHECK(agree);
+    CHECK(labels[(3 * H + 5) * W + 5] != labels[(3 * H + 5) * W + 14]);
+    memset(labels, 0xAB, sizeof labels);
+    CHECK(cytoseg_flows_to_labels_3d(dp, 3 * N, cp, N, D, H, W, NULL, labels, N - 1, NULL) ==
+          CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_flows_to_labels_3d(dp, 3 * H * W, cp, H * W, 1, H, W, NULL, labels, H * W,
+                                     NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_flows_to_labels_3d(NULL, 3 * N, cp, N, D, H, W, NULL, labels, N, NULL) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    cp[7] = NAN;
+    CHECK(cytoseg_flows_to_labels_3d(dp, 3 * N, cp, N, D, H, W, NULL, labels, N, NULL) ==
+          CYTOSEG_STATUS_NON_FINITE);
+    CHECK(labels[0] == 0xABABABABu && labels[N - 1] == 0xABABABABu);
+}
+
 int main(void) {
     test_version();
     test_model_folders();
@@ -324,6 +369,7 @@ int main(void) {
     test_threads();
     test_metrics();
     test_stitch();
+    test_flows_3d();
     if (failures) {
         fprintf(stderr, "test_api: %d check(s) failed\n", failures);
         return 1;

@@ -202,6 +202,29 @@ def test_stitch_labels_equals_cellpose_on_the_committed_cases():
         assert (planes == z["planes"]).all(), "the input is left as it was"
 
 
+def test_3d_flows_to_labels_equal_cellpose_on_the_committed_cases():
+    """Every committed 3-D flows case (labelled by cellpose 4.2.1.1's compute_masks with
+    do_3D=True) comes out identical through the C API."""
+    cases = sorted((REPO / "tests" / "fixtures" / "volume").glob("*.npz"))
+    assert len(cases) >= 20
+    for path in cases:
+        z = np.load(path)
+        got = cytoseg.flows_to_labels(
+            z["dp"],
+            z["cellprob"],
+            cellprob_threshold=float(z["cellprob_threshold"]),
+            niter=int(z["niter"]),
+            min_size=int(z["min_size"]),
+            max_size_fraction=float(z["max_size_fraction"]),
+        )
+        assert got.dtype == np.uint32 and got.shape == z["cellprob"].shape
+        np.testing.assert_array_equal(got, z["expected"], err_msg=path.name)
+    with pytest.raises(ValueError, match=r"\(3, Z, Y, X\)"):
+        cytoseg.flows_to_labels(np.zeros((2, 3, 4, 4)), np.zeros((3, 4, 4)))
+    with pytest.raises(cytoseg.InvalidArgumentError, match="single plane"):
+        cytoseg.flows_to_labels(np.zeros((3, 1, 4, 4)), np.zeros((1, 4, 4)))
+
+
 def test_stitch_labels_refuses_bad_input():
     with pytest.raises(ValueError, match=r"\(Z, H, W\) stack"):
         cytoseg.stitch_labels(np.zeros((4, 4), np.uint32))

@@ -271,6 +271,22 @@ _SIGNATURES = {
             _U32P,
         ],
     ),
+    "cytoseg_flows_to_labels_3d": (
+        c_int32,
+        [
+            _F32P,
+            c_size_t,
+            _F32P,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            POINTER(MasksParams),
+            _U32P,
+            c_size_t,
+            _U32P,
+        ],
+    ),
     "cytoseg_labels_to_flows": (c_int32, [_U32P, c_size_t, c_size_t, c_size_t, _F64P, c_size_t]),
     "cytoseg_stitch_labels": (
         c_int32,

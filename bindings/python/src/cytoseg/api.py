@@ -771,40 +771,44 @@ def flows_to_labels(
     min_size: int = 15,
     max_size_fraction: float = 0.4,
 ) -> np.ndarray:
-    """Cellpose flows → instance labels, exactly as Cellpose 4's ``compute_masks`` (CPU).
+    """Cellpose flows → instance labels, exactly as Cellpose 4's ``compute_masks`` (CPU), in
+    2-D or 3-D.
 
     Args:
-        dp: flows (2, H, W), dY then dX (Cellpose's ``dP``); converted to float32.
-        cellprob: cell-probability logits (H, W); converted to float32.
+        dp: flows (2, H, W), dY then dX (Cellpose's ``dP``), or (3, Z, Y, X), dZ, dY, dX, for a
+            volume (Cellpose's ``do_3D`` masks: no flow quality control, ``flow_threshold``
+            unused; holes filled and ``min_size`` counted in 3-D); converted to float32.
+        cellprob: cell-probability logits (H, W), or (Z, Y, X) with 3-D flows; converted to
+            float32.
         cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction: Cellpose's
             parameters and defaults.
 
     Returns:
-        uint32 labels (H, W), numbered as Cellpose numbers them.
+        uint32 labels (H, W) or (Z, Y, X), numbered as Cellpose numbers them.
     """
     dp = np.ascontiguousarray(dp, dtype=np.float32)
     cellprob = np.ascontiguousarray(cellprob, dtype=np.float32)
-    if dp.ndim != 3 or dp.shape[0] != 2:
-        raise ValueError(f"dp must have shape (2, H, W), got {dp.shape}")
+    ndim = dp.ndim - 1
+    if ndim not in (2, 3) or dp.shape[0] != ndim:
+        raise ValueError(f"dp must have shape (2, H, W) or (3, Z, Y, X), got {dp.shape}")
     if cellprob.shape != dp.shape[1:]:
         raise ValueError(
             f"cellprob must have shape {dp.shape[1:]} to match dp, got {cellprob.shape}"
         )
-    h, w = cellprob.shape
     lib = _native.lib()
     p = _native.MasksParams()
     _native.check(lib.cytoseg_masks_params_init(byref(p)))
     _check_struct(p, "cytoseg_masks_params")
     _set_masks(p, cellprob_threshold, flow_threshold, niter, min_size, max_size_fraction)
-    labels = np.empty((h, w), dtype=np.uint32)
+    labels = np.empty(cellprob.shape, dtype=np.uint32)
+    call = lib.cytoseg_flows_to_labels_3d if ndim == 3 else lib.cytoseg_flows_to_labels
     _native.check(
-        lib.cytoseg_flows_to_labels(
+        call(
             _ptr(dp, c_float),
             dp.size,
             _ptr(cellprob, c_float),
             cellprob.size,
-            h,
-            w,
+            *cellprob.shape,
             byref(p),
             _ptr(labels, c_uint32),
             labels.size,

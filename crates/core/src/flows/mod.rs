@@ -12,6 +12,10 @@
 //!
 //! Labels are numbered 1..n as Cellpose numbers them. Work is parallel (rayon) wherever the
 //! reference's result does not depend on order.
+//!
+//! In 3-D, [`compute_masks_3d`] runs the same stages on `(dZ, dY, dX)` flows as Cellpose's
+//! `do_3D` (trilinear sampling, 5×5×5 seeds, 11×11×11 growth, no flow quality control, 3-D hole
+//! filling), and [`stitch_planes`] links 2-D labels across planes as its stitching mode.
 
 mod diffusion;
 mod interp;
@@ -20,6 +24,9 @@ mod quality;
 pub(crate) use quality::FlowQcStats;
 mod seeds;
 mod stitch;
+mod torch_sort;
+mod volume;
+pub use volume::{Flows3Ref, check_volume_size, compute_masks_3d, compute_masks_3d_unfilled};
 
 use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
 use rayon::prelude::*;

@@ -7,17 +7,19 @@
 
 use rayon::prelude::*;
 
+use super::torch_sort;
+
 /// Histogram padding around the image (Cellpose's hard-coded `rpad`).
-const RPAD: usize = 20;
+pub(super) const RPAD: usize = 20;
 /// A seed must hold more than this many converged pixels.
-const SEED_MIN_COUNT: i32 = 10;
+pub(super) const SEED_MIN_COUNT: i32 = 10;
 /// Growth only covers histogram bins holding more than this many pixels.
-const GROW_MIN_COUNT: i32 = 2;
+pub(super) const GROW_MIN_COUNT: i32 = 2;
 /// Half-width of the growth window (11×11).
-const WIN: usize = 5;
-const WIN_SIZE: usize = 2 * WIN + 1;
+pub(super) const WIN: usize = 5;
+pub(super) const WIN_SIZE: usize = 2 * WIN + 1;
 /// Number of 3×3 dilation steps.
-const GROW_STEPS: usize = 5;
+pub(super) const GROW_STEPS: usize = 5;
 
 /// Assigns a label to each point. `final_pos` are the integer final positions `(y, x)` of the
 /// cell pixels listed (row-major) in `points`. Returns a `height * width` label image numbered
@@ -44,14 +46,7 @@ pub(crate) fn get_masks(
         .collect();
     // The histogram; a bin becomes a seed candidate when its count passes the seed minimum
     // (exactly once per bin), so no scan of the whole histogram is needed.
-    let mut hist = vec![0i32; ph * pw];
-    let mut candidates = Vec::new();
-    for &i in &padded {
-        hist[i] += 1;
-        if hist[i] == SEED_MIN_COUNT + 1 {
-            candidates.push(i);
-        }
-    }
+    let (mut hist, candidates) = histogram(&padded, ph * pw);
 
     // Seeds: candidates equal to the maximum of their 5×5 neighbourhood. Bins with counts lie
     // within [RPAD, size + RPAD), so the window never leaves the padded histogram.
@@ -73,9 +68,10 @@ pub(crate) fn get_masks(
         log::warn!("no seeds found: no masks");
         return vec![0; height * width];
     }
-    // Ascending by count, ties in row-major order: torch's stable CPU sort of the row-major
-    // seed list.
-    seeds.par_sort_unstable();
+    // torch.nonzero lists seeds in row-major order; Cellpose paints them in the order of
+    // torch's CPU argsort of their counts, equal counts included.
+    seeds.par_sort_unstable_by_key(|s| s.1);
+    torch_sort::argsort(&mut seeds);
 
     // Grow each seed in its 11×11 window (independent of the others: growth reads only the
     // histogram), then paint in order, later (stronger) seeds overwriting. Painted bins hold
@@ -97,7 +93,39 @@ pub(crate) fn get_masks(
 
     // Each point takes its bin's label; masks over the size limit are removed and the rest
     // numbered by first appearance in the row-major scan, which is the order of `points`.
-    let values: Vec<u32> = padded
+    let values = point_labels(hist, padded, n_seeds, height * width, max_size_fraction);
+    let mut labels = vec![0u32; height * width];
+    for (&(y, x), v) in points.iter().zip(values) {
+        labels[y as usize * width + x as usize] = v;
+    }
+    labels
+}
+
+/// The histogram of padded bins (`len` bins) and the bins whose count passes the seed minimum,
+/// each listed once, when it does (so no scan of the whole histogram is needed).
+pub(super) fn histogram(padded: &[usize], len: usize) -> (Vec<i32>, Vec<usize>) {
+    let mut hist = vec![0i32; len];
+    let mut candidates = Vec::new();
+    for &i in padded {
+        hist[i] += 1;
+        if hist[i] == SEED_MIN_COUNT + 1 {
+            candidates.push(i);
+        }
+    }
+    (hist, candidates)
+}
+
+/// The label of each point once the seeds are painted (bins holding `-(k + 1)` for seed `k`):
+/// masks of more than `max_size_fraction` of the `n` pixels removed, the others numbered 1..m
+/// by first appearance in the points' order.
+pub(super) fn point_labels(
+    hist: Vec<i32>,
+    padded: Vec<usize>,
+    n_seeds: usize,
+    n: usize,
+    max_size_fraction: f64,
+) -> Vec<u32> {
+    let mut values: Vec<u32> = padded
         .par_iter()
         .with_min_len(1 << 14)
         .map(|&pos| hist[pos].min(0).unsigned_abs())
@@ -108,7 +136,7 @@ pub(crate) fn get_masks(
     for &v in &values {
         counts[v as usize] += 1;
     }
-    let big = (height * width) as f64 * max_size_fraction;
+    let big = n as f64 * max_size_fraction;
     let mut map = vec![0u32; n_seeds + 1];
     let mut next = 0u32;
     for &v in &values {
@@ -118,11 +146,10 @@ pub(crate) fn get_masks(
             *m = next;
         }
     }
-    let mut labels = vec![0u32; height * width];
-    for (&(y, x), v) in points.iter().zip(values) {
-        labels[y as usize * width + x as usize] = map[v as usize];
+    for v in &mut values {
+        *v = map[*v as usize];
     }
-    labels
+    values
 }
 
 /// The 11×11 region a seed at padded bin `centre` grows to: 5 steps of 8-connected dilation

@@ -237,8 +237,9 @@ fn find_objects_3d(labels: &[u32], height: usize, width: usize) -> Vec<Option<Bo
         .unwrap_or_else(|| vec![None; max])
 }
 
-/// Voxel indices of box `b` that are neither `label` nor reachable from the box's faces through
-/// non-`label` voxels (6-connected): `fill_voids.fill` of the mask in its crop.
+/// Voxel indices of box `b` that are neither `label` nor reachable through non-`label` voxels
+/// (6-connected) from the voxels where `fill_voids.fill` seeds its flood fill on the box's
+/// faces: `fill_voids.fill` of the mask in its crop, its seeding quirk included.
 fn enclosed_voxels(labels: &[u32], height: usize, width: usize, label: u32, b: Box3) -> Vec<usize> {
     let [z0, z1, y0, y1, x0, x1] = b;
     let (d, h, w) = (z1 - z0, y1 - y0, x1 - x0);
@@ -253,18 +254,34 @@ fn enclosed_voxels(labels: &[u32], height: usize, width: usize, label: u32, b: B
     }
     let mut outside = vec![false; d * h * w];
     let mut stack = Vec::new();
-    for z in 0..d {
-        for y in 0..h {
-            for x in 0..w {
-                let face = z == 0 || y == 0 || x == 0 || z == d - 1 || y == h - 1 || x == w - 1;
-                let i = (z * h + y) * w + x;
-                if face && !inside[i] {
-                    outside[i] = true;
-                    stack.push(i);
+    // fill_voids (Fortran order: z fastest) seeds its flood fill while scanning each pair of
+    // opposite faces in raster order, pushing a background voxel only when the voxel scanned
+    // before it (row ends included) was not background. A background component on a face
+    // that never starts a run is then missed, so it counts as a hole when nothing seeded
+    // reaches it: Cellpose's labels carry this, and so must ours.
+    let idx = |z: usize, y: usize, x: usize| (z * h + y) * w + x;
+    let mut seed_faces = |outer: usize, inner: usize, at: &dyn Fn(usize, usize, bool) -> usize| {
+        for far in [false, true] {
+            let mut placed = false;
+            for o in 0..outer {
+                for i in 0..inner {
+                    let j = at(o, i, far);
+                    if inside[j] {
+                        placed = false;
+                    } else {
+                        if !placed && !outside[j] {
+                            outside[j] = true;
+                            stack.push(j);
+                        }
+                        placed = true;
+                    }
                 }
             }
         }
-    }
+    };
+    seed_faces(h, d, &|y, z, far| idx(z, y, if far { w - 1 } else { 0 }));
+    seed_faces(w, d, &|x, z, far| idx(z, if far { h - 1 } else { 0 }, x));
+    seed_faces(w, h, &|x, y, far| idx(if far { d - 1 } else { 0 }, y, x));
     while let Some(i) = stack.pop() {
         let (z, y, x) = (i / (h * w), i / w % h, i % w);
         let mut visit = |j: usize| {
@@ -309,8 +326,9 @@ fn enclosed_voxels(labels: &[u32], height: usize, width: usize, label: u32, b: B
 /// Cellpose's `fill_holes_and_remove_small_masks(masks, min_size)` on a 3-D volume: masks under
 /// `min_size` voxels removed and labels renumbered by first appearance (z, y, x order; skipped
 /// when `min_size <= 0`), then each mask, in label order, over its 3-D bounding box: its holes
-/// (6-connected, not reaching the box's faces; other masks inside included) take the mask's new
-/// label, the count of labels present so far; then small masks removed again.
+/// (6-connected background not reached from fill_voids' face seeds, see [`enclosed_voxels`];
+/// other masks inside included) take the mask's new label, the count of labels present so far;
+/// then small masks removed again.
 pub(crate) fn fill_holes_and_remove_small_3d(
     labels: &mut [u32],
     height: usize,
@@ -437,6 +455,28 @@ mod tests {
         let mut l = vec![1, 1, 1, 1, 0, 0, 0, 0, 0, 2, 0, 0];
         stitch3d(&mut l, 4, 3, 0.25).unwrap();
         assert_eq!(l, vec![1, 1, 1, 1, 0, 0, 0, 0, 0, 3, 0, 0]);
+    }
+
+    /// fill_voids seeds a face's background only where a run starts in its raster scan (z
+    /// fastest, the flag kept across row ends): a pocket on the y = 0 face whose scan
+    /// predecessor is background is not seeded, so Cellpose fills it although it touches a face.
+    #[test]
+    fn face_pockets_missed_by_fill_voids_seeding_are_filled() {
+        // A 3×3×4 box of label 1 with a one-voxel pocket at (z 0, y 0, x 1), open only to the
+        // faces z = 0 and y = 0; voxel (z 2, y 0, x 0) is background and precedes (z 0, y 0, x 1) in
+        // the y-face scan (x outer, z inner), as (z 0, y 2, x 0) precedes it in the z-face scan
+        // (x outer, y inner).
+        let (d, h, w) = (3usize, 3usize, 4usize);
+        let mut l = vec![1u32; d * h * w];
+        let at = |z: usize, y: usize, x: usize| (z * h + y) * w + x;
+        l[at(0, 0, 1)] = 0;
+        l[at(2, 0, 0)] = 0;
+        l[at(0, 2, 0)] = 0;
+        fill_holes_and_remove_small_3d(&mut l, h, w, -1);
+        assert_eq!(l[at(0, 0, 1)], 1);
+        // Voxels that start a run (the first of a scan) stay background.
+        assert_eq!(l[at(2, 0, 0)], 0);
+        assert_eq!(l[at(0, 2, 0)], 0);
     }
 
     #[test]

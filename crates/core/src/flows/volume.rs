@@ -1,0 +1,866 @@
+//! Flows → labels in 3-D, as Cellpose 4's `compute_masks(dP, cellprob, do_3D=True)` makes them
+//! (`cellpose==4.2.1.1`, CPU): the 3-D counterpart of the 2-D stages in the parent module.
+//!
+//! 1. Voxels with `cellprob > cellprob_threshold` follow `dP / 5` for `niter` Euler steps of
+//!    torch's trilinear `grid_sample` (5-D input, zero padding, `align_corners=False`). torch
+//!    runs the 3-D sampler as plain scalar float32 code (no fused multiply-add, unlike its
+//!    vectorized 2-D kernel), emulated here operation for operation: the source index
+//!    `((g + 1) * size - 1) / 2`, the eight corner weights as left-to-right products of three
+//!    differences, the eight taps added in torch's order (`tnw, tne, tsw, tse, bnw, bne, bsw,
+//!    bse`) to zero.
+//! 2. A histogram of final voxels (padded by 20) gives seeds: bins equal to the maximum of
+//!    their 5×5×5 neighbourhood holding more than 10 voxels, sorted by count (ties in z, y, x
+//!    order); each grows 5 steps of 3×3×3 dilation over bins holding more than 2 voxels in its
+//!    11×11×11 window; seeds are painted in order, stronger ones winning overlaps; masks over
+//!    `max_size_fraction` of the volume are dropped; labels are numbered by first appearance.
+//! 3. No flow quality control (Cellpose skips it when `do_3D`).
+//! 4. With `min_size > 0`, holes are filled in 3-D and masks under `min_size` voxels removed.
+
+use rayon::prelude::*;
+
+use super::seeds::{self, GROW_MIN_COUNT, GROW_STEPS, RPAD, WIN, WIN_SIZE};
+use super::{MAX_PIXELS, MAX_SIDE, MaskParams, SCAN_CHUNK, check_finite, stitch, torch_sort};
+use crate::error::{Error, Result};
+use crate::simd;
+
+/// Borrowed network output for one volume in Cellpose's layout, each array row-major
+/// `planes × height × width` (z, then y, then x): the flows `dz` (`dP[0]`), `dy` (`dP[1]`),
+/// `dx` (`dP[2]`) and the cell-probability logits.
+#[derive(Debug, Clone, Copy)]
+pub struct Flows3Ref<'a> {
+    /// Flow along z, `dP[0]`.
+    pub dz: &'a [f32],
+    /// Flow along y, `dP[1]`.
+    pub dy: &'a [f32],
+    /// Flow along x, `dP[2]`.
+    pub dx: &'a [f32],
+    /// Cell-probability logits.
+    pub cellprob: &'a [f32],
+    /// Number of z planes.
+    pub planes: usize,
+    /// Plane height in pixels.
+    pub height: usize,
+    /// Plane width in pixels.
+    pub width: usize,
+}
+
+/// Checks a volume size for the 3-D flows pipeline and returns its voxel count. Every side
+/// must be at least 2 (Cellpose divides by `size - 1`).
+pub fn check_volume_size(planes: usize, height: usize, width: usize) -> Result<usize> {
+    if planes < 2 || height < 2 || width < 2 {
+        return Err(Error::invalid(format!(
+            "3-D flows need at least 2 voxels along every axis, got {planes}×{height}×{width} (z×y×x); a single plane is a 2-D image"
+        )));
+    }
+    if planes > MAX_SIDE || height > MAX_SIDE || width > MAX_SIDE {
+        return Err(Error::TooLarge(format!(
+            "{planes}×{height}×{width} exceeds the largest supported side ({MAX_SIDE})"
+        )));
+    }
+    match planes
+        .checked_mul(height)
+        .and_then(|n| n.checked_mul(width))
+    {
+        Some(n) if n <= MAX_PIXELS => Ok(n),
+        _ => Err(Error::TooLarge(format!(
+            "{planes}×{height}×{width} exceeds the largest supported voxel count ({MAX_PIXELS})"
+        ))),
+    }
+}
+
+impl<'a> Flows3Ref<'a> {
+    /// The four arrays stacked in one buffer, `dZ, dY, dX, cellprob` (`4 × planes × height ×
+    /// width` floats); errors when the length differs.
+    pub fn stacked(data: &'a [f32], planes: usize, height: usize, width: usize) -> Result<Self> {
+        let n = check_volume_size(planes, height, width)?;
+        if n.checked_mul(4) != Some(data.len()) {
+            return Err(Error::shape(format!(
+                "3-D flows hold {} values, a {planes}×{height}×{width} volume needs 4 × {n}",
+                data.len()
+            )));
+        }
+        let (dz, rest) = data.split_at(n);
+        let (dy, rest) = rest.split_at(n);
+        let (dx, cellprob) = rest.split_at(n);
+        Ok(Flows3Ref {
+            dz,
+            dy,
+            dx,
+            cellprob,
+            planes,
+            height,
+            width,
+        })
+    }
+
+    /// Checks sizes, buffer lengths and finiteness.
+    pub fn validate(&self) -> Result<()> {
+        let n = check_volume_size(self.planes, self.height, self.width)?;
+        for (name, a) in [
+            ("dz", self.dz),
+            ("dy", self.dy),
+            ("dx", self.dx),
+            ("cellprob", self.cellprob),
+        ] {
+            if a.len() != n {
+                return Err(Error::shape(format!(
+                    "{name} has {} values, expected {}×{}×{} = {n}",
+                    a.len(),
+                    self.planes,
+                    self.height,
+                    self.width
+                )));
+            }
+        }
+        check_finite("dP (dz)", self.dz)?;
+        check_finite("dP (dy)", self.dy)?;
+        check_finite("dP (dx)", self.dx)?;
+        check_finite("cellprob", self.cellprob)?;
+        Ok(())
+    }
+}
+
+/// 3-D flows → labels without the final hole filling and size filter (Cellpose's
+/// `compute_masks(..., do_3D=True, min_size=-1)`); `flow_threshold` is not used. Returns
+/// labels numbered 1..n, row-major z, y, x.
+pub fn compute_masks_3d_unfilled(flows: &Flows3Ref<'_>, params: &MaskParams) -> Result<Vec<u32>> {
+    flows.validate()?;
+    params.validate()?;
+    let (d, h, w) = (flows.planes, flows.height, flows.width);
+    let thr = params.cellprob_threshold;
+    let mask: Vec<bool> = flows
+        .cellprob
+        .par_iter()
+        .with_min_len(SCAN_CHUNK)
+        .map(|&c| c > thr)
+        .collect();
+    let points: Vec<u32> = mask
+        .par_chunks(w)
+        .enumerate()
+        .flat_map_iter(|(row, m)| {
+            let base = (row * w) as u32;
+            m.iter()
+                .enumerate()
+                .filter(|&(_, &on)| on)
+                .map(move |(x, _)| base + x as u32)
+        })
+        .collect();
+    if points.is_empty() {
+        log::info!("no cell voxels found");
+        return Ok(vec![0; d * h * w]);
+    }
+    let start = std::time::Instant::now();
+    let field = Field3::new(flows, &mask);
+    drop(mask);
+    let final_pos = field.follow(&points, params.niter);
+    drop(field);
+    let followed = start.elapsed();
+    let labels = get_masks_3d(&final_pos, &points, [d, h, w], params.max_size_fraction);
+    log::debug!(
+        "3-D flows: {} voxels followed in {:.3} s, masks in {:.3} s",
+        points.len(),
+        followed.as_secs_f64(),
+        (start.elapsed() - followed).as_secs_f64()
+    );
+    Ok(labels)
+}
+
+/// 3-D flows → labels: Cellpose's `dynamics.compute_masks(dP, cellprob, niter,
+/// cellprob_threshold, do_3D=True, min_size, max_size_fraction)`, label for label (no flow
+/// quality control, as Cellpose; `min_size > 0` fills holes in 3-D and removes masks under
+/// `min_size` voxels).
+pub fn compute_masks_3d(flows: &Flows3Ref<'_>, params: &MaskParams) -> Result<Vec<u32>> {
+    let mut labels = compute_masks_3d_unfilled(flows, params)?;
+    if params.min_size > 0 {
+        stitch::fill_holes_and_remove_small_3d(
+            &mut labels,
+            flows.height,
+            flows.width,
+            params.min_size,
+        );
+    }
+    Ok(labels)
+}
+
+/// The flow field prepared for trilinear sampling: per voxel the (x, y, z) displacement in
+/// normalized grid units, one array per axis (for vector gathers), padded with one layer of
+/// zeros on every side so that the eight taps never leave the buffer.
+struct Field3 {
+    comp: [Vec<f32>; 3],
+    /// Padded row and plane strides.
+    sy: usize,
+    sz: usize,
+    /// Sizes as float32 (x, y, z), for the source index.
+    size: [f32; 3],
+    /// `size - 1` as float32 (x, y, z), for start and final positions.
+    span: [f32; 3],
+    /// Unpadded sizes (depth, height, width).
+    dims: [usize; 3],
+}
+
+impl Field3 {
+    /// Cellpose's sampling image: `dP * mask / 5`, each axis times `2 / (size - 1)` rounded to
+    /// float32.
+    fn new(flows: &Flows3Ref<'_>, mask: &[bool]) -> Self {
+        let (d, h, w) = (flows.planes, flows.height, flows.width);
+        let sy = w + 2;
+        let sz = (h + 2) * sy;
+        let scale = |n: usize| (2.0f64 / (n as f64 - 1.0)) as f32;
+        let (kx, ky, kz) = (scale(w), scale(h), scale(d));
+        let len = (d + 2) * sz;
+        let fill = |src: &[f32], k: f32| {
+            let mut out = vec![0.0f32; len];
+            out[sz..(d + 1) * sz]
+                .par_chunks_mut(sz)
+                .enumerate()
+                .for_each(|(z, plane)| {
+                    for y in 0..h {
+                        let row = &mut plane[(y + 1) * sy + 1..(y + 1) * sy + 1 + w];
+                        let i0 = (z * h + y) * w;
+                        for (x, cell) in row.iter_mut().enumerate() {
+                            if mask[i0 + x] {
+                                *cell = (src[i0 + x] / 5.0) * k;
+                            }
+                        }
+                    }
+                });
+            out
+        };
+        let comp = [fill(flows.dx, kx), fill(flows.dy, ky), fill(flows.dz, kz)];
+        Field3 {
+            comp,
+            sy,
+            sz,
+            size: [w as f32, h as f32, d as f32],
+            span: [(w - 1) as f32, (h - 1) as f32, (d - 1) as f32],
+            dims: [d, h, w],
+        }
+    }
+
+    /// torch's scalar trilinear `grid_sample` at normalized grid point `g` (x, y, z).
+    #[inline(always)]
+    fn sample(&self, g: [f32; 3]) -> [f32; 3] {
+        let mut i = [0.0f32; 3];
+        let mut lo = [0.0f32; 3];
+        let mut hi = [0.0f32; 3];
+        let mut cell = [0usize; 3];
+        for k in 0..3 {
+            i[k] = ((g[k] + 1.0) * self.size[k] - 1.0) / 2.0;
+            lo[k] = floor(i[k]);
+            hi[k] = lo[k] + 1.0;
+            // Padded index of the low corner: lo is in [-1, size - 1].
+            cell[k] = (lo[k] as isize + 1) as usize;
+        }
+        let (ix, iy, iz) = (i[0], i[1], i[2]);
+        let (x0, y0, z0) = (lo[0], lo[1], lo[2]);
+        let (x1, y1, z1) = (hi[0], hi[1], hi[2]);
+        let weights = [
+            (x1 - ix) * (y1 - iy) * (z1 - iz),
+            (ix - x0) * (y1 - iy) * (z1 - iz),
+            (x1 - ix) * (iy - y0) * (z1 - iz),
+            (ix - x0) * (iy - y0) * (z1 - iz),
+            (x1 - ix) * (y1 - iy) * (iz - z0),
+            (ix - x0) * (y1 - iy) * (iz - z0),
+            (x1 - ix) * (iy - y0) * (iz - z0),
+            (ix - x0) * (iy - y0) * (iz - z0),
+        ];
+        let base = cell[2] * self.sz + cell[1] * self.sy + cell[0];
+        let taps = [
+            base,
+            base + 1,
+            base + self.sy,
+            base + self.sy + 1,
+            base + self.sz,
+            base + self.sz + 1,
+            base + self.sz + self.sy,
+            base + self.sz + self.sy + 1,
+        ];
+        let mut out = [0.0f32; 3];
+        for (&t, &wt) in taps.iter().zip(&weights) {
+            for (o, c) in out.iter_mut().zip(&self.comp) {
+                *o += c[t] * wt;
+            }
+        }
+        out
+    }
+
+    /// One Euler step, as Cellpose's loop: the sampled displacement added, then clamped to the
+    /// grid, axis by axis.
+    #[inline(always)]
+    fn step(&self, mut g: [f32; 3]) -> [f32; 3] {
+        let dp = self.sample(g);
+        for k in 0..3 {
+            g[k] = (g[k] + dp[k]).clamp(-1.0, 1.0);
+        }
+        g
+    }
+
+    /// `niter` Euler steps from grid point `g`. The step is a fixed function of the position, so
+    /// once a position repeats (bitwise) the trajectory is periodic; Brent's cycle detection
+    /// finds the period `λ` of any cycle within a few periods of reaching it, and the position
+    /// after `niter` steps is then `(niter − t) mod λ` steps on from step `t`: exactly the same
+    /// result, far sooner for the points that have settled.
+    #[inline(always)]
+    fn integrate(&self, g: [f32; 3], niter: u32) -> [f32; 3] {
+        let bits = |g: [f32; 3]| [g[0].to_bits(), g[1].to_bits(), g[2].to_bits()];
+        if niter == 0 {
+            return g;
+        }
+        let mut tortoise = bits(g);
+        let mut hare = self.step(g);
+        let (mut t, mut power, mut lam) = (1u32, 1u32, 1u32);
+        while bits(hare) != tortoise {
+            if t == niter {
+                return hare;
+            }
+            if power == lam {
+                tortoise = bits(hare);
+                power *= 2;
+                lam = 0;
+            }
+            hare = self.step(hare);
+            t += 1;
+            lam += 1;
+        }
+        for _ in 0..(niter - t) % lam {
+            hare = self.step(hare);
+        }
+        hare
+    }
+
+    /// Final voxel `(z, y, x)` of every point (flat row-major indices of the followed voxels):
+    /// Cellpose's `p_final.int()`.
+    fn follow(&self, points: &[u32], niter: u32) -> Vec<[i32; 3]> {
+        let mut out = vec![[0i32; 3]; points.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(points.par_chunks(CHUNK))
+            .for_each(|(dst, src)| {
+                simd::dispatch(Follow3 {
+                    field: self,
+                    src,
+                    dst,
+                    niter,
+                })
+            });
+        out
+    }
+}
+
+/// One batch of [`Field3::follow`]'s points, compiled per instruction set by
+/// [`simd::dispatch`] (the arithmetic, hence the result, is the same on every one).
+struct Follow3<'a> {
+    field: &'a Field3,
+    src: &'a [u32],
+    dst: &'a mut [[i32; 3]],
+    niter: u32,
+}
+
+impl simd::Kernel for Follow3<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Follow3 {
+            field,
+            src,
+            dst,
+            niter,
+        } = self;
+        if field.lanes_supported() {
+            field.integrate_lanes(src, dst, niter);
+        } else {
+            for (o, &p) in dst.iter_mut().zip(src) {
+                *o = field.voxel(field.integrate(field.start(p), niter));
+            }
+        }
+    }
+}
+
+/// Where a lane of [`Field3::integrate_lanes`] is.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// No point.
+    Idle,
+    /// Stepping and looking for a cycle (Brent).
+    Search,
+    /// Cycle found: this many steps left.
+    Finish(u32),
+}
+
+/// Trajectories advanced side by side by [`Field3::integrate_lanes`] (structure of arrays: the
+/// per-lane loops compile to vector code, the taps to gathers).
+const LANES: usize = 16;
+/// `2^23` as float32: adding it to an integer-valued float in `[0, 2^23)` places the integer in
+/// the mantissa bits exactly, a float-to-int conversion in plain vector arithmetic.
+const MANTISSA_SHIFT: f32 = 8_388_608.0;
+/// Bit pattern of [`MANTISSA_SHIFT`].
+const MANTISSA_BITS: u32 = 0x4B00_0000;
+
+impl Field3 {
+    /// Start position of the voxel at flat index `p`, in normalized grid units (x, y, z).
+    #[inline(always)]
+    fn start(&self, p: u32) -> [f32; 3] {
+        let [_, h, w] = self.dims;
+        let p = p as usize;
+        let c = [(p % w) as f32, ((p / w) % h) as f32, (p / (w * h)) as f32];
+        let mut g = [0.0f32; 3];
+        for k in 0..3 {
+            g[k] = (c[k] / self.span[k]) * 2.0 - 1.0;
+        }
+        g
+    }
+
+    /// The voxel `(z, y, x)` Cellpose reports for final grid position `e`: `p_final.int()`.
+    #[inline(always)]
+    fn voxel(&self, e: [f32; 3]) -> [i32; 3] {
+        let mut f = [0i32; 3];
+        for k in 0..3 {
+            f[k] = ((e[k] + 1.0) * 0.5 * self.span[k]) as i32;
+        }
+        [f[2], f[1], f[0]]
+    }
+
+    /// Whether [`Self::integrate_lanes`] can index this field: padded sides below `2^23` (for
+    /// the float-to-int conversion) and padded indices within `u32`.
+    fn lanes_supported(&self) -> bool {
+        let [d, h, w] = self.dims;
+        d + 2 < (1 << 23)
+            && h + 2 < (1 << 23)
+            && w + 2 < (1 << 23)
+            && self.comp[0].len() < u32::MAX as usize
+    }
+
+    /// One Euler step of every lane, exactly as [`Self::step`]: the same operations in the same
+    /// order, lane by lane.
+    // `max(-1).min(1)` equals `clamp(-1, 1)` on these finite values but compiles to vector
+    // min/max.
+    #[allow(clippy::manual_clamp)]
+    #[inline(always)]
+    fn step_lanes(&self, g: &mut [[f32; LANES]; 3]) {
+        let mut lo = [[0.0f32; LANES]; 3];
+        let mut i = [[0.0f32; LANES]; 3];
+        let mut base = [0u32; LANES];
+        let (sy, sz) = (self.sy as u32, self.sz as u32);
+        for l in 0..LANES {
+            let mut cell = [0u32; 3];
+            for k in 0..3 {
+                i[k][l] = ((g[k][l] + 1.0) * self.size[k] - 1.0) / 2.0;
+                lo[k][l] = floor(i[k][l]);
+                cell[k] = ((lo[k][l] + 1.0) + MANTISSA_SHIFT).to_bits() - MANTISSA_BITS;
+            }
+            base[l] = cell[2] * sz + cell[1] * sy + cell[0];
+        }
+        let mut wts = [[0.0f32; LANES]; 8];
+        for l in 0..LANES {
+            let (ix, iy, iz) = (i[0][l], i[1][l], i[2][l]);
+            let (x0, y0, z0) = (lo[0][l], lo[1][l], lo[2][l]);
+            let (x1, y1, z1) = (x0 + 1.0, y0 + 1.0, z0 + 1.0);
+            wts[0][l] = (x1 - ix) * (y1 - iy) * (z1 - iz);
+            wts[1][l] = (ix - x0) * (y1 - iy) * (z1 - iz);
+            wts[2][l] = (x1 - ix) * (iy - y0) * (z1 - iz);
+            wts[3][l] = (ix - x0) * (iy - y0) * (z1 - iz);
+            wts[4][l] = (x1 - ix) * (y1 - iy) * (iz - z0);
+            wts[5][l] = (ix - x0) * (y1 - iy) * (iz - z0);
+            wts[6][l] = (x1 - ix) * (iy - y0) * (iz - z0);
+            wts[7][l] = (ix - x0) * (iy - y0) * (iz - z0);
+        }
+        let offsets = [0, 1, sy, sy + 1, sz, sz + 1, sz + sy, sz + sy + 1];
+        // Every tap index is below the padded length; the bound lets the compiler drop checks.
+        let last = (self.comp[0].len() - 1) as u32;
+        for (gk, comp) in g.iter_mut().zip(&self.comp) {
+            let c = &comp[..=last as usize];
+            let mut out = [0.0f32; LANES];
+            for (wt, &off) in wts.iter().zip(&offsets) {
+                for l in 0..LANES {
+                    out[l] += c[(base[l] + off).min(last) as usize] * wt[l];
+                }
+            }
+            for (gl, o) in gk.iter_mut().zip(out) {
+                *gl = (*gl + o).max(-1.0).min(1.0);
+            }
+        }
+    }
+
+    /// [`Self::integrate`] for every point of `src` (final voxels into `dst`), [`LANES`]
+    /// trajectories at a time: each lane runs the same steps and the same cycle detection as
+    /// the scalar version, and takes the next point as soon as its own is done.
+    #[inline(always)]
+    fn integrate_lanes(&self, src: &[u32], dst: &mut [[i32; 3]], niter: u32) {
+        if niter == 0 {
+            for (o, &p) in dst.iter_mut().zip(src) {
+                *o = self.voxel(self.start(p));
+            }
+            return;
+        }
+        let bits = |g: &[[f32; LANES]; 3], l: usize| {
+            [g[0][l].to_bits(), g[1][l].to_bits(), g[2][l].to_bits()]
+        };
+        let mut g = [[0.0f32; LANES]; 3];
+        let mut tortoise = [[0u32; 3]; LANES];
+        let mut t = [0u32; LANES];
+        let mut power = [0u32; LANES];
+        let mut lam = [0u32; LANES];
+        let mut phase = [Phase::Idle; LANES];
+        let mut owner = [0usize; LANES];
+        let mut next = 0usize;
+        let mut busy = 0usize;
+        loop {
+            for l in 0..LANES {
+                if phase[l] == Phase::Idle && next < src.len() {
+                    let s = self.start(src[next]);
+                    for k in 0..3 {
+                        g[k][l] = s[k];
+                    }
+                    tortoise[l] = bits(&g, l);
+                    (t[l], power[l], lam[l]) = (0, 1, 0);
+                    phase[l] = Phase::Search;
+                    owner[l] = next;
+                    next += 1;
+                    busy += 1;
+                }
+            }
+            if busy == 0 {
+                return;
+            }
+            self.step_lanes(&mut g);
+            for l in 0..LANES {
+                let done = match phase[l] {
+                    Phase::Idle => false,
+                    Phase::Finish(left) => {
+                        phase[l] = Phase::Finish(left - 1);
+                        left == 1
+                    }
+                    Phase::Search => {
+                        t[l] += 1;
+                        lam[l] += 1;
+                        if bits(&g, l) == tortoise[l] {
+                            let left = (niter - t[l]) % lam[l];
+                            phase[l] = Phase::Finish(left);
+                            left == 0
+                        } else if t[l] == niter {
+                            true
+                        } else {
+                            if power[l] == lam[l] {
+                                tortoise[l] = bits(&g, l);
+                                power[l] *= 2;
+                                lam[l] = 0;
+                            }
+                            false
+                        }
+                    }
+                };
+                if done {
+                    dst[owner[l]] = self.voxel([g[0][l], g[1][l], g[2][l]]);
+                    phase[l] = Phase::Idle;
+                    busy -= 1;
+                }
+            }
+        }
+    }
+}
+
+/// `x.floor()` for `x` in `[-1, 2^31)`, without the library call that baseline x86-64 (no
+/// SSE4.1 rounding instruction) makes of `floor`: truncation, one less where it rounded up.
+#[inline(always)]
+fn floor(x: f32) -> f32 {
+    let t = x as i32 as f32;
+    if t > x { t - 1.0 } else { t }
+}
+
+/// Points integrated per rayon task.
+const CHUNK: usize = 1024;
+
+/// All 11 bits of a window row.
+const ROW_BITS: u16 = (1 << WIN_SIZE) - 1;
+
+/// A seed's region in its 11×11×11 window: one 11-bit row (x) per (z, y).
+type Region = [u16; WIN_SIZE * WIN_SIZE];
+
+/// Assigns a label to each followed voxel (Cellpose's `get_masks_torch` in 3-D). `final_pos`
+/// are the final voxels `(z, y, x)` of the voxels at flat indices `points` (ascending).
+fn get_masks_3d(
+    final_pos: &[[i32; 3]],
+    points: &[u32],
+    dims: [usize; 3],
+    max_size_fraction: f64,
+) -> Vec<u32> {
+    let [d, h, w] = dims;
+    let (pd, ph, pw) = (d + 2 * RPAD, h + 2 * RPAD, w + 2 * RPAD);
+    let (sy, sz) = (pw, ph * pw);
+    let padded: Vec<usize> = final_pos
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|p| {
+            let c = |v: i32, n: usize| (v as i64 + RPAD as i64).clamp(0, (n + RPAD - 1) as i64);
+            (c(p[0], d) as usize) * sz + (c(p[1], h) as usize) * sy + c(p[2], w) as usize
+        })
+        .collect();
+    let (mut hist, candidates) = seeds::histogram(&padded, pd * sz);
+    // Seeds: candidates equal to the maximum of their 5×5×5 neighbourhood (bins with counts
+    // lie at least RPAD from the faces, so windows stay inside).
+    let mut seeds: Vec<(i32, usize)> = candidates
+        .par_iter()
+        .filter_map(|&i| {
+            let v = hist[i];
+            let is_max = (0..5).all(|dz| {
+                (0..5).all(|dy| {
+                    let r = i + dz * sz + dy * sy - 2 * sz - 2 * sy - 2;
+                    hist[r..r + 5].iter().all(|&u| u <= v)
+                })
+            });
+            is_max.then_some((v, i))
+        })
+        .collect();
+    drop(candidates);
+    let n = d * h * w;
+    if seeds.is_empty() {
+        log::warn!("no seeds found: no masks");
+        return vec![0; n];
+    }
+    // torch.nonzero lists seeds in row-major order; Cellpose paints them in the order of
+    // torch's CPU argsort of their counts, equal counts included.
+    seeds.par_sort_unstable_by_key(|s| s.1);
+    torch_sort::argsort(&mut seeds);
+    let origin = |c: usize| c - WIN * sz - WIN * sy - WIN;
+    let regions: Vec<Region> = seeds
+        .par_iter()
+        .map(|&(_, c)| grow(&hist, origin(c), sy, sz))
+        .collect();
+    for (k, (&(_, c), region)) in seeds.iter().zip(&regions).enumerate() {
+        let label = -(k as i32 + 1);
+        let o = origin(c);
+        for (r, &bits) in region.iter().enumerate() {
+            let row = o + (r / WIN_SIZE) * sz + (r % WIN_SIZE) * sy;
+            let mut b = bits;
+            while b != 0 {
+                let x = b.trailing_zeros() as usize;
+                b &= b - 1;
+                hist[row + x] = label;
+            }
+        }
+    }
+    drop(regions);
+    let n_seeds = seeds.len();
+    drop(seeds);
+    let values = seeds::point_labels(hist, padded, n_seeds, n, max_size_fraction);
+    let mut labels = vec![0u32; n];
+    for (&p, v) in points.iter().zip(values) {
+        labels[p as usize] = v;
+    }
+    labels
+}
+
+/// The region a seed grows to in its window (low corner at padded bin `o`): 5 steps of 3×3×3
+/// dilation, each restricted to bins holding more than [`GROW_MIN_COUNT`] voxels.
+fn grow(hist: &[i32], o: usize, sy: usize, sz: usize) -> Region {
+    let mut allowed: Region = [0; WIN_SIZE * WIN_SIZE];
+    for (r, a) in allowed.iter_mut().enumerate() {
+        let row = o + (r / WIN_SIZE) * sz + (r % WIN_SIZE) * sy;
+        for x in 0..WIN_SIZE {
+            if hist[row + x] > GROW_MIN_COUNT {
+                *a |= 1 << x;
+            }
+        }
+    }
+    let mut region: Region = [0; WIN_SIZE * WIN_SIZE];
+    region[WIN * WIN_SIZE + WIN] = 1 << WIN;
+    for _ in 0..GROW_STEPS {
+        let mut rows: Region = [0; WIN_SIZE * WIN_SIZE];
+        for (o, &r) in rows.iter_mut().zip(&region) {
+            *o = (r | (r << 1) | (r >> 1)) & ROW_BITS;
+        }
+        let mut cols: Region = [0; WIN_SIZE * WIN_SIZE];
+        for z in 0..WIN_SIZE {
+            for y in 0..WIN_SIZE {
+                let mut v = rows[z * WIN_SIZE + y];
+                if y > 0 {
+                    v |= rows[z * WIN_SIZE + y - 1];
+                }
+                if y + 1 < WIN_SIZE {
+                    v |= rows[z * WIN_SIZE + y + 1];
+                }
+                cols[z * WIN_SIZE + y] = v;
+            }
+        }
+        for z in 0..WIN_SIZE {
+            for y in 0..WIN_SIZE {
+                let mut v = cols[z * WIN_SIZE + y];
+                if z > 0 {
+                    v |= cols[(z - 1) * WIN_SIZE + y];
+                }
+                if z + 1 < WIN_SIZE {
+                    v |= cols[(z + 1) * WIN_SIZE + y];
+                }
+                region[z * WIN_SIZE + y] = v & allowed[z * WIN_SIZE + y];
+            }
+        }
+    }
+    region
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two blobs of flows pointing at their centres: two masks, each the blob's voxels.
+    #[test]
+    fn two_sinks_make_two_masks() {
+        let (d, h, w) = (12usize, 20usize, 30usize);
+        let n = d * h * w;
+        let (mut dz, mut dy, mut dx, mut cp) =
+            (vec![0f32; n], vec![0f32; n], vec![0f32; n], vec![-5f32; n]);
+        let centres = [(6.0f32, 10.0f32, 8.0f32), (6.0, 10.0, 22.0)];
+        for z in 0..d {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = (z * h + y) * w + x;
+                    for &(cz, cy, cx) in &centres {
+                        let v = [cz - z as f32, cy - y as f32, cx - x as f32];
+                        let r = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+                        if r < 5.0 {
+                            let s = if r > 0.0 { 5.0 / r } else { 0.0 };
+                            dz[i] = v[0] * s;
+                            dy[i] = v[1] * s;
+                            dx[i] = v[2] * s;
+                            cp[i] = 3.0;
+                        }
+                    }
+                }
+            }
+        }
+        let flows = Flows3Ref {
+            dz: &dz,
+            dy: &dy,
+            dx: &dx,
+            cellprob: &cp,
+            planes: d,
+            height: h,
+            width: w,
+        };
+        let labels = compute_masks_3d(&flows, &MaskParams::default()).unwrap();
+        let max = *labels.iter().max().unwrap();
+        assert_eq!(max, 2);
+        for (i, &c) in cp.iter().enumerate() {
+            assert_eq!(labels[i] != 0, c > 0.0, "voxel {i}");
+        }
+        let at = |z: usize, y: usize, x: usize| labels[(z * h + y) * w + x];
+        assert_ne!(at(6, 10, 8), at(6, 10, 22));
+    }
+
+    /// The lane path (vectorized, with Brent's cycle detection) gives every point the final
+    /// voxel of the plain scalar loop of `niter` steps, on a swirling field with sinks, saddles,
+    /// border-crossing flows and masked-out voxels.
+    #[test]
+    fn lanes_equal_the_plain_loop() {
+        let (d, h, w) = (9usize, 17usize, 23usize);
+        let n = d * h * w;
+        let (mut dz, mut dy, mut dx) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let mut cp = vec![0f32; n];
+        for z in 0..d {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = (z * h + y) * w + x;
+                    let (fz, fy, fx) = (4.0 - z as f32, 8.0 - y as f32, 11.0 - x as f32);
+                    let r = (fz * fz + fy * fy + fx * fx).sqrt() + 1.0;
+                    dz[i] = 9.0 * fz / r + ((x * 7 + y * 3) % 5) as f32 * 0.3 - 0.6;
+                    dy[i] = 9.0 * (fy + 0.7 * fx) / r + ((x + z * 5) % 7) as f32 * 0.2 - 0.6;
+                    dx[i] = 9.0 * (fx - 0.7 * fy) / r + ((y * 11 + z) % 3) as f32 * 0.4 - 0.4;
+                    cp[i] = if (x + 2 * y + 3 * z) % 13 == 0 {
+                        -1.0
+                    } else {
+                        1.0
+                    };
+                }
+            }
+        }
+        let flows = Flows3Ref {
+            dz: &dz,
+            dy: &dy,
+            dx: &dx,
+            cellprob: &cp,
+            planes: d,
+            height: h,
+            width: w,
+        };
+        let mask: Vec<bool> = cp.iter().map(|&c| c > 0.0).collect();
+        let field = Field3::new(&flows, &mask);
+        assert!(field.lanes_supported());
+        let points: Vec<u32> = (0..n as u32).filter(|&p| mask[p as usize]).collect();
+        for niter in [0, 1, 7, 200, 333] {
+            let mut lanes = vec![[0i32; 3]; points.len()];
+            field.integrate_lanes(&points, &mut lanes, niter);
+            for (k, &p) in points.iter().enumerate() {
+                let mut g = field.start(p);
+                for _ in 0..niter {
+                    g = field.step(g);
+                }
+                assert_eq!(lanes[k], field.voxel(g), "point {p}, niter {niter}");
+                assert_eq!(
+                    field.voxel(field.integrate(field.start(p), niter)),
+                    lanes[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn single_plane_and_bad_lengths_are_errors() {
+        let v = vec![0f32; 4 * 10 * 10];
+        assert!(Flows3Ref::stacked(&v, 1, 10, 10).is_err());
+        assert!(Flows3Ref::stacked(&v[1..], 2, 5, 10).is_err());
+        let f = Flows3Ref::stacked(&v[..4 * 2 * 5 * 10], 2, 5, 10).unwrap();
+        let mut nan = v[..4 * 2 * 5 * 10].to_vec();
+        nan[3] = f32::NAN;
+        let g = Flows3Ref::stacked(&nan, 2, 5, 10).unwrap();
+        assert!(compute_masks_3d(&f, &MaskParams::default()).is_ok());
+        assert!(compute_masks_3d(&g, &MaskParams::default()).is_err());
+    }
+
+    /// The bit-set growth equals a direct 3×3×3 dilation on a window of random counts.
+    #[test]
+    fn growth_matches_a_direct_dilation() {
+        let (sy, sz) = (15usize, 15 * 15);
+        let mut seed = 12345u64;
+        let hist: Vec<i32> = (0..15 * sz)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 33) % 6) as i32
+            })
+            .collect();
+        let o = 2 * sz + 2 * sy + 2;
+        let got = grow(&hist, o, sy, sz);
+        let idx = |z: usize, y: usize, x: usize| o + z * sz + y * sy + x;
+        let mut m = vec![false; WIN_SIZE * WIN_SIZE * WIN_SIZE];
+        m[(WIN * WIN_SIZE + WIN) * WIN_SIZE + WIN] = true;
+        for _ in 0..GROW_STEPS {
+            let prev = m.clone();
+            for z in 0..WIN_SIZE {
+                for y in 0..WIN_SIZE {
+                    for x in 0..WIN_SIZE {
+                        let mut any = false;
+                        for a in z.saturating_sub(1)..=(z + 1).min(WIN_SIZE - 1) {
+                            for b in y.saturating_sub(1)..=(y + 1).min(WIN_SIZE - 1) {
+                                for c in x.saturating_sub(1)..=(x + 1).min(WIN_SIZE - 1) {
+                                    any |= prev[(a * WIN_SIZE + b) * WIN_SIZE + c];
+                                }
+                            }
+                        }
+                        m[(z * WIN_SIZE + y) * WIN_SIZE + x] =
+                            any && hist[idx(z, y, x)] > GROW_MIN_COUNT;
+                    }
+                }
+            }
+        }
+        for z in 0..WIN_SIZE {
+            for y in 0..WIN_SIZE {
+                for x in 0..WIN_SIZE {
+                    assert_eq!(
+                        got[z * WIN_SIZE + y] >> x & 1 == 1,
+                        m[(z * WIN_SIZE + y) * WIN_SIZE + x]
+                    );
+                }
+            }
+        }
+    }
+}

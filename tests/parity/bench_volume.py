@@ -1,0 +1,84 @@
+"""3-D flows → labels (Cellpose's do_3D masks), cytoseg against cellpose 4.2.1.1 on the same
+flows: median wall time of several runs each, the ratio, and whether the labels are equal.
+
+The volume holds ellipsoidal nuclei (~14 px across, z squeezed by 1.5, many touching); the
+flows are what a 3-D Cellpose run gives such nuclei: 10 × unit vectors to each nucleus' centre
+(two summed predictions), with noise, and cellprob logits positive inside. cellpose is timed
+in-process (`dynamics.compute_masks(..., do_3D=True)`, no I/O); cytoseg as the whole
+`cytoseg masks` command, reading the .npy flows and writing the label stack.
+
+    python tests/parity/bench_volume.py [--planes 64] [--side 256] [--runs 3]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--planes", type=int, default=64)
+ap.add_argument("--side", type=int, default=256)
+ap.add_argument("--runs", type=int, default=3)
+ap.add_argument("--cytoseg", default=str(Path(__file__).resolve().parents[2] / "target/release/cytoseg"))
+a = ap.parse_args()
+
+import torch  # noqa: E402
+from cellpose import dynamics  # noqa: E402
+
+rng = np.random.default_rng(7)
+nz, s = a.planes, a.side
+n = int(nz * s * s * 0.3 / (4 / 3 * np.pi * 7 ** 3 / 1.5))
+cz, cy, cx = rng.uniform(0, nz, n), rng.uniform(0, s, n), rng.uniform(0, s, n)
+labels = np.zeros((nz, s, s), np.int32)
+best = np.full((nz, s, s), np.inf, np.float32)
+for i in range(n):
+    r = rng.uniform(5, 9)
+    z0, z1 = int(max(cz[i] - r / 1.5 - 1, 0)), int(min(cz[i] + r / 1.5 + 2, nz))
+    y0, y1 = int(max(cy[i] - r - 1, 0)), int(min(cy[i] + r + 2, s))
+    x0, x1 = int(max(cx[i] - r - 1, 0)), int(min(cx[i] + r + 2, s))
+    zz, yy, xx = np.mgrid[z0:z1, y0:y1, x0:x1]
+    d = np.sqrt(((zz - cz[i]) * 1.5) ** 2 + (yy - cy[i]) ** 2 + (xx - cx[i]) ** 2) / r
+    sub = best[z0:z1, y0:y1, x0:x1]
+    m = (d < 1) & (d < sub)
+    sub[m] = d[m]
+    labels[z0:z1, y0:y1, x0:x1][m] = i + 1
+# Unit vectors to each nucleus' centre of mass, × 10, plus noise.
+idx = np.arange(labels.max() + 1)
+com = np.array(ndi.center_of_mass(np.ones_like(labels), labels, idx[1:]))
+centre = np.zeros((len(idx), 3))
+centre[1:] = com
+zz, yy, xx = np.indices(labels.shape, dtype=np.float32)
+vec = np.stack([centre[labels, 0] - zz, centre[labels, 1] - yy, centre[labels, 2] - xx]).astype(np.float32)
+del zz, yy, xx
+norm = np.sqrt((vec ** 2).sum(0)) + 1e-3
+dp = 10 * vec / norm * (labels > 0) + rng.normal(0, 0.5, vec.shape).astype(np.float32)
+dp = dp.astype(np.float32)
+del vec, norm
+cp = (8 * ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0) - 4).astype(np.float32)
+print(f"volume {nz}×{s}×{s}: {len(np.unique(labels)) - 1} nuclei, {(cp > 0).mean():.0%} of voxels followed; "
+      f"torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
+
+with tempfile.TemporaryDirectory() as d:
+    fdp, fcp, out = Path(d) / "dp.npy", Path(d) / "cp.npy", Path(d) / "labels.npy"
+    np.save(fdp, dp)
+    np.save(fcp, cp)
+    t_cp, t_cs = [], []
+    for _ in range(a.runs):
+        t0 = time.perf_counter()
+        ref = dynamics.compute_masks(dp, cp, do_3D=True, min_size=15, device=torch.device("cpu"))
+        t_cp.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run([a.cytoseg, "masks", "--dp", str(fdp), "--cellprob", str(fcp), "--out", str(out),
+                        "--overwrite", "--min-size", "15"], check=True)
+        t_cs.append(time.perf_counter() - t0)
+    got = np.load(out)
+    same = np.array_equal(got.astype(np.uint32), np.asarray(ref).astype(np.uint32))
+mc, ms = statistics.median(t_cp), statistics.median(t_cs)
+print(f"{int(np.asarray(ref).max())} 3-D masks; labels equal: {same}")
+print(f"cellpose 4.2.1.1 compute_masks(do_3D=True): median {mc:.2f} s; cytoseg masks (with .npy I/O): "
+      f"median {ms:.2f} s; speed-up {mc / ms:.1f}×")
