@@ -7,6 +7,8 @@
 //! reference produces (float32 values compared as float32, float64 as float64), NaN where the
 //! reference has NaN.
 
+mod common;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -477,4 +479,58 @@ fn live_reference_parity() {
         rep,
         &format!("live cases (seed {seed}, CYTOSEG_LIVE_SEED={seed} to repeat)"),
     );
+}
+
+/// `cytoseg evaluate` on label stacks scores them in 3-D, as stardist.matching on (Z, Y, X)
+/// arrays: the truth of committed 3-D flow cases against cellpose's masks, written as `.npy`
+/// stacks, against `tests/fixtures/metrics/volume_matching.json` (made by stardist 0.9.2,
+/// `tests/parity/make_volume_metric_fixture.py`). Counts equal, floats bit for bit.
+#[test]
+fn evaluate_scores_label_stacks_in_3d_as_stardist() {
+    let root = repo().join("tests/fixtures");
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("metrics/volume_matching.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("cytoseg-eval3d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rep = Report::default();
+    for (name, rows) in want.as_object().unwrap() {
+        let mut npz =
+            NpzReader::new(File::open(root.join(format!("volume/{name}.npz"))).unwrap()).unwrap();
+        let truth: Array3<u32> = read(&mut npz, "truth");
+        let pred: Array3<u32> = read(&mut npz, "expected");
+        ndarray_npy::write_npy(dir.join("truth.npy"), &truth).unwrap();
+        ndarray_npy::write_npy(dir.join("pred.npy"), &pred).unwrap();
+        let out = Command::new(common::cytoseg_exe())
+            .args(["evaluate", "--overwrite", "--truth"])
+            .arg(dir.join("truth.npy"))
+            .arg("--pred")
+            .arg(dir.join("pred.npy"))
+            .arg("--json")
+            .arg(dir.join("report.json"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        let got = &got["images"][0]["matching"];
+        for (k, row) in rows.as_array().unwrap().iter().enumerate() {
+            for (field, w) in row.as_object().unwrap() {
+                let g = &got[k][field];
+                let what = format!("{name} thresh {} {field}", row["thresh"]);
+                match (g.as_f64(), w.as_f64()) {
+                    (Some(g), Some(w)) => rep.f64_eq(&what, g, w),
+                    _ => rep.fail(format!("{what}: got {g}, want {w}")),
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    finish(rep, "3-D stardist matching through cytoseg evaluate");
 }

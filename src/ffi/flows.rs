@@ -240,7 +240,12 @@ pub extern "C" fn cytoseg_flows_to_labels_3d(
     boundary(|| {
         let n = flows::check_volume_size(planes, height, width)?;
         let need = "planes * height * width";
-        expect_len("dp_len", dp_len, n.checked_mul(3), "3 * planes * height * width")?;
+        expect_len(
+            "dp_len",
+            dp_len,
+            n.checked_mul(3),
+            "3 * planes * height * width",
+        )?;
         expect_len("cellprob_len", cellprob_len, Some(n), need)?;
         expect_len("labels_len", labels_len, Some(n), need)?;
         // SAFETY: lengths checked against the volume's size; validity is the caller's contract.

@@ -225,6 +225,20 @@ def test_3d_flows_to_labels_equal_cellpose_on_the_committed_cases():
         cytoseg.flows_to_labels(np.zeros((3, 1, 4, 4)), np.zeros((1, 4, 4)))
 
 
+def test_evaluate_scores_volumes_as_stardist():
+    """3-D label volumes are matched in 3-D: stardist.matching's numbers on committed volumes
+    (tests/fixtures/metrics/volume_matching.json, made by stardist 0.9.2)."""
+    import json
+
+    want = json.loads((REPO / "tests" / "fixtures" / "metrics" / "volume_matching.json").read_text())
+    for name, rows in want.items():
+        z = np.load(REPO / "tests" / "fixtures" / "volume" / f"{name}.npz")
+        got = cytoseg.evaluate(z["truth"], z["expected"], thresholds=[r["thresh"] for r in rows])
+        for g, w in zip(got, rows):
+            for field, value in w.items():
+                assert g[field] == value, (name, w["thresh"], field)
+
+
 def test_stitch_labels_refuses_bad_input():
     with pytest.raises(ValueError, match=r"\(Z, H, W\) stack"):
         cytoseg.stitch_labels(np.zeros((4, 4), np.uint32))

@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use cytoseg_core::error::{Error, Result};
-use cytoseg_core::io::labels::read_labels;
+use cytoseg_core::io::labels::read_label_stack;
 use cytoseg_core::io::write_atomic;
 use cytoseg_core::metrics::{
     Criterion, DatasetMatchingStats, LabelOverlap, MatchingStats, aggregate,
@@ -18,7 +18,8 @@ use cytoseg_core::metrics::{
 /// Arguments of `cytoseg evaluate`.
 #[derive(Debug, Args)]
 pub struct EvaluateCmd {
-    /// Ground-truth label image (.tif, .npy, .png) or a folder of them.
+    /// Ground-truth label image (.tif, .npy, .png) or a folder of them. Label stacks
+    /// (multi-page TIFF, (Z, H, W) .npy) are scored in 3-D.
     #[arg(long)]
     pub truth: PathBuf,
     /// Predicted label image or folder; folders are paired by file stem (a prediction may add
@@ -182,14 +183,25 @@ pub fn evaluate_pairs(
     let images: Vec<ImageReport> = pairs
         .par_iter()
         .map(|(name, tp, pp)| {
-            let (t, th, tw) = read_labels(tp)?;
-            let (p, ph, pw) = read_labels(pp)?;
-            if (th, tw) != (ph, pw) {
+            // Label stacks (multi-page TIFF, (Z, H, W) .npy) are scored as volumes: objects
+            // matched in 3-D by their voxel overlaps, as stardist.matching on 3-D arrays.
+            let (t, td, th, tw) = read_label_stack(tp)?;
+            let (p, pd, ph, pw) = read_label_stack(pp)?;
+            if (td, th, tw) != (pd, ph, pw) {
+                let size = |d: usize, h: usize, w: usize| {
+                    if d > 1 {
+                        format!("{d}×{h}×{w}")
+                    } else {
+                        format!("{h}×{w}")
+                    }
+                };
                 return Err(Error::shape(format!(
-                    "{}: truth {} is {th}×{tw}, prediction {} is {ph}×{pw}",
+                    "{}: truth {} is {}, prediction {} is {}",
                     name,
                     tp.display(),
-                    pp.display()
+                    size(td, th, tw),
+                    pp.display(),
+                    size(pd, ph, pw)
                 )));
             }
             let ov = LabelOverlap::new(&t, &p)?;

@@ -863,7 +863,8 @@ def evaluate(
     """Scores predicted labels against ground truth, exactly as ``stardist.matching.matching``.
 
     Args:
-        truth, pred: integer label images of the same shape (0 = background).
+        truth, pred: integer label images of the same shape (0 = background); (Z, Y, X)
+            volumes are scored in 3-D, objects matched by voxel overlap.
         thresholds: one threshold, or several.
         criterion: ``"iou"``, ``"iot"`` or ``"iop"``.
 
