@@ -429,3 +429,100 @@ fn cli_writes_skimage_values() {
     assert!(cli().arg("--overwrite").status().unwrap().success());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// 3-D objects: `measure_volume` against skimage's `regionprops_table` on label volumes with an
+/// intensity volume and spacing (z, y, x) (`tests/fixtures/measure3d`, written by
+/// `tests/parity/make_volume_measure_fixtures.py`), with the 2-D tolerance.
+#[test]
+fn volumes_match_skimage() {
+    use cytoseg::core::measure::measure_volume;
+    use ndarray::{Array1, Array3};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/measure3d");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npz"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 6, "fixtures in {}", dir.display());
+    let mut values = 0;
+    for path in paths {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut npz = NpzReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let labels: Array3<u32> = npz.by_name("labels").unwrap();
+        let intensity: Array3<f32> = npz.by_name("intensity").unwrap();
+        let spacing: Array1<f64> = npz.by_name("spacing").unwrap();
+        let (d, h, w) = labels.dim();
+        let flat: Vec<u32> = labels.iter().copied().collect();
+        let inten: Vec<f32> = intensity.iter().copied().collect();
+        let cal = Calibration {
+            pixel_width: spacing[2],
+            pixel_height: spacing[1],
+            unit: "um".into(),
+        };
+        let t = measure_volume(&flat, [d, h, w], &[&inten], &cal, spacing[0]).unwrap();
+        for col in &t.columns {
+            let want: Array1<f64> = npz
+                .by_name(&format!("col_{}", col.name))
+                .unwrap_or_else(|e| panic!("{name}: no skimage column {}: {e}", col.name));
+            assert_eq!(col.values.len(), want.len(), "{name} {}", col.name);
+            for (i, (&g, &w)) in col.values.iter().zip(want.iter()).enumerate() {
+                assert!(
+                    close(g, w),
+                    "{name} {} row {i}: cytoseg {g}, skimage {w}",
+                    col.name
+                );
+                values += 1;
+            }
+        }
+    }
+    eprintln!("{values} 3-D measurements equal to skimage within tolerance");
+}
+
+/// `cytoseg measure` on a label stack measures 3-D objects (volume, z centroid, 6 bbox
+/// columns), calibrated with --pixel-size and --z-spacing.
+#[test]
+fn cli_measures_label_stacks_in_3d() {
+    use ndarray::{Array1, Array3};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/measure3d/dsb_1_v0.npz");
+    let mut npz = NpzReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let labels: Array3<u32> = npz.by_name("labels").unwrap();
+    let spacing: Array1<f64> = npz.by_name("spacing").unwrap();
+    let volume: Array1<f64> = npz.by_name("col_area").unwrap();
+    let dir = std::env::temp_dir().join(format!("cytoseg-measure3d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    ndarray_npy::write_npy(dir.join("labels.npy"), &labels).unwrap();
+    let out = std::process::Command::new(common::cytoseg_exe())
+        .args(["measure", "--out", "-", "--labels"])
+        .arg(dir.join("labels.npy"))
+        .args(["--pixel-size", &spacing[2].to_string(), "--unit", "um"])
+        .args(["--z-spacing", &spacing[0].to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert!(header.contains(&"bbox-5"), "{header:?}");
+    assert!(header.contains(&"centroid-2 [µm]"), "{header:?}");
+    assert!(
+        header.iter().any(|h| h.starts_with("area [µm^3]")),
+        "{header:?}"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), volume.len());
+    for (r, &v) in rows.iter().zip(volume.iter()) {
+        assert!(
+            (r[1] - v).abs() <= 1e-9 * v,
+            "volume {} vs skimage {v}",
+            r[1]
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

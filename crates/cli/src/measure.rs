@@ -8,9 +8,9 @@ use clap::Args;
 
 use cytoseg_core::error::{Error, Result};
 use cytoseg_core::io::image::{normalize_unit, read_stack};
-use cytoseg_core::io::labels::read_labels;
+use cytoseg_core::io::labels::read_label_stack;
 use cytoseg_core::io::{extension, write_atomic};
-use cytoseg_core::measure::{Calibration, measure};
+use cytoseg_core::measure::{Calibration, Table, measure, measure_volume};
 
 /// Arguments of `cytoseg measure`.
 #[derive(Debug, Args)]
@@ -21,7 +21,9 @@ equivalent_diameter_area, axis_major_length, axis_minor_length, eccentricity, or
 (radians, from the row axis, -pi/2..pi/2), solidity, extent, then per image channel \
 intensity_mean, intensity_min, intensity_max, intensity_std, intensity_integrated (suffix -k per \
 channel when the image has several). Values equal skimage.measure.regionprops_table \
-(scikit-image 0.26). Calibrated lengths are in the unit shown in the header, areas in unit^2."
+(scikit-image 0.26). Calibrated lengths are in the unit shown in the header, areas in unit^2.
+
+Label stacks (multi-page TIFF, (Z, H, W) .npy) are measured as 3-D objects, as regionprops_table on the volume with spacing (--z-spacing, pixel height, pixel width): label, area (the volume), centroid-0..2 (z, y, x), bbox-0..5, equivalent_diameter_area, axis_major_length, axis_minor_length, extent, and the intensity columns of an intensity stack of the same size (solidity is not computed in 3-D yet)."
 )]
 pub struct MeasureCmd {
     /// Label image (.tif, .npy, .png; 0 = background).
@@ -44,6 +46,9 @@ pub struct MeasureCmd {
     /// Length unit of --pixel-size (e.g. um, nm; "um" and "micron" are written "µm").
     #[arg(long, default_value = "µm", requires = "pixel_size")]
     pub unit: String,
+    /// Distance between planes of a label stack, in the pixel size's unit (1 = as a pixel).
+    #[arg(long, value_name = "Z", default_value_t = 1.0)]
+    pub z_spacing: f64,
     /// Replace an existing output file.
     #[arg(long)]
     pub overwrite: bool,
@@ -63,16 +68,24 @@ fn file_calibration(path: &std::path::Path) -> Option<Calibration> {
 
 /// Runs `cytoseg measure`; returns the exit code.
 pub fn run(args: MeasureCmd) -> Result<i32> {
-    let (labels, height, width) = read_labels(&args.labels)?;
+    let (labels, planes, height, width) = read_label_stack(&args.labels)?;
     let stack = args.image.as_deref().map(read_stack).transpose()?;
     if let (Some(s), Some(path)) = (&stack, &args.image) {
-        if s.planes.len() != 1 {
+        if s.planes.len() != planes {
             return Err(Error::format(
                 path,
-                format!(
-                    "holds {} planes; measure takes a single 2-D image (with any channels)",
-                    s.planes.len()
-                ),
+                if planes == 1 {
+                    format!(
+                        "holds {} planes; a 2-D label image takes a single 2-D image (with any channels)",
+                        s.planes.len()
+                    )
+                } else {
+                    format!(
+                        "holds {} planes, the label stack {} {planes}",
+                        s.planes.len(),
+                        args.labels.display()
+                    )
+                },
             ));
         }
         if (s.width, s.height) != (width, height) {
@@ -98,11 +111,21 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             .or_else(|| file_calibration(&args.labels))
             .unwrap_or_default(),
     };
-    let view = match &stack {
-        Some(s) => Some(s.planes[0].view()?),
-        None => None,
+    let table = if planes > 1 {
+        measure_stack(
+            &labels,
+            [planes, height, width],
+            stack.as_ref(),
+            &calibration,
+            args.z_spacing,
+        )?
+    } else {
+        let view = match &stack {
+            Some(s) => Some(s.planes[0].view()?),
+            None => None,
+        };
+        measure(&labels, height, width, view.as_ref(), &calibration)?
     };
-    let table = measure(&labels, height, width, view.as_ref(), &calibration)?;
     let csv = table.to_csv();
     if args.out.as_os_str() == "-" {
         std::io::stdout()
@@ -129,4 +152,26 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// 3-D objects of a label stack, with the intensity stack's channels (each a volume).
+fn measure_stack(
+    labels: &[u32],
+    dims: [usize; 3],
+    stack: Option<&cytoseg_core::io::image::Stack>,
+    calibration: &Calibration,
+    z_spacing: f64,
+) -> Result<Table> {
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    if let Some(s) = stack {
+        for plane in &s.planes {
+            let view = plane.view()?;
+            channels.resize(view.channels, Vec::new());
+            for (c, out) in channels.iter_mut().enumerate() {
+                out.extend(view.plane(c));
+            }
+        }
+    }
+    let refs: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();
+    measure_volume(labels, dims, &refs, calibration, z_spacing)
 }

@@ -19,6 +19,8 @@
 //! measured inside its own box (in parallel), never with a full-size image per object.
 
 mod shape;
+mod volume;
+pub use volume::{SHAPE_COLUMNS_3D, measure_volume};
 pub mod texture;
 
 use std::collections::HashMap;
@@ -441,18 +443,39 @@ pub fn measure(
         | "axis_minor_length" => length.clone(),
         _ => None,
     };
-    let mut columns: Vec<Column> = SHAPE_COLUMNS
+    Ok(assemble(
+        &SHAPE_COLUMNS,
+        rows.len(),
+        |r, i| rows[r].shape[i],
+        planes.len(),
+        |r, j| rows[r].intensity[j],
+        unit_of,
+    ))
+}
+
+/// A measurement table: the shape columns `names` (`shape(row, column)`), then per intensity
+/// channel the [`INTENSITY_COLUMNS`] (`intensity(row, channel × 5 + statistic)`), suffixed
+/// `-k` when there are several channels; `unit_of` gives a shape column's unit.
+pub(crate) fn assemble(
+    names: &[&str],
+    n_rows: usize,
+    shape: impl Fn(usize, usize) -> f64,
+    channels: usize,
+    intensity: impl Fn(usize, usize) -> f64,
+    unit_of: impl Fn(&str) -> Option<String>,
+) -> Table {
+    let mut columns: Vec<Column> = names
         .iter()
         .enumerate()
         .map(|(i, name)| Column {
             name: name.to_string(),
             unit: unit_of(name),
-            values: rows.iter().map(|r| r.shape[i]).collect(),
+            values: (0..n_rows).map(|r| shape(r, i)).collect(),
         })
         .collect();
-    for k in 0..planes.len() {
+    for k in 0..channels {
         for (j, stat) in INTENSITY_COLUMNS.iter().enumerate() {
-            let name = if planes.len() > 1 {
+            let name = if channels > 1 {
                 format!("{stat}-{k}")
             } else {
                 stat.to_string()
@@ -460,9 +483,9 @@ pub fn measure(
             columns.push(Column {
                 name,
                 unit: None,
-                values: rows.iter().map(|r| r.intensity[k * 5 + j]).collect(),
+                values: (0..n_rows).map(|r| intensity(r, k * 5 + j)).collect(),
             });
         }
     }
-    Ok(Table { columns })
+    Table { columns }
 }
