@@ -41,6 +41,13 @@ enum Call {
         labels: Vec<u32>,
         len_delta: i8,
     },
+    FlowsToLabels3d {
+        size: Size,
+        planes: u8,
+        flows: Vec<f32>,
+        niter: u8,
+        len_delta: i8,
+    },
     Evaluate {
         len: u16,
         truth: Vec<u32>,
@@ -213,6 +220,48 @@ fuzz_target!(|call: Call| {
                 h,
                 w,
                 p.as_ref().map_or(std::ptr::null(), |p| p as *const _),
+                out.as_mut_ptr(),
+                n,
+                std::ptr::null_mut(),
+            );
+            if huge {
+                assert_ne!(status as i32, 0, "overflowing size accepted");
+            }
+        }
+        Call::FlowsToLabels3d {
+            size,
+            planes,
+            flows,
+            niter,
+            len_delta,
+        } => {
+            let Some((h, w, huge)) = dims(&size, 4) else {
+                return;
+            };
+            let d = planes as usize % 8 + 1;
+            let n = if huge { 1 } else { d * h * w };
+            let dp = fill(&flows, 3 * n, 0.5);
+            let cp = fill(&flows, n, 1.0);
+            let mut out = vec![0u32; n];
+            let mut p = std::mem::MaybeUninit::<cytoseg_masks_params>::zeroed();
+            let _ = cytoseg_masks_params_init(p.as_mut_ptr());
+            // SAFETY: initialized by cytoseg_masks_params_init.
+            let mut p = unsafe { p.assume_init() };
+            p.niter = niter as u32 % 50;
+            let dp_len = if len_delta > 0 {
+                dp.len().min(adjust(3 * n, -len_delta))
+            } else {
+                3 * n
+            };
+            let status = cytoseg_flows_to_labels_3d(
+                dp.as_ptr(),
+                if huge { 3 * n } else { dp_len },
+                cp.as_ptr(),
+                n,
+                d,
+                h,
+                w,
+                &p,
                 out.as_mut_ptr(),
                 n,
                 std::ptr::null_mut(),

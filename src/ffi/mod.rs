@@ -46,8 +46,8 @@ pub use classify::{
     cytoseg_classifier_train_images, cytoseg_classify_labels,
 };
 pub use flows::{
-    cytoseg_flows_to_labels, cytoseg_labels_to_flows, cytoseg_masks_params,
-    cytoseg_masks_params_init,
+    cytoseg_flows_to_labels, cytoseg_flows_to_labels_3d, cytoseg_labels_to_flows,
+    cytoseg_masks_params, cytoseg_masks_params_init,
 };
 pub use measure::{
     cytoseg_calibration, cytoseg_calibration_init, cytoseg_measure, cytoseg_table,

@@ -149,6 +149,7 @@ pub fn compute_masks_3d_unfilled(flows: &Flows3Ref<'_>, params: &MaskParams) -> 
         log::info!("no cell voxels found");
         return Ok(vec![0; d * h * w]);
     }
+    check_memory([d, h, w], points.len())?;
     let start = std::time::Instant::now();
     let field = Field3::new(flows, &mask);
     drop(mask);
@@ -163,6 +164,28 @@ pub fn compute_masks_3d_unfilled(flows: &Flows3Ref<'_>, params: &MaskParams) -> 
         (start.elapsed() - followed).as_secs_f64()
     );
     Ok(labels)
+}
+
+/// Refuses a volume whose working memory (the padded flow field, the padded histogram, the
+/// followed voxels' positions and the labels) exceeds what the system has available, with a
+/// clear error instead of an allocation failure.
+fn check_memory(dims: [usize; 3], followed: usize) -> Result<()> {
+    let [d, h, w] = dims.map(|v| v as u64);
+    let n = d * h * w;
+    let field = 12 * (d + 2) * (h + 2) * (w + 2);
+    let r = 2 * RPAD as u64;
+    let hist = 4 * (d + r) * (h + r) * (w + r);
+    let need = field + hist + 5 * n + 28 * followed as u64;
+    if let Some(avail) = crate::io::limits::available_memory()
+        && need > avail
+    {
+        return Err(Error::TooLarge(format!(
+            "3-D flows → labels of a {d}×{h}×{w} volume ({followed} voxels followed) need about {} of memory, more than the {} available: crop the volume or segment it plane by plane",
+            crate::io::limits::bytes_text(need),
+            crate::io::limits::bytes_text(avail)
+        )));
+    }
+    Ok(())
 }
 
 /// 3-D flows → labels: Cellpose's `dynamics.compute_masks(dP, cellprob, niter,
