@@ -9,9 +9,10 @@
 //!    differences, the eight taps added in torch's order (`tnw, tne, tsw, tse, bnw, bne, bsw,
 //!    bse`) to zero.
 //! 2. A histogram of final voxels (padded by 20) gives seeds: bins equal to the maximum of
-//!    their 5×5×5 neighbourhood holding more than 10 voxels, sorted by count (ties in z, y, x
-//!    order); each grows 5 steps of 3×3×3 dilation over bins holding more than 2 voxels in its
-//!    11×11×11 window; seeds are painted in order, stronger ones winning overlaps; masks over
+//!    their 5×5×5 neighbourhood holding more than 10 voxels, sorted by count in the order torch's
+//!    (unstable) CPU argsort gives them, equal counts included (the `torch_sort` module); each
+//!    grows 5 steps of 3×3×3 dilation over bins holding more than 2 voxels in its 11×11×11
+//!    window; seeds are painted in order, stronger ones winning overlaps; masks over
 //!    `max_size_fraction` of the volume are dropped; labels are numbered by first appearance.
 //! 3. No flow quality control (Cellpose skips it when `do_3D`).
 //! 4. With `min_size > 0`, holes are filled in 3-D and masks under `min_size` voxels removed.
