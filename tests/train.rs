@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use cytoseg::core::io::image::read_image;
-use cytoseg::core::model::{Device, LoadOptions, Model, preprocess};
+use cytoseg::core::model::{Model, preprocess};
 use cytoseg::core::train::net::{Net, Value};
 use ndarray::ArrayView4;
 
@@ -15,19 +15,7 @@ fn repo() -> &'static Path {
 }
 
 fn load_model(dir: &Path) -> Option<Model> {
-    let Some(lib) = common::ort_library() else {
-        eprintln!(
-            "SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
-        );
-        return None;
-    };
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        ort_search: vec![("test".into(), lib)],
-        model_dirs: vec![],
-        threads: 0,
-    };
-    Some(Model::load(dir.to_str().unwrap(), &opts).expect("load model"))
+    common::load_cpu_model(dir)
 }
 
 /// A normalized crop of the bundled example image, `[n, 1, s, s]`.

@@ -176,3 +176,22 @@ pub fn live_cellpose_parity(
     let _ = std::fs::remove_dir_all(&out);
     Some(n)
 }
+
+/// The model in `dir` on the CPU with the ONNX Runtime of [`ort_library`]; `None` (the test
+/// then skips, saying so) when there is no ONNX Runtime.
+pub fn load_cpu_model(dir: &Path) -> Option<cytoseg::core::model::Model> {
+    use cytoseg::core::model::{Device, LoadOptions, Model};
+    let Some(lib) = ort_library() else {
+        eprintln!(
+            "SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime into .venv)"
+        );
+        return None;
+    };
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        ort_search: vec![("test".into(), lib)],
+        model_dirs: vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("models")],
+        threads: 0,
+    };
+    Some(Model::load(dir.to_str().unwrap(), &opts).expect("load model"))
+}

@@ -3,7 +3,8 @@
 
     python tests/parity/make_pipeline_fixtures.py MODEL_DIR
 Writes tests/fixtures/pipeline/<model>/<image stem>[_d<diameter>].npz with labels for every
-sample image of ../shared/data/dsb2018-fluo/sample (at the model's diameter and at 25 px), and
+sample image of ../shared/data/dsb2018-fluo/sample (at the model's diameter, at 25 px, and with
+min_size 0 as _m0), and
 the flows too for the first image (kept small), plus models/examples/nuclei_example.tif when present.
 """
 import subprocess
@@ -27,12 +28,17 @@ if example.exists():
     images.append(example)
 ref = Path(__file__).with_name("pipeline_reference.py")
 for i, img in enumerate(images):
-    for diameter in (None, 25.0):
+    # min_size 0: Cellpose's eval still fills holes (resize_and_compute_masks), only the size
+    # filter is off.
+    for diameter, min_size in ((None, None), (25.0, None), (None, 0)):
         stem = img.stem + ("" if diameter is None else f"_d{int(diameter)}")
+        stem += "" if min_size is None else f"_m{min_size}"
         tmp = out / f"{stem}.tmp.npz"
         cmd = [sys.executable, str(ref), str(model), str(img), str(tmp)]
         if diameter:
             cmd += ["--diameter", str(diameter)]
+        if min_size is not None:
+            cmd += ["--min-size", str(min_size)]
         subprocess.run(cmd, check=True)
         z = np.load(tmp)
         keep = dict(labels=z["labels"], niter=z["niter"])

@@ -3,7 +3,7 @@ network (onnxruntime): normalize_img, resize_image, core.run_net (padding, tiles
 blending), resize back, dynamics.resize_and_compute_masks. This is what cytoseg's pipeline must
 reproduce.
 
-    python pipeline_reference.py MODEL_DIR IMAGE OUT.npz [--diameter D] [--tile-size T]
+    python pipeline_reference.py MODEL_DIR IMAGE OUT.npz [--diameter D] [--tile-size T] [--min-size M]
 Writes flows (3, H, W) float32 = dY, dX, cellprob, labels (H, W) uint32, niter.
 """
 import argparse
@@ -42,6 +42,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--diameter", type=float, default=None)
     ap.add_argument("--tile-size", type=int, default=None)
+    ap.add_argument("--min-size", type=int, default=None, help="default: the manifest's")
     a = ap.parse_args()
     torch.set_num_threads(2)
     m = json.loads((Path(a.model_dir) / "manifest.json").read_text())
@@ -66,7 +67,8 @@ def main():
     masks = dynamics.resize_and_compute_masks(dP[:, 0], cellprob[0], niter=niter,
                                               cellprob_threshold=d["cellprob_threshold"],
                                               flow_threshold=d["flow_threshold"], resize=None,
-                                              min_size=d["min_size"], max_size_fraction=d["max_size_fraction"],
+                                              min_size=d["min_size"] if a.min_size is None else a.min_size,
+                                              max_size_fraction=d["max_size_fraction"],
                                               device=torch.device("cpu"))
     flows = np.concatenate([dP[:, 0], cellprob[0][None]]).astype(np.float32)
     np.savez_compressed(a.out, flows=flows, labels=np.asarray(masks).astype(np.uint32), niter=np.int64(niter))

@@ -110,6 +110,15 @@ pub(crate) struct FlowQcStats {
     pub kept_errors: Vec<f64>,
 }
 
+impl FlowQcStats {
+    /// Adds another plane's findings.
+    pub fn merge(&mut self, other: FlowQcStats) {
+        self.masks += other.masks;
+        self.removed += other.removed;
+        self.kept_errors.extend(other.kept_errors);
+    }
+}
+
 /// Removes masks whose flow error exceeds `threshold`, then renumbers (`remove_bad_flow_masks`).
 pub(crate) fn remove_bad_flow_masks(
     labels: &mut [u32],

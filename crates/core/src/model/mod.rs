@@ -6,6 +6,7 @@ pub mod preprocess;
 pub mod registry;
 pub mod runtime;
 pub mod tiling;
+pub mod volume;
 
 pub use registry::{list_models, resolve_model};
 
@@ -24,6 +25,7 @@ use crate::image::ImageView;
 
 pub use manifest::Manifest;
 pub use runtime::{Device, Runtime};
+pub use volume::{VolumeMode, VolumeSegmentation};
 
 /// How a model is loaded.
 #[derive(Debug, Clone, Default)]
@@ -293,6 +295,39 @@ impl Model {
         Ok(data.to_vec())
     }
 
+    /// The factor images are resized by for the network: `model diameter / diameter`, 1 without
+    /// a diameter (see [`SegmentParams::diameter`]).
+    pub(crate) fn rescale(&self, params: &SegmentParams) -> Result<f64> {
+        match params.diameter.or(self.manifest.default_diameter) {
+            Some(d) if d > 0.0 && d.is_finite() => Ok(self.manifest.diameter / d),
+            Some(d) if !d.is_finite() => Err(Error::invalid(format!("diameter {d} is not finite"))),
+            _ => Ok(1.0),
+        }
+    }
+
+    /// The network's plane size for an `h × w` plane at `rescale` (Cellpose's `int(L * rescale)`),
+    /// refused when it leaves fewer than 2 pixels or exceeds the largest side.
+    pub(crate) fn network_size(
+        &self,
+        params: &SegmentParams,
+        rescale: f64,
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize)> {
+        if rescale == 1.0 {
+            return Ok((h, w));
+        }
+        let lh = (h as f64 * rescale) as usize;
+        let lw = (w as f64 * rescale) as usize;
+        if lh < 2 || lw < 2 || lh > flows::MAX_SIDE || lw > flows::MAX_SIDE {
+            return Err(Error::invalid(format!(
+                "diameter {:?} resizes the {h}×{w} image to {lh}×{lw}: choose a diameter closer to the objects' size",
+                params.diameter.or(self.manifest.default_diameter)
+            )));
+        }
+        Ok((lh, lw))
+    }
+
     /// Segments one 2-D image: channel selection, normalization, resizing by diameter, tiled
     /// network with Cellpose's blending, resizing back, then flows → labels.
     /// `progress` is called after each network batch; returning `false` cancels.
@@ -313,24 +348,9 @@ impl Model {
         params.mask.validate()?;
         let c_in = self.manifest.input.channels;
         let mut data = network_planes(image, &params.channels, c_in, &self.manifest.normalization)?;
-        let diameter = params.diameter.or(self.manifest.default_diameter);
-        let rescale = match diameter {
-            Some(d) if d > 0.0 && d.is_finite() => self.manifest.diameter / d,
-            Some(d) if !d.is_finite() => {
-                return Err(Error::invalid(format!("diameter {d} is not finite")));
-            }
-            _ => 1.0,
-        };
-        let (mut lh, mut lw) = (h, w);
+        let rescale = self.rescale(params)?;
+        let (lh, lw) = self.network_size(params, rescale, h, w)?;
         if rescale != 1.0 {
-            lh = (h as f64 * rescale) as usize;
-            lw = (w as f64 * rescale) as usize;
-            if lh < 2 || lw < 2 || lh > flows::MAX_SIDE || lw > flows::MAX_SIDE {
-                return Err(Error::invalid(format!(
-                    "diameter {:?} resizes the {h}×{w} image to {lh}×{lw}: choose a diameter closer to the objects' size",
-                    diameter
-                )));
-            }
             data = preprocess::resize_linear(&data, c_in, h, w, lh, lw)?;
         }
         let t1 = Instant::now();
@@ -357,11 +377,9 @@ impl Model {
             width: w,
         };
         let (mut labels, flow_qc) = flows::compute_masks_unfilled_qc(&fl, &mask)?;
-        // As Cellpose's compute_masks: `min_size <= 0` turns both the size filter and hole
-        // filling off.
-        if mask.min_size > 0 {
-            flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
-        }
+        // As Cellpose's `resize_and_compute_masks`, which `eval` calls: holes are filled
+        // whatever `min_size` (`<= 0` only turns the size filter off).
+        flows::fill_holes_and_remove_small_masks(&mut labels, h, w, mask.min_size)?;
         let count = labels.iter().copied().max().unwrap_or(0);
         let quality = crate::qc::NetworkQuality::new(&labels, cellprob, flow_qc);
         let t3 = Instant::now();

@@ -171,6 +171,61 @@ pub fn resize_linear(
     Ok(out)
 }
 
+/// Resizes planar float32 channels of a volume (`channels × depth × height × width`,
+/// row-major) to `new_depth × new_height × new_width` as Cellpose's `resize_image_3d`: each
+/// plane with [`resize_linear`] when its height or width changes, then along z with OpenCV's
+/// float `INTER_LINEAR` (the vertical pass of resizing every `depth × width` slice, whose
+/// horizontal pass is the identity) when the depth changes.
+#[allow(clippy::too_many_arguments)]
+pub fn resize_volume(
+    data: Vec<f32>,
+    channels: usize,
+    depth: usize,
+    height: usize,
+    width: usize,
+    new_depth: usize,
+    new_height: usize,
+    new_width: usize,
+) -> Result<Vec<f32>> {
+    let mut data = data;
+    if new_height != height || new_width != width {
+        data = resize_linear(
+            &data,
+            channels * depth,
+            height,
+            width,
+            new_height,
+            new_width,
+        )?;
+    }
+    if new_depth == depth {
+        return Ok(data);
+    }
+    if new_depth == 0 {
+        return Err(Error::invalid(format!(
+            "resizing {depth} planes would leave none"
+        )));
+    }
+    let plane = new_height * new_width;
+    let taps = linear_taps(depth, new_depth);
+    let mut out = vec![0.0f32; channels * new_depth * plane];
+    for c in 0..channels {
+        let src = &data[c * depth * plane..(c + 1) * depth * plane];
+        let dst = &mut out[c * new_depth * plane..(c + 1) * new_depth * plane];
+        for (z, &(s, t)) in taps.iter().enumerate() {
+            let s1 = (s + 1).min(depth - 1);
+            let (p0, p1) = (
+                &src[s * plane..(s + 1) * plane],
+                &src[s1 * plane..(s1 + 1) * plane],
+            );
+            for ((d, &a), &b) in dst[z * plane..(z + 1) * plane].iter_mut().zip(p0).zip(p1) {
+                *d = lerp(a, b, t);
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
