@@ -399,3 +399,110 @@ fn validate_gates_on_the_ap_bar() {
     let o = run(validate(&format!("{ap}"), &t).unwrap());
     assert_eq!(o.status.code(), Some(0));
 }
+
+/// `--do-3d --anisotropy 2` and `--stitch-threshold 0.25` on the synthetic nuclei z-stack: the
+/// label stacks equal the Cellpose-pipeline fixtures of `tests/volume_pipeline_parity.rs`, the
+/// objects tables measure volumes, the labels keep their z spacing; bad requests are refused
+/// with errors that say why.
+#[test]
+fn z_stacks_become_3d_objects_with_do_3d_or_stitching() {
+    let dir = common::temp_dir("cli-segment-3d");
+    let fixtures = root().join("tests/fixtures/volume_pipeline");
+    let stack = fixtures.join("nuclei_stack.tif");
+    for (args, fixture) in [
+        (&["--do-3d", "--anisotropy", "2"][..], "nuclei_3d_a2"),
+        (&["--stitch-threshold", "0.25"][..], "nuclei_stitch"),
+    ] {
+        let out = dir.join(fixture);
+        let Some(mut c) = cytoseg(&["segment", "-q"]) else {
+            return;
+        };
+        c.arg(&stack).args(args).arg("--out").arg(&out);
+        let o = run(c);
+        assert!(
+            o.status.success(),
+            "{fixture}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let labels = out.join("nuclei_stack_labels.tif");
+        let (got, planes, h, w) = cytoseg::core::io::labels::read_label_stack(&labels).unwrap();
+        let mut npz = ndarray_npy::NpzReader::new(
+            std::fs::File::open(fixtures.join(format!("{fixture}.npz"))).unwrap(),
+        )
+        .unwrap();
+        let want: ndarray::Array3<u32> = npz.by_name("labels").unwrap();
+        assert_eq!((planes, h, w), want.dim(), "{fixture}");
+        assert!(
+            got.iter().zip(want.iter()).all(|(a, b)| a == b),
+            "{fixture}: labels differ from Cellpose's"
+        );
+        let objects = *want.iter().max().unwrap() as u64;
+        let s = summary(&out);
+        assert_eq!(s["nuclei_stack.tif"].1, objects, "{fixture}");
+        assert!(s["nuclei_stack.tif"].2.contains("pixel^3"), "{:?}", s);
+        let table = std::fs::read_to_string(out.join("nuclei_stack_objects.csv")).unwrap();
+        let header = table.lines().next().unwrap();
+        assert!(
+            header.starts_with("label,area")
+                && header.contains("centroid-2")
+                && header.contains("bbox-5,"),
+            "{fixture}: {header}"
+        );
+        assert_eq!(table.lines().count() as u64, objects + 1, "{fixture}");
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+        let mode = if fixture.contains("3d") {
+            "do_3d"
+        } else {
+            "stitch"
+        };
+        assert_eq!(m["options"]["stacks"]["mode"], mode);
+    }
+    // The 3-D labels record their z spacing (anisotropy 2 × 1 pixel): a stack segmented with
+    // another anisotropy than its file says is refused.
+    let labels = dir.join("nuclei_3d_a2/nuclei_stack_labels.tif");
+    let back = cytoseg::core::io::image::read_stack(&labels).unwrap();
+    assert_eq!(back.calibration.z_spacing, Some(2.0));
+    let out = dir.join("mismatch");
+    let mut c = cytoseg(&["segment", "-q"]).unwrap();
+    c.arg(&labels)
+        .args(["--do-3d", "--anisotropy", "3", "--out"])
+        .arg(&out);
+    assert_eq!(run(c).status.code(), Some(1));
+    let s = summary(&out);
+    assert!(
+        s["nuclei_stack_labels.tif"]
+            .2
+            .contains("disagrees with the image's z spacing"),
+        "{s:?}"
+    );
+    // A 2-D image is not a z-stack.
+    let out = dir.join("flat");
+    let mut c = cytoseg(&["segment", "-q"]).unwrap();
+    c.arg(example()).args(["--do-3d", "--out"]).arg(&out);
+    assert_eq!(run(c).status.code(), Some(1));
+    let s = summary(&out);
+    assert!(
+        s["nuclei_example.tif"]
+            .2
+            .contains("is a 2-D image (1 plane)"),
+        "{s:?}"
+    );
+    // Parameter errors stop the run before any image (exit 2).
+    for (args, says) in [
+        (&["--anisotropy", "2"][..], "--do-3d"),
+        (
+            &["--do-3d", "--stitch-threshold", "0.25"][..],
+            "cannot be used with",
+        ),
+        (&["--do-3d", "--anisotropy", "0"][..], "anisotropy 0"),
+        (&["--stitch-threshold", "-1"][..], "stitch threshold -1"),
+    ] {
+        let mut c = cytoseg(&["segment", "-q"]).unwrap();
+        c.arg(&stack).args(args).arg("--out").arg(dir.join("bad"));
+        let o = run(c);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

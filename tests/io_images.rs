@@ -78,6 +78,15 @@ fn every_fixture_reads_as_the_reference_wrote_it() {
                     s.calibration
                 );
                 assert_eq!(s.calibration.unit, c["unit"].as_str().unwrap(), "{name}");
+                // ImageJ's spacing= and OME's PhysicalSizeZ (converted to the xy unit).
+                match c.get("z_spacing").and_then(|z| z.as_f64()) {
+                    Some(z) => assert!(
+                        s.calibration.z_spacing.is_some_and(|got| close(got, z)),
+                        "{name}: z spacing {:?}, want {z}",
+                        s.calibration.z_spacing
+                    ),
+                    None => assert_eq!(s.calibration.z_spacing, None, "{name}"),
+                }
             }
         }
         let flat: Vec<f64> = want.iter().copied().collect();

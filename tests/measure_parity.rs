@@ -80,6 +80,7 @@ fn load_cases(dir: &Path) -> Vec<Case> {
                 pixel_height: spacing[0],
                 pixel_width: spacing[1],
                 unit: unit.into(),
+                z_spacing: None,
             },
             None => Calibration::default(),
         };
@@ -459,6 +460,7 @@ fn volumes_match_skimage() {
             pixel_width: spacing[2],
             pixel_height: spacing[1],
             unit: "um".into(),
+            z_spacing: None,
         };
         let t = measure_volume(&flat, [d, h, w], &[&inten], &cal, spacing[0]).unwrap();
         for col in &t.columns {

@@ -97,6 +97,7 @@ pub(crate) fn calibration(cal: *const cytoseg_calibration) -> Result<Calibration
         pixel_width: c.pixel_width,
         pixel_height: c.pixel_height,
         unit,
+        z_spacing: None,
     })
 }
 

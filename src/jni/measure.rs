@@ -103,6 +103,7 @@ pub(crate) fn calibration_arg(
         pixel_width,
         pixel_height,
         unit: string_arg(env, unit, "unit")?,
+        z_spacing: None,
     })
 }
 

@@ -54,7 +54,7 @@ pub enum Command {
     Masks(masks::MasksArgs),
     /// Segment images, folders or globs in batch: labels, per-object measurements, a summary
     /// and a run manifest; resumes interrupted runs.
-    Segment(segment::SegmentCmd),
+    Segment(Box<segment::SegmentCmd>),
     /// Score predicted label images against ground truth (AP, precision, recall, F1, panoptic
     /// quality at IoU thresholds, as stardist.matching and cellpose.metrics compute them).
     Evaluate(evaluate::EvaluateCmd),
@@ -123,7 +123,7 @@ where
         .ok();
     let result = match cli.command {
         Command::Masks(args) => masks::run(args),
-        Command::Segment(args) => segment::run(args, cli.quiet),
+        Command::Segment(args) => segment::run(*args, cli.quiet),
         Command::Models(args) => segment::models(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Measure(args) => measure::run(args),

@@ -10,7 +10,7 @@ use cytoseg_core::error::{Error, Result};
 use cytoseg_core::io::image::{normalize_unit, read_stack};
 use cytoseg_core::io::labels::read_label_stack;
 use cytoseg_core::io::{extension, write_atomic};
-use cytoseg_core::measure::{Calibration, Table, measure, measure_volume};
+use cytoseg_core::measure::{Calibration, measure};
 
 /// Arguments of `cytoseg measure`.
 #[derive(Debug, Args)]
@@ -103,6 +103,7 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             pixel_width: x,
             pixel_height: args.pixel_height.unwrap_or(x),
             unit: normalize_unit(&args.unit),
+            z_spacing: None,
         },
         None => stack
             .as_ref()
@@ -112,7 +113,7 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             .unwrap_or_default(),
     };
     let table = if planes > 1 {
-        measure_stack(
+        cytoseg_core::measure::measure_stack(
             &labels,
             [planes, height, width],
             stack.as_ref(),
@@ -152,26 +153,4 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
         );
     }
     Ok(0)
-}
-
-/// 3-D objects of a label stack, with the intensity stack's channels (each a volume).
-fn measure_stack(
-    labels: &[u32],
-    dims: [usize; 3],
-    stack: Option<&cytoseg_core::io::image::Stack>,
-    calibration: &Calibration,
-    z_spacing: f64,
-) -> Result<Table> {
-    let mut channels: Vec<Vec<f32>> = Vec::new();
-    if let Some(s) = stack {
-        for plane in &s.planes {
-            let view = plane.view()?;
-            channels.resize(view.channels, Vec::new());
-            for (c, out) in channels.iter_mut().enumerate() {
-                out.extend(view.plane(c));
-            }
-        }
-    }
-    let refs: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();
-    measure_volume(labels, dims, &refs, calibration, z_spacing)
 }

@@ -9,7 +9,7 @@ use super::progress::Reporter;
 use cytoseg_core::batch;
 use cytoseg_core::error::{Error, Result};
 use cytoseg_core::model::{
-    ChannelChoice, Device, LoadOptions, Model, SegmentParams, list_models, runtime,
+    ChannelChoice, Device, LoadOptions, Model, SegmentParams, VolumeMode, list_models, runtime,
 };
 
 /// Arguments shared by every command that loads a model.
@@ -149,6 +149,30 @@ pub struct SegmentCmd {
     /// Redo images finished by an earlier run and replace existing outputs.
     #[arg(long)]
     pub overwrite: bool,
+    /// Segment z-stacks into 3-D objects as Cellpose's do_3D: the network on the stack's YX, ZY
+    /// and ZX planes, the flows combined, 3-D flows followed to 3-D labels. Inputs must be
+    /// z-stacks (2 planes or more, no time points).
+    #[arg(long)]
+    pub do_3d: bool,
+    /// z spacing over xy pixel size for --do-3d (e.g. 2 when planes are twice as far apart as
+    /// pixels); default: from the file's z spacing (ImageJ spacing=, OME PhysicalSizeZ), else 1.
+    #[arg(
+        long,
+        value_name = "A",
+        requires = "do_3d",
+        allow_negative_numbers = true
+    )]
+    pub anisotropy: Option<f64>,
+    /// Segment z-stacks plane by plane, then link each plane's objects to the previous plane's
+    /// when their overlap (IoU) reaches T, as Cellpose's stitch_threshold (0.25 is usual):
+    /// 3-D objects, holes filled and --min-size applied in 3-D.
+    #[arg(
+        long,
+        value_name = "T",
+        conflicts_with = "do_3d",
+        allow_negative_numbers = true
+    )]
+    pub stitch_threshold: Option<f64>,
     /// Read the inputs as a screen: `auto` (ImageXpress or Opera/Operetta file names, detected),
     /// `imagexpress`, `operetta`, or a pattern with named fields (`{plate}`, `{well}` or
     /// `{row}`+`{column}`, `{site}`, `{channel}`), e.g. '{plate}/{well}_{site}_{channel}.tif'.
@@ -179,7 +203,8 @@ pub struct SegmentCmd {
 const SEGMENT_AFTER_HELP: &str = "\
 Outputs, in --out:
   <stem>_labels.tif    labels, uint16 (uint32 past 65,535 objects), the input's pixel size kept;
-                       stacks as ImageJ hyperstacks, segmented plane by plane (numbering per plane)
+                       stacks as ImageJ hyperstacks, segmented plane by plane (numbering per
+                       plane), or into 3-D objects with --do-3d or --stitch-threshold
   <stem>_objects.csv   one row per object: shape and per-channel intensity measurements,
                        calibrated when the input carries a pixel size
   summary.csv          one row per image: status, error, planes, objects, area statistics, time,
@@ -195,6 +220,10 @@ An image that fails is reported in summary.csv and the log; the others go on.
 Exit status: 0 all images ok or skipped, 1 some image failed, 2 the run could not start.
 
 Stacks: multi-page TIFFs are z (or t) stacks; ImageJ hyperstacks and OME-TIFF give their axes.
+3-D (--do-3d, or --stitch-threshold T): z-stacks become 3-D objects as in Cellpose 4 (the stack
+normalized as one volume); objects tables then measure volumes (area = volume, centroids and
+boxes in z, y, x) with the file's z spacing (or --anisotropy × pixel size, else 1 pixel);
+--save-flows writes (4, Z, Y, X) = dZ, dY, dX, cellprob in 3-D mode.
 Channels: --channel picks the model's input channel(s); intensities are measured on all.
 
 Screens (--layout): wells.csv (one row per well: fields, objects, mean/median/std of every
@@ -207,7 +236,37 @@ Examples:
   cytoseg segment images/ --out results
   cytoseg segment 'plate*/**/*.tif' --out results --diameter 25 --jobs 2
   cytoseg segment experiment/ --recursive --out results --device cuda
+  cytoseg segment stacks/ --do-3d --anisotropy 2 --out results3d
   cytoseg segment plate/ --layout auto --plate-map map.csv --value area_mean --out screen";
+
+impl SegmentCmd {
+    /// How stacks are segmented, from --do-3d, --anisotropy and --stitch-threshold.
+    fn stack_mode(&self) -> Result<batch::StackMode> {
+        let mode = match (self.do_3d, self.stitch_threshold) {
+            (true, _) => batch::StackMode::Flows3d {
+                anisotropy: self.anisotropy,
+            },
+            (false, Some(threshold)) => batch::StackMode::Stitch { threshold },
+            (false, None) => batch::StackMode::Planes,
+        };
+        // Parameter errors before any image is read.
+        match mode {
+            batch::StackMode::Flows3d {
+                anisotropy: Some(a),
+            } => VolumeMode::Flows3d { anisotropy: a }.validate()?,
+            batch::StackMode::Stitch { threshold } => {
+                VolumeMode::Stitch { threshold }.validate()?
+            }
+            _ => {}
+        }
+        if mode.is_3d() && self.classifier.is_some() {
+            return Err(Error::invalid(
+                "--classifier classifies 2-D objects; it cannot be combined with --do-3d or --stitch-threshold yet",
+            ));
+        }
+        Ok(mode)
+    }
+}
 
 /// Runs `cytoseg segment`; returns 1 when any image failed.
 pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
@@ -275,6 +334,7 @@ pub fn run(cmd: SegmentCmd, quiet: bool) -> Result<i32> {
         run_files: true,
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
         readouts,
+        stack_mode: cmd.stack_mode()?,
         classifier: match &cmd.classifier {
             Some(p) if cmd.no_objects => {
                 return Err(Error::invalid(format!(

@@ -325,6 +325,7 @@ pub fn run(cmd: ValidateCmd, quiet: bool) -> Result<i32> {
         invocation: serde_json::json!(std::env::args().collect::<Vec<_>>()),
         classifier: None,
         readouts: Default::default(),
+        stack_mode: batch::StackMode::Planes,
     };
     let batch_inputs: Vec<batch::Input> = paired.iter().map(|&i| i.clone()).collect();
     let reporter = Reporter::new(paired.len(), quiet);

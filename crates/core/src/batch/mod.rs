@@ -37,15 +37,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::image::ImageView;
 use crate::io::image::{IMAGE_EXTENSIONS, Stack, read_stack};
 use crate::io::labels::{LabelStack, write_label_stack};
 use crate::io::{npy, write_atomic};
 use crate::measure::csv_field;
-use crate::model::{ChannelChoice, Model, SegmentParams};
+use crate::model::{ChannelChoice, Model, SegmentParams, VolumeMode};
 use crate::qc::{self, ImageQc};
 
 mod objects;
-pub use objects::{objects_table, write_objects};
+pub use objects::{objects_table, objects_table_3d, write_objects};
 
 /// Version of the engine, recorded in run manifests and fingerprints.
 pub const ENGINE_VERSION: &str = crate::VERSION;
@@ -219,6 +220,48 @@ pub fn expand_inputs(args: &[String], recursive: bool, out_dir: &Path) -> Result
     Ok(inputs)
 }
 
+/// How the planes of a stack become objects.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum StackMode {
+    /// Plane by plane, objects numbered per plane (the default; 2-D images always).
+    #[default]
+    Planes,
+    /// Cellpose's `do_3D`: 3-D objects from the network run on the stack's YX, ZY and ZX planes
+    /// ([`crate::model::VolumeMode::Flows3d`]). `anisotropy` `None` takes the file's z spacing
+    /// (see [`crate::model::anisotropy_for`]).
+    Flows3d {
+        /// z spacing over pixel width; `None`: from the file, else 1.
+        anisotropy: Option<f64>,
+    },
+    /// Cellpose's stitching mode: per-plane objects linked across z when their IoU reaches
+    /// `threshold` ([`crate::model::VolumeMode::Stitch`]).
+    Stitch {
+        /// IoU that links masks of consecutive planes (0.25 is usual).
+        threshold: f64,
+    },
+}
+
+impl StackMode {
+    /// Whether stacks become 3-D objects.
+    pub fn is_3d(&self) -> bool {
+        !matches!(self, StackMode::Planes)
+    }
+
+    /// As recorded in `run.json` and the run fingerprint.
+    pub fn to_json(&self) -> serde_json::Value {
+        match *self {
+            StackMode::Planes => serde_json::json!({"mode": "planes"}),
+            StackMode::Flows3d { anisotropy } => serde_json::json!({
+                "mode": "do_3d",
+                "anisotropy": anisotropy.map_or(serde_json::json!("from the file's z spacing, else 1"), |a| serde_json::json!(a)),
+            }),
+            StackMode::Stitch { threshold } => {
+                serde_json::json!({"mode": "stitch", "stitch_threshold": threshold})
+            }
+        }
+    }
+}
+
 /// How a batch runs.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -249,6 +292,8 @@ pub struct BatchOptions {
     /// Per-well values drawn as plate heatmaps and dose-response fits (screens), and whether the
     /// tables are also written as Parquet; see [`crate::screen::readouts`].
     pub readouts: crate::screen::readouts::Readouts,
+    /// How stacks are segmented: plane by plane (default) or into 3-D objects.
+    pub stack_mode: StackMode,
 }
 
 impl BatchOptions {
@@ -266,6 +311,7 @@ impl BatchOptions {
             invocation: serde_json::Value::Null,
             classifier: None,
             readouts: Default::default(),
+            stack_mode: StackMode::Planes,
         }
     }
 }
@@ -502,6 +548,10 @@ fn fingerprint(model: &Model, p: &SegmentParams, opts: &BatchOptions) -> String 
         "measure": opts.measure,
         "save_flows": opts.save_flows,
     });
+    if opts.stack_mode.is_3d() {
+        // Only in 3-D modes, so that plane-by-plane runs keep their fingerprint.
+        v["stack_mode"] = opts.stack_mode.to_json();
+    }
     if let Some(c) = &opts.classifier {
         // Only with a classifier, so that runs without one keep their fingerprint.
         let text = serde_json::to_string(c.as_ref()).unwrap_or_default();
@@ -579,6 +629,17 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 
 fn output_name(stem: &Path, suffix: &str) -> String {
     format!("{}{suffix}", stem.display())
+}
+
+/// What segmenting one image gives: all labels (plane after plane), the flows if kept, the
+/// object count per plane (one for a 3-D volume), each plane's QC measures and the network's
+/// quality (per plane, or one for a volume).
+struct Segmented {
+    labels: Vec<u32>,
+    flows: Option<Vec<f32>>,
+    counts: Vec<u32>,
+    planes_qc: Vec<qc::PlaneQc>,
+    network: Vec<qc::NetworkQuality>,
 }
 
 /// Shared state of a batch.
@@ -667,12 +728,26 @@ impl Job<'_> {
             },
         )?;
         let stack = input.read()?;
+        let volume = self.volume_mode(&stack, &input.path)?;
         let labels_path = out.join(&outputs[0]);
         if let Some(dir) = labels_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let (labels, flows, counts, planes_qc, network) =
-            self.segment_stack(&stack, &input.path)?;
+        let Segmented {
+            labels,
+            flows,
+            counts,
+            planes_qc,
+            network,
+        } = match &volume {
+            Some((mode, _)) => self.segment_volume(&stack, *mode, &input.path)?,
+            None => self.segment_stack(&stack, &input.path)?,
+        };
+        // 3-D outputs carry the z spacing they were measured with.
+        let mut calibration = stack.calibration.clone();
+        if let Some((_, z)) = volume {
+            calibration.z_spacing = Some(z);
+        }
         write_label_stack(
             &labels_path,
             &LabelStack {
@@ -681,14 +756,18 @@ impl Job<'_> {
                 height: stack.height,
                 width: stack.width,
                 plane_axes: &stack.plane_axes,
-                calibration: &stack.calibration,
+                calibration: &calibration,
             },
             true,
         )?;
         self.observer.output_written(index, &labels_path);
         if self.opts.measure {
             let csv = out.join(&outputs[1]);
-            write_objects(&csv, &stack, &labels, &input.fields)?;
+            let table = match volume {
+                Some((_, z)) => objects_table_3d(&stack, &labels, z)?,
+                None => objects_table(&stack, &labels)?,
+            };
+            write_objects(&csv, &table, &input.fields)?;
             if let Some(c) = &self.opts.classifier {
                 let stem = input.stem.display().to_string();
                 let t = crate::classify::ObjectsTable::from_parts(&csv, &stem, &stack, &labels)?;
@@ -699,7 +778,10 @@ impl Job<'_> {
         if let Some(fl) = flows {
             let fpath = out.join(outputs.last().expect("flows output"));
             let mut shape = vec![3, stack.height, stack.width];
-            if stack.planes.len() > 1 {
+            if let Some((VolumeMode::Flows3d { .. }, _)) = volume {
+                // dZ, dY, dX, cellprob of the volume
+                shape = vec![4, stack.planes.len(), stack.height, stack.width];
+            } else if stack.planes.len() > 1 {
                 shape.insert(0, stack.planes.len());
             }
             write_atomic(&fpath, true, |w| npy::write(w, &shape, fl))?;
@@ -707,8 +789,11 @@ impl Job<'_> {
         }
         outcome.planes = stack.planes.len();
         outcome.objects = counts.iter().map(|&c| c as u64).sum();
-        let areas = object_areas(&labels, &stack);
-        outcome.area = area_stats(&areas, &stack);
+        let areas = match volume {
+            Some((_, z)) => object_volumes(&labels, &stack, z),
+            None => object_areas(&labels, &stack),
+        };
+        outcome.area = area_stats(&areas, &stack, if volume.is_some() { 3 } else { 2 });
         outcome.qc = qc::combine(&planes_qc, &areas, &network);
         for o in &outputs {
             outcome
@@ -727,20 +812,91 @@ impl Job<'_> {
         Ok(outcome)
     }
 
-    /// Segments every plane; returns all labels, the flows if kept, the count per plane and
-    /// each plane's QC measures and network quality.
-    #[allow(clippy::type_complexity)]
-    fn segment_stack(
-        &self,
-        stack: &Stack,
-        path: &Path,
-    ) -> Result<(
-        Vec<u32>,
-        Option<Vec<f32>>,
-        Vec<u32>,
-        Vec<qc::PlaneQc>,
-        Vec<qc::NetworkQuality>,
-    )> {
+    /// The 3-D mode for a stack and the z spacing (in the stack's unit) its objects are
+    /// measured with; `None` when the batch segments plane by plane. Refuses single planes and
+    /// stacks whose planes are not one z series.
+    fn volume_mode(&self, stack: &Stack, path: &Path) -> Result<Option<(VolumeMode, f64)>> {
+        let what = match self.opts.stack_mode {
+            StackMode::Planes => return Ok(None),
+            StackMode::Flows3d { .. } => "3-D segmentation (do_3D)",
+            StackMode::Stitch { .. } => "stitching",
+        };
+        let fail = |why: String| Error::format(path, why);
+        match stack.plane_axes.as_slice() {
+            [] => {
+                return Err(fail(format!(
+                    "is a 2-D image (1 plane): {what} needs a z-stack"
+                )));
+            }
+            [('z', n)] if *n >= 2 => {}
+            axes => {
+                return Err(fail(format!(
+                    "holds planes {}: {what} needs a single z series (one z-stack per file, no time points)",
+                    crate::io::image::axes_text(axes)
+                )));
+            }
+        }
+        let cal = &stack.calibration;
+        Ok(Some(match self.opts.stack_mode {
+            StackMode::Flows3d { anisotropy } => {
+                let a = crate::model::anisotropy_for(anisotropy, cal)
+                    .map_err(|e| fail(e.to_string()))?;
+                (
+                    VolumeMode::Flows3d { anisotropy: a },
+                    cal.z_spacing.unwrap_or(a * cal.pixel_width),
+                )
+            }
+            StackMode::Stitch { threshold } => (
+                VolumeMode::Stitch { threshold },
+                cal.z_spacing.unwrap_or(cal.pixel_width),
+            ),
+            StackMode::Planes => unreachable!("returned above"),
+        }))
+    }
+
+    /// Segments a z-stack into 3-D objects; one count and one network quality for the
+    /// volume, QC measures per plane.
+    fn segment_volume(&self, stack: &Stack, mode: VolumeMode, path: &Path) -> Result<Segmented> {
+        let views: Vec<ImageView<'_>> = stack
+            .planes
+            .iter()
+            .map(|p| p.view())
+            .collect::<Result<_>>()?;
+        let keep_going = |_: crate::model::Progress| !self.observer.cancelled();
+        let mut params = self.params.clone();
+        params.keep_flows = self.opts.save_flows;
+        let seg = self
+            .model
+            .segment_volume(&views, &params, mode, Some(&keep_going))
+            .map_err(|e| match e {
+                Error::Cancelled => e,
+                e => Error::invalid(format!("{}: {e}", path.display())),
+            })?;
+        let n = stack.width * stack.height;
+        let planes_qc = views
+            .iter()
+            .zip(seg.labels.chunks(n))
+            .map(|(view, l)| {
+                qc::plane_measures(
+                    &qc::qc_plane(view, &self.params.channels),
+                    view.height,
+                    view.width,
+                    l,
+                    view.type_max(),
+                )
+            })
+            .collect();
+        Ok(Segmented {
+            labels: seg.labels,
+            flows: seg.flows,
+            counts: vec![seg.count],
+            planes_qc,
+            network: vec![seg.quality],
+        })
+    }
+
+    /// Segments every plane, objects numbered per plane.
+    fn segment_stack(&self, stack: &Stack, path: &Path) -> Result<Segmented> {
         let n = stack.width * stack.height;
         let mut labels = Vec::with_capacity(n * stack.planes.len());
         let mut flows = self.opts.save_flows.then(Vec::new);
@@ -780,7 +936,13 @@ impl Job<'_> {
                 }
             }
         }
-        Ok((labels, flows, counts, planes_qc, network))
+        Ok(Segmented {
+            labels,
+            flows,
+            counts,
+            planes_qc,
+            network,
+        })
     }
 }
 
@@ -806,10 +968,26 @@ fn object_areas(labels: &[u32], stack: &Stack) -> Vec<f64> {
     areas
 }
 
-/// Area statistics of the objects' areas, in the stack's unit.
-fn area_stats(areas: &[f64], stack: &Stack) -> AreaStats {
+/// The calibrated volume of every 3-D object (`z_spacing` in the stack's unit).
+fn object_volumes(labels: &[u32], stack: &Stack, z_spacing: f64) -> Vec<f64> {
+    let cal = &stack.calibration;
+    let voxel = cal.pixel_width * cal.pixel_height * z_spacing;
+    let max = labels.iter().copied().max().unwrap_or(0) as usize;
+    let mut count = vec![0u64; max + 1];
+    for &l in labels {
+        count[l as usize] += 1;
+    }
+    count[1..]
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64 * voxel)
+        .collect()
+}
+
+/// Statistics of the objects' areas (`power` 2) or volumes (3), in the stack's unit.
+fn area_stats(areas: &[f64], stack: &Stack, power: u32) -> AreaStats {
     let mut areas = areas.to_vec();
-    let unit = format!("{}^2", stack.calibration.unit);
+    let unit = format!("{}^{power}", stack.calibration.unit);
     if areas.is_empty() {
         return AreaStats {
             unit,
@@ -1257,6 +1435,7 @@ pub fn manifest(
             "overwrite": opts.overwrite,
             "objects_csv": opts.measure,
             "save_flows": opts.save_flows,
+            "stacks": opts.stack_mode.to_json(),
         },
         "counts": {
             "images": outcomes.len(),

@@ -8,16 +8,10 @@ use crate::error::{Error, Result};
 use crate::io::image::Stack;
 use crate::measure::{Column, Table, csv_field, measure};
 
-/// Measures a segmented stack (labels: all planes, plane after plane) and writes the table
-/// atomically (see [`objects_table`]); a screen field's `fields` (plate, well, row, column,
-/// site, then the plate map's columns) lead every row.
-pub fn write_objects(
-    path: &Path,
-    stack: &Stack,
-    labels: &[u32],
-    fields: &BTreeMap<String, String>,
-) -> Result<()> {
-    let table = objects_table(stack, labels)?;
+/// Writes an objects table ([`objects_table`], [`objects_table_3d`]) atomically; a screen
+/// field's `fields` (plate, well, row, column, site, then the plate map's columns) lead every
+/// row.
+pub fn write_objects(path: &Path, table: &Table, fields: &BTreeMap<String, String>) -> Result<()> {
     if fields.is_empty() {
         return table.write_csv(path);
     }
@@ -82,4 +76,17 @@ pub fn objects_table(stack: &Stack, labels: &[u32]) -> Result<Table> {
         }
     }
     Ok(merged.unwrap_or_default())
+}
+
+/// The objects table of a stack segmented into 3-D objects (labels: `planes × height × width`):
+/// `regionprops_table` on the volume (`area` is the volume) with every channel's intensities,
+/// calibrated with the stack's pixel size and `z_spacing` (in the same unit).
+pub fn objects_table_3d(stack: &Stack, labels: &[u32], z_spacing: f64) -> Result<Table> {
+    crate::measure::measure_stack(
+        labels,
+        [stack.planes.len(), stack.height, stack.width],
+        Some(stack),
+        &stack.calibration,
+        z_spacing,
+    )
 }

@@ -49,7 +49,8 @@ pub fn read_image(path: &Path) -> Result<Image> {
     Ok(s.planes.remove(0))
 }
 
-fn axes_text(axes: &[(char, usize)]) -> String {
+/// Plane axes as `t=3, z=5`.
+pub(crate) fn axes_text(axes: &[(char, usize)]) -> String {
     axes.iter()
         .map(|(a, n)| format!("{a}={n}"))
         .collect::<Vec<_>>()

@@ -147,6 +147,9 @@ fn imagej_description(stack: &LabelStack<'_>, max: u32) -> String {
         };
         d += &format!("unit={unit}\n");
     }
+    if let Some(z) = cal.z_spacing.filter(|_| stack.planes > 1) {
+        d += &format!("spacing={z}\n");
+    }
     d += &format!("min=0.0\nmax={max}.0\n");
     d
 }

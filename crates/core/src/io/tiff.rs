@@ -511,6 +511,23 @@ pub(crate) fn xml_attr(xml: &str, tag: &str, name: &str) -> Option<String> {
     }
 }
 
+/// `value` in unit `from` converted to unit `to` (nm, µm, mm, cm, m); `None` when either is
+/// another unit and they differ.
+fn convert_length(value: f64, from: &str, to: &str) -> Option<f64> {
+    if from == to {
+        return Some(value);
+    }
+    let metres = |u: &str| match u {
+        "nm" => Some(1e-9),
+        "µm" => Some(1e-6),
+        "mm" => Some(1e-3),
+        "cm" => Some(1e-2),
+        "m" => Some(1.0),
+        _ => None,
+    };
+    Some(value * metres(from)? / metres(to)?)
+}
+
 fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String) -> Result<Stack> {
     let Some(p0) = pages.first() else {
         return Err(Error::format(path, "the TIFF holds no image"));
@@ -568,8 +585,15 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
                 pixel_width: 1.0 / xr,
                 pixel_height: 1.0 / yr,
                 unit,
+                z_spacing: None,
             };
         }
+        // ImageJ's voxel depth, in the same unit (written only for calibrated stacks).
+        calibration.z_spacing = fields
+            .iter()
+            .find(|(k, _)| k == "spacing")
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0 && nz > 1);
     } else if desc.contains("<OME") {
         let attr = |name: &str| xml_attr(desc, "Pixels", name);
         let num = |name: &str| attr(name).and_then(|v| v.parse::<usize>().ok());
@@ -622,10 +646,19 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
         if let Some(px) = size("PhysicalSizeX") {
             let unit = normalize_unit(&attr("PhysicalSizeXUnit").unwrap_or_else(|| "µm".into()));
             let py = size("PhysicalSizeY").unwrap_or(px);
+            // PhysicalSizeZ in X's unit (µm when the file names none).
+            let z_unit = attr("PhysicalSizeZUnit").map(|u| normalize_unit(&u));
+            let z_spacing = size("PhysicalSizeZ")
+                .filter(|_| nz > 1)
+                .and_then(|z| match z_unit {
+                    None => Some(z),
+                    Some(u) => convert_length(z, &u, &unit),
+                });
             calibration = Calibration {
                 pixel_width: px,
                 pixel_height: py,
                 unit,
+                z_spacing,
             };
         }
     } else if meta.resolution_unit == Some(3) {
@@ -637,6 +670,7 @@ fn assemble(path: &Path, pages: Vec<Page>, meta: &TiffMeta, sample_type: String)
                 pixel_width: 1e4 / xr,
                 pixel_height: 1e4 / yr,
                 unit: "µm".into(),
+                z_spacing: None,
             };
         }
     }

@@ -20,7 +20,7 @@
 
 mod shape;
 mod volume;
-pub use volume::{SHAPE_COLUMNS_3D, measure_volume};
+pub use volume::{SHAPE_COLUMNS_3D, measure_stack, measure_volume};
 pub mod texture;
 
 use std::collections::HashMap;
@@ -41,6 +41,9 @@ pub struct Calibration {
     pub pixel_height: f64,
     /// Length unit, e.g. "um"; "pixel" when uncalibrated.
     pub unit: String,
+    /// Distance between the planes of a z-stack in `unit`, when known (an ImageJ description's
+    /// `spacing=`, OME's `PhysicalSizeZ`).
+    pub z_spacing: Option<f64>,
 }
 
 impl Calibration {
@@ -50,6 +53,7 @@ impl Calibration {
             pixel_width: size,
             pixel_height: size,
             unit: unit.into(),
+            z_spacing: None,
         }
     }
 

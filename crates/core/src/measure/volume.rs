@@ -319,6 +319,29 @@ fn eigvalsh3(mut a: [[f64; 3]; 3]) -> [f64; 3] {
     [a[0][0], a[1][1], a[2][2]]
 }
 
+/// [`measure_volume`] of a label stack (`dims` = planes, height, width) with the intensity
+/// stack's channels, each gathered into a volume (`stack`: same planes and size, or none).
+pub fn measure_stack(
+    labels: &[u32],
+    dims: [usize; 3],
+    stack: Option<&crate::image::Stack>,
+    calibration: &Calibration,
+    z_spacing: f64,
+) -> Result<Table> {
+    let mut channels: Vec<Vec<f32>> = Vec::new();
+    if let Some(s) = stack {
+        for plane in &s.planes {
+            let view = plane.view()?;
+            channels.resize(view.channels, Vec::new());
+            for (c, out) in channels.iter_mut().enumerate() {
+                out.extend(view.plane(c));
+            }
+        }
+    }
+    let refs: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();
+    measure_volume(labels, dims, &refs, calibration, z_spacing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::flows::{self, Flows3Ref, FlowsRef};
 use crate::image::ImageView;
+use crate::measure::Calibration;
 use crate::qc::NetworkQuality;
 
 use super::tiling::Grid;
@@ -50,6 +51,32 @@ impl VolumeMode {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The anisotropy of 3-D mode for a stack (z spacing over pixel width): `given` (e.g.
+/// `--anisotropy`), else the stack's z spacing over its pixel width, else 1 (planes as far apart
+/// as pixels). Errors on a value that is not a positive number, and when `given` and the
+/// stack's metadata are both there and differ by more than 1%.
+pub fn anisotropy_for(given: Option<f64>, calibration: &Calibration) -> Result<f64> {
+    let from_file = calibration
+        .z_spacing
+        .map(|z| z / calibration.pixel_width)
+        .filter(|a| a.is_finite() && *a > 0.0);
+    match (given, from_file) {
+        (Some(a), _) if !(a.is_finite() && a > 0.0) => Err(Error::invalid(format!(
+            "anisotropy {a}: expected z spacing / xy pixel size, a number above 0 (1 for isotropic stacks)"
+        ))),
+        (Some(a), Some(f)) if (a - f).abs() > 0.01 * f => Err(Error::invalid(format!(
+            "anisotropy {a} disagrees with the image's z spacing: planes {} {} apart, pixels {} {} wide (anisotropy {f:.4}); leave the anisotropy out to use the file's, or correct the file's calibration",
+            calibration.z_spacing.unwrap_or_default(),
+            calibration.unit,
+            calibration.pixel_width,
+            calibration.unit
+        ))),
+        (Some(a), _) => Ok(a),
+        (None, Some(f)) => Ok(f),
+        (None, None) => Ok(1.0),
     }
 }
 
