@@ -463,6 +463,20 @@ fn z_stacks_become_3d_objects_with_do_3d_or_stitching() {
     let labels = dir.join("nuclei_3d_a2/nuclei_stack_labels.tif");
     let back = cytoseg::core::io::image::read_stack(&labels).unwrap();
     assert_eq!(back.calibration.z_spacing, Some(2.0));
+    // `cytoseg measure` takes that z spacing from the label stack: the same table as the batch's.
+    let table = dir.join("measured.csv");
+    let mut c = std::process::Command::new(common::cytoseg_exe());
+    c.args(["measure", "--labels"])
+        .arg(&labels)
+        .arg("--image")
+        .arg(&stack)
+        .arg("--out")
+        .arg(&table);
+    assert!(run(c).status.success());
+    assert_eq!(
+        std::fs::read_to_string(&table).unwrap(),
+        std::fs::read_to_string(dir.join("nuclei_3d_a2/nuclei_stack_objects.csv")).unwrap()
+    );
     let out = dir.join("mismatch");
     let mut c = cytoseg(&["segment", "-q"]).unwrap();
     c.arg(&labels)

@@ -20,19 +20,19 @@ out = root / "tests" / "fixtures" / "volume_pipeline"
 out.mkdir(parents=True, exist_ok=True)
 
 
-def make_stack(seed=7, shape=(20, 96, 96)):
+def make_stack(seed=7, shape=(20, 96, 96), nuclei=22):
     rng = np.random.default_rng(seed)
     d, h, w = shape
     zz, yy, xx = np.meshgrid(np.arange(d) * 2.0, np.arange(h), np.arange(w), indexing="ij")
     vol = np.zeros(shape, np.float64)
     centres = []
-    for _ in range(400):
+    for _ in range(400 * nuclei):
         c = np.array([rng.uniform(4, 2 * d - 4), rng.uniform(8, h - 8), rng.uniform(8, w - 8)])
         r = rng.uniform(6, 11)
         if any(np.linalg.norm(c - p) < r + q - 1 for p, q in centres):
             continue
         centres.append((c, r))
-        if len(centres) == 22:
+        if len(centres) == nuclei:
             break
     for c, r in centres:
         ax = r * rng.uniform([0.8, 0.85, 0.85], [1.0, 1.15, 1.15])

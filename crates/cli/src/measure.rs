@@ -23,7 +23,7 @@ intensity_mean, intensity_min, intensity_max, intensity_std, intensity_integrate
 channel when the image has several). Values equal skimage.measure.regionprops_table \
 (scikit-image 0.26). Calibrated lengths are in the unit shown in the header, areas in unit^2.
 
-Label stacks (multi-page TIFF, (Z, H, W) .npy) are measured as 3-D objects, as regionprops_table on the volume with spacing (--z-spacing, pixel height, pixel width): label, area (the volume), centroid-0..2 (z, y, x), bbox-0..5, equivalent_diameter_area, axis_major_length, axis_minor_length, extent, and the intensity columns of an intensity stack of the same size (solidity is not computed in 3-D yet)."
+Label stacks (multi-page TIFF, (Z, H, W) .npy) are measured as 3-D objects, as regionprops_table on the volume with spacing (--z-spacing, else the files' z spacing, else 1; pixel height, pixel width): label, area (the volume), centroid-0..2 (z, y, x), bbox-0..5, equivalent_diameter_area, axis_major_length, axis_minor_length, extent, and the intensity columns of an intensity stack of the same size (solidity is not computed in 3-D yet)."
 )]
 pub struct MeasureCmd {
     /// Label image (.tif, .npy, .png; 0 = background).
@@ -46,24 +46,22 @@ pub struct MeasureCmd {
     /// Length unit of --pixel-size (e.g. um, nm; "um" and "micron" are written "µm").
     #[arg(long, default_value = "µm", requires = "pixel_size")]
     pub unit: String,
-    /// Distance between planes of a label stack, in the pixel size's unit (1 = as a pixel).
-    #[arg(long, value_name = "Z", default_value_t = 1.0)]
-    pub z_spacing: f64,
+    /// Distance between planes of a label stack, in the pixel size's unit; overrides the
+    /// files' (ImageJ spacing=, OME PhysicalSizeZ; default 1).
+    #[arg(long, value_name = "Z")]
+    pub z_spacing: Option<f64>,
     /// Replace an existing output file.
     #[arg(long)]
     pub overwrite: bool,
 }
 
-/// Pixel size from a TIFF's metadata, if it has one (best effort: any failure means none).
-/// Other formats carry none, so they are not decoded a second time for it.
+/// A TIFF's calibration (pixel size, z spacing), if it is a TIFF (best effort: any failure
+/// means none). Other formats carry none, so they are not decoded a second time for it.
 fn file_calibration(path: &std::path::Path) -> Option<Calibration> {
     if !matches!(extension(path).as_str(), "tif" | "tiff") {
         return None;
     }
-    read_stack(path)
-        .ok()
-        .map(|s| s.calibration)
-        .filter(Calibration::is_calibrated)
+    read_stack(path).ok().map(|s| s.calibration)
 }
 
 /// Runs `cytoseg measure`; returns the exit code.
@@ -98,7 +96,8 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             )));
         }
     }
-    let calibration = match args.pixel_size {
+    let label_cal = file_calibration(&args.labels);
+    let mut calibration = match args.pixel_size {
         Some(x) => Calibration {
             pixel_width: x,
             pixel_height: args.pixel_height.unwrap_or(x),
@@ -109,16 +108,20 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             .as_ref()
             .map(|s| s.calibration.clone())
             .filter(Calibration::is_calibrated)
-            .or_else(|| file_calibration(&args.labels))
+            .or_else(|| label_cal.clone().filter(Calibration::is_calibrated))
             .unwrap_or_default(),
     };
+    calibration.z_spacing = args
+        .z_spacing
+        .or_else(|| stack.as_ref().and_then(|s| s.calibration.z_spacing))
+        .or_else(|| label_cal.and_then(|c| c.z_spacing));
     let table = if planes > 1 {
         cytoseg_core::measure::measure_stack(
             &labels,
             [planes, height, width],
             stack.as_ref(),
             &calibration,
-            args.z_spacing,
+            calibration.z_spacing.unwrap_or(1.0),
         )?
     } else {
         let view = match &stack {
