@@ -198,6 +198,33 @@ typedef int32_t cytoseg_criterion;
 #endif // __cplusplus
 
 /**
+ * How `cytoseg_model_segment_volume` turns a z-stack into 3-D objects.
+ */
+enum cytoseg_volume_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Cellpose's `do_3D`: the network on the YX, ZY and ZX planes, 3-D flows → labels;
+   * `mode_value` is the anisotropy (z spacing / pixel size; 0 means 1).
+   */
+  CYTOSEG_VOLUME_MODE_DO3D = 0,
+  /**
+   * Cellpose's stitching: 2-D labels per plane linked across z; `mode_value` is the IoU
+   * threshold (e.g. 0.25).
+   */
+  CYTOSEG_VOLUME_MODE_STITCH = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cytoseg_volume_mode cytoseg_volume_mode;
+#else
+typedef int32_t cytoseg_volume_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
  * Thread safety: one model may be used by several threads at once (`cytoseg_model_segment` is
  * reentrant; network calls are serialized internally).
@@ -1237,6 +1264,56 @@ cytoseg_status cytoseg_model_segment(const struct cytoseg_model *model,
                                      uint32_t *n_labels,
                                      cytoseg_progress_fn progress,
                                      void *userdata);
+
+/**
+ * Segments a z-stack into 3-D objects exactly as Cellpose 4's `eval(do_3D=True)` or
+ * `eval(stitch_threshold=T)` (the stack normalized as one volume); see `cytoseg_volume_mode`.
+ *
+ * @param model               A loaded model.
+ * @param pixels              `planes` planes, each `height` rows of `width` pixels × `channels`
+ *                            interleaved samples of type `dtype`; rows start every
+ *                            `row_stride_bytes`, planes every `plane_stride_bytes`.
+ * @param dtype               A `cytoseg_dtype` value.
+ * @param width, height       Plane size (each >= 2).
+ * @param planes              Number of z planes (>= 2).
+ * @param channels            Samples per pixel (>= 1).
+ * @param row_stride_bytes    Bytes between row starts (as for `cytoseg_model_segment`).
+ * @param plane_stride_bytes  Bytes between plane starts (>= `height * row_stride_bytes`).
+ * @param params              Parameters from `cytoseg_segment_params_init`, or NULL for the
+ *                            model's defaults (`min_size` counts voxels).
+ * @param mode                A `cytoseg_volume_mode` value.
+ * @param mode_value          The anisotropy (`Do3d`; 0 = 1) or the stitch threshold (`Stitch`).
+ * @param labels              Output, caller-allocated `planes * height * width` uint32 (0 =
+ *                            background, objects 1..n). Written only on success.
+ * @param labels_len          Must be `planes * height * width`.
+ * @param flows               Optional output (may be NULL): `Do3d`: `4 * planes * height *
+ *                            width` floats, the volumes dZ, dY, dX, cellprob; `Stitch`: `planes`
+ *                            blocks of `3 * height * width`, each plane's dY, dX, cellprob.
+ * @param flows_len           That length when `flows` is given, else ignored.
+ * @param n_labels            Optional output (may be NULL): the number of objects n.
+ * @param progress            Optional progress callback (may be NULL), tiles of all planes
+ *                            (and orientations); can cancel.
+ * @param userdata            Passed to `progress` unchanged.
+ */
+cytoseg_status cytoseg_model_segment_volume(const struct cytoseg_model *model,
+                                            const void *pixels,
+                                            int32_t dtype,
+                                            size_t width,
+                                            size_t height,
+                                            size_t planes,
+                                            size_t channels,
+                                            size_t row_stride_bytes,
+                                            size_t plane_stride_bytes,
+                                            const struct cytoseg_segment_params *params,
+                                            int32_t mode,
+                                            double mode_value,
+                                            uint32_t *labels,
+                                            size_t labels_len,
+                                            float *flows,
+                                            size_t flows_len,
+                                            uint32_t *n_labels,
+                                            cytoseg_progress_fn progress,
+                                            void *userdata);
 
 /**
  * Lists the model packages this library finds by name (`$CYTOSEG_MODELS`, `models/` beside

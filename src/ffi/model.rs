@@ -3,7 +3,9 @@
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 
-use crate::core::model::{ChannelChoice, LoadOptions, Model, Progress, SegmentParams, runtime};
+use crate::core::model::{
+    ChannelChoice, LoadOptions, Model, Progress, SegmentParams, VolumeMode, runtime,
+};
 
 use super::boundary::{
     FfiError, boundary, c_str, cytoseg_status, expect_len, image_input, null, output,
@@ -346,6 +348,29 @@ pub extern "C" fn cytoseg_segment_params_init(
     })
 }
 
+/// The engine's progress callback for a caller's `progress` (NULL: never cancels): a non-zero
+/// return from the caller cancels.
+fn tile_callback(
+    progress: cytoseg_progress_fn,
+    userdata: *mut c_void,
+) -> impl Fn(Progress) -> bool {
+    move |pr: Progress| match progress {
+        Some(f) => f(userdata, pr.tiles_done, pr.tiles_total) == 0,
+        None => true,
+    }
+}
+
+/// Writes an object count to an optional output.
+///
+/// # Safety
+/// `n_labels` is NULL or points to a writable `uint32_t`.
+unsafe fn write_count(n_labels: *mut u32, count: u32) {
+    if !n_labels.is_null() {
+        // SAFETY: non-null caller uint32_t (the function's contract).
+        unsafe { *n_labels = count };
+    }
+}
+
 /// Segments one 2-D image: normalization, resizing by diameter, tiled network, flows → labels
 /// exactly as Cellpose 4.
 ///
@@ -413,10 +438,7 @@ pub extern "C" fn cytoseg_model_segment(
         // SAFETY: NULL or a caller struct of some version.
         let mut p = unsafe { segment_params(m, params) }?;
         p.keep_flows = !flows.is_null();
-        let cb = |pr: Progress| match progress {
-            Some(f) => f(userdata, pr.tiles_done, pr.tiles_total) == 0,
-            None => true,
-        };
+        let cb = tile_callback(progress, userdata);
         let seg = m.segment(&view, &p, Some(&cb))?;
         // SAFETY: lengths checked above.
         unsafe { output(labels, labels_len, "labels") }?.copy_from_slice(&seg.labels);
@@ -427,10 +449,156 @@ pub extern "C" fn cytoseg_model_segment(
                 out[k * n..(k + 1) * n].copy_from_slice(plane);
             }
         }
-        if !n_labels.is_null() {
-            // SAFETY: non-null caller uint32_t.
-            unsafe { *n_labels = seg.count };
+        // SAFETY: NULL or a caller uint32_t.
+        unsafe { write_count(n_labels, seg.count) };
+        Ok(())
+    })
+}
+
+/// How `cytoseg_model_segment_volume` turns a z-stack into 3-D objects.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum cytoseg_volume_mode {
+    /// Cellpose's `do_3D`: the network on the YX, ZY and ZX planes, 3-D flows → labels;
+    /// `mode_value` is the anisotropy (z spacing / pixel size; 0 means 1).
+    Do3d = 0,
+    /// Cellpose's stitching: 2-D labels per plane linked across z; `mode_value` is the IoU
+    /// threshold (e.g. 0.25).
+    Stitch = 1,
+}
+
+/// Segments a z-stack into 3-D objects exactly as Cellpose 4's `eval(do_3D=True)` or
+/// `eval(stitch_threshold=T)` (the stack normalized as one volume); see `cytoseg_volume_mode`.
+///
+/// @param model               A loaded model.
+/// @param pixels              `planes` planes, each `height` rows of `width` pixels × `channels`
+///                            interleaved samples of type `dtype`; rows start every
+///                            `row_stride_bytes`, planes every `plane_stride_bytes`.
+/// @param dtype               A `cytoseg_dtype` value.
+/// @param width, height       Plane size (each >= 2).
+/// @param planes              Number of z planes (>= 2).
+/// @param channels            Samples per pixel (>= 1).
+/// @param row_stride_bytes    Bytes between row starts (as for `cytoseg_model_segment`).
+/// @param plane_stride_bytes  Bytes between plane starts (>= `height * row_stride_bytes`).
+/// @param params              Parameters from `cytoseg_segment_params_init`, or NULL for the
+///                            model's defaults (`min_size` counts voxels).
+/// @param mode                A `cytoseg_volume_mode` value.
+/// @param mode_value          The anisotropy (`Do3d`; 0 = 1) or the stitch threshold (`Stitch`).
+/// @param labels              Output, caller-allocated `planes * height * width` uint32 (0 =
+///                            background, objects 1..n). Written only on success.
+/// @param labels_len          Must be `planes * height * width`.
+/// @param flows               Optional output (may be NULL): `Do3d`: `4 * planes * height *
+///                            width` floats, the volumes dZ, dY, dX, cellprob; `Stitch`: `planes`
+///                            blocks of `3 * height * width`, each plane's dY, dX, cellprob.
+/// @param flows_len           That length when `flows` is given, else ignored.
+/// @param n_labels            Optional output (may be NULL): the number of objects n.
+/// @param progress            Optional progress callback (may be NULL), tiles of all planes
+///                            (and orientations); can cancel.
+/// @param userdata            Passed to `progress` unchanged.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_model_segment_volume(
+    model: *const cytoseg_model,
+    pixels: *const c_void,
+    dtype: i32,
+    width: usize,
+    height: usize,
+    planes: usize,
+    channels: usize,
+    row_stride_bytes: usize,
+    plane_stride_bytes: usize,
+    params: *const cytoseg_segment_params,
+    mode: i32,
+    mode_value: f64,
+    labels: *mut u32,
+    labels_len: usize,
+    flows: *mut f32,
+    flows_len: usize,
+    n_labels: *mut u32,
+    progress: cytoseg_progress_fn,
+    userdata: *mut c_void,
+) -> cytoseg_status {
+    boundary(|| {
+        let m = model_ref(model)?;
+        let (mode, flow_arrays) = match mode {
+            0 => (
+                VolumeMode::Flows3d {
+                    anisotropy: if mode_value == 0.0 { 1.0 } else { mode_value },
+                },
+                4,
+            ),
+            1 => (
+                VolumeMode::Stitch {
+                    threshold: mode_value,
+                },
+                3,
+            ),
+            other => {
+                return Err(FfiError(
+                    cytoseg_status::InvalidArgument,
+                    format!("unknown volume mode {other} (0 = do_3D, 1 = stitching)"),
+                ));
+            }
+        };
+        mode.validate()?;
+        let n = crate::core::model::check_stack_size(planes, height, width)?;
+        expect_len("labels_len", labels_len, Some(n), "planes * height * width")?;
+        if !flows.is_null() {
+            expect_len(
+                "flows_len",
+                flows_len,
+                n.checked_mul(flow_arrays),
+                if flow_arrays == 4 {
+                    "4 * planes * height * width"
+                } else {
+                    "3 * planes * height * width"
+                },
+            )?;
         }
+        let min_stride = height.checked_mul(row_stride_bytes);
+        if min_stride.is_none_or(|s| plane_stride_bytes < s) {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!(
+                    "plane_stride_bytes {plane_stride_bytes} is less than height * row_stride_bytes ({height} * {row_stride_bytes})"
+                ),
+            ));
+        }
+        if (planes - 1).checked_mul(plane_stride_bytes).is_none() {
+            return Err(FfiError(
+                cytoseg_status::TooLarge,
+                "the stack's size overflows".into(),
+            ));
+        }
+        let views = (0..planes)
+            .map(|z| {
+                // SAFETY: the caller provides `planes` planes `plane_stride_bytes` apart, each
+                // described by the other arguments; the offset was checked not to overflow.
+                unsafe {
+                    image_input(
+                        (pixels as *const u8).wrapping_add(z * plane_stride_bytes) as *const c_void,
+                        dtype,
+                        width,
+                        height,
+                        channels,
+                        row_stride_bytes,
+                        "pixels",
+                    )
+                }
+            })
+            .collect::<Result<Vec<_>, FfiError>>()?;
+        // SAFETY: NULL or a caller struct of some version.
+        let mut p = unsafe { segment_params(m, params) }?;
+        p.keep_flows = !flows.is_null();
+        let cb = tile_callback(progress, userdata);
+        let seg = m.segment_volume(&views, &p, mode, Some(&cb))?;
+        // SAFETY: lengths checked above.
+        unsafe { output(labels, labels_len, "labels") }?.copy_from_slice(&seg.labels);
+        if let Some(fl) = &seg.flows {
+            // SAFETY: non-null (keep_flows) and length checked.
+            unsafe { output(flows, flows_len, "flows") }?.copy_from_slice(fl);
+        }
+        // SAFETY: NULL or a caller uint32_t.
+        unsafe { write_count(n_labels, seg.count) };
         Ok(())
     })
 }

@@ -148,6 +148,56 @@ int main(int argc, char **argv) {
     CHECK(cytoseg_model_segment(model, nan_img, CYTOSEG_DTYPE_F32, 4, 4, 1, 16, NULL, small, 16, NULL, 0, NULL,
                                 NULL, NULL) == CYTOSEG_STATUS_NON_FINITE);
 
+    /* z-stacks into 3-D objects: two nuclei through 5 planes, in both of Cellpose's modes. */
+    enum { D = 5, SH = 40, SW = 48 };
+    static uint16_t stack[D * SH * SW];
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < SH; y++)
+            for (int x = 0; x < SW; x++) {
+                double r1 = (y - 14) * (y - 14) + (x - 14) * (x - 14);
+                double r2 = (y - 26) * (y - 26) + (x - 34) * (x - 34);
+                stack[(z * SH + y) * SW + x] =
+                    (uint16_t)(100.0 + 3000.0 * (exp(-r1 / 72.0) + exp(-r2 / 72.0)));
+            }
+    static uint32_t vlabels[D * SH * SW];
+    static float vflows[4 * D * SH * SW];
+    size_t row = SW * sizeof(uint16_t), plane = SH * row;
+    for (int mode = CYTOSEG_VOLUME_MODE_DO3D; mode <= CYTOSEG_VOLUME_MODE_STITCH; mode++) {
+        double value = mode == CYTOSEG_VOLUME_MODE_DO3D ? 1.0 : 0.25;
+        size_t nflows = (mode == CYTOSEG_VOLUME_MODE_DO3D ? 4 : 3) * (size_t)(D * SH * SW);
+        uint32_t vn = 0;
+        calls = 0;
+        CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane, NULL, mode,
+                                           value, vlabels, D * SH * SW, vflows, nflows, &vn, count_progress,
+                                           NULL) == CYTOSEG_STATUS_OK);
+        CHECK(calls >= 1);
+        CHECK(vn == 2);
+        /* Each nucleus is one object through the middle planes. */
+        uint32_t a = vlabels[(2 * SH + 14) * SW + 14], b = vlabels[(2 * SH + 26) * SW + 34];
+        CHECK(a != 0 && b != 0 && a != b);
+        for (int z = 1; z < D - 1; z++) CHECK(vlabels[(z * SH + 14) * SW + 14] == a);
+    }
+    /* Bad volume requests. */
+    CHECK(cytoseg_model_segment_volume(NULL, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane, NULL, 0, 1.0,
+                                       vlabels, D * SH * SW, NULL, 0, NULL, NULL, NULL) == CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, 1, 1, row, plane, NULL, 0, 1.0,
+                                       vlabels, SH * SW, NULL, 0, NULL, NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane, NULL, 7, 1.0,
+                                       vlabels, D * SH * SW, NULL, 0, NULL, NULL, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane, NULL,
+                                       CYTOSEG_VOLUME_MODE_STITCH, -1.0, vlabels, D * SH * SW, NULL, 0, NULL, NULL,
+                                       NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane - 2, NULL, 0,
+                                       1.0, vlabels, D * SH * SW, NULL, 0, NULL, NULL, NULL) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane, NULL, 0, 1.0,
+                                       vlabels, D * SH * SW - 1, NULL, 0, NULL, NULL, NULL) ==
+          CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_model_segment_volume(model, stack, CYTOSEG_DTYPE_U16, SW, SH, D, 1, row, plane, NULL, 0, 1.0,
+                                       vlabels, D * SH * SW, vflows, 3 * D * SH * SW, NULL, NULL, NULL) ==
+          CYTOSEG_STATUS_SHAPE_MISMATCH);
+
     /* One model, four threads at once. */
     pthread_t t[4];
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);

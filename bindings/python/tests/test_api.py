@@ -246,3 +246,43 @@ def test_stitch_labels_refuses_bad_input():
         cytoseg.stitch_labels(np.zeros((2, 4, 4), np.uint32), stitch_threshold=0.0)
     with pytest.raises(TypeError):
         cytoseg.stitch_labels(np.zeros((2, 4, 4), np.float32))
+
+
+def _volume_fixture(name):
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "volume_pipeline"
+    return d, np.load(d / f"{name}.npz")
+
+
+def test_segment_3d_equals_cellpose_pipeline(model, tifffile):
+    """Model.segment_3d gives the labels of the committed Cellpose-pipeline fixtures (made by
+    cellpose 4.2.1.1's own _run_net/_compute_masks around the same network), in both modes."""
+    d, ref = _volume_fixture("nuclei_3d_a2")
+    stack = tifffile.imread(d / "nuclei_stack.tif")
+    calls = []
+    labels, flows = model.segment_3d(
+        stack, anisotropy=2.0, return_flows=True, progress=lambda a, b: calls.append((a, b))
+    )
+    assert labels.shape == stack.shape and labels.dtype == np.uint32
+    np.testing.assert_array_equal(labels, ref["labels"])
+    assert flows.shape == (4,) + stack.shape
+    np.testing.assert_allclose(flows[..., 40:56, 40:56], ref["flows_window"], rtol=0, atol=1e-4)
+    assert calls and calls[-1][0] == calls[-1][1]
+    _, ref = _volume_fixture("nuclei_stitch")
+    stitched = model.segment_3d(stack, stitch_threshold=0.25)
+    np.testing.assert_array_equal(stitched, ref["labels"])
+    # float input and a channel axis in front: the same labels
+    again = model.segment_3d(stack[None].astype(np.float32), stitch_threshold=0.25, channel_axis=0)
+    np.testing.assert_array_equal(again, ref["labels"])
+
+
+def test_segment_3d_refuses_bad_stacks(model):
+    with pytest.raises(cytoseg.CytosegError, match="at least 2 planes"):
+        model.segment_3d(np.zeros((1, 32, 32), np.uint16))
+    with pytest.raises(ValueError, match="planes, height, width"):
+        model.segment_3d(np.zeros((32, 32), np.uint16))
+    with pytest.raises(cytoseg.CytosegError, match="anisotropy -1"):
+        model.segment_3d(np.zeros((3, 32, 32), np.uint16), anisotropy=-1.0)
+    with pytest.raises(cytoseg.CytosegError, match="stitch threshold 0"):
+        model.segment_3d(np.zeros((3, 32, 32), np.uint16), stitch_threshold=0.0)

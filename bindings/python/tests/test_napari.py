@@ -214,3 +214,35 @@ def test_evaluate_widget(viewer, model, example, tifffile):
     assert "Dice" in w.status.value
     w.thresholds.value = "0.5, x"
     assert w.run() == [] and "not a number" in w.status.value
+
+
+def test_stack_into_3d_objects(viewer, qtbot, tifffile):
+    """A (Z, Y, X) layer with z scaled twice xy, in "3-D flows" (anisotropy from the layer's
+    scale) and "stitch" modes: the labels of the committed Cellpose-pipeline fixtures, one 3-D
+    Labels layer with the image's scale."""
+    from pathlib import Path
+
+    d = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "volume_pipeline"
+    stack = tifffile.imread(d / "nuclei_stack.tif")
+    viewer.add_image(stack, name="stack", scale=(1.0, 0.5, 0.5))
+    w = _segment_widget(viewer)
+    w.image.value = viewer.layers["stack"]
+    for mode, fixture in (("3-D flows", "nuclei_3d_a2"), ("stitch", "nuclei_stitch")):
+        w.stack_mode.value = mode
+        _click_run(qtbot, w)
+        qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+        assert w.last_error is None, w.status.value
+        labels = viewer.layers["stack_labels"]
+        ref = np.load(d / f"{fixture}.npz")["labels"]
+        np.testing.assert_array_equal(labels.data, ref)
+        assert labels.data.ndim == 3 and tuple(labels.scale) == (1.0, 0.5, 0.5)
+        feats = labels.features
+        np.testing.assert_array_equal(feats["voxels"], np.bincount(ref.ravel())[1:])
+        assert labels.metadata["cytoseg"]["stack_mode"] == mode
+    assert viewer.layers["stack_labels"].metadata["cytoseg"]["anisotropy"] is None
+    # A 2-D image cannot be segmented in 3-D: said in the status line, nothing runs.
+    viewer.add_image(stack[0], name="flat")
+    w.image.value = viewer.layers["flat"]
+    w.stack_mode.value = "3-D flows"
+    assert w.run() is None
+    assert "needs a (Z, Y, X) image layer" in w.status.value

@@ -48,6 +48,9 @@ else:
 DTYPE_U8 = 1
 DTYPE_U16 = 2
 DTYPE_F32 = 3
+# cytoseg_volume_mode
+VOLUME_MODE_DO3D = 0
+VOLUME_MODE_STITCH = 1
 
 #: cytoseg_device values by the names the CLI uses.
 DEVICES = {"auto": 0, "cpu": 1, "cuda": 2, "tensorrt": 3, "coreml": 4, "directml": 5}
@@ -312,6 +315,30 @@ _SIGNATURES = {
             c_size_t,
             c_size_t,
             POINTER(SegmentParams),
+            _U32P,
+            c_size_t,
+            _F32P,
+            c_size_t,
+            _U32P,
+            PROGRESS_FN,
+            c_void_p,
+        ],
+    ),
+    "cytoseg_model_segment_volume": (
+        c_int32,
+        [
+            _P,
+            c_void_p,
+            c_int32,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            POINTER(SegmentParams),
+            c_int32,
+            c_double,
             _U32P,
             c_size_t,
             _F32P,

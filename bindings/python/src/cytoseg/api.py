@@ -124,6 +124,36 @@ def model_defaults(name_or_path: str | os.PathLike[str] | None = None) -> dict[s
     return {"diameter": manifest["diameter"], **manifest["mask_defaults"]}
 
 
+def _one_channel(channels: int | Sequence[int] | None, c: int) -> int:
+    """The engine's channel number for ``channels`` of an image with ``c`` channels (-1 = the
+    mean of all)."""
+    if channels is None:
+        return -1
+    seq = [channels] if isinstance(channels, (int, np.integer)) else list(channels)
+    if len(seq) != 1:
+        raise ValueError(f"channels must name one image channel for this model, got {channels!r}")
+    channel = int(seq[0])
+    if not 0 <= channel < c:
+        raise ValueError(f"channel {channel} does not exist: the image has {c} channel(s)")
+    return channel
+
+
+def _tile_progress(progress: Callable[[int, int], Any] | None) -> tuple[Any, list[BaseException]]:
+    """A C progress callback for ``progress(done, total)`` (``False`` cancels) and the list
+    that receives an exception raised in it (to re-raise after the engine returns)."""
+    raised: list[BaseException] = []
+
+    def trampoline(_userdata: Any, done: int, total: int) -> int:
+        try:
+            return 1 if progress(int(done), int(total)) is False else 0
+        except BaseException as e:  # re-raised after the engine returns
+            raised.append(e)
+            return 1
+
+    cb = _native.PROGRESS_FN(trampoline) if progress is not None else _native.PROGRESS_FN()
+    return cb, raised
+
+
 def _image_for_engine(image: Any, what: str = "image") -> tuple[np.ndarray, int, int]:
     """Checks an image and returns ``(array, dtype code, row stride in bytes)``.
 
@@ -350,17 +380,7 @@ class Model:
         arr, dtype, row = _image_for_engine(arr)
         h, w = arr.shape[:2]
         c = arr.shape[2] if arr.ndim == 3 else 1
-        if channels is None:
-            channel = -1
-        else:
-            seq = [channels] if isinstance(channels, (int, np.integer)) else list(channels)
-            if len(seq) != 1:
-                raise ValueError(
-                    f"channels must name one image channel for this model, got {channels!r}"
-                )
-            channel = int(seq[0])
-            if not 0 <= channel < c:
-                raise ValueError(f"channel {channel} does not exist: the image has {c} channel(s)")
+        channel = _one_channel(channels, c)
         lib = _native.lib()
         ptr = self._acquire()
         try:
@@ -379,16 +399,7 @@ class Model:
             )
             labels = np.empty((h, w), dtype=np.uint32)
             flows = np.empty((3, h, w), dtype=np.float32) if return_flows else None
-            raised: list[BaseException] = []
-
-            def trampoline(_userdata: Any, done: int, total: int) -> int:
-                try:
-                    return 1 if progress(int(done), int(total)) is False else 0
-                except BaseException as e:  # re-raised after the engine returns
-                    raised.append(e)
-                    return 1
-
-            cb = _native.PROGRESS_FN(trampoline) if progress is not None else _native.PROGRESS_FN()
+            cb, raised = _tile_progress(progress)
             status = lib.cytoseg_model_segment(
                 ptr,
                 arr.ctypes.data_as(c_void_p),
@@ -413,6 +424,120 @@ class Model:
             self._release()
         return (labels, flows) if flows is not None else labels
 
+
+    def segment_3d(
+        self,
+        stack: Any,
+        *,
+        stitch_threshold: float | None = None,
+        anisotropy: float | None = None,
+        diameter: float | None = None,
+        channels: int | Sequence[int] | None = None,
+        cellprob_threshold: float | None = None,
+        flow_threshold: float | None = None,
+        tile_size: int | None = None,
+        tile_overlap: float | None = None,
+        batch_size: int | None = None,
+        niter: int | None = None,
+        min_size: int | None = None,
+        max_size_fraction: float | None = None,
+        return_flows: bool = False,
+        progress: Callable[[int, int], Any] | None = None,
+        channel_axis: int | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Segments a z-stack into 3-D objects as Cellpose 4 does (the stack normalized as one
+        volume): with ``stitch_threshold`` None, Cellpose's ``do_3D`` (the network on the YX,
+        ZY and ZX planes, 3-D flows followed to labels); with ``stitch_threshold`` T, its
+        stitching mode (2-D labels per plane linked across z by IoU >= T). Labels equal
+        cellpose 4.2.1.1's around the same network.
+
+        Args:
+            stack: (Z, H, W) or (Z, H, W, C) array (see ``channel_axis``), at least 2 planes.
+            stitch_threshold: IoU linking masks of consecutive planes (e.g. 0.25), or None for
+                3-D flows.
+            anisotropy: z spacing over pixel size for 3-D flows (e.g. 2.0 when planes are twice
+                as far apart as pixels); None means 1. Not used when stitching.
+            diameter, channels, cellprob_threshold, ...: as :meth:`segment` (``min_size`` counts
+                voxels).
+            return_flows: also return the network output: (4, Z, H, W) dZ, dY, dX, cellprob
+                for 3-D flows, (Z, 3, H, W) per-plane dY, dX, cellprob when stitching.
+            progress: ``progress(done, total)`` over the tiles of all planes; ``False`` cancels.
+            channel_axis: the axis holding channels when it is not the last one.
+
+        Returns:
+            uint32 labels (Z, H, W), objects 1..n; with ``return_flows``, ``(labels, flows)``.
+        """
+        arr = np.asarray(stack)
+        if channel_axis is not None:
+            if arr.ndim != 4:
+                raise ValueError(f"channel_axis needs a 4-D stack, got shape {arr.shape}")
+            arr = np.moveaxis(arr, channel_axis, -1)
+        if arr.ndim not in (3, 4):
+            raise ValueError(
+                f"stack must be (planes, height, width) or (planes, height, width, channels), "
+                f"got shape {arr.shape}"
+            )
+        if arr.shape[0] == 0:
+            raise ValueError("the stack has no planes")
+        plane0, dtype, _ = _image_for_engine(arr[0], "each plane")
+        arr = np.ascontiguousarray(arr.astype(plane0.dtype, copy=False))
+        d, h, w = arr.shape[:3]
+        c = arr.shape[3] if arr.ndim == 4 else 1
+        row = w * c * arr.itemsize
+        if stitch_threshold is None:
+            mode, value = _native.VOLUME_MODE_DO3D, 0.0 if anisotropy is None else float(anisotropy)
+            nflows = 4
+        else:
+            mode, value = _native.VOLUME_MODE_STITCH, float(stitch_threshold)
+            nflows = 3
+        channel = _one_channel(channels, c)
+        lib = _native.lib()
+        ptr = self._acquire()
+        try:
+            p = _segment_params(
+                ptr,
+                channel,
+                diameter,
+                tile_size,
+                tile_overlap,
+                batch_size,
+                cellprob_threshold,
+                flow_threshold,
+                niter,
+                min_size,
+                max_size_fraction,
+            )
+            labels = np.empty((d, h, w), dtype=np.uint32)
+            shape = (4, d, h, w) if nflows == 4 else (d, 3, h, w)
+            flows = np.empty(shape, dtype=np.float32) if return_flows else None
+            cb, raised = _tile_progress(progress)
+            status = lib.cytoseg_model_segment_volume(
+                ptr,
+                arr.ctypes.data_as(c_void_p),
+                dtype,
+                w,
+                h,
+                d,
+                c,
+                row,
+                h * row,
+                byref(p),
+                mode,
+                value,
+                _ptr(labels, c_uint32),
+                labels.size,
+                _ptr(flows, c_float) if flows is not None else None,
+                flows.size if flows is not None else 0,
+                None,
+                cb,
+                None,
+            )
+            if raised:
+                raise raised[0]
+            _native.check(status)
+        finally:
+            self._release()
+        return (labels, flows) if flows is not None else labels
 
     def segment_folder(
         self,

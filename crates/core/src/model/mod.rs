@@ -25,7 +25,7 @@ use crate::image::ImageView;
 
 pub use manifest::Manifest;
 pub use runtime::{Device, Runtime};
-pub use volume::{VolumeMode, VolumeSegmentation, anisotropy_for};
+pub use volume::{VolumeMode, VolumeSegmentation, anisotropy_for, check_stack_size};
 
 /// How a model is loaded.
 #[derive(Debug, Clone, Default)]

@@ -80,6 +80,17 @@ pub fn anisotropy_for(given: Option<f64>, calibration: &Calibration) -> Result<f
     }
 }
 
+/// Checks a z-stack's size for [`Model::segment_volume`] (at least 2 planes, then as
+/// [`flows::check_volume_size`]); returns its voxel count.
+pub fn check_stack_size(planes: usize, height: usize, width: usize) -> Result<usize> {
+    if planes < 2 {
+        return Err(Error::invalid(format!(
+            "the stack has {planes} plane(s): 3-D segmentation needs a z-stack of at least 2 planes (segment a single plane as a 2-D image)"
+        )));
+    }
+    flows::check_volume_size(planes, height, width)
+}
+
 /// The result of [`Model::segment_volume`].
 #[derive(Debug, Clone)]
 pub struct VolumeSegmentation {
@@ -176,12 +187,7 @@ impl Model {
             return Err(Error::invalid("the stack has no planes"));
         };
         let (h, w) = (first.height, first.width);
-        if d < 2 {
-            return Err(Error::invalid(
-                "the stack has 1 plane: 3-D segmentation needs a z-stack of at least 2 planes (segment a single plane as a 2-D image)",
-            ));
-        }
-        flows::check_volume_size(d, h, w)?;
+        check_stack_size(d, h, w)?;
         for (z, p) in planes.iter().enumerate() {
             if p.height != h || p.width != w || p.channels != first.channels {
                 return Err(Error::invalid(format!(

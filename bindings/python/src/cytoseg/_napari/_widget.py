@@ -69,6 +69,17 @@ class RunParams:
     cellprob_threshold: float
     flow_threshold: float
     tile_size: int | None
+    #: How a (Z, Y, X) stack is segmented: "planes" (2-D, plane by plane), "3-D flows"
+    #: (Cellpose's do_3D) or "stitch" (2-D planes linked across z).
+    stack_mode: str = "planes"
+    #: z spacing / pixel size for "3-D flows"; None: from the layer's scale (z over x).
+    anisotropy: float | None = None
+    #: IoU linking masks of consecutive planes for "stitch".
+    stitch_threshold: float = 0.25
+
+
+#: Choices of the widget's "stacks" box (see :attr:`RunParams.stack_mode`).
+STACK_MODES = ("planes", "3-D flows", "stitch")
 
 
 def layer_image(layer: Any) -> tuple[Any, tuple[int, ...]]:
@@ -205,6 +216,30 @@ class SegmentWidget(Container):
             step=16,
             tooltip="Tile edge in pixels (multiple of 16); 0 = the model's",
         )
+        self.stack_mode = ComboBox(
+            label="stacks",
+            choices=STACK_MODES,
+            value="planes",
+            tooltip="How a (Z, Y, X) image becomes labels: plane by plane (2-D), 3-D objects from "
+            "the network on YX, ZY and ZX planes (Cellpose's do_3D), or 2-D planes stitched "
+            "across z by overlap (Cellpose's stitch_threshold)",
+        )
+        self.anisotropy = FloatSpinBox(
+            label="anisotropy",
+            min=0.0,
+            max=100.0,
+            step=0.5,
+            value=0.0,
+            tooltip="z spacing / pixel size for 3-D flows; 0 = from the layer's scale (z over x)",
+        )
+        self.stitch_threshold = FloatSpinBox(
+            label="stitch_threshold",
+            min=0.01,
+            max=1.0,
+            step=0.05,
+            value=0.25,
+            tooltip="Overlap (IoU) above which masks of consecutive planes are one object",
+        )
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
@@ -221,6 +256,9 @@ class SegmentWidget(Container):
                 self.flow,
                 self.device,
                 self.tile_size,
+                self.stack_mode,
+                self.anisotropy,
+                self.stitch_threshold,
                 self.run_button,
                 self.cancel_button,
                 self.progress,
@@ -294,6 +332,10 @@ class SegmentWidget(Container):
         device = _settings.read("segment/device", "auto")
         self.device.value = device if device in DEVICES else "auto"
         self.tile_size.value = _settings.read("segment/tile_size", 0)
+        mode = _settings.read("segment/stack_mode", "planes")
+        self.stack_mode.value = mode if mode in STACK_MODES else "planes"
+        self.anisotropy.value = _settings.read("segment/anisotropy", 0.0)
+        self.stitch_threshold.value = _settings.read("segment/stitch_threshold", 0.25)
 
     def _save_settings(self) -> None:
         _settings.write(
@@ -305,6 +347,9 @@ class SegmentWidget(Container):
                 "segment/flow_threshold": float(self.flow.value),
                 "segment/device": self.device.value,
                 "segment/tile_size": int(self.tile_size.value),
+                "segment/stack_mode": self.stack_mode.value,
+                "segment/anisotropy": float(self.anisotropy.value),
+                "segment/stitch_threshold": float(self.stitch_threshold.value),
             }
         )
 
@@ -320,6 +365,9 @@ class SegmentWidget(Container):
             cellprob_threshold=float(self.cellprob.value),
             flow_threshold=float(self.flow.value),
             tile_size=int(self.tile_size.value) or None,
+            stack_mode=self.stack_mode.value,
+            anisotropy=float(self.anisotropy.value) or None,
+            stitch_threshold=float(self.stitch_threshold.value),
         )
 
     # running ---------------------------------------------------------------------------
@@ -346,6 +394,12 @@ class SegmentWidget(Container):
             self.status.value = str(e)
             return None
         params = self.params()
+        if params.stack_mode != "planes" and len(lead) != 1:
+            self.status.value = (
+                f"{params.stack_mode} needs a (Z, Y, X) image layer; {layer.name} has "
+                f"{len(lead)} stack axes"
+            )
+            return None
         self._save_settings()
         self._cancel.clear()
         self._tiles = (0, 0)
@@ -404,6 +458,8 @@ class SegmentWidget(Container):
         import pandas as pd
 
         model = self._model_for(params)
+        if params.stack_mode != "planes":
+            return self._segment_volume(model, data, params, scale)
         n_planes = int(np.prod(lead)) if lead else 1
         labels = np.zeros((*lead, *data.shape[len(lead) : len(lead) + 2]), np.uint32)
         tables, offset = [], 0
@@ -443,6 +499,38 @@ class SegmentWidget(Container):
                 offset = int(lab.max())
         features = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
         return labels, features, model.info, params, qc
+
+    def _segment_volume(
+        self, model: Model, data: Any, params: RunParams, scale: Any
+    ) -> tuple[Any, ...]:
+        """Worker thread: a (Z, Y, X) stack into 3-D objects (:meth:`cytoseg.Model.segment_3d`).
+        The features table has each object's label and voxel count."""
+        import pandas as pd
+
+        def progress(done: int, total: int) -> bool:
+            self._tiles = (done, total)
+            return not self._cancel.is_set()
+
+        anisotropy = params.anisotropy
+        if anisotropy is None and scale is not None and len(scale) >= 3 and scale[-1] > 0:
+            anisotropy = float(scale[-3]) / float(scale[-1])
+        labels = model.segment_3d(
+            np.asarray(data),
+            stitch_threshold=params.stitch_threshold if params.stack_mode == "stitch" else None,
+            anisotropy=anisotropy if params.stack_mode == "3-D flows" else None,
+            diameter=params.diameter,
+            cellprob_threshold=params.cellprob_threshold,
+            flow_threshold=params.flow_threshold,
+            tile_size=params.tile_size,
+            progress=progress,
+        )
+        counts = np.bincount(labels.ravel())
+        ids = np.nonzero(counts)[0]
+        ids = ids[ids > 0]
+        features = pd.DataFrame({"label": ids, "voxels": counts[ids]})
+        if params.stack_mode == "3-D flows":
+            params = RunParams(**{**params.__dict__, "anisotropy": anisotropy or 1.0})
+        return labels, features, model.info, params, {}
 
     def release_model(self) -> None:
         """Frees the cached model (it is reloaded on the next run)."""
