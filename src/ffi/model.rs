@@ -519,27 +519,8 @@ pub extern "C" fn cytoseg_model_segment_volume(
 ) -> cytoseg_status {
     boundary(|| {
         let m = model_ref(model)?;
-        let (mode, flow_arrays) = match mode {
-            0 => (
-                VolumeMode::Flows3d {
-                    anisotropy: if mode_value == 0.0 { 1.0 } else { mode_value },
-                },
-                4,
-            ),
-            1 => (
-                VolumeMode::Stitch {
-                    threshold: mode_value,
-                },
-                3,
-            ),
-            other => {
-                return Err(FfiError(
-                    cytoseg_status::InvalidArgument,
-                    format!("unknown volume mode {other} (0 = do_3D, 1 = stitching)"),
-                ));
-            }
-        };
-        mode.validate()?;
+        let mode = VolumeMode::from_code(mode, mode_value)?;
+        let flow_arrays = mode.flow_arrays();
         let n = crate::core::model::check_stack_size(planes, height, width)?;
         expect_len("labels_len", labels_len, Some(n), "planes * height * width")?;
         if !flows.is_null() {

@@ -7,7 +7,7 @@ use ::jni::sys::jint;
 use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 
 use crate::core::image::{ImageView, Pixels};
-use crate::core::measure::{Calibration, Table, measure as core_measure};
+use crate::core::measure::{Calibration, Table, measure as core_measure, measure_planes};
 
 use super::boundary::{AsUnsigned, JResult, JniError, ThrowCytoseg, dim, non_null, string_arg};
 
@@ -160,6 +160,72 @@ pub extern "system" fn Java_org_cytoseg_Native_measure<'local>(
     env.with_env(|env| {
         let calibration = calibration_arg(env, pixel_width, pixel_height, &unit)?;
         measure(env, &labels, width, height, &image, channels, calibration)
+    })
+    .resolve::<ThrowCytoseg>()
+}
+
+/// Measures every 3-D object of a label stack, with intensities from `image` when given.
+///
+/// Java: `static native Table measureVolume(int[] labels, int width, int height, int planes,
+/// Object image, int channels, double pixelWidth, double pixelHeight, double zSpacing,
+/// String unit)`. `labels` holds `planes` planes of `width*height` one after the other;
+/// `image` is null or a `byte[]`/`short[]`/`float[]` of the same planes with `channels`
+/// interleaved samples (8/16-bit read as unsigned); `zSpacing` is the distance between planes
+/// in `unit` ("pixel" = uncalibrated). Columns as the engine's 3-D measurement
+/// (`regionprops_table` on the volume: `area` is the volume, centroids and boxes in z, y, x).
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "system" fn Java_org_cytoseg_Native_measureVolume<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    labels: JIntArray<'local>,
+    width: jint,
+    height: jint,
+    planes: jint,
+    image: JObject<'local>,
+    channels: jint,
+    pixel_width: f64,
+    pixel_height: f64,
+    z_spacing: f64,
+    unit: JString<'local>,
+) -> JObject<'local> {
+    env.with_env(|env| {
+        let calibration = calibration_arg(env, pixel_width, pixel_height, &unit)?;
+        let (w, h, d) = (
+            dim(width, "width")?,
+            dim(height, "height")?,
+            dim(planes, "planes")?,
+        );
+        let c = dim(channels, "channels")?;
+        let table = with_image_and_labels(env, &image, &labels, |px, l| {
+            let views = match px {
+                None => Vec::new(),
+                Some(p) => {
+                    let plane = w
+                        .checked_mul(h)
+                        .and_then(|n| n.checked_mul(c))
+                        .filter(|&n| n > 0 && p.len() == n * d)
+                        .ok_or_else(|| {
+                            JniError::Arg(format!(
+                                "image holds {} samples, {w}×{h}×{d} planes×{c} needs {}",
+                                p.len(),
+                                w * h * d * c
+                            ))
+                        })?;
+                    (0..d)
+                        .map(|z| ImageView::new(p.slice(z * plane, plane), w, h, c, w * c))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok(measure_planes(
+                l,
+                [d, h, w],
+                &views,
+                &calibration,
+                z_spacing,
+            )?)
+        })?;
+        to_java(env, &table)
     })
     .resolve::<ThrowCytoseg>()
 }

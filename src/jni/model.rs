@@ -16,7 +16,9 @@ use ::jni::sys::{jint, jlong};
 use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 
 use crate::core::image::{ImageView, Pixels};
-use crate::core::model::{ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams};
+use crate::core::model::{
+    ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams, VolumeMode,
+};
 
 use super::boundary::{
     AsUnsigned, JResult, JniError, ThrowCytoseg, dim, labels_as_jint, non_null, opt_string_arg,
@@ -234,11 +236,15 @@ impl Sample for f32 {
     }
 }
 
-/// Arguments shared by the three segment entry points.
+/// Arguments shared by the segment entry points (2-D, and z-stacks with a volume mode).
 struct SegmentCall<'a, 'local> {
     handle: jlong,
     width: jint,
     height: jint,
+    /// Planes of a z-stack (1 for a 2-D image).
+    planes: jint,
+    /// How a z-stack becomes 3-D objects; `None` for a 2-D image.
+    volume: Option<VolumeMode>,
     channels: jint,
     params: &'a JDoubleArray<'local>,
     labels: &'a JIntArray<'local>,
@@ -263,34 +269,37 @@ where
     non_null(pixels, "pixels")?;
     non_null(call.params, "params")?;
     non_null(call.labels, "labels")?;
-    let (w, h, c) = (
+    let (w, h, d, c) = (
         dim(call.width, "width")?,
         dim(call.height, "height")?,
+        dim(call.planes, "planes")?,
         dim(call.channels, "channels")?,
     );
     let n = w
         .checked_mul(h)
-        .ok_or_else(|| JniError::Arg("width × height overflows".into()))?;
+        .and_then(|n| n.checked_mul(d))
+        .ok_or_else(|| JniError::Arg("width × height × planes overflows".into()))?;
     let samples = n
         .checked_mul(c)
-        .ok_or_else(|| JniError::Arg("width × height × channels overflows".into()))?;
+        .ok_or_else(|| JniError::Arg("width × height × planes × channels overflows".into()))?;
     let len = pixels.len(env)?;
     if len != samples {
         return Err(JniError::Arg(format!(
-            "pixels holds {len} samples, {w}×{h}×{c} needs {samples}"
+            "pixels holds {len} samples, {w}×{h}×{d} planes×{c} needs {samples}"
         )));
     }
     let labels_len = call.labels.len(env)?;
     if labels_len != n {
         return Err(JniError::Arg(format!(
-            "labels holds {labels_len} values, {w}×{h} needs {n}"
+            "labels holds {labels_len} values, {w}×{h}×{d} planes needs {n}"
         )));
     }
+    let arrays = call.volume.map_or(3, |m| m.flow_arrays());
     if !call.flows.is_null() {
         let flows_len = call.flows.len(env)?;
-        if Some(flows_len) != n.checked_mul(3) {
+        if Some(flows_len) != n.checked_mul(arrays) {
             return Err(JniError::Arg(format!(
-                "flows holds {flows_len} values, {w}×{h} needs 3 × {n}"
+                "flows holds {flows_len} values, {w}×{h}×{d} planes needs {arrays} × {n}"
             )));
         }
     }
@@ -301,7 +310,11 @@ where
     let seg = {
         let mut samples = vec![T::default(); len];
         pixels.get_region(env, 0, &mut samples)?;
-        let view = ImageView::new(T::pixels(&samples), w, h, c, w * c)?;
+        let plane = w * h * c;
+        let views = samples
+            .chunks(plane)
+            .map(|p| ImageView::new(T::pixels(p), w, h, c, w * c))
+            .collect::<Result<Vec<_>, _>>()?;
         let env_cell = RefCell::new(&mut *env);
         let listener = call.listener;
         let progress = |p: Progress| -> bool {
@@ -328,18 +341,23 @@ where
         } else {
             Some(&progress)
         };
-        model.segment(&view, &params, cb)?
-    };
-    call.labels
-        .set_region(env, 0, labels_as_jint(&seg.labels))?;
-    if let (false, Some(planes)) = (call.flows.is_null(), &seg.flows) {
-        for (k, plane) in planes.iter().enumerate() {
-            // k * n < 3 * n, the Java array's length: it fits a jsize.
-            let start = i32::try_from(k * n).map_err(|_| JniError::Arg("flows too long".into()))?;
-            call.flows.set_region(env, start, plane)?;
+        match call.volume {
+            Some(mode) => {
+                let s = model.segment_volume(&views, &params, mode, cb)?;
+                (s.labels, s.flows, s.count)
+            }
+            None => {
+                let s = model.segment(&views[0], &params, cb)?;
+                (s.labels, s.flows.map(|f| f.concat()), s.count)
+            }
         }
+    };
+    let (labels, flows, count) = seg;
+    call.labels.set_region(env, 0, labels_as_jint(&labels))?;
+    if let (false, Some(fl)) = (call.flows.is_null(), &flows) {
+        call.flows.set_region(env, 0, fl)?;
     }
-    Ok(seg.count.min(i32::MAX as u32) as jint)
+    Ok(count.min(i32::MAX as u32) as jint)
 }
 
 /// Segments an 8-bit image.
@@ -371,6 +389,8 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentBytes<'local>(
             handle,
             width,
             height,
+            planes: 1,
+            volume: None,
             channels,
             params: &params,
             labels: &labels,
@@ -404,6 +424,8 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentShorts<'local>(
             handle,
             width,
             height,
+            planes: 1,
+            volume: None,
             channels,
             params: &params,
             labels: &labels,
@@ -436,6 +458,8 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFloats<'local>(
             handle,
             width,
             height,
+            planes: 1,
+            volume: None,
             channels,
             params: &params,
             labels: &labels,
@@ -446,3 +470,112 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFloats<'local>(
     })
     .resolve::<ThrowCytoseg>()
 }
+
+/// Arguments of the z-stack entry points, after the pixels.
+struct VolumeArgs<'a, 'local> {
+    handle: jlong,
+    width: jint,
+    height: jint,
+    planes: jint,
+    channels: jint,
+    params: &'a JDoubleArray<'local>,
+    mode: jint,
+    mode_value: f64,
+    labels: &'a JIntArray<'local>,
+    flows: &'a JFloatArray<'local>,
+    listener: &'a JObject<'local>,
+}
+
+/// Segments a z-stack into 3-D objects (see `segmentVolumeBytes`).
+fn segment_volume<'local, T: Sample + 'static>(
+    env: &mut Env<'local>,
+    pixels: &JPrimitiveArray<'local, T>,
+    a: VolumeArgs<'_, 'local>,
+) -> JResult<jint>
+where
+    JPrimitiveArray<'local, T>: ::jni::refs::Reference,
+{
+    let call = SegmentCall {
+        handle: a.handle,
+        width: a.width,
+        height: a.height,
+        planes: a.planes,
+        volume: Some(VolumeMode::from_code(a.mode, a.mode_value)?),
+        channels: a.channels,
+        params: a.params,
+        labels: a.labels,
+        flows: a.flows,
+        listener: a.listener,
+    };
+    segment(env, pixels, call)
+}
+
+/// One `segmentVolume<Type>` entry point per Java pixel array type (see
+/// `segmentVolumeBytes`).
+macro_rules! segment_volume_entry {
+    ($name:ident, $array:ident, $doc:expr) => {
+        #[doc = $doc]
+        #[unsafe(no_mangle)]
+        #[allow(clippy::too_many_arguments)]
+        pub extern "system" fn $name<'local>(
+            mut env: EnvUnowned<'local>,
+            _class: JClass<'local>,
+            handle: jlong,
+            pixels: $array<'local>,
+            width: jint,
+            height: jint,
+            planes: jint,
+            channels: jint,
+            params: JDoubleArray<'local>,
+            mode: jint,
+            mode_value: f64,
+            labels: JIntArray<'local>,
+            flows: JFloatArray<'local>,
+            listener: JObject<'local>,
+        ) -> jint {
+            env.with_env(|env| {
+                let a = VolumeArgs {
+                    handle,
+                    width,
+                    height,
+                    planes,
+                    channels,
+                    params: &params,
+                    mode,
+                    mode_value,
+                    labels: &labels,
+                    flows: &flows,
+                    listener: &listener,
+                };
+                segment_volume(env, &pixels, a)
+            })
+            .resolve::<ThrowCytoseg>()
+        }
+    };
+}
+
+segment_volume_entry!(
+    Java_org_cytoseg_Native_segmentVolumeBytes,
+    JByteArray,
+    "Segments an 8-bit z-stack into 3-D objects as Cellpose 4's `do_3D` or stitching mode.
+
+Java: `static native int segmentVolumeBytes(long handle, byte[] pixels, int width, int height,
+int planes, int channels, double[] params, int mode, double modeValue, int[] labels,
+float[] flows, ProgressListener listener)`. `pixels` holds `planes` planes one after the
+other, each `height` rows of `width` pixels of `channels` interleaved samples; `mode` 0 is
+do_3D with `modeValue` the anisotropy (0 = 1), 1 is stitching with `modeValue` the IoU
+threshold; `labels` (`planes*width*height`) receives the 3-D objects 1..n; `flows`
+(nullable) receives `4*planes*width*height` (do_3D: dZ, dY, dX, cellprob) or
+`3*planes*width*height` (stitching: each plane's dY, dX, cellprob); `listener` (nullable)
+is called after each batch of tiles and cancels by returning false. Returns n."
+);
+segment_volume_entry!(
+    Java_org_cytoseg_Native_segmentVolumeShorts,
+    JShortArray,
+    "Segments a 16-bit z-stack (samples read as unsigned). Arguments as `segmentVolumeBytes`."
+);
+segment_volume_entry!(
+    Java_org_cytoseg_Native_segmentVolumeFloats,
+    JFloatArray,
+    "Segments a 32-bit float z-stack. Arguments as `segmentVolumeBytes`."
+);

@@ -5,7 +5,8 @@ labels Cellpose 4.2.1.1 makes of it around cytoseg's ONNX networks (volume_pipel
 Writes tests/fixtures/volume_pipeline/nuclei_stack.tif (20 x 96 x 96 uint8: ellipsoidal nuclei
 of 12-22 px across in xy, planes twice as far apart as pixels, blurred more along z than in xy,
 textured, on an uneven background with Poisson and read noise) and one .npz per case
-(<model>_<mode>[_a<anisotropy>][_d<diameter>].npz with labels, niter, and for the first the flows in y, x 40..56).
+(<model>_<mode>[_a<anisotropy>][_d<diameter>].npz with labels, niter, and for the first the flows in y, x 40..56;
+nuclei_3d_a2 and nuclei_stitch also as <stem>_labels.tif for the Fiji plugin's tests).
 """
 import subprocess
 import sys
@@ -80,6 +81,9 @@ def main():
             keep["flows_window"] = z["flows"][..., 40:56, 40:56]
         np.savez_compressed(out / f"{stem}.npz", **keep)
         tmp.unlink()
+        if model == "nuclei" and stem in ("nuclei_3d_a2", "nuclei_stitch"):
+            # The same labels as TIFF, for the Fiji plugin's tests (Java reads no .npz).
+            tifffile.imwrite(out / f"{stem}_labels.tif", z["labels"].astype(np.uint16), compression="zlib")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,27 @@ pub enum Pixels<'a> {
     F32(&'a [f32]),
 }
 
-impl Pixels<'_> {
-    fn len(&self) -> usize {
+impl<'a> Pixels<'a> {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
         match self {
             Pixels::U8(d) => d.len(),
             Pixels::U16(d) => d.len(),
             Pixels::F32(d) => d.len(),
+        }
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` samples from `start` (panics when out of range, as slicing does).
+    pub fn slice(&self, start: usize, len: usize) -> Pixels<'a> {
+        match *self {
+            Pixels::U8(d) => Pixels::U8(&d[start..start + len]),
+            Pixels::U16(d) => Pixels::U16(&d[start..start + len]),
+            Pixels::F32(d) => Pixels::F32(&d[start..start + len]),
         }
     }
 

@@ -98,8 +98,8 @@ impl Input {
         }
     }
 
-    fn estimate(&self) -> u64 {
-        estimate(&self.path).saturating_mul(self.channels.len().max(1) as u64)
+    fn estimate(&self, volume: bool) -> u64 {
+        estimate(&self.path, volume).saturating_mul(self.channels.len().max(1) as u64)
     }
 }
 
@@ -460,15 +460,21 @@ pub fn available_memory() -> Option<u64> {
 
 /// Estimated peak memory of one image: the decoded planes (and a converted copy), the labels of
 /// every plane (4 bytes per pixel), and the segmentation's working set on one plane (network
-/// input, flows, tiles' accumulator, masks: about 48 bytes per pixel).
-fn estimate(path: &Path) -> u64 {
+/// input, flows, tiles' accumulator, masks: about 48 bytes per pixel) or, segmenting in 3-D
+/// (`volume`), on the whole stack (the normalized volume, the summed flows, the 3-D flow field
+/// and histogram: about 64 bytes per voxel; voxels counted as decoded bytes, an upper bound).
+fn estimate(path: &Path, volume: bool) -> u64 {
     match crate::io::image::decoded_size_hint(path) {
         // Saturating: a hostile header's sizes must not wrap around to a small estimate.
-        Some(h) => (2 * h.bytes as u128
-            + 4 * h.bytes.max(h.plane_pixels) as u128
-            + 48 * h.plane_pixels as u128
-            + (16 << 20))
-            .min(u64::MAX as u128) as u64,
+        Some(h) => {
+            let working = if volume {
+                64 * h.bytes.max(h.plane_pixels) as u128
+            } else {
+                48 * h.plane_pixels as u128
+            };
+            (2 * h.bytes as u128 + 4 * h.bytes.max(h.plane_pixels) as u128 + working + (16 << 20))
+                .min(u64::MAX as u128) as u64
+        }
         None => 64 << 20,
     }
 }
@@ -1091,7 +1097,7 @@ pub fn run_batch(
                     let outcome = if observer.cancelled() {
                         cancelled_outcome(input)
                     } else {
-                        let reserved = budget.acquire(input.estimate());
+                        let reserved = budget.acquire(input.estimate(opts.stack_mode.is_3d()));
                         observer.image_started(i, input);
                         let t0 = Instant::now();
                         let outcome = match job.run_one(i, input) {

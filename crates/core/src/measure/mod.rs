@@ -20,7 +20,7 @@
 
 mod shape;
 mod volume;
-pub use volume::{SHAPE_COLUMNS_3D, measure_stack, measure_volume};
+pub use volume::{SHAPE_COLUMNS_3D, measure_planes, measure_stack, measure_volume};
 pub mod texture;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::{Calibration, Table, assemble};
 use crate::error::{Error, Result};
+use crate::image::ImageView;
 
 /// Names of the 3-D shape columns, in table order.
 pub const SHAPE_COLUMNS_3D: [&str; 15] = [
@@ -328,14 +329,40 @@ pub fn measure_stack(
     calibration: &Calibration,
     z_spacing: f64,
 ) -> Result<Table> {
+    let views: Vec<ImageView<'_>> = match stack {
+        Some(s) => s.planes.iter().map(|p| p.view()).collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    measure_planes(labels, dims, &views, calibration, z_spacing)
+}
+
+/// [`measure_volume`] of a label stack (`dims` = planes, height, width) with the channels of
+/// an intensity stack given as one view per plane (all planes, or none for shape only).
+pub fn measure_planes(
+    labels: &[u32],
+    dims: [usize; 3],
+    planes: &[ImageView<'_>],
+    calibration: &Calibration,
+    z_spacing: f64,
+) -> Result<Table> {
+    if !planes.is_empty() && planes.len() != dims[0] {
+        return Err(Error::shape(format!(
+            "{} intensity planes for {} label planes",
+            planes.len(),
+            dims[0]
+        )));
+    }
     let mut channels: Vec<Vec<f32>> = Vec::new();
-    if let Some(s) = stack {
-        for plane in &s.planes {
-            let view = plane.view()?;
-            channels.resize(view.channels, Vec::new());
-            for (c, out) in channels.iter_mut().enumerate() {
-                out.extend(view.plane(c));
-            }
+    for view in planes {
+        if (view.height, view.width) != (dims[1], dims[2]) {
+            return Err(Error::shape(format!(
+                "intensity planes of {}×{} for labels of {}×{}",
+                view.height, view.width, dims[1], dims[2]
+            )));
+        }
+        channels.resize(view.channels, Vec::new());
+        for (c, out) in channels.iter_mut().enumerate() {
+            out.extend(view.plane(c));
         }
     }
     let refs: Vec<&[f32]> = channels.iter().map(Vec::as_slice).collect();

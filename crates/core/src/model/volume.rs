@@ -36,6 +36,33 @@ pub enum VolumeMode {
 }
 
 impl VolumeMode {
+    /// The mode of the host APIs' numeric form: 0 = [`VolumeMode::Flows3d`] with `value` the
+    /// anisotropy (0 = 1), 1 = [`VolumeMode::Stitch`] with `value` the IoU threshold; checked.
+    pub fn from_code(code: i32, value: f64) -> Result<VolumeMode> {
+        let mode = match code {
+            0 => VolumeMode::Flows3d {
+                anisotropy: if value == 0.0 { 1.0 } else { value },
+            },
+            1 => VolumeMode::Stitch { threshold: value },
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown volume mode {other} (0 = do_3D, 1 = stitching)"
+                )));
+            }
+        };
+        mode.validate()?;
+        Ok(mode)
+    }
+
+    /// Number of `planes × height × width` arrays in [`VolumeSegmentation::flows`]: 4 in 3-D
+    /// mode (dZ, dY, dX, cellprob), 3 when stitching (dY, dX, cellprob per plane).
+    pub fn flow_arrays(&self) -> usize {
+        match self {
+            VolumeMode::Flows3d { .. } => 4,
+            VolumeMode::Stitch { .. } => 3,
+        }
+    }
+
     /// Checks the mode's parameter.
     pub fn validate(&self) -> Result<()> {
         match *self {

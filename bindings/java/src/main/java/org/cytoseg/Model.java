@@ -125,6 +125,55 @@ public final class Model implements AutoCloseable {
         }
     }
 
+    /** {@link #segmentVolume} mode: Cellpose's do_3D (the network on YX, ZY and ZX planes). */
+    public static final int VOLUME_DO_3D = 0;
+    /** {@link #segmentVolume} mode: Cellpose's stitching (2-D planes linked across z by IoU). */
+    public static final int VOLUME_STITCH = 1;
+
+    /**
+     * Segments a z-stack into 3-D objects exactly as Cellpose 4's {@code do_3D} or stitching
+     * mode (the stack normalized as one volume).
+     *
+     * @param pixels byte[], short[] (unsigned) or float[]: {@code planes} planes one after the
+     *     other, each height rows of width pixels of channels interleaved samples
+     * @param width plane width
+     * @param height plane height
+     * @param planes number of z planes (at least 2)
+     * @param channels samples per pixel
+     * @param options settings (null = the model's defaults; min_size counts voxels)
+     * @param mode {@link #VOLUME_DO_3D} or {@link #VOLUME_STITCH}
+     * @param modeValue the anisotropy (z spacing / pixel size; do_3D, 0 = 1) or the IoU
+     *     threshold (stitching, e.g. 0.25)
+     * @param labels output, planes*width*height: 0 background, objects 1..n
+     * @param listener progress and cancellation (tiles of all planes), or null
+     * @return the number of objects n
+     */
+    public int segmentVolume(Object pixels, int width, int height, int planes, int channels, SegmentOptions options,
+            int mode, double modeValue, int[] labels, ProgressListener listener) {
+        double[] p = (options == null ? new SegmentOptions() : options).toArray();
+        state.lock.readLock().lock();
+        try {
+            long h = state.handle;
+            if (h == 0) {
+                throw new IllegalStateException("the model was closed");
+            }
+            if (pixels instanceof byte[]) {
+                return Native.segmentVolumeBytes(h, (byte[]) pixels, width, height, planes, channels, p, mode,
+                        modeValue, labels, null, listener);
+            } else if (pixels instanceof short[]) {
+                return Native.segmentVolumeShorts(h, (short[]) pixels, width, height, planes, channels, p, mode,
+                        modeValue, labels, null, listener);
+            } else if (pixels instanceof float[]) {
+                return Native.segmentVolumeFloats(h, (float[]) pixels, width, height, planes, channels, p, mode,
+                        modeValue, labels, null, listener);
+            }
+            throw new IllegalArgumentException("pixels must be byte[], short[] or float[], not "
+                    + (pixels == null ? "null" : pixels.getClass().getSimpleName()));
+        } finally {
+            state.lock.readLock().unlock();
+        }
+    }
+
     /**
      * Segments files, folders and glob patterns into an output folder with the engine's batch
      * run, exactly as the {@code cytoseg segment} command: per image {@code <stem>_labels.tif}

@@ -94,6 +94,28 @@ public final class Native {
             double[] params, int[] labels, float[] flows, ProgressListener listener);
 
     /**
+     * Segments an 8-bit z-stack ({@code planes} planes of interleaved pixels, one after the
+     * other) into 3-D objects; returns the object count. {@code mode} 0 is Cellpose's do_3D
+     * ({@code modeValue} the anisotropy, 0 = 1), 1 its stitching mode ({@code modeValue} the
+     * IoU threshold). {@code labels}: planes*width*height; {@code flows} (nullable):
+     * 4*planes*width*height (do_3D: dZ, dY, dX, cellprob) or 3*planes*width*height (stitching:
+     * each plane's dY, dX, cellprob).
+     */
+    public static native int segmentVolumeBytes(long handle, byte[] pixels, int width, int height, int planes,
+            int channels, double[] params, int mode, double modeValue, int[] labels, float[] flows,
+            ProgressListener listener);
+
+    /** Segments a 16-bit (unsigned) z-stack into 3-D objects, as {@link #segmentVolumeBytes}. */
+    public static native int segmentVolumeShorts(long handle, short[] pixels, int width, int height, int planes,
+            int channels, double[] params, int mode, double modeValue, int[] labels, float[] flows,
+            ProgressListener listener);
+
+    /** Segments a 32-bit float z-stack into 3-D objects, as {@link #segmentVolumeBytes}. */
+    public static native int segmentVolumeFloats(long handle, float[] pixels, int width, int height, int planes,
+            int channels, double[] params, int mode, double modeValue, int[] labels, float[] flows,
+            ProgressListener listener);
+
+    /**
      * Scores predicted labels against ground truth (stardist.matching 0.9.2). The label arrays
      * are read in place (a JNI critical section): no other thread may write them during the call.
      *
@@ -133,6 +155,21 @@ public final class Native {
      */
     public static native Table measure(int[] labels, int width, int height, Object image, int channels,
             double pixelWidth, double pixelHeight, String unit);
+
+    /**
+     * Measures every 3-D object of a label stack (the engine's 3-D measurement,
+     * {@code regionprops_table} on the volume: {@code area} is the volume, centroids and boxes in
+     * z, y, x). The arrays are read in place (a JNI critical section): no other thread may
+     * write them during the call.
+     *
+     * @param labels planes*width*height labels, plane after plane, 0 = background
+     * @param image intensity stack (byte[], short[] or float[], the same planes with
+     *     {@code channels} interleaved samples) or null
+     * @param zSpacing distance between planes in unit
+     * @return the table
+     */
+    public static native Table measureVolume(int[] labels, int width, int height, int planes, Object image,
+            int channels, double pixelWidth, double pixelHeight, double zSpacing, String unit);
 
     /**
      * The quality-control measures of one image and its objects (the engine's

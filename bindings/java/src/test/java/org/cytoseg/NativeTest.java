@@ -123,6 +123,24 @@ class NativeTest {
     }
 
     @Test
+    void measureVolumeMeasuresObjectsThroughPlanes() {
+        // Two planes of 3×3: object 1 spans both planes (4 voxels), object 2 one plane.
+        int[] labels = {1, 1, 0, 0, 0, 0, 0, 0, 2, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+        float[] image = new float[18];
+        for (int i = 0; i < 18; i++) image[i] = i;
+        Table t = Native.measureVolume(labels, 3, 3, 2, image, 1, 0.5, 0.5, 2.0, "um");
+        assertEquals(2, t.rows());
+        assertEquals(4 * 0.5 * 0.5 * 2.0, t.get(t.indexOf("area"), 0), 1e-12);
+        assertEquals(1.0, t.get(t.indexOf("centroid-0"), 0), 1e-12); // z 0 and 1, spacing 2
+        assertEquals((0 + 1 + 9 + 10) / 4.0, t.get(t.indexOf("intensity_mean"), 0), 1e-12);
+        assertEquals(8.0, t.get(t.indexOf("intensity_mean"), 1), 1e-12);
+        // An intensity stack of the wrong size is refused, naming the sizes.
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Native.measureVolume(labels, 3, 3, 2, new float[9], 1, 1.0, 1.0, 1.0, "pixel"));
+        assertTrue(e.getMessage().contains("3×3×2 planes"), e.getMessage());
+    }
+
+    @Test
     void keyValuesParse() {
         assertEquals("a=b", Native.parseKeyValues("k=a=b\nx=1\n").get("k"));
     }

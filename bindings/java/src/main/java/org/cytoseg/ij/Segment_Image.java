@@ -25,7 +25,8 @@ import org.cytoseg.Table;
 
 /**
  * Plugins &gt; cytoseg &gt; Segment Image: segments the current image (8-, 16-, 32-bit or RGB;
- * stacks and hyperstacks plane by plane) and outputs a label image, ROIs and the measurement
+ * stacks and hyperstacks plane by plane, or z-stacks into 3-D objects with {@code stacks=[3-D
+ * flows]} (Cellpose's do_3D) or {@code stacks=stitch}) and outputs a label image, ROIs and the measurement
  * table, and the image's quality-control measures (focus, saturation, background, signal,
  * contrast to noise, the network's confidence; docs/qc.md) as one row per plane of the
  * {@value #QC_TABLE} table. Macro: {@code run("Segment Image", "model=nuclei channel=mean
@@ -36,6 +37,8 @@ public class Segment_Image implements PlugIn {
     private static final String P = "cytoseg.segment.";
     /** Title of the table of per-image QC measures (one row per segmented image or plane). */
     public static final String QC_TABLE = "cytoseg QC";
+    /** Choices of "stacks": plane by plane, Cellpose's do_3D, Cellpose's stitching. */
+    public static final String[] STACK_MODES = {"planes", "3-D flows", "stitch"};
 
     /** Settings of one run (the dialog's fields). */
     public static final class Settings {
@@ -57,6 +60,12 @@ public class Segment_Image implements PlugIn {
         public int tileSize = 0;
         /** Segment every z/t plane (else the current one). */
         public boolean allPlanes = true;
+        /** How a z-stack is segmented: "planes" (2-D, plane by plane), "3-D flows" or "stitch". */
+        public String stacks = "planes";
+        /** z spacing / pixel size for "3-D flows"; 0 = from the calibration (voxel depth / width). */
+        public double anisotropy = 0;
+        /** IoU linking masks of consecutive planes for "stitch". */
+        public double stitchThreshold = 0.25;
         /** Outputs. */
         public boolean labelImage = true, roiManager = true, results = true;
         /** Add the image's QC measures as a row of the "cytoseg QC" table. */
@@ -153,6 +162,13 @@ public class Segment_Image implements PlugIn {
         if (imp.getNSlices() * imp.getNFrames() > 1) {
             gd.addCheckbox("all_planes", Prefs.get(P + "all_planes", true));
         }
+        boolean zStack = imp.getNSlices() > 1;
+        if (zStack) {
+            String st = Prefs.get(P + "stacks", "planes");
+            gd.addChoice("stacks", STACK_MODES, java.util.Arrays.asList(STACK_MODES).contains(st) ? st : "planes");
+            gd.addNumericField("anisotropy", Prefs.get(P + "anisotropy", 0), 2, 6, "(3-D flows; 0 = from the calibration)");
+            gd.addNumericField("stitch_threshold", Prefs.get(P + "stitch_threshold", 0.25), 2, 6, "(stitch)");
+        }
         gd.addMessage("Outputs:");
         gd.addCheckbox("label_image", Prefs.get(P + "label_image", true));
         gd.addCheckbox("roi_manager", Prefs.get(P + "roi_manager", true));
@@ -173,6 +189,11 @@ public class Segment_Image implements PlugIn {
         s.device = gd.getNextChoice();
         s.tileSize = (int) gd.getNextNumber();
         s.allPlanes = imp.getNSlices() * imp.getNFrames() > 1 ? gd.getNextBoolean() : true;
+        if (zStack) {
+            s.stacks = gd.getNextChoice();
+            s.anisotropy = gd.getNextNumber();
+            s.stitchThreshold = gd.getNextNumber();
+        }
         s.labelImage = gd.getNextBoolean();
         s.roiManager = gd.getNextBoolean();
         s.results = gd.getNextBoolean();
@@ -190,6 +211,11 @@ public class Segment_Image implements PlugIn {
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tileSize);
             Prefs.set(P + "all_planes", s.allPlanes);
+            if (zStack) {
+                Prefs.set(P + "stacks", s.stacks);
+                Prefs.set(P + "anisotropy", s.anisotropy);
+                Prefs.set(P + "stitch_threshold", s.stitchThreshold);
+            }
             Prefs.set(P + "label_image", s.labelImage);
             Prefs.set(P + "roi_manager", s.roiManager);
             Prefs.set(P + "results", s.results);
@@ -271,6 +297,9 @@ public class Segment_Image implements PlugIn {
         o.cellprobThreshold = s.cellprobThreshold;
         o.flowThreshold = s.flowThreshold;
         o.tileSize = s.tileSize;
+        if (!"planes".equals(s.stacks)) {
+            return segmentVolume(imp, s, model, o, channel);
+        }
         int w = imp.getWidth(), h = imp.getHeight();
         int z0 = 1, z1 = imp.getNSlices(), t0 = 1, t1 = imp.getNFrames();
         if (!s.allPlanes) {
@@ -369,10 +398,7 @@ public class Segment_Image implements PlugIn {
                     // the plane named by 0-based t and z columns first.
                     if (nt > 1) rt.addValue("t", t - 1);
                     if (nz > 1) rt.addValue("z", z - 1);
-                    for (int c = 0; c < tab.columns(); c++) {
-                        String u = tab.unit(c);
-                        rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, r));
-                    }
+                    addRow(rt, tab, r);
                     out.rows++;
                 }
             }
@@ -386,6 +412,122 @@ public class Segment_Image implements PlugIn {
             }
         }
         IJ.showStatus("cytoseg: " + sum(counts) + " objects in " + planes + " plane(s)");
+        return out;
+    }
+
+    /** Adds row r of an engine table to the current row of rt, columns named "name [unit]". */
+    static void addRow(ResultsTable rt, Table tab, int r) {
+        for (int c = 0; c < tab.columns(); c++) {
+            String u = tab.unit(c);
+            rt.addValue(u.isEmpty() ? tab.name(c) : tab.name(c) + " [" + u + "]", tab.get(c, r));
+        }
+    }
+
+    /** The planes of z-stack {@code imp} (time point t), one after the other, as the engine takes them. */
+    static Object stackPixels(ImagePlus imp, int channel, int t, int[] nChannels) {
+        int nz = imp.getNSlices();
+        Object first = planePixels(imp, channel, 1, t, nChannels);
+        int per = java.lang.reflect.Array.getLength(first);
+        Object all = java.lang.reflect.Array.newInstance(first.getClass().getComponentType(), per * nz);
+        System.arraycopy(first, 0, all, 0, per);
+        for (int z = 2; z <= nz; z++) {
+            System.arraycopy(planePixels(imp, channel, z, t, nChannels), 0, all, (z - 1) * per, per);
+        }
+        return all;
+    }
+
+    /**
+     * A z-stack into 3-D objects ("3-D flows": Cellpose's do_3D with the anisotropy given or
+     * from the calibration; "stitch": 2-D planes linked across z): one label stack, ROIs per
+     * slice named by object and plane, the 3-D measurement table (volumes, centroids in z, y,
+     * x) in Results, QC rows per plane.
+     */
+    static Output segmentVolume(ImagePlus imp, Settings s, Model model, SegmentOptions o, int channel) {
+        int nz = imp.getNSlices(), nt = imp.getNFrames();
+        if (!java.util.Arrays.asList(STACK_MODES).contains(s.stacks)) {
+            throw new IllegalArgumentException("stacks=" + s.stacks + ": choose planes, 3-D flows or stitch");
+        }
+        if (nz < 2 || nt > 1) {
+            throw new IllegalArgumentException("stacks=" + s.stacks + " segments a z-stack of 2 slices or more at one "
+                    + "time point; \"" + imp.getTitle() + "\" has " + nz + " slice(s) and " + nt + " frame(s)");
+        }
+        boolean stitch = "stitch".equals(s.stacks);
+        Calibration cal = imp.getCalibration();
+        boolean scaled = isCalibrated(cal);
+        double anisotropy = s.anisotropy > 0 ? s.anisotropy
+                : (scaled && cal.pixelWidth > 0 ? cal.pixelDepth / cal.pixelWidth : 1.0);
+        int w = imp.getWidth(), h = imp.getHeight(), n = w * h, t = imp.getFrame();
+        int[] nc = new int[1];
+        Object px = stackPixels(imp, channel, t, nc);
+        int[] lab = new int[n * nz];
+        IJ.resetEscape();
+        IJ.showStatus("cytoseg: segmenting " + nz + " planes in 3-D (" + s.stacks + ")");
+        int count = model.segmentVolume(px, w, h, nz, nc[0], o, stitch ? Model.VOLUME_STITCH : Model.VOLUME_DO_3D,
+                stitch ? s.stitchThreshold : anisotropy, lab, (done, total) -> {
+                    IJ.showProgress(done / (double) total);
+                    return !IJ.escapePressed();
+                });
+        Output out = new Output();
+        out.counts = new int[] {count};
+        List<int[]> planes = new ArrayList<>();
+        for (int z = 0; z < nz; z++) {
+            planes.add(java.util.Arrays.copyOfRange(lab, z * n, (z + 1) * n));
+        }
+        Calibration labelsCal = cal.copy();
+        if (!scaled) {
+            // The anisotropy as voxel depth, so that the label stack shows its geometry.
+            labelsCal.pixelDepth = stitch ? 1.0 : anisotropy;
+        }
+        out.labels = Labels.image(imp.getShortTitle() + "_labels", planes, w, h, nz, 1, count, labelsCal);
+        double pw = scaled ? cal.pixelWidth : 1.0, ph = scaled ? cal.pixelHeight : 1.0;
+        double zs = scaled ? cal.pixelDepth : labelsCal.pixelDepth;
+        String unit = scaled ? cal.getUnit() : "pixel";
+        if (s.roiManager) {
+            for (int z = 0; z < nz; z++) {
+                Roi[] rois = Labels.rois(planes.get(z), w, h, count);
+                for (int l = 1; l < rois.length; l++) {
+                    if (rois[l] != null) {
+                        rois[l].setName(String.format("%04d-z%d", l, z + 1));
+                        rois[l].setPosition(0, z + 1, 0);
+                        out.roiList.add(rois[l]);
+                    }
+                }
+            }
+            RoiManager rm = roiManager();
+            if (rm != null) {
+                rm.reset();
+                for (Roi r : out.roiList) {
+                    rm.addRoi(r);
+                }
+            }
+            out.rois = out.roiList.size();
+        }
+        if (s.qc) {
+            List<Table> qcTables = new ArrayList<>();
+            List<int[]> qcPlanes = new ArrayList<>();
+            for (int z = 1; z <= nz; z++) {
+                int[] c1 = new int[1];
+                Object plane = planePixels(imp, channel, z, t, c1);
+                qcTables.add(Qc.imageQc(planes.get(z - 1), w, h, plane, c1[0], null, pw, ph, unit));
+                qcPlanes.add(new int[] {t, z});
+            }
+            out.qc = addQcRows(imp.getTitle(), qcTables, qcPlanes, nz, 1);
+            setQcProperties(imp, qcTables);
+        }
+        if (s.results) {
+            int[] all = new int[1];
+            Object pixels = stackPixels(imp, 0, t, all);
+            Table tab = Native.measureVolume(lab, w, h, nz, pixels, all[0], pw, ph, zs, unit);
+            ResultsTable rt = ResultsTable.getResultsTable();
+            rt.reset();
+            for (int r = 0; r < tab.rows(); r++) {
+                rt.incrementCounter();
+                addRow(rt, tab, r);
+                out.rows++;
+            }
+            rt.show("Results");
+        }
+        IJ.showStatus("cytoseg: " + count + " 3-D objects in " + nz + " planes");
         return out;
     }
 

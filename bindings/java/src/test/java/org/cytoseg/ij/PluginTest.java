@@ -192,6 +192,63 @@ class PluginTest {
         }
     }
 
+    /**
+     * A z-stack into 3-D objects: "3-D flows" with the anisotropy from the calibration (voxel
+     * depth 1 µm over 0.5 µm pixels = 2) and "stitch" give the labels Cellpose 4.2.1.1 made
+     * around the same network (tests/fixtures/volume_pipeline, see volume_pipeline_parity.rs),
+     * one Results row per 3-D object with its calibrated volume.
+     */
+    @Test
+    void zStacksBecome3dObjects() throws Exception {
+        needDisplayAndRuntime();
+        String dir = "../../tests/fixtures/volume_pipeline/";
+        ImagePlus imp = IJ.openImage(dir + "nuclei_stack.tif");
+        assertEquals(20, imp.getNSlices());
+        ij.measure.Calibration cal = imp.getCalibration();
+        cal.pixelWidth = cal.pixelHeight = 0.5;
+        cal.pixelDepth = 1.0;
+        cal.setUnit("micron");
+        for (String[] c : new String[][] {{"3-D flows", "nuclei_3d_a2"}, {"stitch", "nuclei_stitch"}}) {
+            Segment_Image.Settings s = new Segment_Image.Settings();
+            s.device = "cpu";
+            s.roiManager = false;
+            s.stacks = c[0];
+            Segment_Image.Output out = Segment_Image.segment(imp, s);
+            ImagePlus want = IJ.openImage(dir + c[1] + "_labels.tif");
+            assertEquals(20, out.labels.getStackSize());
+            int max = 0;
+            for (int z = 1; z <= 20; z++) {
+                ij.process.ImageProcessor a = out.labels.getStack().getProcessor(z);
+                ij.process.ImageProcessor b = want.getStack().getProcessor(z);
+                for (int i = 0; i < a.getPixelCount(); i++) {
+                    assertEquals(b.get(i), a.get(i), c[0] + ": plane " + z + " pixel " + i);
+                    max = Math.max(max, b.get(i));
+                }
+            }
+            assertEquals(max, out.counts[0]);
+            assertEquals(max, out.rows);
+            assertEquals(1.0, out.labels.getCalibration().pixelDepth);
+            ResultsTable rt = ResultsTable.getResultsTable();
+            long voxels = 0;
+            for (int z = 1; z <= 20; z++) {
+                ij.process.ImageProcessor b = want.getStack().getProcessor(z);
+                for (int i = 0; i < b.getPixelCount(); i++) voxels += b.get(i) == 1 ? 1 : 0;
+            }
+            String[] head = rt.getHeadings();
+            assertEquals("label", head[0], c[0]);
+            assertTrue(head[1].startsWith("area [") && head[1].endsWith("^3]"), c[0] + ": " + head[1]);
+            assertEquals(voxels * 0.25, rt.getValue(head[1], 0), 1e-9, c[0] + ": volume of object 1");
+            assertTrue(java.util.Arrays.stream(head).anyMatch(x -> x.startsWith("centroid-2")), c[0]);
+        }
+        // A 2-D image is no z-stack.
+        Segment_Image.Settings s = new Segment_Image.Settings();
+        s.device = "cpu";
+        s.stacks = "3-D flows";
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> Segment_Image.segment(example(), s));
+        assertTrue(e.getMessage().contains("segments a z-stack"), e.getMessage());
+    }
+
     @Test
     void hyperstackChannelsAreChosenOrAveraged() throws Exception {
         needDisplayAndRuntime();
