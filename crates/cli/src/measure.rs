@@ -23,7 +23,7 @@ intensity_mean, intensity_min, intensity_max, intensity_std, intensity_integrate
 channel when the image has several). Values equal skimage.measure.regionprops_table \
 (scikit-image 0.26). Calibrated lengths are in the unit shown in the header, areas in unit^2.
 
-Label stacks (multi-page TIFF, (Z, H, W) .npy) are measured as 3-D objects, as regionprops_table on the volume with spacing (--z-spacing, else the files' z spacing, else 1; pixel height, pixel width): label, area (the volume), centroid-0..2 (z, y, x), bbox-0..5, equivalent_diameter_area, axis_major_length, axis_minor_length, extent, and the intensity columns of an intensity stack of the same size (solidity is not computed in 3-D yet)."
+Label stacks (multi-page TIFF, (Z, H, W) .npy) are measured as 3-D objects, as regionprops_table on the volume with spacing (--z-spacing, else the files' z spacing, else 1; pixel height, pixel width): label, area (the volume), centroid-0..2 (z, y, x), bbox-0..5, equivalent_diameter_area, axis_major_length, axis_minor_length, solidity (inf for flat objects, as skimage), extent, and the intensity columns of an intensity stack of the same size."
 )]
 pub struct MeasureCmd {
     /// Label image (.tif, .npy, .png; 0 = background).

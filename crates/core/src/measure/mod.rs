@@ -18,6 +18,7 @@
 //! Memory: one pass over the labels finds each object's bounding box; each object is then
 //! measured inside its own box (in parallel), never with a full-size image per object.
 
+mod hull3;
 mod shape;
 mod volume;
 pub use volume::{SHAPE_COLUMNS_3D, measure_planes, measure_stack, measure_volume};

@@ -6,8 +6,9 @@
 //! exclusive, in voxels), `equivalent_diameter_area` (diameter of the ball of the same volume,
 //! (6V/π)^⅓), `axis_major_length` and `axis_minor_length` (√(10 (λ₁ + λ₂ − λ₃)) and
 //! √(10 (−λ₁ + λ₂ + λ₃)) of the inertia tensor's eigenvalues λ₁ ≥ λ₂ ≥ λ₃, negatives clipped to
-//! 0), `extent` (volume / bounding-box volume), and per intensity channel the
-//! [`super::INTENSITY_COLUMNS`]. Solidity needs a 3-D convex hull and is not computed yet.
+//! 0), `solidity` (voxels / voxels of skimage's `convex_hull_image`, see [`super::hull3`]; inf
+//! where skimage's hull fails, for objects whose voxel centres are coplanar), `extent` (volume /
+//! bounding-box volume), and per intensity channel the [`super::INTENSITY_COLUMNS`].
 
 use rayon::prelude::*;
 
@@ -16,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::image::ImageView;
 
 /// Names of the 3-D shape columns, in table order.
-pub const SHAPE_COLUMNS_3D: [&str; 15] = [
+pub const SHAPE_COLUMNS_3D: [&str; 16] = [
     "label",
     "area",
     "centroid-0",
@@ -31,6 +32,7 @@ pub const SHAPE_COLUMNS_3D: [&str; 15] = [
     "equivalent_diameter_area",
     "axis_major_length",
     "axis_minor_length",
+    "solidity",
     "extent",
 ];
 
@@ -85,7 +87,7 @@ pub fn measure_volume(
     }
     let accs = accumulate(labels, dims, intensity);
     let spacing = [z_spacing, calibration.pixel_height, calibration.pixel_width];
-    let rows: Vec<([f64; 15], Vec<f64>)> = accs
+    let rows: Vec<([f64; 16], Vec<f64>)> = accs
         .par_iter()
         .map(|a| row(a, labels, dims, intensity, spacing))
         .collect();
@@ -198,7 +200,7 @@ fn row(
     dims: [usize; 3],
     intensity: &[&[f32]],
     spacing: [f64; 3],
-) -> ([f64; 15], Vec<f64>) {
+) -> ([f64; 16], Vec<f64>) {
     let [_, h, w] = dims;
     let nf = a.n as f64;
     let voxel = spacing[0] * spacing[1] * spacing[2];
@@ -239,6 +241,16 @@ fn row(
     let minor = (10.0 * (-ev[0] + ev[1] + ev[2])).max(0.0).sqrt();
     let bbox_volume =
         ((a.hi[0] - a.lo[0]) * (a.hi[1] - a.lo[1]) * (a.hi[2] - a.lo[2])) as f64 * voxel;
+    let bd = [a.hi[0] - a.lo[0], a.hi[1] - a.lo[1], a.hi[2] - a.lo[2]];
+    let mut mask = Vec::with_capacity(bd[0] * bd[1] * bd[2]);
+    for z in a.lo[0]..a.hi[0] {
+        for y in a.lo[1]..a.hi[1] {
+            let base = (z * h + y) * w;
+            mask.extend((a.lo[2]..a.hi[2]).map(|x| labels[base + x] == a.label));
+        }
+    }
+    // skimage: area / area_convex, numpy's division (inf for an empty convex image).
+    let solidity = nf / super::hull3::convex_voxels(&mask, bd) as f64;
     let shape = [
         a.label as f64,
         area,
@@ -254,6 +266,7 @@ fn row(
         (6.0 * area / std::f64::consts::PI).powf(1.0 / 3.0),
         major,
         minor,
+        solidity,
         area / bbox_volume,
     ];
     let mut stats = Vec::with_capacity(intensity.len() * 5);
