@@ -1126,6 +1126,39 @@ cytoseg_status cytoseg_measure(const uint32_t *labels,
                                struct cytoseg_table **out);
 
 /**
+ * Measures every 3-D object of a label stack, as `skimage.measure.regionprops_table` on the
+ * volume with `spacing=(z_spacing, pixel height, pixel width)`: label, area (the volume),
+ * centroid-0..2 (z, y, x), bbox-0..5, equivalent diameter, axis lengths, solidity, extent and,
+ * with an intensity stack, per-channel intensities; see the README's "Measurements".
+ *
+ * @param labels              `planes * height * width` uint32 labels, plane after plane.
+ * @param width, height       Plane size (each >= 1).
+ * @param planes              Number of z planes (>= 1).
+ * @param image               Optional intensity stack (may be NULL): `planes` planes
+ *                            `plane_stride_bytes` apart, each as for `cytoseg_measure`.
+ * @param dtype               A `cytoseg_dtype` value (ignored without `image`).
+ * @param channels            Samples per pixel (>= 1; ignored without `image`).
+ * @param row_stride_bytes    Bytes between row starts (ignored without `image`).
+ * @param plane_stride_bytes  Bytes between plane starts, >= `height * row_stride_bytes`
+ *                            (ignored without `image`).
+ * @param cal                 Pixel size and unit, or NULL for uncalibrated pixels.
+ * @param z_spacing           Distance between planes in the calibration's unit (> 0; 0 = 1).
+ * @param out                 Receives the new table on success; free with `cytoseg_table_free`.
+ */
+cytoseg_status cytoseg_measure_volume(const uint32_t *labels,
+                                      size_t width,
+                                      size_t height,
+                                      size_t planes,
+                                      const void *image,
+                                      int32_t dtype,
+                                      size_t channels,
+                                      size_t row_stride_bytes,
+                                      size_t plane_stride_bytes,
+                                      const struct cytoseg_calibration *cal,
+                                      double z_spacing,
+                                      struct cytoseg_table **out);
+
+/**
  * Number of rows (objects) of `t`; 0 for NULL.
  */
 size_t cytoseg_table_rows(const struct cytoseg_table *t);

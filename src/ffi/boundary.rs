@@ -306,6 +306,63 @@ pub(crate) unsafe fn image_input<'a>(
     };
     Ok(ImageView::new(px, width, height, channels, stride)?)
 }
+/// The planes of a caller's z-stack buffer: `planes` planes `plane_stride_bytes` apart (at
+/// least `height * row_stride_bytes`), each as [`image_input`] reads one.
+///
+/// # Safety
+/// `pixels` must point to `planes` such planes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn stack_input<'a>(
+    pixels: *const std::ffi::c_void,
+    dtype: i32,
+    width: usize,
+    height: usize,
+    planes: usize,
+    channels: usize,
+    row_stride_bytes: usize,
+    plane_stride_bytes: usize,
+    name: &str,
+) -> Result<Vec<ImageView<'a>>, FfiError> {
+    if height
+        .checked_mul(row_stride_bytes)
+        .is_none_or(|s| plane_stride_bytes < s)
+    {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "plane_stride_bytes {plane_stride_bytes} is less than height * row_stride_bytes ({height} * {row_stride_bytes})"
+            ),
+        ));
+    }
+    if planes
+        .saturating_sub(1)
+        .checked_mul(plane_stride_bytes)
+        .is_none()
+    {
+        return Err(FfiError(
+            cytoseg_status::TooLarge,
+            "the stack's size overflows".into(),
+        ));
+    }
+    (0..planes)
+        .map(|z| {
+            // SAFETY: the caller provides `planes` planes `plane_stride_bytes` apart, each
+            // described by the other arguments; the offset was checked not to overflow.
+            unsafe {
+                image_input(
+                    (pixels as *const u8).wrapping_add(z * plane_stride_bytes)
+                        as *const std::ffi::c_void,
+                    dtype,
+                    width,
+                    height,
+                    channels,
+                    row_stride_bytes,
+                    name,
+                )
+            }
+        })
+        .collect()
+}
 
 /// Borrows a caller's image (as [`image_input`]) and its `height * width` labels, checking
 /// `labels_len`.

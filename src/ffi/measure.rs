@@ -2,10 +2,11 @@
 
 use std::ffi::{CStr, CString, c_char, c_void};
 
-use crate::core::measure::{Calibration, Table, measure};
+use crate::core::measure::{Calibration, Table, measure, measure_planes};
 
 use super::boundary::{
     FfiError, boundary, cytoseg_status, expect_len, image_input, infallible, input, null,
+    stack_input,
 };
 use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
 
@@ -164,6 +165,88 @@ pub extern "C" fn cytoseg_measure(
             }?;
             measure(labels, height, width, Some(&view), &calibration)?
         };
+        let handle = table_handle(table)?;
+        // SAFETY: non-null caller pointer.
+        unsafe { *out = Box::into_raw(handle) };
+        Ok(())
+    })
+}
+
+/// Measures every 3-D object of a label stack, as `skimage.measure.regionprops_table` on the
+/// volume with `spacing=(z_spacing, pixel height, pixel width)`: label, area (the volume),
+/// centroid-0..2 (z, y, x), bbox-0..5, equivalent diameter, axis lengths, solidity, extent and,
+/// with an intensity stack, per-channel intensities; see the README's "Measurements".
+///
+/// @param labels              `planes * height * width` uint32 labels, plane after plane.
+/// @param width, height       Plane size (each >= 1).
+/// @param planes              Number of z planes (>= 1).
+/// @param image               Optional intensity stack (may be NULL): `planes` planes
+///                            `plane_stride_bytes` apart, each as for `cytoseg_measure`.
+/// @param dtype               A `cytoseg_dtype` value (ignored without `image`).
+/// @param channels            Samples per pixel (>= 1; ignored without `image`).
+/// @param row_stride_bytes    Bytes between row starts (ignored without `image`).
+/// @param plane_stride_bytes  Bytes between plane starts, >= `height * row_stride_bytes`
+///                            (ignored without `image`).
+/// @param cal                 Pixel size and unit, or NULL for uncalibrated pixels.
+/// @param z_spacing           Distance between planes in the calibration's unit (> 0; 0 = 1).
+/// @param out                 Receives the new table on success; free with `cytoseg_table_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_measure_volume(
+    labels: *const u32,
+    width: usize,
+    height: usize,
+    planes: usize,
+    image: *const c_void,
+    dtype: i32,
+    channels: usize,
+    row_stride_bytes: usize,
+    plane_stride_bytes: usize,
+    cal: *const cytoseg_calibration,
+    z_spacing: f64,
+    out: *mut *mut cytoseg_table,
+) -> cytoseg_status {
+    boundary(|| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        if width == 0 || height == 0 || planes == 0 {
+            return Err(FfiError(
+                cytoseg_status::InvalidArgument,
+                format!("label stack is empty ({width}×{height}×{planes} planes)"),
+            ));
+        }
+        let n = width
+            .checked_mul(height)
+            .and_then(|n| n.checked_mul(planes))
+            .ok_or_else(|| {
+                FfiError(
+                    cytoseg_status::TooLarge,
+                    "width * height * planes overflows size_t".into(),
+                )
+            })?;
+        // SAFETY: the caller provides planes * width * height labels.
+        let labels = unsafe { input(labels, n, "labels") }?;
+        let calibration = calibration(cal)?;
+        let views = if image.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: the caller provides the stack buffer described by the arguments.
+            unsafe {
+                stack_input(
+                    image,
+                    dtype,
+                    width,
+                    height,
+                    planes,
+                    channels,
+                    row_stride_bytes,
+                    plane_stride_bytes,
+                    "image",
+                )
+            }?
+        };
+        let z = if z_spacing == 0.0 { 1.0 } else { z_spacing };
+        let table = measure_planes(labels, [planes, height, width], &views, &calibration, z)?;
         let handle = table_handle(table)?;
         // SAFETY: non-null caller pointer.
         unsafe { *out = Box::into_raw(handle) };

@@ -50,8 +50,8 @@ pub use flows::{
     cytoseg_masks_params, cytoseg_masks_params_init,
 };
 pub use measure::{
-    cytoseg_calibration, cytoseg_calibration_init, cytoseg_measure, cytoseg_table,
-    cytoseg_table_column, cytoseg_table_column_name, cytoseg_table_column_unit,
+    cytoseg_calibration, cytoseg_calibration_init, cytoseg_measure, cytoseg_measure_volume,
+    cytoseg_table, cytoseg_table_column, cytoseg_table_column_name, cytoseg_table_column_unit,
     cytoseg_table_columns, cytoseg_table_free, cytoseg_table_rows,
 };
 pub use metrics::{cytoseg_criterion, cytoseg_evaluate_labels, cytoseg_matching_stats};

@@ -8,7 +8,7 @@ use crate::core::model::{
 };
 
 use super::boundary::{
-    FfiError, boundary, c_str, cytoseg_status, expect_len, image_input, null, output,
+    FfiError, boundary, c_str, cytoseg_status, expect_len, image_input, null, output, stack_input,
 };
 use super::flows::cytoseg_masks_params;
 use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
@@ -535,38 +535,20 @@ pub extern "C" fn cytoseg_model_segment_volume(
                 },
             )?;
         }
-        let min_stride = height.checked_mul(row_stride_bytes);
-        if min_stride.is_none_or(|s| plane_stride_bytes < s) {
-            return Err(FfiError(
-                cytoseg_status::InvalidArgument,
-                format!(
-                    "plane_stride_bytes {plane_stride_bytes} is less than height * row_stride_bytes ({height} * {row_stride_bytes})"
-                ),
-            ));
-        }
-        if (planes - 1).checked_mul(plane_stride_bytes).is_none() {
-            return Err(FfiError(
-                cytoseg_status::TooLarge,
-                "the stack's size overflows".into(),
-            ));
-        }
-        let views = (0..planes)
-            .map(|z| {
-                // SAFETY: the caller provides `planes` planes `plane_stride_bytes` apart, each
-                // described by the other arguments; the offset was checked not to overflow.
-                unsafe {
-                    image_input(
-                        (pixels as *const u8).wrapping_add(z * plane_stride_bytes) as *const c_void,
-                        dtype,
-                        width,
-                        height,
-                        channels,
-                        row_stride_bytes,
-                        "pixels",
-                    )
-                }
-            })
-            .collect::<Result<Vec<_>, FfiError>>()?;
+        // SAFETY: the caller provides the stack buffer described by the arguments.
+        let views = unsafe {
+            stack_input(
+                pixels,
+                dtype,
+                width,
+                height,
+                planes,
+                channels,
+                row_stride_bytes,
+                plane_stride_bytes,
+                "pixels",
+            )
+        }?;
         // SAFETY: NULL or a caller struct of some version.
         let mut p = unsafe { segment_params(m, params) }?;
         p.keep_flows = !flows.is_null();

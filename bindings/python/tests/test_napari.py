@@ -236,8 +236,10 @@ def test_stack_into_3d_objects(viewer, qtbot, tifffile):
         ref = np.load(d / f"{fixture}.npz")["labels"]
         np.testing.assert_array_equal(labels.data, ref)
         assert labels.data.ndim == 3 and tuple(labels.scale) == (1.0, 0.5, 0.5)
-        feats = labels.features
-        np.testing.assert_array_equal(feats["voxels"], np.bincount(ref.ravel())[1:])
+        feats = labels.features  # the engine's 3-D measurements, calibrated by the scale
+        np.testing.assert_array_equal(feats["label"], np.arange(1, ref.max() + 1))
+        np.testing.assert_allclose(feats["area"], np.bincount(ref.ravel())[1:] * 0.25)
+        assert "centroid-2" in feats.columns and "solidity" in feats.columns
         assert labels.metadata["cytoseg"]["stack_mode"] == mode
     assert viewer.layers["stack_labels"].metadata["cytoseg"]["anisotropy"] is None
     # A 2-D image cannot be segmented in 3-D: said in the status line, nothing runs.

@@ -363,6 +363,23 @@ _SIGNATURES = {
             POINTER(c_void_p),
         ],
     ),
+    "cytoseg_measure_volume": (
+        c_int32,
+        [
+            _U32P,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            c_void_p,
+            c_int32,
+            c_size_t,
+            c_size_t,
+            c_size_t,
+            POINTER(Calibration),
+            c_double,
+            POINTER(c_void_p),
+        ],
+    ),
     "cytoseg_image_qc": (
         c_int32,
         [

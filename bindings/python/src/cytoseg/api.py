@@ -1052,26 +1052,35 @@ def measure(
     unit: str | None = None,
     as_frame: bool | None = None,
     return_units: bool = False,
+    z_spacing: float | None = None,
 ) -> Any:
-    """Measures every object of a label image (one row per label, in label order).
+    """Measures every object of a label image (one row per label, in label order); a (Z, H, W)
+    label stack is measured in 3-D (``area`` is the volume; centroids and boxes in z, y, x;
+    solidity from skimage's 3-D convex hull).
 
     Args:
-        labels: integer label image (H, W), 0 = background.
-        image: optional intensity image (H, W) or (H, W, C) for the intensity columns (one set
-            per channel).
+        labels: integer label image (H, W) or label stack (Z, H, W), 0 = background.
+        image: optional intensity image (H, W) or (H, W, C), or for a stack (Z, H, W) or
+            (Z, H, W, C), for the intensity columns (one set per channel).
         pixel_size: physical pixel size, one number or ``(height, width)``; lengths and areas
             are then in ``unit`` (default ``"um"`` when a pixel size is given).
         unit: the unit of ``pixel_size``.
         as_frame: return a pandas DataFrame (True), a dict of numpy columns (False), or a
             DataFrame when pandas is installed (None, the default).
         return_units: also return a dict of each column's unit ("" = none).
+        z_spacing: distance between the planes of a stack, in ``unit`` (default 1).
 
     Returns:
         Columns named as skimage's ``regionprops_table`` (``label``, ``area``, ``centroid-0``,
         ...; see the README), ``label`` as uint32 and the rest float64. A DataFrame also carries
         the units in ``df.attrs["units"]``. With ``return_units``: ``(table, units)``.
     """
-    columns, units = _measure(labels, image, pixel_size, unit)
+    if np.ndim(labels) == 3:
+        columns, units = _measure_volume(labels, image, pixel_size, unit, z_spacing)
+    else:
+        if z_spacing is not None:
+            raise ValueError("z_spacing is for (Z, H, W) label stacks")
+        columns, units = _measure(labels, image, pixel_size, unit)
     if as_frame is None:
         try:
             import pandas  # noqa: F401
@@ -1117,6 +1126,49 @@ def _measure(
             chans,
             row,
             byref(cal) if cal is not None else None,
+            byref(table),
+        )
+    )
+    return _read_table(table, integer_columns=("label",))
+
+
+def _measure_volume(
+    labels: Any, image: Any, pixel_size: Any, unit: str | None, z_spacing: float | None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    _require("cytoseg_measure_volume")
+    lib = _native.lib()
+    lab = _labels_for_engine(labels, "labels")
+    d, h, w = lab.shape
+    img_ptr, dtype, chans, row, plane = None, _native.DTYPE_F32, 0, 0, 0
+    keep = None
+    if image is not None:
+        arr = np.asarray(image)
+        if arr.shape[:3] != (d, h, w) or arr.ndim not in (3, 4):
+            raise ValueError(f"image shape {arr.shape} does not match labels shape {lab.shape}")
+        plane0, dtype, _ = _image_for_engine(arr[0], "image")
+        keep = np.ascontiguousarray(arr.astype(plane0.dtype, copy=False))
+        chans = keep.shape[3] if keep.ndim == 4 else 1
+        row = w * chans * keep.itemsize
+        plane = h * row
+        img_ptr = keep.ctypes.data_as(c_void_p)
+    z = 0.0 if z_spacing is None else float(z_spacing)
+    if z_spacing is not None and not (np.isfinite(z) and z > 0):
+        raise ValueError(f"z_spacing must be a positive number, got {z_spacing!r}")
+    cal = _calibration(pixel_size, unit)
+    table = c_void_p()
+    _native.check(
+        lib.cytoseg_measure_volume(
+            _ptr(lab, c_uint32),
+            w,
+            h,
+            d,
+            img_ptr,
+            dtype,
+            chans,
+            row,
+            plane,
+            byref(cal) if cal is not None else None,
+            z,
             byref(table),
         )
     )

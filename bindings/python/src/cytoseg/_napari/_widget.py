@@ -503,9 +503,9 @@ class SegmentWidget(Container):
     def _segment_volume(
         self, model: Model, data: Any, params: RunParams, scale: Any
     ) -> tuple[Any, ...]:
-        """Worker thread: a (Z, Y, X) stack into 3-D objects (:meth:`cytoseg.Model.segment_3d`).
-        The features table has each object's label and voxel count."""
-        import pandas as pd
+        """Worker thread: a (Z, Y, X) stack into 3-D objects (:meth:`cytoseg.Model.segment_3d`),
+        features = the engine's 3-D measurements (:func:`cytoseg.measure` on the stack, calibrated
+        by the layer's scale)."""
 
         def progress(done: int, total: int) -> bool:
             self._tiles = (done, total)
@@ -524,10 +524,11 @@ class SegmentWidget(Container):
             tile_size=params.tile_size,
             progress=progress,
         )
-        counts = np.bincount(labels.ravel())
-        ids = np.nonzero(counts)[0]
-        ids = ids[ids > 0]
-        features = pd.DataFrame({"label": ids, "voxels": counts[ids]})
+        stack = np.asarray(data)
+        z_spacing = float(scale[-3]) if scale is not None and len(scale) >= 3 else None
+        features = api.measure(
+            labels, stack, pixel_size=pixel_size(scale), z_spacing=z_spacing, as_frame=True
+        )
         if params.stack_mode == "3-D flows":
             params = RunParams(**{**params.__dict__, "anisotropy": anisotropy or 1.0})
         return labels, features, model.info, params, {}
