@@ -282,6 +282,11 @@ where
     let samples = n
         .checked_mul(c)
         .ok_or_else(|| JniError::Arg("width × height × planes × channels overflows".into()))?;
+    if samples == 0 {
+        return Err(JniError::Arg(format!(
+            "the image is empty ({w}×{h}, {d} planes, {c} channels)"
+        )));
+    }
     let len = pixels.len(env)?;
     if len != samples {
         return Err(JniError::Arg(format!(
