@@ -96,7 +96,14 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             )));
         }
     }
-    let label_cal = file_calibration(&args.labels);
+    // The label file's calibration, decoded again only when neither the options nor the
+    // intensity image give what is needed.
+    let label_file = std::cell::OnceCell::new();
+    let label_cal = || {
+        label_file
+            .get_or_init(|| file_calibration(&args.labels))
+            .clone()
+    };
     let mut calibration = match args.pixel_size {
         Some(x) => Calibration {
             pixel_width: x,
@@ -108,13 +115,15 @@ pub fn run(args: MeasureCmd) -> Result<i32> {
             .as_ref()
             .map(|s| s.calibration.clone())
             .filter(Calibration::is_calibrated)
-            .or_else(|| label_cal.clone().filter(Calibration::is_calibrated))
+            .or_else(|| label_cal().filter(Calibration::is_calibrated))
             .unwrap_or_default(),
     };
-    calibration.z_spacing = args
-        .z_spacing
-        .or_else(|| stack.as_ref().and_then(|s| s.calibration.z_spacing))
-        .or_else(|| label_cal.and_then(|c| c.z_spacing));
+    if planes > 1 {
+        calibration.z_spacing = args
+            .z_spacing
+            .or_else(|| stack.as_ref().and_then(|s| s.calibration.z_spacing))
+            .or_else(|| label_cal().and_then(|c| c.z_spacing));
+    }
     let table = if planes > 1 {
         cytoseg_core::measure::measure_stack(
             &labels,

@@ -856,7 +856,7 @@ impl Job<'_> {
                 VolumeMode::Stitch { threshold },
                 cal.z_spacing.unwrap_or(cal.pixel_width),
             ),
-            StackMode::Planes => unreachable!("returned above"),
+            StackMode::Planes => return Ok(None),
         }))
     }
 
