@@ -1060,6 +1060,34 @@ cytoseg_status cytoseg_labels_to_flows(const uint32_t *labels,
                                        size_t flows_len);
 
 /**
+ * Computes cellpose 4.2.1.1's 3-D flows from a label volume (`dynamics.masks_to_flows_gpu_3d`,
+ * the targets of its 3-D training: heat diffusion from each mask's centre over 6-connected
+ * neighbours), bit for bit. The one exception: in volumes over 4e7 voxels Cellpose normalizes
+ * in float32 and divides by a zero norm at one-voxel masks (and far along very thin masks),
+ * giving NaN or ±inf there; cytoseg gives 0.
+ *
+ * @param labels      Label volume, uint32, `planes * height * width` (plane after plane,
+ *                    each row-major); 0 is background, any other value names a mask.
+ * @param labels_len  Number of elements in `labels`; must be `planes * height * width`.
+ * @param planes      Number of planes (>= 2; one plane is a 2-D image:
+ *                    `cytoseg_labels_to_flows`).
+ * @param height      Plane height (>= 2).
+ * @param width       Plane width (>= 2).
+ * @param flows       Output, caller-allocated, `3 * planes * height * width` doubles: unit
+ *                    flows, the dZ volume, then dY, then dX, zero outside masks. Written only
+ *                    on success.
+ * @param flows_len   Number of doubles in `flows`; must be `3 * planes * height * width`.
+ * @return `CYTOSEG_STATUS_OK` or a failure status with a message.
+ */
+cytoseg_status cytoseg_labels_to_flows_3d(const uint32_t *labels,
+                                          size_t labels_len,
+                                          size_t planes,
+                                          size_t height,
+                                          size_t width,
+                                          double *flows,
+                                          size_t flows_len);
+
+/**
  * Links the per-plane 2-D labels of a z-stack into 3-D labels, in place, exactly as
  * cellpose 4.2.1.1's stitching mode: `utils.stitch3D(masks, stitch_threshold)` (each plane's
  * masks take the id of the previous plane's mask they overlap best by IoU, at least

@@ -56,6 +56,12 @@ enum Call {
         criterion: i8,
         dice: bool,
     },
+    LabelsToFlows3d {
+        size: Size,
+        planes: u8,
+        labels: Vec<u32>,
+        len_delta: i8,
+    },
 }
 
 /// `(height, width, huge)`; `None` for huge sides that a real caller could back with memory:
@@ -288,6 +294,37 @@ fuzz_target!(|call: Call| {
             };
             let status =
                 cytoseg_labels_to_flows(lab.as_ptr(), n, h, w, flows.as_mut_ptr(), flows_len);
+            if huge {
+                assert_ne!(status as i32, 0, "overflowing size accepted");
+            }
+        }
+        Call::LabelsToFlows3d {
+            size,
+            planes,
+            labels,
+            len_delta,
+        } => {
+            let Some((h, w, huge)) = dims(&size, 4) else {
+                return;
+            };
+            let d = planes as usize % 8 + 1;
+            let n = if huge { 1 } else { d * h * w };
+            let lab = fill(&labels, n, 1);
+            let mut flows = vec![0f64; 3 * n];
+            let flows_len = if len_delta > 0 {
+                adjust(3 * n, -len_delta)
+            } else {
+                3 * n
+            };
+            let status = cytoseg_labels_to_flows_3d(
+                lab.as_ptr(),
+                n,
+                d,
+                h,
+                w,
+                flows.as_mut_ptr(),
+                flows_len,
+            );
             if huge {
                 assert_ne!(status as i32, 0, "overflowing size accepted");
             }

@@ -323,6 +323,56 @@ pub extern "C" fn cytoseg_labels_to_flows(
     })
 }
 
+/// Computes cellpose 4.2.1.1's 3-D flows from a label volume (`dynamics.masks_to_flows_gpu_3d`,
+/// the targets of its 3-D training: heat diffusion from each mask's centre over 6-connected
+/// neighbours), bit for bit. The one exception: in volumes over 4e7 voxels Cellpose normalizes
+/// in float32 and divides by a zero norm at one-voxel masks (and far along very thin masks),
+/// giving NaN or ±inf there; cytoseg gives 0.
+///
+/// @param labels      Label volume, uint32, `planes * height * width` (plane after plane,
+///                    each row-major); 0 is background, any other value names a mask.
+/// @param labels_len  Number of elements in `labels`; must be `planes * height * width`.
+/// @param planes      Number of planes (>= 2; one plane is a 2-D image:
+///                    `cytoseg_labels_to_flows`).
+/// @param height      Plane height (>= 2).
+/// @param width       Plane width (>= 2).
+/// @param flows       Output, caller-allocated, `3 * planes * height * width` doubles: unit
+///                    flows, the dZ volume, then dY, then dX, zero outside masks. Written only
+///                    on success.
+/// @param flows_len   Number of doubles in `flows`; must be `3 * planes * height * width`.
+/// @return `CYTOSEG_STATUS_OK` or a failure status with a message.
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_labels_to_flows_3d(
+    labels: *const u32,
+    labels_len: usize,
+    planes: usize,
+    height: usize,
+    width: usize,
+    flows: *mut f64,
+    flows_len: usize,
+) -> cytoseg_status {
+    boundary(|| {
+        let n = flows::check_volume_size(planes, height, width)?;
+        expect_len("labels_len", labels_len, Some(n), "planes * height * width")?;
+        expect_len(
+            "flows_len",
+            flows_len,
+            n.checked_mul(3),
+            "3 * planes * height * width",
+        )?;
+        if flows.is_null() {
+            return Err(null("flows"));
+        }
+        // SAFETY: lengths checked against the volume size.
+        let labels = unsafe { input(labels, labels_len, "labels") }?;
+        let result = flows::labels_to_flows_3d(labels, planes, height, width)?;
+        // SAFETY: checked for NULL/alignment; length equals 3 * planes * height * width.
+        let out = unsafe { output(flows, flows_len, "flows") }?;
+        out.copy_from_slice(&result);
+        Ok(())
+    })
+}
+
 /// Links the per-plane 2-D labels of a z-stack into 3-D labels, in place, exactly as
 /// cellpose 4.2.1.1's stitching mode: `utils.stitch3D(masks, stitch_threshold)` (each plane's
 /// masks take the id of the previous plane's mask they overlap best by IoU, at least

@@ -47,7 +47,7 @@ pub use classify::{
 };
 pub use flows::{
     cytoseg_flows_to_labels, cytoseg_flows_to_labels_3d, cytoseg_labels_to_flows,
-    cytoseg_masks_params, cytoseg_masks_params_init,
+    cytoseg_labels_to_flows_3d, cytoseg_masks_params, cytoseg_masks_params_init,
 };
 pub use measure::{
     cytoseg_calibration, cytoseg_calibration_init, cytoseg_measure, cytoseg_measure_volume,

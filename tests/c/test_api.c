@@ -359,6 +359,66 @@ static void test_flows_3d(void) {
     CHECK(labels[0] == 0xABABABABu && labels[N - 1] == 0xABABABABu);
 }
 
+/* Labels -> 3-D flows: unit vectors inside masks, zero outside; 10x the flows with a cellprob
+ * from the masks give two masks back, each inside its own box (flows -> labels; Cellpose also
+ * leaves the edges of such flat boxes out); errors leave the output untouched. */
+static void test_labels_to_flows_3d(void) {
+    enum { D = 6, H = 12, W = 20, N = D * H * W };
+    static uint32_t labels[N], back[N];
+    static double flows[3 * N];
+    static float dp[3 * N], cp[N];
+    for (int z = 1; z < 5; z++)
+        for (int y = 2; y < 10; y++)
+            for (int x = 2; x < 18; x++)
+                labels[(z * H + y) * W + x] = x < 10 ? 7 : 9;
+    CHECK(cytoseg_labels_to_flows_3d(labels, N, D, H, W, flows, 3 * N) == CYTOSEG_STATUS_OK);
+    int unit = 1, zero = 1;
+    for (int i = 0; i < N; i++) {
+        double s = flows[i] * flows[i] + flows[N + i] * flows[N + i] +
+                   flows[2 * N + i] * flows[2 * N + i];
+        if (labels[i])
+            unit &= fabs(s - 1.0) < 1e-9;
+        else
+            zero &= s == 0.0;
+        for (int c = 0; c < 3; c++)
+            dp[c * N + i] = (float)(10.0 * flows[c * N + i]);
+        cp[i] = labels[i] ? 4.0f : -4.0f;
+    }
+    CHECK(unit);
+    CHECK(zero);
+    /* the top plane of a box flows down (+z), its bottom plane up */
+    CHECK(flows[(1 * H + 5) * W + 5] > 0 && flows[(4 * H + 5) * W + 5] < 0);
+    uint32_t n = 0;
+    CHECK(cytoseg_flows_to_labels_3d(dp, 3 * N, cp, N, D, H, W, NULL, back, N, &n) ==
+          CYTOSEG_STATUS_OK);
+    CHECK(n == 2);
+    uint32_t a = 0, b = 0;
+    for (int i = 0; i < N; i++) {
+        if (!a && labels[i] == 7)
+            a = back[i];
+        if (!b && labels[i] == 9)
+            b = back[i];
+    }
+    CHECK(a != 0 && b != 0 && a != b);
+    int inside = 1;
+    for (int i = 0; i < N; i++)
+        if (back[i])
+            inside &= labels[i] == (back[i] == a ? 7u : 9u);
+    CHECK(inside);
+    memset(flows, 0xAB, sizeof flows);
+    CHECK(cytoseg_labels_to_flows_3d(labels, N, D, H, W, flows, 3 * N - 1) ==
+          CYTOSEG_STATUS_SHAPE_MISMATCH);
+    CHECK(cytoseg_labels_to_flows_3d(labels, H * W, 1, H, W, flows, 3 * H * W) ==
+          CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_labels_to_flows_3d(NULL, N, D, H, W, flows, 3 * N) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    CHECK(cytoseg_labels_to_flows_3d(labels, N, D, H, W, NULL, 3 * N) ==
+          CYTOSEG_STATUS_NULL_POINTER);
+    uint64_t first;
+    memcpy(&first, flows, sizeof first);
+    CHECK(first == 0xABABABABABABABABull);
+}
+
 int main(void) {
     test_version();
     test_model_folders();
@@ -370,6 +430,7 @@ int main(void) {
     test_metrics();
     test_stitch();
     test_flows_3d();
+    test_labels_to_flows_3d();
     if (failures) {
         fprintf(stderr, "test_api: %d check(s) failed\n", failures);
         return 1;

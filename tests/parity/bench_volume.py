@@ -13,12 +13,16 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).parent))
+import volume_cases  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--planes", type=int, default=64)
@@ -35,21 +39,7 @@ from cellpose import dynamics  # noqa: E402
 
 rng = np.random.default_rng(7)
 nz, s = a.planes, a.side
-n = int(nz * s * s * 0.3 / (4 / 3 * np.pi * 7 ** 3 / 1.5))
-cz, cy, cx = rng.uniform(0, nz, n), rng.uniform(0, s, n), rng.uniform(0, s, n)
-labels = np.zeros((nz, s, s), np.int32)
-best = np.full((nz, s, s), np.inf, np.float32)
-for i in range(n):
-    r = rng.uniform(5, 9)
-    z0, z1 = int(max(cz[i] - r / 1.5 - 1, 0)), int(min(cz[i] + r / 1.5 + 2, nz))
-    y0, y1 = int(max(cy[i] - r - 1, 0)), int(min(cy[i] + r + 2, s))
-    x0, x1 = int(max(cx[i] - r - 1, 0)), int(min(cx[i] + r + 2, s))
-    zz, yy, xx = np.mgrid[z0:z1, y0:y1, x0:x1]
-    d = np.sqrt(((zz - cz[i]) * 1.5) ** 2 + (yy - cy[i]) ** 2 + (xx - cx[i]) ** 2) / r
-    sub = best[z0:z1, y0:y1, x0:x1]
-    m = (d < 1) & (d < sub)
-    sub[m] = d[m]
-    labels[z0:z1, y0:y1, x0:x1][m] = i + 1
+labels = volume_cases.nuclei_volume(rng, nz, s)
 # Unit vectors to each nucleus' centre of mass, × 10, plus noise.
 idx = np.arange(labels.max() + 1)
 com = np.array(ndi.center_of_mass(np.ones_like(labels), labels, idx[1:]))

@@ -78,6 +78,28 @@ def ball_volume(rng, nz, side, anisotropy):
     return renumber(vol)
 
 
+def nuclei_volume(rng, nz, side):
+    """Ellipsoidal nuclei (radius 5–9 voxels, z squeezed by 1.5, many touching) filling about 30%
+    of a (nz, side, side) volume: the benchmarks' volume."""
+    s = side
+    n = int(nz * s * s * 0.3 / (4 / 3 * np.pi * 7 ** 3 / 1.5))
+    cz, cy, cx = rng.uniform(0, nz, n), rng.uniform(0, s, n), rng.uniform(0, s, n)
+    labels = np.zeros((nz, s, s), np.int32)
+    best = np.full((nz, s, s), np.inf, np.float32)
+    for i in range(n):
+        r = rng.uniform(5, 9)
+        z0, z1 = int(max(cz[i] - r / 1.5 - 1, 0)), int(min(cz[i] + r / 1.5 + 2, nz))
+        y0, y1 = int(max(cy[i] - r - 1, 0)), int(min(cy[i] + r + 2, s))
+        x0, x1 = int(max(cx[i] - r - 1, 0)), int(min(cx[i] + r + 2, s))
+        zz, yy, xx = np.mgrid[z0:z1, y0:y1, x0:x1]
+        d = np.sqrt(((zz - cz[i]) * 1.5) ** 2 + (yy - cy[i]) ** 2 + (xx - cx[i]) ** 2) / r
+        sub = best[z0:z1, y0:y1, x0:x1]
+        m = (d < 1) & (d < sub)
+        sub[m] = d[m]
+        labels[z0:z1, y0:y1, x0:x1][m] = i + 1
+    return labels
+
+
 def hand_made():
     """Volumes for the corners: objects on every face, touching boxes (histogram plateaus),
     one oversized object, tiny objects, no background, empty, the smallest volume."""

@@ -225,6 +225,26 @@ def test_3d_flows_to_labels_equal_cellpose_on_the_committed_cases():
         cytoseg.flows_to_labels(np.zeros((3, 1, 4, 4)), np.zeros((1, 4, 4)))
 
 
+def test_3d_labels_to_flows_equal_cellpose_bit_for_bit():
+    """Every committed 3-D labels → flows case (cellpose 4.2.1.1's masks_to_flows_gpu_3d, flows
+    stored at the mask voxels) comes out bit for bit through the C API, zero elsewhere."""
+    cases = [p for p in sorted((REPO / "tests" / "fixtures" / "volume_flows").glob("*.npz"))
+             if p.stem != "float32_sparse"]
+    assert len(cases) >= 15
+    for path in cases:
+        z = np.load(path)
+        labels = z["labels"]
+        got = cytoseg.labels_to_flows(labels.astype(np.int32))  # any integer type is taken
+        assert got.dtype == np.float64 and got.shape == (3,) + labels.shape
+        np.testing.assert_array_equal(got[:, labels > 0].view(np.uint64),
+                                      z["flows"].view(np.uint64), err_msg=path.name)
+        assert (got[:, labels == 0] == 0).all()
+    with pytest.raises(cytoseg.InvalidArgumentError, match="single plane"):
+        cytoseg.labels_to_flows(np.ones((1, 4, 4), np.uint32))
+    with pytest.raises(ValueError, match="2-D .* or 3-D"):
+        cytoseg.labels_to_flows(np.ones((2, 2, 4, 4), np.uint32))
+
+
 def test_evaluate_scores_volumes_as_stardist():
     """3-D label volumes are matched in 3-D: stardist.matching's numbers on committed volumes
     (tests/fixtures/metrics/volume_matching.json, made by stardist 0.9.2)."""

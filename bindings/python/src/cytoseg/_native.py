@@ -291,6 +291,10 @@ _SIGNATURES = {
         ],
     ),
     "cytoseg_labels_to_flows": (c_int32, [_U32P, c_size_t, c_size_t, c_size_t, _F64P, c_size_t]),
+    "cytoseg_labels_to_flows_3d": (
+        c_int32,
+        [_U32P, c_size_t, c_size_t, c_size_t, c_size_t, _F64P, c_size_t],
+    ),
     "cytoseg_stitch_labels": (
         c_int32,
         [_U32P, c_size_t, c_size_t, c_size_t, c_size_t, c_double, ctypes.c_int64, _U32P],

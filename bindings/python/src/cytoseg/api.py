@@ -944,10 +944,24 @@ def flows_to_labels(
 
 
 def labels_to_flows(labels: Any) -> np.ndarray:
-    """Instance labels → Cellpose flows (``masks_to_flows``): float64 (2, H, W), dY then dX."""
+    """Instance labels → Cellpose flows by heat diffusion from each mask's centre, bit for bit:
+    (H, W) labels give float64 (2, H, W), dY then dX (``masks_to_flows``); (Z, Y, X) labels give
+    float64 (3, Z, Y, X), dZ, dY, dX (``masks_to_flows_gpu_3d``, 3-D training targets; in
+    volumes over 4e7 voxels, where Cellpose divides by a zero norm in float32, 0 instead of its
+    NaN or ±inf)."""
     lab = _labels_for_engine(labels, "labels")
+    if lab.ndim == 3:
+        flows = np.empty((3,) + lab.shape, dtype=np.float64)
+        _native.check(
+            _native.lib().cytoseg_labels_to_flows_3d(
+                _ptr(lab, c_uint32), lab.size, *lab.shape, _ptr(flows, c_double), flows.size
+            )
+        )
+        return flows
     if lab.ndim != 2:
-        raise ValueError(f"labels must be 2-D (height, width), got shape {lab.shape}")
+        raise ValueError(
+            f"labels must be 2-D (height, width) or 3-D (planes, height, width), got shape {lab.shape}"
+        )
     h, w = lab.shape
     flows = np.empty((2, h, w), dtype=np.float64)
     _native.check(

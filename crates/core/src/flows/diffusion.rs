@@ -14,35 +14,44 @@ use crate::simd;
 
 use super::labels::{BoundingBox, find_objects};
 
-/// Above this many pixels (image padded by one), Cellpose diffuses in float32 instead of float64.
-const FLOAT32_ABOVE_PIXELS: f64 = 4e7;
+/// Above this many pixels (image padded by one), Cellpose diffuses in float32 instead of float64
+/// (in 2-D and 3-D alike).
+pub(super) const FLOAT32_ABOVE_PIXELS: f64 = 4e7;
 
-/// The reference's summation order of the 9 neighbours depends on how torch's CPU reduction
-/// (`Tensor.sum(dim=0)` over a 9 × N tensor) blocks the N mask pixels: inside blocks of
-/// `4 × vector width` columns it sums sequentially, in the remaining columns of each thread's
-/// chunk it sums with 4 interleaved accumulators. cytoseg reproduces torch 2.15's CPU kernels
-/// as measured on the reference machine (x86-64, torch capability AVX512, 2 threads): blocks of
-/// 16 columns, i.e. 4 rows of 4 doubles. Other torch configurations differ from each other in the
-/// last bit of the heat map.
-const REFERENCE_VECTOR_DOUBLES: usize = 4;
-/// Number of torch threads of the reference (see [`REFERENCE_VECTOR_DOUBLES`]).
+/// The reference's summation order of the neighbours (9 in 2-D, 7 in 3-D) depends on how
+/// torch's CPU reduction (`Tensor.sum(dim=0)` over a neighbours × N tensor, torch's
+/// `vectorized_outer_sum`) blocks the N mask pixels: inside blocks of 4 vectors of columns it
+/// sums each column sequentially, in the remaining columns of each thread's chunk it uses
+/// `row_sum`'s 4 interleaved accumulators (the "ILP" order). cytoseg reproduces torch 2.15's CPU
+/// kernels as measured on the reference machine (x86-64, 2 threads): 32-byte vectors, so blocks
+/// of 16 float64 or 32 float32 columns, thread chunks rounded to 128 bytes
+/// (`tests/fixtures/sort/torch_sum_order.npz` holds torch's own orders). Other torch
+/// configurations differ from each other in the last bit of the heat map.
+const REFERENCE_VECTOR_BYTES: usize = 32;
+/// Number of torch threads of the reference (see [`REFERENCE_VECTOR_BYTES`]).
 const REFERENCE_THREADS: usize = 2;
 /// torch only parallelizes reductions over at least this many elements (`at::internal::GRAIN_SIZE`).
 const TORCH_GRAIN_SIZE: usize = 32768;
 
-/// The ranges of mask-pixel ranks (row-major order among the `n` mask pixels) whose
-/// neighbours torch sums with the interleaved (ILP) order rather than sequentially.
-fn ilp_rank_ranges(n: usize) -> Vec<(usize, usize)> {
-    let block = 4 * REFERENCE_VECTOR_DOUBLES;
+/// The ranges of mask-pixel ranks (row-major order among the `n` mask pixels) whose `rows`
+/// neighbour values torch sums with the interleaved (ILP) order rather than sequentially, for
+/// heat values of `elem_bytes` bytes (8: float64, 4: float32).
+pub(super) fn ilp_rank_ranges(n: usize, rows: usize, elem_bytes: usize) -> Vec<(usize, usize)> {
+    // Measured, not derived: float32 sums of 4 to 7 columns take the sequential order in their
+    // first 4 columns (a 4-wide pass that wider outputs do not get).
+    if elem_bytes == 4 && (4..8).contains(&n) {
+        return vec![(4, n)];
+    }
+    let block = 4 * REFERENCE_VECTOR_BYTES / elem_bytes;
     let mut chunks = Vec::new();
-    if 9 * n < TORCH_GRAIN_SIZE || REFERENCE_THREADS == 1 {
+    if rows * n < TORCH_GRAIN_SIZE || REFERENCE_THREADS == 1 {
         chunks.push((0, n));
     } else {
-        // at::parallel_for over columns, chunk ends rounded down to 128 bytes (16 doubles)
-        // except at the last column.
+        // at::parallel_for over columns, chunk ends rounded down to 128 bytes except at the
+        // last column.
         let threads = REFERENCE_THREADS.min(n);
         let chunk = n.div_ceil(threads);
-        let round = 128 / std::mem::size_of::<f64>();
+        let round = 128 / elem_bytes;
         for t in 0..threads {
             let b = (t * chunk).min(n);
             let e = ((t + 1) * chunk).min(n);
@@ -89,7 +98,7 @@ fn pixels_of_ranks(
 }
 
 /// Minimal float abstraction for the two precisions Cellpose may diffuse in.
-trait Heat:
+pub(super) trait Heat:
     Copy
     + Send
     + Sync
@@ -103,17 +112,21 @@ trait Heat:
     const ONE: Self;
     /// `self / 9`, correctly rounded like the division itself, without a division.
     fn div9(self) -> Self;
+    /// `self / 7`, correctly rounded like the division itself, without a division.
+    fn div7(self) -> Self;
 }
 
-// Division by 9 as a multiplication with one fused correction (Markstein): with `y = RN(1/9)`,
-// `q = RN(a·y)`, the remainder `r = a − 9q` is exact in one FMA, and `RN(q + r·y)` differs from
-// the exact `a/9 = q + r/9` only by `(r/9)(9y − 1)`, under 2^-50 of an ulp of the result. That
-// can change the rounding only if `a/9` lay that close to a midpoint between two floats, and it
-// never does: with `a = k·u` (`u` = ulp of `a`) and result ulp `v = u/8` or `u/16`, the
-// distance from `a/9` to any midpoint is `|32k − 18j − 9|·u/288` or `|16k − 9(2j + 1)|·u/144`
-// (for some integer `j`), an odd numerator, so at least `v/18`. The same holds for subnormal
-// values (a grid of the smallest spacing) and in float32. Heat values are finite and
-// non-negative. `div9_is_exact` checks it on many values of every exponent.
+// Division by d (9 in 2-D, 7 in 3-D) as a multiplication with one fused correction
+// (Markstein): with `y = RN(1/d)`, `q = RN(a·y)`, the remainder `r = a − d·q` is exact in one
+// FMA, and `RN(q + r·y)` differs from the exact `a/d = q + r/d` only by `(r/d)(d·y − 1)`, under
+// 2^-50 of an ulp of the result. That can change the rounding only if `a/d` lay that close to a
+// midpoint between two floats, and it never does: with `a = k·u` (`u` = ulp of `a`) and result
+// ulp `v = u/8` or `u/16` (d = 9) or `u/4` or `u/8` (d = 7), the distance from `a/d` to any
+// midpoint is `|32k − 18j − 9|·u/288` or `|16k − 9(2j + 1)|·u/144` (d = 9), `|8k − 7(2j + 1)|·u/56`
+// or `|16k − 7(2j + 1)|·u/112` (d = 7), for some integer `j`: an odd numerator, so at least
+// `v/18` (d = 9) or `v/14` (d = 7). The same holds for subnormal values (a grid of the smallest
+// spacing) and in float32. Heat values are finite and non-negative. `division_is_exact` checks
+// it on many values of every exponent.
 macro_rules! impl_heat {
     ($t:ty) => {
         impl Heat for $t {
@@ -123,6 +136,13 @@ macro_rules! impl_heat {
                 const Y: $t = 1.0 / 9.0;
                 let q = self * Y;
                 let r = (-q).mul_add(9.0, self);
+                r.mul_add(Y, q)
+            }
+            #[inline(always)]
+            fn div7(self) -> Self {
+                const Y: $t = 1.0 / 7.0;
+                let q = self * Y;
+                let r = (-q).mul_add(7.0, self);
                 r.mul_add(Y, q)
             }
         }
@@ -416,9 +436,10 @@ impl<'a> Diffusion<'a> {
         }
         let ext_max = crops.iter().map(|c| c.h + c.w - 2).max().unwrap_or(0);
         let niter = 2 * ext_max;
-        let ilp = ilp_pixel_ranges(labels, width);
         let padded = ((height + 2) * (width + 2)) as f64;
-        let heat = if padded > FLOAT32_ABOVE_PIXELS {
+        let float32 = padded > FLOAT32_ABOVE_PIXELS;
+        let ilp = ilp_pixel_ranges(labels, width, 9, if float32 { 4 } else { 8 });
+        let heat = if float32 {
             HeatMap::F32(
                 crops
                     .par_iter()
@@ -524,15 +545,22 @@ impl<'a> Diffusion<'a> {
     }
 }
 
-/// Image-index ranges `[a, b)` holding the mask pixels the reference sums with the interleaved
-/// order (other pixels inside a range are not mask pixels, so they never matter).
-fn ilp_pixel_ranges(labels: &[u32], width: usize) -> Vec<(usize, usize)> {
+/// Image-index ranges `[a, b)` holding the mask pixels whose `rows` neighbour values the
+/// reference sums with the interleaved order, for heat values of `elem_bytes` bytes (other
+/// pixels inside a range are not mask pixels, so they never matter). `labels` is read as rows
+/// of `width` (a volume's rows plane after plane).
+pub(super) fn ilp_pixel_ranges(
+    labels: &[u32],
+    width: usize,
+    rows: usize,
+    elem_bytes: usize,
+) -> Vec<(usize, usize)> {
     let row_counts: Vec<usize> = labels
         .par_chunks(width)
         .map(|row| row.iter().filter(|&&l| l != 0).count())
         .collect();
     let n_mask: usize = row_counts.iter().sum();
-    let ranges = ilp_rank_ranges(n_mask);
+    let ranges = ilp_rank_ranges(n_mask, rows, elem_bytes);
     let ranks: Vec<usize> = ranges.iter().flat_map(|&(a, b)| [a, b - 1]).collect();
     let pixels = pixels_of_ranks(labels, width, &row_counts, &ranks);
     pixels.chunks(2).map(|p| (p[0], p[1] + 1)).collect()
@@ -565,7 +593,7 @@ pub(crate) fn masks_to_flows(labels: &[u32], height: usize, width: usize) -> Vec
 }
 
 #[cfg(test)]
-mod div9_tests {
+mod tests {
     use super::Heat;
 
     /// SplitMix64, for reproducible test values.
@@ -577,41 +605,85 @@ mod div9_tests {
         z ^ (z >> 31)
     }
 
+    /// `div9` and `div7` against the division, on `a` (float64) and `b` (float32).
+    fn check(a: f64, b: f32) {
+        if a.is_finite() {
+            assert_eq!(a.div9().to_bits(), (a / 9.0).to_bits(), "{a:e} / 9");
+            assert_eq!(a.div7().to_bits(), (a / 7.0).to_bits(), "{a:e} / 7");
+        }
+        if b.is_finite() {
+            assert_eq!(b.div9().to_bits(), (b / 9.0).to_bits(), "{b:e} / 9");
+            assert_eq!(b.div7().to_bits(), (b / 7.0).to_bits(), "{b:e} / 7");
+        }
+    }
+
     #[test]
-    fn div9_is_exact() {
+    fn division_is_exact() {
         let mut s = 7u64;
         // Random bit patterns of every finite non-negative float64 (normal and subnormal),
-        // float32 likewise, and the kind of values diffusion produces (sums of ninths).
+        // float32 likewise, and the kind of values diffusion produces (sums of ninths and
+        // sevenths).
         for _ in 0..4_000_000 {
             let a = f64::from_bits(next(&mut s) & 0x7FFF_FFFF_FFFF_FFFF);
-            if a.is_finite() {
-                assert_eq!(a.div9().to_bits(), (a / 9.0).to_bits(), "{a:e}");
-            }
             let b = f32::from_bits(next(&mut s) as u32 & 0x7FFF_FFFF);
-            if b.is_finite() {
-                assert_eq!(b.div9().to_bits(), (b / 9.0).to_bits(), "{b:e}");
-            }
+            check(a, b);
         }
         for k in 0..200_000u32 {
             for a in [
                 k as f64,
                 k as f64 / 9.0,
+                k as f64 / 7.0,
                 (k as f64).sqrt(),
                 f64::MIN_POSITIVE * k as f64,
             ] {
-                assert_eq!(a.div9().to_bits(), (a / 9.0).to_bits(), "{a:e}");
+                check(a, k as f32 / 7.0);
             }
-            let b = k as f32 / 7.0;
-            assert_eq!(b.div9().to_bits(), (b / 9.0).to_bits(), "{b:e}");
+            check(0.0, k as f32 / 9.0);
         }
         let (mut h, mut g) = (1.0f64, 1.0f32);
+        let (mut h7, mut g7) = (1.0f64, 1.0f32);
         for _ in 0..400 {
-            assert_eq!(h.div9().to_bits(), (h / 9.0).to_bits());
-            assert_eq!(g.div9().to_bits(), (g / 9.0).to_bits());
+            check(h, g);
+            check(h7, g7);
             h = h / 9.0 + 1.0 / 3.0 * h;
             g = g / 9.0 + 1.0 / 3.0 * g;
+            h7 = h7 / 7.0 + 3.0 / 7.0 * h7;
+            g7 = g7 / 7.0 + 3.0 / 7.0 * g7;
         }
         assert_eq!(f64::MAX.div9(), f64::MAX / 9.0);
+        assert_eq!(f64::MAX.div7(), f64::MAX / 7.0);
         assert_eq!(0.0f64.div9().to_bits(), 0.0f64.to_bits());
+        assert_eq!(0.0f64.div7().to_bits(), 0.0f64.to_bits());
+    }
+
+    /// torch's own summation orders (`tests/parity/make_sum_order_fixture.py`): for sums of 7
+    /// and 9 rows in float64 and float32 over many column counts, each column's order as torch
+    /// took it (1: interleaved, 2: sequential, 0: both orders gave the same value in every
+    /// trial).
+    #[test]
+    fn ilp_ranges_equal_torch_sum_order() {
+        use ndarray::Array1;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/sort/torch_sum_order.npz"
+        );
+        let mut npz = ndarray_npy::NpzReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let cases: Array1<i64> = npz.by_name("cases").unwrap();
+        let cases = cases.to_vec();
+        assert!(cases.len() > 300, "{} cases", cases.len());
+        for (k, c) in cases.chunks(3).enumerate() {
+            let (rows, bytes, n) = (c[0] as usize, c[1] as usize, c[2] as usize);
+            let order: Array1<u8> = npz.by_name(&format!("order_{k}")).unwrap();
+            assert_eq!(order.len(), n);
+            let ranges = super::ilp_rank_ranges(n, rows, bytes);
+            for (j, &o) in order.iter().enumerate() {
+                let ilp = ranges.iter().any(|&(a, b)| a <= j && j < b);
+                assert!(
+                    o == 0 || (o == 1) == ilp,
+                    "{rows} rows, {bytes}-byte values, {n} columns: column {j} torch {} ({ranges:?})",
+                    if o == 1 { "interleaved" } else { "sequential" }
+                );
+            }
+        }
     }
 }

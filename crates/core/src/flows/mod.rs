@@ -18,6 +18,7 @@
 //! filling), and [`stitch_planes`] links 2-D labels across planes as its stitching mode.
 
 mod diffusion;
+mod diffusion3;
 mod interp;
 mod labels;
 mod quality;
@@ -396,23 +397,58 @@ pub fn labels_to_flows_slices(labels: &[u32], height: usize, width: usize) -> Re
             labels.len()
         )));
     }
-    // Per-label tables are indexed by label value: values above the pixel count (sparse ids up
-    // to 4294967295, which once made this allocate ~170 GB and abort) are renumbered 1..k in
-    // increasing order first, which changes no flow (masks are diffused in label order).
-    if labels::max_label(labels) as usize > n {
-        let mut ids: Vec<u32> = labels.iter().copied().filter(|&l| l != 0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let dense: Vec<u32> = labels
-            .iter()
-            .map(|&l| match l {
-                0 => 0,
-                l => ids.binary_search(&l).map_or(0, |i| i as u32 + 1),
-            })
-            .collect();
-        return Ok(diffusion::masks_to_flows(&dense, height, width));
+    Ok(diffusion::masks_to_flows(
+        &dense_labels(labels),
+        height,
+        width,
+    ))
+}
+
+/// Labels → flows in 3-D (cellpose 4.2.1.1's `masks_to_flows_gpu_3d`, which its 3-D training
+/// uses): unit vectors `(dZ, dY, dX)` pointing to each mask's centre by heat diffusion,
+/// `3 * planes * height * width` float64 (the dZ volume, then dY, then dX, each plane after
+/// plane, row-major), zero outside masks. Bit for bit the reference's values, except where
+/// the reference divides by a zero norm in float32 (volumes over 4e7 voxels: a one-voxel mask,
+/// or squares that underflow far along a thin mask), which gives NaN or ±inf there and 0 here.
+/// Any label values are accepted; a label's value only names it. Every side must be at least
+/// 2 (one plane is a 2-D image: [`labels_to_flows_slices`]).
+pub fn labels_to_flows_3d(
+    labels: &[u32],
+    planes: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<f64>> {
+    let n = check_volume_size(planes, height, width)?;
+    if labels.len() != n {
+        return Err(Error::shape(format!(
+            "labels have {} values, expected {planes}×{height}×{width} = {n}",
+            labels.len()
+        )));
     }
-    Ok(diffusion::masks_to_flows(labels, height, width))
+    Ok(diffusion3::masks_to_flows_3d(
+        &dense_labels(labels),
+        [planes, height, width],
+    ))
+}
+
+/// `labels` with values at most their count: per-label tables are indexed by label value, and
+/// values above the pixel count (sparse ids up to 4294967295, which once made labels → flows
+/// allocate ~170 GB and abort) are renumbered 1..k in increasing order, which changes no flow
+/// (masks are diffused in label order).
+fn dense_labels(labels: &[u32]) -> std::borrow::Cow<'_, [u32]> {
+    if labels::max_label(labels) as usize <= labels.len() {
+        return std::borrow::Cow::Borrowed(labels);
+    }
+    let mut ids: Vec<u32> = labels.iter().copied().filter(|&l| l != 0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    labels
+        .iter()
+        .map(|&l| match l {
+            0 => 0,
+            l => ids.binary_search(&l).map_or(0, |i| i as u32 + 1),
+        })
+        .collect()
 }
 
 /// Labels → flows on an ndarray view; returns `(2, H, W)` as (dY, dX). See

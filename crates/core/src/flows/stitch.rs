@@ -188,7 +188,7 @@ pub(crate) fn stitch3d(
 }
 
 /// A label's 3-D bounding box `(z0, z1, y0, y1, x0, x1)` (exclusive ends).
-type Box3 = [usize; 6];
+pub(crate) type Box3 = [usize; 6];
 
 fn merge_box3(b: &mut Option<Box3>, o: Box3) {
     match b {
@@ -204,7 +204,7 @@ fn merge_box3(b: &mut Option<Box3>, o: Box3) {
 
 /// 3-D bounding boxes of labels 1..=max (`scipy.ndimage.find_objects`), in parallel over
 /// runs of planes (one table per job).
-fn find_objects_3d(labels: &[u32], height: usize, width: usize) -> Vec<Option<Box3>> {
+pub(crate) fn find_objects_3d(labels: &[u32], height: usize, width: usize) -> Vec<Option<Box3>> {
     let max = max_label(labels) as usize;
     let plane = height * width;
     let planes = labels.len() / plane.max(1);
