@@ -287,6 +287,20 @@ typedef struct cytoseg_batch_options {
    * `{"api": "c"}`. Default: NULL.
    */
   const char *invocation;
+  /**
+   * Added after the first version (fill it with `cytoseg_batch_options_init_sized`):
+   * how z-stacks become objects. -1: plane by plane, objects numbered per plane (2-D
+   * images always are); a `cytoseg_volume_mode` value: 3-D objects, as `cytoseg segment
+   * --do-3d` (`CYTOSEG_VOLUME_MODE_DO3D`) or `--stitch-threshold`
+   * (`CYTOSEG_VOLUME_MODE_STITCH`); 2-D images then fail, each named in `summary.csv`.
+   * Default: -1.
+   */
+  int32_t volume_mode;
+  /**
+   * With `volume_mode` `DO3D`: the anisotropy (z spacing / pixel size), 0 = each file's z
+   * spacing (1 when it has none); with `STITCH`: the IoU threshold (e.g. 0.25). Default: 0.
+   */
+  double volume_value;
 } cytoseg_batch_options;
 
 /**
@@ -716,10 +730,25 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fills `options` with the defaults: jobs and memory automatic, no recursion, no overwrite,
- * objects tables written, no flows, run files written, invocation NULL.
+ * Fills the fields of the struct's first version with the defaults: jobs and memory
+ * automatic, no recursion, no overwrite, objects tables written, no flows, run files written,
+ * invocation NULL (`struct_size` = that version's size, so later fields are not read). Kept
+ * for programs built against the first header; new code uses
+ * `cytoseg_batch_options_init_sized(&options, sizeof options)`, which fills every field.
  */
 cytoseg_status cytoseg_batch_options_init(struct cytoseg_batch_options *options);
+
+/**
+ * Fills every field of `options` that a struct of `size` bytes has with the defaults (those
+ * of `cytoseg_batch_options_init`, and stacks plane by plane), `struct_size` = `size`.
+ *
+ * @param options  The struct to fill.
+ * @param size     `sizeof(cytoseg_batch_options)` in the caller's header (the size of one of
+ *                 the struct's versions, at most this library's).
+ * @return `CYTOSEG_STATUS_OK`, or `CYTOSEG_STATUS_INVALID_ARGUMENT` for a size of no version
+ *         (nothing written).
+ */
+cytoseg_status cytoseg_batch_options_init_sized(struct cytoseg_batch_options *options, size_t size);
 
 /**
  * Segments images, folders of images and glob patterns into an output folder, exactly as

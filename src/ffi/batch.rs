@@ -3,11 +3,13 @@
 
 use std::ffi::{c_char, c_void};
 
-use crate::core::batch::{self, BatchOptions, Event, expand_inputs};
+use crate::core::batch::{self, BatchOptions, Event, StackMode, expand_inputs};
 
 use super::boundary::{FfiError, boundary, c_str, cytoseg_status, null};
 use super::model::{cytoseg_model, cytoseg_segment_params, model_ref, segment_params};
-use super::versioned::{Versioned, prefix_sizes, read_versioned, write_first_version};
+use super::versioned::{
+    Versioned, prefix_sizes, read_versioned, write_first_version, write_version,
+};
 
 /// Options of `cytoseg_segment_folder`. Initialize with `cytoseg_batch_options_init`.
 #[repr(C)]
@@ -40,6 +42,16 @@ pub struct cytoseg_batch_options {
     /// your program's name and version; read during the call only), or NULL for
     /// `{"api": "c"}`. Default: NULL.
     pub invocation: *const c_char,
+    /// Added after the first version (fill it with `cytoseg_batch_options_init_sized`):
+    /// how z-stacks become objects. -1: plane by plane, objects numbered per plane (2-D
+    /// images always are); a `cytoseg_volume_mode` value: 3-D objects, as `cytoseg segment
+    /// --do-3d` (`CYTOSEG_VOLUME_MODE_DO3D`) or `--stitch-threshold`
+    /// (`CYTOSEG_VOLUME_MODE_STITCH`); 2-D images then fail, each named in `summary.csv`.
+    /// Default: -1.
+    pub volume_mode: i32,
+    /// With `volume_mode` `DO3D`: the anisotropy (z spacing / pixel size), 0 = each file's z
+    /// spacing (1 when it has none); with `STITCH`: the IoU threshold (e.g. 0.25). Default: 0.
+    pub volume_value: f64,
 }
 
 impl Versioned for cytoseg_batch_options {
@@ -57,6 +69,8 @@ impl Versioned for cytoseg_batch_options {
             save_flows: u32,
             run_files: u32,
             invocation: *const c_char,
+            volume_mode: i32,
+            volume_value: f64,
         })
     }
     unsafe fn read_size(ptr: *const Self) -> usize {
@@ -79,6 +93,8 @@ fn default_batch_options() -> cytoseg_batch_options {
         save_flows: 0,
         run_files: 1,
         invocation: std::ptr::null(),
+        volume_mode: -1,
+        volume_value: 0.0,
     }
 }
 
@@ -108,8 +124,11 @@ pub type cytoseg_batch_progress_fn = Option<
     extern "C" fn(userdata: *mut c_void, done: usize, total: usize, line: *const c_char) -> i32,
 >;
 
-/// Fills `options` with the defaults: jobs and memory automatic, no recursion, no overwrite,
-/// objects tables written, no flows, run files written, invocation NULL.
+/// Fills the fields of the struct's first version with the defaults: jobs and memory
+/// automatic, no recursion, no overwrite, objects tables written, no flows, run files written,
+/// invocation NULL (`struct_size` = that version's size, so later fields are not read). Kept
+/// for programs built against the first header; new code uses
+/// `cytoseg_batch_options_init_sized(&options, sizeof options)`, which fills every field.
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_batch_options_init(
     options: *mut cytoseg_batch_options,
@@ -117,6 +136,25 @@ pub extern "C" fn cytoseg_batch_options_init(
     boundary(|| {
         // SAFETY: the caller provides a writable struct of some version.
         unsafe { write_first_version(options, default_batch_options(), "options") }
+    })
+}
+
+/// Fills every field of `options` that a struct of `size` bytes has with the defaults (those
+/// of `cytoseg_batch_options_init`, and stacks plane by plane), `struct_size` = `size`.
+///
+/// @param options  The struct to fill.
+/// @param size     `sizeof(cytoseg_batch_options)` in the caller's header (the size of one of
+///                 the struct's versions, at most this library's).
+/// @return `CYTOSEG_STATUS_OK`, or `CYTOSEG_STATUS_INVALID_ARGUMENT` for a size of no version
+///         (nothing written).
+#[unsafe(no_mangle)]
+pub extern "C" fn cytoseg_batch_options_init_sized(
+    options: *mut cytoseg_batch_options,
+    size: usize,
+) -> cytoseg_status {
+    boundary(|| {
+        // SAFETY: the caller provides a writable struct of `size` bytes.
+        unsafe { write_version(options, default_batch_options(), size, "options") }
     })
 }
 
@@ -204,6 +242,7 @@ pub extern "C" fn cytoseg_segment_folder(
             save_flows: o.save_flows != 0,
             run_files: o.run_files != 0,
             invocation,
+            stack_mode: StackMode::from_code(o.volume_mode, o.volume_value)?,
             ..BatchOptions::new(&out)
         };
         p.keep_flows = opts.save_flows;

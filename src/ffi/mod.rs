@@ -35,7 +35,7 @@ pub(crate) use boundary::panic_text;
 
 pub use batch::{
     cytoseg_batch_counts, cytoseg_batch_options, cytoseg_batch_options_init,
-    cytoseg_batch_progress_fn, cytoseg_segment_folder,
+    cytoseg_batch_options_init_sized, cytoseg_batch_progress_fn, cytoseg_segment_folder,
 };
 pub use boundary::{
     cytoseg_clear_last_error, cytoseg_last_error_message, cytoseg_last_error_status,

@@ -2,7 +2,9 @@
 //! versions of the header only append fields. A program built against an older header passes a
 //! smaller struct; the library reads the fields that struct has and gives the rest their
 //! defaults. `_init` functions write only the fields of the struct's first version, so they
-//! never write past the end of an older program's struct.
+//! never write past the end of an older program's struct; a struct that has grown also has an
+//! `_init_sized(ptr, sizeof *ptr)` that writes every field of the caller's version
+//! ([`write_version`]), which a program must use to set the later fields.
 
 use super::boundary::{FfiError, cytoseg_status, null};
 
@@ -131,6 +133,53 @@ pub(crate) unsafe fn write_first_version<T: Versioned>(
     Ok(())
 }
 
+/// Writes the fields of `value` that a struct of `size` bytes holds (the caller's version,
+/// `sizeof` in its header), `struct_size` set to `size`: what `_init_sized` functions do.
+/// `size` must be the size of a version that has the first version's fields; a larger size
+/// than this library's is refused (a newer header than the library).
+///
+/// # Safety
+/// `ptr`, when non-null, must point to writable memory of at least `size` bytes.
+pub(crate) unsafe fn write_version<T: Versioned>(
+    ptr: *mut T,
+    mut value: T,
+    size: usize,
+    name: &str,
+) -> Result<(), FfiError> {
+    if ptr.is_null() {
+        return Err(null(name));
+    }
+    let full = std::mem::size_of::<T>();
+    if size > full {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "size {size} is larger than this library's {} ({full} bytes): the program was \
+                 built against a newer cytoseg header than this library ({})",
+                T::NAME,
+                crate::VERSION
+            ),
+        ));
+    }
+    if size < T::FIRST_VERSION_SIZE || !T::prefix_sizes().contains(&size) {
+        return Err(FfiError(
+            cytoseg_status::InvalidArgument,
+            format!(
+                "size {size} is not the size of any version of {} (this library's is {full}): \
+                 pass sizeof(*{name})",
+                T::NAME
+            ),
+        ));
+    }
+    value.set_size(size);
+    // SAFETY: non-null; the caller provides `size` writable bytes, and `size <=
+    // size_of::<T>()` (checked above).
+    unsafe {
+        std::ptr::copy_nonoverlapping((&raw const value) as *const u8, ptr as *mut u8, size);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +254,39 @@ mod tests {
         check::<cytoseg_load_options>();
         check::<cytoseg_calibration>();
         check::<cytoseg_batch_options>();
+    }
+
+    #[test]
+    fn init_sized_writes_the_callers_version_and_no_byte_more() {
+        // An older caller's struct (8 bytes) in a larger buffer: the bytes after it untouched.
+        let mut buf = [0xABu8; 32];
+        let p = buf.as_mut_ptr() as *mut Grown;
+        unsafe { write_version(p, DEFAULTS, 8, "p") }.unwrap();
+        assert_eq!(&buf[..8], &[8, 0, 0, 0, 1, 0, 0, 0]);
+        assert!(buf[8..].iter().all(|&b| b == 0xAB));
+        // The whole struct: every field written, struct_size its size, read back as written.
+        let mut g = Grown {
+            struct_size: 0,
+            a: 0,
+            b: 0.0,
+            c: 0,
+        };
+        unsafe { write_version(&raw mut g, DEFAULTS, 24, "p") }.unwrap();
+        assert_eq!(
+            g,
+            Grown {
+                struct_size: 24,
+                ..DEFAULTS
+            }
+        );
+        let back = unsafe { read_versioned(&raw const g, DEFAULTS, "p") }.unwrap();
+        assert_eq!(back, g);
+        // Sizes of no version, below the first version and above this library's: refused.
+        for bad in [4, 12, 20, 32] {
+            let err = unsafe { write_version(&raw mut g, DEFAULTS, bad, "p") }.unwrap_err();
+            assert_eq!(err.0, cytoseg_status::InvalidArgument, "size {bad}");
+        }
+        assert!(unsafe { write_version(std::ptr::null_mut(), DEFAULTS, 24, "p") }.is_err());
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! plugin can update the status bar, write the Log and poll Esc.
 
 use ::jni::objects::{JClass, JDoubleArray, JLongArray, JObject, JObjectArray, JString};
-use ::jni::sys::{jboolean, jint, jlong};
+use ::jni::sys::{jboolean, jdouble, jint, jlong};
 use ::jni::{EnvUnowned, JValue, jni_sig, jni_str};
 
-use crate::core::batch::{self, BatchOptions, Event, expand_inputs};
+use crate::core::batch::{self, BatchOptions, Event, StackMode, expand_inputs};
 
 use super::boundary::{JResult, JniError, ThrowCytoseg, non_null, string_arg};
 use super::model::{model_ref, params_from};
@@ -17,8 +17,10 @@ use super::model::{model_ref, params_from};
 /// images of an earlier run with the same settings are skipped.
 ///
 /// Java: `static native long[] segmentFolder(long handle, String[] inputs, String out,
-/// double[] params, boolean recursive, boolean overwrite, int jobs, String invocation,
-/// BatchListener listener)`. `params` as for `segmentBytes`; `jobs` 0 = automatic;
+/// double[] params, boolean recursive, boolean overwrite, int jobs, int stackMode, double
+/// stackValue, String invocation, BatchListener listener)`. `params` as for `segmentBytes`;
+/// `jobs` 0 = automatic; `stackMode` -1 = stacks plane by plane, 0 = do_3D (`stackValue` the
+/// anisotropy, 0 = each file's z spacing), 1 = stitching (`stackValue` the IoU threshold);
 /// `invocation` (nullable) is recorded as `run.json`'s command; `listener` (nullable) gets
 /// `boolean image(int done, int total, String line)` after each image (`line` is the image's
 /// one-line report) and about every 100 ms with `line` null; returning false cancels (images
@@ -35,6 +37,8 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFolder<'local>(
     recursive: jboolean,
     overwrite: jboolean,
     jobs: jint,
+    stack_mode: jint,
+    stack_value: jdouble,
     invocation: JString<'local>,
     listener: JObject<'local>,
 ) -> JLongArray<'local> {
@@ -63,6 +67,7 @@ pub extern "system" fn Java_org_cytoseg_Native_segmentFolder<'local>(
         let opts = BatchOptions {
             jobs: batch::default_jobs(Some(jobs as usize)),
             overwrite,
+            stack_mode: StackMode::from_code(stack_mode, stack_value)?,
             invocation: serde_json::json!({
                 "api": "java",
                 "function": "org.cytoseg.Native.segmentFolder",

@@ -96,8 +96,10 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
     mkdir -p "$out/in_seeds"
     for t in read_tiff read_raster read_npy; do cp -r "$root/fuzz/seeds/$t" "$out/in_seeds/"; done
     n_seeds=$(find "$out/in_seeds" -type f | wc -l)
+    mkdir -p "$out/in_stack"
+    cp "$root/tests/fixtures/volume_pipeline/nuclei_stack.tif" "$out/in_stack/"
     "$out/test_batch" "$nuclei" "$ort" "$out/in" "$out/c" "$out/c_cancelled" "$out/in_hostile" "$n_hostile" \
-        "$out/in_seeds" "$n_seeds"
+        "$out/in_seeds" "$n_seeds" "$out/in_stack"
     cli="$libdir/cytoseg"
     if [ -x "$cli" ]; then
         "$cli" -q segment "$out/in" --out "$out/cli" --model "$nuclei" --device cpu --ort-lib "$ort" --jobs 2 || true
@@ -110,6 +112,11 @@ if [ -n "$ort" ] && [ -f "$ort" ]; then
                 || { echo "FAILED: $d/summary.csv differs from cytoseg segment's" >&2; exit 1; }
         done
         grep -q '"caller": "test_batch.c"' "$out/c/run.json" || { echo "FAILED: run.json lacks the C caller" >&2; exit 1; }
+        "$cli" -q segment "$out/in_stack" --out "$out/cli_3d" --model "$nuclei" --device cpu --ort-lib "$ort" --do-3d
+        for f in "$out"/cli_3d/*_labels.tif "$out"/cli_3d/*_objects.csv; do
+            cmp "$f" "$out/c_3d/$(basename "$f")" || { echo "FAILED: c_3d/$(basename "$f") differs from cytoseg segment --do-3d's" >&2; exit 1; }
+        done
+        grep -q '"mode": "do_3d"' "$out/c_3d/run.json" || { echo "FAILED: run.json lacks the 3-D mode" >&2; exit 1; }
         echo "C batch outputs equal cytoseg segment's: $(ls "$out"/cli/*_labels.tif | wc -l) label images ($(tail -n +2 "$out"/cli/*_objects.csv | grep -vc '^==>\|^$') objects), their tables and summary.csv"
     else
         echo "cytoseg executable not beside the library: output comparison with the CLI skipped"

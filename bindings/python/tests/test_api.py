@@ -297,6 +297,27 @@ def test_segment_3d_equals_cellpose_pipeline(model, tifffile):
     np.testing.assert_array_equal(again, ref["labels"])
 
 
+def test_segment_folder_makes_3d_objects(model, tifffile, tmp_path):
+    """The folder batch in 3-D: do_3d and stitching give the committed Cellpose-pipeline labels
+    as label stacks, run.json records the mode, and contradictory or bad modes are refused."""
+    d, ref = _volume_fixture("nuclei_3d_a2")
+    counts = model.segment_folder(d / "nuclei_stack.tif", tmp_path / "a", do_3d=True, anisotropy=2.0)
+    assert counts == {"ok": 1, "skipped": 0, "failed": 0, "cancelled": 0}
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / "nuclei_stack_labels.tif"), ref["labels"])
+    assert '"do_3d"' in (tmp_path / "a" / "run.json").read_text()
+    _, ref = _volume_fixture("nuclei_stitch")
+    counts = model.segment_folder(d / "nuclei_stack.tif", tmp_path / "s", stitch_threshold=0.25)
+    assert counts["ok"] == 1
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "s" / "nuclei_stack_labels.tif"), ref["labels"])
+    with pytest.raises(ValueError, match="pick one"):
+        model.segment_folder(d, tmp_path / "x", do_3d=True, stitch_threshold=0.25)
+    with pytest.raises(ValueError, match="do_3d=True only"):
+        model.segment_folder(d, tmp_path / "x", anisotropy=2.0)
+    with pytest.raises(cytoseg.InvalidArgumentError, match="anisotropy"):
+        model.segment_folder(d, tmp_path / "x", do_3d=True, anisotropy=-2.0)
+    assert not (tmp_path / "x").exists()
+
+
 def test_segment_3d_refuses_bad_stacks(model):
     with pytest.raises(cytoseg.CytosegError, match="at least 2 planes"):
         model.segment_3d(np.zeros((1, 32, 32), np.uint16))

@@ -155,6 +155,8 @@ class BatchOptions(Structure):
         ("save_flows", c_uint32),
         ("run_files", c_uint32),
         ("invocation", c_char_p),
+        ("volume_mode", ctypes.c_int32),
+        ("volume_value", c_double),
     ]
 
 
@@ -458,6 +460,7 @@ _SIGNATURES = {
     "cytoseg_table_column": (c_int32, [_P, c_size_t, _F64P, c_size_t]),
     "cytoseg_table_free": (None, [_P]),
     "cytoseg_batch_options_init": (c_int32, [POINTER(BatchOptions)]),
+    "cytoseg_batch_options_init_sized": (c_int32, [POINTER(BatchOptions), c_size_t]),
     "cytoseg_train_options_init": (c_int32, [POINTER(TrainOptions)]),
     "cytoseg_train": (
         c_int32,

@@ -551,6 +551,9 @@ class Model:
         objects: bool = True,
         save_flows: bool = False,
         run_files: bool = True,
+        do_3d: bool = False,
+        anisotropy: float | None = None,
+        stitch_threshold: float | None = None,
         progress: Callable[[int, int, str | None], Any] | None = None,
         diameter: float | None = None,
         channel: int | None = None,
@@ -583,6 +586,13 @@ class Model:
             run_files: write ``summary.csv`` and ``run.json`` (off for a worker of a
                 distributed run doing part of a folder; a last call over all inputs, which
                 skips the finished images, then writes the summary of the whole).
+            do_3d: z-stacks become 3-D objects as Cellpose's ``do_3D`` (``cytoseg segment
+                --do-3d``): 3-D label stacks and objects tables; 2-D images then fail.
+            anisotropy: with ``do_3d``, z spacing / pixel size; None takes each file's z
+                spacing (1 when it has none).
+            stitch_threshold: z-stacks become 3-D objects by Cellpose's stitching of per-plane
+                masks at this IoU (``--stitch-threshold``); not with ``do_3d``. Neither: stacks
+                are segmented plane by plane.
             progress: ``progress(done, total, line)`` on the calling thread after each image
                 (``line`` is its one-line report) and about every 100 ms in between
                 (``line`` None); returning ``False`` cancels (:class:`CancelledError`, after
@@ -603,6 +613,16 @@ class Model:
             raise ValueError(f"channel must be >= 0 (or None for the mean), got {channel}")
         if jobs < 0 or max_memory < 0:
             raise ValueError("jobs and max_memory must be >= 0 (0 = automatic)")
+        if do_3d and stitch_threshold is not None:
+            raise ValueError("do_3d and stitch_threshold are two ways to make 3-D objects: pick one")
+        if anisotropy is not None and not do_3d:
+            raise ValueError("anisotropy is used with do_3d=True only")
+        if do_3d:
+            volume_mode, volume_value = 0, 0.0 if anisotropy is None else float(anisotropy)
+        elif stitch_threshold is not None:
+            volume_mode, volume_value = 1, float(stitch_threshold)
+        else:
+            volume_mode, volume_value = -1, 0.0
         lib = _native.lib()
         ptr = self._acquire()
         try:
@@ -620,8 +640,10 @@ class Model:
                 max_size_fraction,
             )
             o = _native.BatchOptions()
-            _native.check(lib.cytoseg_batch_options_init(byref(o)))
+            _native.check(lib.cytoseg_batch_options_init_sized(byref(o), ctypes.sizeof(o)))
             _check_struct(o, "cytoseg_batch_options")
+            o.volume_mode = volume_mode
+            o.volume_value = volume_value
             o.jobs = int(jobs)
             o.max_memory_bytes = int(max_memory)
             o.recursive = int(bool(recursive))

@@ -242,6 +242,27 @@ pub enum StackMode {
 }
 
 impl StackMode {
+    /// The mode of the host APIs' numeric form (C's `cytoseg_batch_options.volume_mode`,
+    /// Python, Java): -1 = [`StackMode::Planes`]; 0 = [`StackMode::Flows3d`] with `value` the
+    /// anisotropy (0 = the file's z spacing, else 1); 1 = [`StackMode::Stitch`] with `value` the
+    /// IoU threshold. Checked.
+    pub fn from_code(code: i32, value: f64) -> Result<StackMode> {
+        let mode = match code {
+            -1 => return Ok(StackMode::Planes),
+            0 => StackMode::Flows3d {
+                anisotropy: (value != 0.0).then_some(value),
+            },
+            1 => StackMode::Stitch { threshold: value },
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown stack mode {other} (-1 = plane by plane, 0 = do_3D, 1 = stitching)"
+                )));
+            }
+        };
+        crate::model::VolumeMode::from_code(code, value)?;
+        Ok(mode)
+    }
+
     /// Whether stacks become 3-D objects.
     pub fn is_3d(&self) -> bool {
         !matches!(self, StackMode::Planes)

@@ -127,6 +127,8 @@ public final class Model implements AutoCloseable {
 
     /** {@link #segmentVolume} mode: Cellpose's do_3D (the network on YX, ZY and ZX planes). */
     public static final int VOLUME_DO_3D = 0;
+    /** {@link #segmentFolder}: z-stacks plane by plane (objects numbered per plane). */
+    public static final int STACKS_PLANES = -1;
     /** {@link #segmentVolume} mode: Cellpose's stitching (2-D planes linked across z by IoU). */
     public static final int VOLUME_STITCH = 1;
 
@@ -193,6 +195,30 @@ public final class Model implements AutoCloseable {
      */
     public long[] segmentFolder(String[] inputs, String out, SegmentOptions options, boolean recursive,
             boolean overwrite, int jobs, String invocation, BatchListener listener) {
+        return segmentFolder(inputs, out, options, recursive, overwrite, jobs, STACKS_PLANES, 0, invocation, listener);
+    }
+
+    /**
+     * {@link #segmentFolder(String[], String, SegmentOptions, boolean, boolean, int, String, BatchListener)}
+     * choosing how z-stacks become objects, as {@code cytoseg segment --do-3d} or
+     * {@code --stitch-threshold}: 3-D label stacks and objects tables (2-D images then fail).
+     *
+     * @param inputs files, folders or glob patterns
+     * @param out output folder (created if missing)
+     * @param options settings (null = the model's defaults)
+     * @param recursive also take images from sub-folders of folder inputs
+     * @param overwrite redo finished images and replace outputs
+     * @param jobs images at once (0 = automatic)
+     * @param stackMode {@link #STACKS_PLANES}, {@link #VOLUME_DO_3D} or {@link #VOLUME_STITCH}
+     * @param stackValue the anisotropy for {@link #VOLUME_DO_3D} (0 = each file's z spacing, else
+     *     1) or the IoU threshold for {@link #VOLUME_STITCH}
+     * @param invocation what runs this, recorded in run.json (nullable)
+     * @param listener progress and cancellation, called on this thread (nullable)
+     * @return images {ok, skipped, failed, cancelled}
+     */
+    public long[] segmentFolder(String[] inputs, String out, SegmentOptions options, boolean recursive,
+            boolean overwrite, int jobs, int stackMode, double stackValue, String invocation,
+            BatchListener listener) {
         double[] p = (options == null ? new SegmentOptions() : options).toArray();
         state.lock.readLock().lock();
         try {
@@ -200,7 +226,8 @@ public final class Model implements AutoCloseable {
             if (h == 0) {
                 throw new IllegalStateException("the model was closed");
             }
-            return Native.segmentFolder(h, inputs, out, p, recursive, overwrite, jobs, invocation, listener);
+            return Native.segmentFolder(h, inputs, out, p, recursive, overwrite, jobs, stackMode, stackValue,
+                    invocation, listener);
         } finally {
             state.lock.readLock().unlock();
         }

@@ -261,7 +261,8 @@ public final class Native {
      * @return {ok, skipped, failed, cancelled}
      */
     public static native long[] segmentFolder(long handle, String[] inputs, String out, double[] params,
-            boolean recursive, boolean overwrite, int jobs, String invocation, BatchListener listener);
+            boolean recursive, boolean overwrite, int jobs, int stackMode, double stackValue, String invocation,
+            BatchListener listener);
 
     /**
      * Clones a model and fine-tunes it on annotated images into a new model package folder, as

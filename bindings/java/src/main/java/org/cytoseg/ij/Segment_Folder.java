@@ -22,6 +22,9 @@ import org.cytoseg.SegmentOptions;
  * {@code cytoseg segment --qc}) is written at the end and opened in the browser. Macro:
  * {@code run("Segment Folder", "input=/data/in output=/data/out model=nuclei channel=mean
  * diameter=0 cellprob_threshold=0 flow_threshold=0.4 device=auto tile_size=0 qc_report");}
+ * With {@code stacks=[3-D flows]} (Cellpose's do_3D; {@code anisotropy}, 0 = each file's z
+ * spacing) or {@code stacks=stitch} ({@code stitch_threshold}) z-stacks become 3-D objects, as
+ * {@code cytoseg segment --do-3d} or {@code --stitch-threshold}.
  */
 public class Segment_Folder implements PlugIn {
     private static final String P = "cytoseg.folder.";
@@ -52,6 +55,12 @@ public class Segment_Folder implements PlugIn {
         public boolean overwrite;
         /** Write the QC report (output/qc/qc_report.html) at the end and open it. */
         public boolean qcReport;
+        /** How z-stacks are segmented: "planes", "3-D flows" or "stitch" ({@link Segment_Image#STACK_MODES}). */
+        public String stacks = "planes";
+        /** z spacing / pixel size for "3-D flows"; 0 = each file's z spacing (1 when it has none). */
+        public double anisotropy = 0;
+        /** IoU linking masks of consecutive planes for "stitch". */
+        public double stitchThreshold = 0.25;
     }
 
     @Override
@@ -74,6 +83,11 @@ public class Segment_Folder implements PlugIn {
                 Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flow)), 2);
         gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
+        String st = Prefs.get(P + "stacks", "planes");
+        gd.addChoice("stacks", Segment_Image.STACK_MODES,
+                java.util.Arrays.asList(Segment_Image.STACK_MODES).contains(st) ? st : "planes");
+        gd.addNumericField("anisotropy", Prefs.get(P + "anisotropy", 0), 2, 6, "(3-D flows; 0 = from each file)");
+        gd.addNumericField("stitch_threshold", Prefs.get(P + "stitch_threshold", 0.25), 2, 6, "(stitch)");
         gd.addCheckbox("recursive", false);
         gd.addCheckbox("overwrite", false);
         gd.addCheckbox("qc_report", Prefs.get(P + "qc_report", true));
@@ -92,6 +106,9 @@ public class Segment_Folder implements PlugIn {
         s.flow = gd.getNextNumber();
         s.device = gd.getNextChoice();
         s.tile = (int) gd.getNextNumber();
+        s.stacks = gd.getNextChoice();
+        s.anisotropy = gd.getNextNumber();
+        s.stitchThreshold = gd.getNextNumber();
         s.recursive = gd.getNextBoolean();
         s.overwrite = gd.getNextBoolean();
         s.qcReport = gd.getNextBoolean();
@@ -107,6 +124,9 @@ public class Segment_Folder implements PlugIn {
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tile);
             Prefs.set(P + "qc_report", s.qcReport);
+            Prefs.set(P + "stacks", s.stacks);
+            Prefs.set(P + "anisotropy", s.anisotropy);
+            Prefs.set(P + "stitch_threshold", s.stitchThreshold);
         }
         try {
             s.model = Engine.modelSpec(model, modelFile);
@@ -182,8 +202,29 @@ public class Segment_Folder implements PlugIn {
             throw new IllegalArgumentException("output: choose an output folder");
         }
         SegmentOptions o = options(s);
+        int mode = stackMode(s);
         Model m = Engine.load(s.model, s.device);
-        return m.segmentFolder(new String[] {s.input}, s.output, o, s.recursive, s.overwrite, 0,
+        return m.segmentFolder(new String[] {s.input}, s.output, o, s.recursive, s.overwrite, 0, mode,
+                mode == Model.VOLUME_STITCH ? s.stitchThreshold : s.anisotropy,
                 "Fiji/ImageJ " + IJ.getVersion() + ": Plugins > cytoseg > Segment Folder", listener);
+    }
+
+    /**
+     * The engine's stack mode for the "stacks" choice.
+     *
+     * @param s settings
+     * @return {@link Model#STACKS_PLANES}, {@link Model#VOLUME_DO_3D} or {@link Model#VOLUME_STITCH}
+     */
+    public static int stackMode(Settings s) {
+        switch (s.stacks) {
+            case "planes":
+                return Model.STACKS_PLANES;
+            case "3-D flows":
+                return Model.VOLUME_DO_3D;
+            case "stitch":
+                return Model.VOLUME_STITCH;
+            default:
+                throw new IllegalArgumentException("stacks=" + s.stacks + ": choose planes, 3-D flows or stitch");
+        }
     }
 }

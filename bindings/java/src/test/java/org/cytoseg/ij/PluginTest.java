@@ -371,6 +371,45 @@ class PluginTest {
     }
 
     @Test
+    void segmentFolderMakes3dObjectsFromStacks() throws Exception {
+        needDisplayAndRuntime();
+        String dir = "../../tests/fixtures/volume_pipeline/";
+        java.nio.file.Path in = java.nio.file.Files.createTempDirectory("cytoseg-folder-3d-in");
+        java.nio.file.Files.copy(java.nio.file.Paths.get(dir + "nuclei_stack.tif"), in.resolve("nuclei_stack.tif"));
+        for (String[] c : new String[][] {{"3-D flows", "nuclei_3d_a2"}, {"stitch", "nuclei_stitch"}}) {
+            java.nio.file.Path out = java.nio.file.Files.createTempDirectory("cytoseg-folder-3d");
+            Segment_Folder.Settings f = new Segment_Folder.Settings();
+            f.input = in.toString();
+            f.output = out.toString();
+            f.device = "cpu";
+            f.stacks = c[0];
+            f.anisotropy = 2; // the file has no z spacing
+            org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {1, 0, 0, 0}, Segment_Folder.run(f, null));
+            ImagePlus got = IJ.openImage(out.resolve("nuclei_stack_labels.tif").toString());
+            ImagePlus want = IJ.openImage(dir + c[1] + "_labels.tif");
+            assertEquals(20, got.getStackSize());
+            for (int z = 1; z <= 20; z++) {
+                ij.process.ImageProcessor a = got.getStack().getProcessor(z);
+                ij.process.ImageProcessor b = want.getStack().getProcessor(z);
+                for (int i = 0; i < a.getPixelCount(); i++) {
+                    assertEquals(b.get(i), a.get(i), c[0] + ": plane " + z + " pixel " + i);
+                }
+            }
+            String run = new String(java.nio.file.Files.readAllBytes(out.resolve("run.json")), "UTF-8");
+            assertTrue(run.contains("stitch".equals(c[0]) ? "\"stitch\"" : "\"do_3d\""), run);
+        }
+        Segment_Folder.Settings bad = new Segment_Folder.Settings();
+        bad.input = in.toString();
+        bad.output = in.resolve("out").toString();
+        bad.device = "cpu";
+        bad.stacks = "stitch";
+        bad.stitchThreshold = -1;
+        assertThrows(org.cytoseg.CytosegException.class, () -> Segment_Folder.run(bad, null));
+        bad.stacks = "cubes";
+        assertThrows(IllegalArgumentException.class, () -> Segment_Folder.run(bad, null));
+    }
+
+    @Test
     void dialogsStartFromTheModelsManifest() throws Exception {
         java.util.Map<String, String> d = Engine.modelDefaults("nuclei", "");
         String manifest = new String(java.nio.file.Files.readAllBytes(
