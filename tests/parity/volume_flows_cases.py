@@ -33,13 +33,18 @@ def reference_flows(labels):
 
 
 def lines_and_points():
-    """Thin objects (heat decays fast along them), single voxels and 2-voxel masks."""
+    """Thin objects (heat decays fast along them), single voxels, 2-voxel masks, and masks that
+    fill under 1/16 of their box (cytoseg then updates their voxels only)."""
     m = np.zeros((9, 40, 40), np.int64)
     m[4, 20, 2:38] = 1            # a 36-voxel line along x
     m[1:8, 5, 5] = 2              # a 7-voxel line along z
     m[2, 30, 30] = 3              # a single voxel
     m[6, 30, 30:32] = 4           # two voxels
     m[4, 8:36, 36] = 5            # a line along y, touching nothing
+    m[0:2, 0:2, 0:2] = 6          # one label on two distant cubes: it fills little of its box
+    m[7:9, 38:40, 38:40] = 6
+    for i in range(9):            # a diagonal line, also sparse in its box
+        m[i, 10 + 3 * i, 2 + 4 * i] = 7
     return m
 
 

@@ -119,6 +119,23 @@ fn diffuse_3d<T: Heat>(labels: &[u32], dims: [usize; 3], c: &Crop3, niter: usize
     let mut next = vec![zero; d * hw];
     let [ccz, ccy, ccx] = c.centre;
     let centre = ccz * hw + ccy * w + ccx;
+    // A mask that fills little of its box (one label on distant objects, a thin diagonal
+    // shape): update its voxels only, as Cellpose does (the same sums, so the same values),
+    // instead of sweeping the box's every voxel for thousands of iterations.
+    let voxels: Vec<usize> = (0..d * hw).filter(|&k| own[k] == T::ONE).collect();
+    if voxels.len() * 16 < d * hw {
+        for _ in 0..niter {
+            t[centre] = t[centre] + T::ONE;
+            for &k in &voxels {
+                let seq = (((((t[k] + t[k + hw]) + t[k - hw]) + t[k + w]) + t[k - w]) + t[k + 1])
+                    + t[k - 1];
+                next[k] = seq.div7();
+            }
+            interleaved_update(&t, &mut next, &c.interleaved, [hw, w]);
+            std::mem::swap(&mut t, &mut next);
+        }
+        return t;
+    }
     for it in 0..niter {
         t[centre] = t[centre] + T::ONE;
         // Heat has spread at most `it` voxels (6-connected steps) from the centre before this
@@ -150,24 +167,35 @@ fn diffuse_3d<T: Heat>(labels: &[u32], dims: [usize; 3], c: &Crop3, niter: usize
                 out[j] = seq.div7() * om[j];
             }
         }
-        // The few voxels torch sums with `row_sum`'s four accumulators: the voxel and x+1,
-        // x-1, z-1 in one, then z+1, y+1, y-1 added one by one.
-        for &k in &c.interleaved {
-            let v = [
-                t[k],
-                t[k + hw],
-                t[k - hw],
-                t[k + w],
-                t[k - w],
-                t[k + 1],
-                t[k - 1],
-            ];
-            let ilp = (((((v[0] + v[4]) + v[5]) + v[6]) + v[1]) + v[2]) + v[3];
-            next[k] = ilp.div7() * own[k];
-        }
+        interleaved_update(&t, &mut next, &c.interleaved, [hw, w]);
         std::mem::swap(&mut t, &mut next);
     }
     t
+}
+
+/// The few mask voxels torch sums with `row_sum`'s four accumulators (`interleaved`, flat
+/// padded-crop indices, all of them mask voxels): the voxel and x+1, x−1, z−1 in one, then z+1,
+/// y+1, y−1 added one by one. `strides` = plane and row strides of the crop.
+#[inline(always)]
+fn interleaved_update<T: Heat>(
+    t: &[T],
+    next: &mut [T],
+    interleaved: &[usize],
+    strides: [usize; 2],
+) {
+    let [hw, w] = strides;
+    for &k in interleaved {
+        let v = [
+            t[k],
+            t[k + hw],
+            t[k - hw],
+            t[k + w],
+            t[k - w],
+            t[k + 1],
+            t[k - 1],
+        ];
+        next[k] = ((((((v[0] + v[4]) + v[5]) + v[6]) + v[1]) + v[2]) + v[3]).div7();
+    }
 }
 
 /// Every mask's diffused heat over its padded box, and the unit flows read from it.
