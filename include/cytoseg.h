@@ -1106,7 +1106,9 @@ cytoseg_status cytoseg_labels_to_flows(const uint32_t *labels,
  *                    flows, the dZ volume, then dY, then dX, zero outside masks. Written only
  *                    on success.
  * @param flows_len   Number of doubles in `flows`; must be `3 * planes * height * width`.
- * @return `CYTOSEG_STATUS_OK` or a failure status with a message.
+ * @return `CYTOSEG_STATUS_OK` or a failure status with a message (`CYTOSEG_STATUS_TOO_LARGE`
+ *         when the work would not fit the memory available: each mask is diffused over its
+ *         bounding box, so a label used for distant objects needs a large one).
  */
 cytoseg_status cytoseg_labels_to_flows_3d(const uint32_t *labels,
                                           size_t labels_len,

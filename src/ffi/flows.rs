@@ -340,7 +340,9 @@ pub extern "C" fn cytoseg_labels_to_flows(
 ///                    flows, the dZ volume, then dY, then dX, zero outside masks. Written only
 ///                    on success.
 /// @param flows_len   Number of doubles in `flows`; must be `3 * planes * height * width`.
-/// @return `CYTOSEG_STATUS_OK` or a failure status with a message.
+/// @return `CYTOSEG_STATUS_OK` or a failure status with a message (`CYTOSEG_STATUS_TOO_LARGE`
+///         when the work would not fit the memory available: each mask is diffused over its
+///         bounding box, so a label used for distant objects needs a large one).
 #[unsafe(no_mangle)]
 pub extern "C" fn cytoseg_labels_to_flows_3d(
     labels: *const u32,

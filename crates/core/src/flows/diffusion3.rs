@@ -17,6 +17,7 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::simd;
 
 use super::diffusion::{FLOAT32_ABOVE_PIXELS, Heat, ilp_pixel_ranges};
@@ -214,12 +215,14 @@ enum HeatMap3 {
 }
 
 impl<'a> Diffusion3<'a> {
-    /// Diffuses all masks of `labels` (`dims` = planes, height, width; labels 1..=max).
-    fn run(labels: &'a [u32], dims: [usize; 3]) -> Self {
+    /// Diffuses all masks of `labels` (`dims` = planes, height, width; labels 1..=max), after
+    /// checking that the work fits the memory available (see [`check_memory`]).
+    fn run(labels: &'a [u32], dims: [usize; 3]) -> Result<Self> {
         let [dz, dy, dx] = dims;
         let boxes = find_objects_3d(labels, dy, dx);
         let padded = ((dz + 2) * (dy + 2) * (dx + 2)) as f64;
         let float32 = padded > FLOAT32_ABOVE_PIXELS;
+        check_memory(dims, &boxes, if float32 { 4 } else { 8 })?;
         // The mask voxels summed in the interleaved order: a few dozen at most, found once.
         let ilp: Vec<usize> = ilp_pixel_ranges(labels, dx, 7, if float32 { 4 } else { 8 })
             .into_iter()
@@ -286,13 +289,13 @@ impl<'a> Diffusion3<'a> {
         } else {
             HeatMap3::F64(all(labels, dims, &crops, niter))
         };
-        Diffusion3 {
+        Ok(Diffusion3 {
             labels,
             dims,
             crops,
             crop_of,
             heat,
-        }
+        })
     }
 
     /// Heat at padded-image voxel `p`: its mask's diffused value, 0 off masks.
@@ -354,16 +357,60 @@ impl<'a> Diffusion3<'a> {
     }
 }
 
+/// Refuses labels → flows whose working memory exceeds what the system has available, with a
+/// clear error instead of an allocation failure: the float64 flows (24 bytes per voxel), every
+/// mask's heat over its padded box (kept for the gradients) and, per worker thread, the two
+/// other buffers of the largest box.
+fn check_memory(dims: [usize; 3], boxes: &[Option<Box3>], heat_bytes: u64) -> Result<()> {
+    check_memory_within(
+        dims,
+        boxes,
+        heat_bytes,
+        crate::io::limits::available_memory(),
+    )
+}
+
+/// [`check_memory`] against `avail` bytes (`None`: unknown, not checked).
+fn check_memory_within(
+    dims: [usize; 3],
+    boxes: &[Option<Box3>],
+    heat_bytes: u64,
+    avail: Option<u64>,
+) -> Result<()> {
+    let n: u64 = dims.iter().map(|&v| v as u64).product();
+    let volumes = boxes.iter().flatten().map(|b| {
+        let [z0, z1, y0, y1, x0, x1] = *b;
+        ((z1 - z0 + 2) * (y1 - y0 + 2) * (x1 - x0 + 2)) as u64
+    });
+    let (sum, max) = volumes.fold((0u64, 0u64), |(s, m), v| (s.saturating_add(v), m.max(v)));
+    let threads = rayon::current_num_threads() as u64;
+    let need = (24 * n)
+        .saturating_add(heat_bytes.saturating_mul(sum))
+        .saturating_add(heat_bytes.saturating_mul(2 * threads).saturating_mul(max));
+    if let Some(avail) = avail
+        && need > avail
+    {
+        let [d, h, w] = dims;
+        return Err(Error::TooLarge(format!(
+            "labels → flows of a {d}×{h}×{w} volume need about {} of memory, more than the {} available (each mask is diffused over its bounding box: a label used for distant objects makes a large box)",
+            crate::io::limits::bytes_text(need),
+            crate::io::limits::bytes_text(avail)
+        )));
+    }
+    Ok(())
+}
+
 /// cellpose's `masks_to_flows_gpu_3d`: unit flows `(3, planes, height, width)` (dZ, dY, dX,
 /// float64) from a label volume with labels 1..=max (any may be absent), zero outside masks.
-pub(crate) fn masks_to_flows_3d(labels: &[u32], dims: [usize; 3]) -> Vec<f64> {
+/// Errors when the work would not fit the memory available.
+pub(crate) fn masks_to_flows_3d(labels: &[u32], dims: [usize; 3]) -> Result<Vec<f64>> {
     let n = labels.len();
-    let mut out = vec![0.0f64; 3 * n];
     if labels.iter().all(|&l| l == 0) {
-        return out;
+        return Ok(vec![0.0f64; 3 * n]);
     }
     let [_, h, w] = dims;
-    let d = Diffusion3::run(labels, dims);
+    let d = Diffusion3::run(labels, dims)?;
+    let mut out = vec![0.0f64; 3 * n];
     let (oz, rest) = out.split_at_mut(n);
     let (oy, ox) = rest.split_at_mut(n);
     oz.par_chunks_mut(w)
@@ -381,12 +428,32 @@ pub(crate) fn masks_to_flows_3d(labels: &[u32], dims: [usize; 3]) -> Vec<f64> {
                 }
             }
         });
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One label on two far corners of a 512×2048×2048 stack: its box is the whole volume,
+    /// so the heat buffers alone are tens of GB; refused with a message before any allocation.
+    #[test]
+    fn work_that_cannot_fit_is_refused() {
+        let dims = [512, 2048, 2048];
+        let corners = [Some([0, 512, 0, 2048, 0, 2048])];
+        let err = check_memory_within(dims, &corners, 8, Some(24 << 30)).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::TooLarge(_)), "{msg}");
+        assert!(
+            msg.contains("512×2048×2048") && msg.contains("bounding box"),
+            "{msg}"
+        );
+        // Small nuclei in the same volume: the flows themselves (48 GiB) are the limit.
+        let nuclei = vec![Some([0, 10, 0, 20, 0, 20]); 1000];
+        assert!(check_memory_within(dims, &nuclei, 8, Some(64 << 30)).is_ok());
+        assert!(check_memory_within(dims, &nuclei, 8, Some(40 << 30)).is_err());
+        assert!(check_memory_within(dims, &corners, 8, None).is_ok());
+    }
 
     /// A volume over 4e7 voxels (padded), where Cellpose diffuses and normalizes in float32,
     /// against cellpose's own flows at its mask voxels (`tests/parity/
@@ -409,7 +476,7 @@ mod tests {
         for (&i, &v) in index.iter().zip(values.iter()) {
             labels[i as usize] = v;
         }
-        let d = Diffusion3::run(&labels, dims);
+        let d = Diffusion3::run(&labels, dims).unwrap();
         assert!(
             matches!(d.heat, HeatMap3::F32(_)),
             "float32 above 4e7 voxels"

@@ -425,10 +425,7 @@ pub fn labels_to_flows_3d(
             labels.len()
         )));
     }
-    Ok(diffusion3::masks_to_flows_3d(
-        &dense_labels(labels),
-        [planes, height, width],
-    ))
+    diffusion3::masks_to_flows_3d(&dense_labels(labels), [planes, height, width])
 }
 
 /// `labels` with values at most their count: per-label tables are indexed by label value, and
