@@ -239,7 +239,8 @@ typedef struct cytoseg_model cytoseg_model;
 typedef struct cytoseg_table cytoseg_table;
 
 /**
- * Options of `cytoseg_segment_folder`. Initialize with `cytoseg_batch_options_init`.
+ * Options of `cytoseg_segment_folder`. Initialize with `cytoseg_batch_options_init_sized(&o,
+ * sizeof o)` (or, as programs built against the first header do, `cytoseg_batch_options_init`).
  */
 typedef struct cytoseg_batch_options {
   /**

@@ -11,7 +11,8 @@ use super::versioned::{
     Versioned, prefix_sizes, read_versioned, write_first_version, write_version,
 };
 
-/// Options of `cytoseg_segment_folder`. Initialize with `cytoseg_batch_options_init`.
+/// Options of `cytoseg_segment_folder`. Initialize with `cytoseg_batch_options_init_sized(&o,
+/// sizeof o)` (or, as programs built against the first header do, `cytoseg_batch_options_init`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct cytoseg_batch_options {

@@ -51,6 +51,8 @@ DTYPE_F32 = 3
 # cytoseg_volume_mode
 VOLUME_MODE_DO3D = 0
 VOLUME_MODE_STITCH = 1
+# cytoseg_batch_options.volume_mode: z-stacks plane by plane
+STACKS_PLANES = -1
 
 #: cytoseg_device values by the names the CLI uses.
 DEVICES = {"auto": 0, "cpu": 1, "cuda": 2, "tensorrt": 3, "coreml": 4, "directml": 5}

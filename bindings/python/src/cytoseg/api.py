@@ -618,11 +618,12 @@ class Model:
         if anisotropy is not None and not do_3d:
             raise ValueError("anisotropy is used with do_3d=True only")
         if do_3d:
-            volume_mode, volume_value = 0, 0.0 if anisotropy is None else float(anisotropy)
+            volume_mode = _native.VOLUME_MODE_DO3D
+            volume_value = 0.0 if anisotropy is None else float(anisotropy)
         elif stitch_threshold is not None:
-            volume_mode, volume_value = 1, float(stitch_threshold)
+            volume_mode, volume_value = _native.VOLUME_MODE_STITCH, float(stitch_threshold)
         else:
-            volume_mode, volume_value = -1, 0.0
+            volume_mode, volume_value = _native.STACKS_PLANES, 0.0
         lib = _native.lib()
         ptr = self._acquire()
         try:
