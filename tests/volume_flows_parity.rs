@@ -7,13 +7,15 @@
 //! both sides of torch's threaded sum); the live test generates fresh cases with another seed
 //! when a Python with cellpose is available, and says that it skipped otherwise. The float32
 //! case (a volume over 4e7 voxels) is checked in the core's unit tests, on its mask voxels.
+//! Two 2-D planes (`plane_sparse_*`, cellpose's `masks_to_flows_gpu`) check the 2-D path for
+//! masks that fill under 1/16 of their box, which are diffused pixel by pixel.
 
 mod common;
 
 use std::path::Path;
 
 use cytoseg::core::flows;
-use ndarray::{Array2, Array3};
+use ndarray::{Array2, Array3, ArrayD};
 use ndarray_npy::NpzReader;
 
 fn check(path: &Path) -> Result<(), String> {
@@ -22,16 +24,22 @@ fn check(path: &Path) -> Result<(), String> {
         return Ok(());
     }
     let mut npz = NpzReader::new(std::fs::File::open(path).unwrap()).unwrap();
-    let labels: Array3<u32> = npz.by_name("labels").unwrap();
+    let labels: ArrayD<u32> = npz.by_name("labels").unwrap();
     let want: Array2<f64> = npz.by_name("flows").unwrap();
-    let (d, h, w) = labels.dim();
     let flat: Vec<u32> = labels.iter().copied().collect();
-    let got = flows::labels_to_flows_3d(&flat, d, h, w).map_err(|e| format!("{name}: {e}"))?;
+    // 2-D planes (`plane_sparse_*`: masks that fill little of their box) and volumes.
+    let got = match *labels.shape() {
+        [h, w] => flows::labels_to_flows_slices(&flat, h, w),
+        [d, h, w] => flows::labels_to_flows_3d(&flat, d, h, w),
+        _ => return Err(format!("{name}: labels of shape {:?}", labels.shape())),
+    }
+    .map_err(|e| format!("{name}: {e}"))?;
+    let comps = labels.ndim();
     let n = flat.len();
     let mut k = 0;
     let (mut differ, mut first) = (0, None);
     for (i, &l) in flat.iter().enumerate() {
-        for c in 0..3 {
+        for c in 0..comps {
             let g = got[c * n + i];
             let ok = if l == 0 {
                 g.to_bits() == 0

@@ -7,6 +7,8 @@ what cellpose 4.2.1.1 on the CPU (2 torch threads, as on the reference machine) 
 
     dynamics.masks_to_flows_gpu_3d(labels)        -> flows (3, Z, Y, X) float64
 
+and, for the 2-D planes with sparse masks (`plane_sparse_*`), `dynamics.masks_to_flows_gpu`.
+
 Used two ways: `make_volume_flows_fixtures.py` writes the committed fixtures, and the live parity
 test (`tests/volume_flows_parity.rs`) generates fresh cases with another seed when cellpose is
 installed. Flows are stored at the mask voxels only (raster order): they are zero elsewhere.
@@ -28,8 +30,27 @@ def reference_flows(labels):
     import torch
     from cellpose import dynamics
 
+    if labels.ndim == 2:
+        mu, _ = dynamics.masks_to_flows_gpu(labels.astype(np.int64), device=torch.device("cpu"))
+        return np.asarray(mu)
     mu = dynamics.masks_to_flows_gpu_3d(labels.astype(np.int64), device=torch.device("cpu"))
     return np.asarray(mu)
+
+
+def sparse_plane(rng, n_disks):
+    """2-D: disks, one label on two far corners, and a diagonal line whose pixels are the last
+    mask pixels in raster order (some summed in torch's interleaved order): masks that fill
+    under 1/16 of their box, which cytoseg diffuses pixel by pixel."""
+    m = np.zeros((200, 200), np.int64)
+    yy, xx = np.mgrid[:200, :200]
+    for k in range(1, n_disks + 1):
+        c, r = rng.uniform(10, 140, 2), rng.uniform(3, 9)
+        m[(yy - c[0]) ** 2 + (xx - c[1]) ** 2 < r * r] = k
+    m[0:3, 0:3] = n_disks + 1
+    m[197:200, 197:200] = n_disks + 1
+    for i in range(50):
+        m[150 + i, 10 + 2 * i] = n_disks + 2
+    return renumber(m)
 
 
 def lines_and_points():
@@ -74,6 +95,8 @@ def sources(rng, n_real=3, n_balls=3):
     out.append(("lines_and_points", lines_and_points()))
     for n in (4600, 4700, int(rng.integers(5000, 9000))):
         out.append((f"crowded_{n}", crowded(rng, n)))
+    for k, n in enumerate((3, 60)):
+        out.append((f"plane_sparse_{k}", sparse_plane(rng, n)))
     return out
 
 

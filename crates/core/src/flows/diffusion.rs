@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::simd;
 
 use super::labels::{BoundingBox, find_objects};
@@ -286,6 +287,39 @@ fn diffuse<T: Heat>(
     } else {
         (Vec::new(), Vec::new(), Vec::new())
     };
+    // A mask that fills little of its box (one label on distant objects, a thin diagonal
+    // shape): update its pixels only, as Cellpose does (the same sums in the same orders, so
+    // the same values), instead of sweeping the box for thousands of iterations.
+    let pixels: Vec<usize> = (0..h * w).filter(|&k| own[k]).collect();
+    if pixels.len() * 16 < h * w {
+        for _ in 0..niter {
+            t[c.centre] = t[c.centre] + T::ONE;
+            for &k in &pixels {
+                // Cellpose's neighbour order: centre, up, down, left, right, up-left,
+                // up-right, down-left, down-right (pixels off the mask hold zero heat).
+                let v = [
+                    t[k],
+                    t[k - w],
+                    t[k + w],
+                    t[k - 1],
+                    t[k + 1],
+                    t[k - w - 1],
+                    t[k - w + 1],
+                    t[k + w - 1],
+                    t[k + w + 1],
+                ];
+                let acc = if interleaved[k] {
+                    ((((v[0] + v[4]) + v[8]) + (v[1] + v[5])) + (v[2] + v[6])) + (v[3] + v[7])
+                } else {
+                    ((((((((zero + v[0]) + v[1]) + v[2]) + v[3]) + v[4]) + v[5]) + v[6]) + v[7])
+                        + v[8]
+                };
+                next[k] = acc.div9();
+            }
+            std::mem::swap(&mut t, &mut next);
+        }
+        return t;
+    }
     let (ccy, ccx) = (c.centre / w, c.centre % w);
     for it in 0..niter {
         t[c.centre] = t[c.centre] + T::ONE;
@@ -400,17 +434,42 @@ enum HeatMap {
 
 impl<'a> Diffusion<'a> {
     /// Diffuses all masks of `labels` (`height * width`, any label values).
-    pub(crate) fn run(labels: &'a [u32], height: usize, width: usize) -> Self {
-        Self::run_in_boxes(labels, height, width, find_objects(labels, height, width))
+    /// `extra_bytes`: what the caller allocates beside (for the memory check).
+    pub(crate) fn run(
+        labels: &'a [u32],
+        height: usize,
+        width: usize,
+        extra_bytes: u64,
+    ) -> Result<Self> {
+        let boxes = find_objects(labels, height, width);
+        Self::run_in_boxes(labels, height, width, boxes, extra_bytes)
     }
 
-    /// [`Self::run`] with the bounding boxes of labels 1..=max already known.
+    /// [`Self::run`] with the bounding boxes of labels 1..=max already known. Errors when the
+    /// work would not fit the memory available ([`check_heat_memory`]).
     pub(crate) fn run_in_boxes(
         labels: &'a [u32],
         height: usize,
         width: usize,
         boxes: Vec<Option<BoundingBox>>,
-    ) -> Self {
+        extra_bytes: u64,
+    ) -> Result<Self> {
+        let padded = ((height + 2) * (width + 2)) as f64;
+        let float32 = padded > FLOAT32_ABOVE_PIXELS;
+        let heat_bytes = if float32 { 4 } else { 8 };
+        let volumes = boxes
+            .iter()
+            .flatten()
+            .map(|&(y0, y1, x0, x1)| ((y1 - y0 + 2) * (x1 - x0 + 2)) as u64);
+        // Per worker: the crop's two heat buffers, its mask as floats, its order weights.
+        check_heat_memory(
+            &format!("{height}×{width} image"),
+            extra_bytes,
+            volumes,
+            heat_bytes,
+            5,
+            crate::io::limits::available_memory(),
+        )?;
         let crops: Vec<Crop> = boxes
             .par_iter()
             .enumerate()
@@ -436,9 +495,7 @@ impl<'a> Diffusion<'a> {
         }
         let ext_max = crops.iter().map(|c| c.h + c.w - 2).max().unwrap_or(0);
         let niter = 2 * ext_max;
-        let padded = ((height + 2) * (width + 2)) as f64;
-        let float32 = padded > FLOAT32_ABOVE_PIXELS;
-        let ilp = ilp_pixel_ranges(labels, width, 9, if float32 { 4 } else { 8 });
+        let ilp = ilp_pixel_ranges(labels, width, 9, heat_bytes as usize);
         let heat = if float32 {
             HeatMap::F32(
                 crops
@@ -472,7 +529,7 @@ impl<'a> Diffusion<'a> {
                     .collect(),
             )
         };
-        Diffusion {
+        Ok(Diffusion {
             labels,
             height,
             width,
@@ -480,7 +537,7 @@ impl<'a> Diffusion<'a> {
             crops,
             crop_of,
             heat,
-        }
+        })
     }
 
     /// Heat at padded-image pixel (py, px): its mask's diffused value, 0 off masks.
@@ -566,15 +623,49 @@ pub(super) fn ilp_pixel_ranges(
     pixels.chunks(2).map(|p| (p[0], p[1] + 1)).collect()
 }
 
-/// Cellpose's `masks_to_flows`: unit flows `(2, height, width)` (dY then dX, float64, row-major)
-/// from a label image, zero outside masks.
-pub(crate) fn masks_to_flows(labels: &[u32], height: usize, width: usize) -> Vec<f64> {
-    let n = height * width;
-    let mut out = vec![0.0f64; 2 * n];
-    if labels.iter().all(|&l| l == 0) {
-        return out;
+/// Refuses diffusion whose working memory exceeds `avail` bytes (when known), with a clear
+/// error instead of an allocation failure: `extra_bytes` beside (the flows written), every
+/// mask's heat over its padded box (`crop_sizes`, kept for the gradients) and, per worker
+/// thread, `job_buffers` more buffers of the largest box. Shared by 2-D and 3-D.
+pub(super) fn check_heat_memory(
+    shape: &str,
+    extra_bytes: u64,
+    crop_sizes: impl Iterator<Item = u64>,
+    heat_bytes: u64,
+    job_buffers: u64,
+    avail: Option<u64>,
+) -> Result<()> {
+    let (sum, max) = crop_sizes.fold((0u64, 0u64), |(s, m), v| (s.saturating_add(v), m.max(v)));
+    let threads = rayon::current_num_threads() as u64;
+    let need = extra_bytes
+        .saturating_add(heat_bytes.saturating_mul(sum))
+        .saturating_add(
+            heat_bytes
+                .saturating_mul(job_buffers * threads)
+                .saturating_mul(max),
+        );
+    if let Some(avail) = avail
+        && need > avail
+    {
+        return Err(Error::TooLarge(format!(
+            "labels → flows of a {shape} need about {} of memory, more than the {} available (each mask is diffused over its bounding box: a label used for distant objects makes a large box)",
+            crate::io::limits::bytes_text(need),
+            crate::io::limits::bytes_text(avail)
+        )));
     }
-    let d = Diffusion::run(labels, height, width);
+    Ok(())
+}
+
+/// Cellpose's `masks_to_flows`: unit flows `(2, height, width)` (dY then dX, float64, row-major)
+/// from a label image, zero outside masks. Errors when the work would not fit the memory
+/// available.
+pub(crate) fn masks_to_flows(labels: &[u32], height: usize, width: usize) -> Result<Vec<f64>> {
+    let n = height * width;
+    if labels.iter().all(|&l| l == 0) {
+        return Ok(vec![0.0f64; 2 * n]);
+    }
+    let d = Diffusion::run(labels, height, width, 16 * n as u64)?;
+    let mut out = vec![0.0f64; 2 * n];
     let (dy_out, dx_out) = out.split_at_mut(n);
     dy_out
         .par_chunks_mut(width)
@@ -589,7 +680,7 @@ pub(crate) fn masks_to_flows(labels: &[u32], height: usize, width: usize) -> Vec
                 }
             }
         });
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

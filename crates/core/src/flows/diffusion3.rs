@@ -17,10 +17,12 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+#[cfg(test)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::simd;
 
-use super::diffusion::{FLOAT32_ABOVE_PIXELS, Heat, ilp_pixel_ranges};
+use super::diffusion::{FLOAT32_ABOVE_PIXELS, Heat, check_heat_memory, ilp_pixel_ranges};
 use super::stitch::{Box3, find_objects_3d};
 
 /// One mask's diffusion problem: its bounding box padded by one voxel.
@@ -377,27 +379,20 @@ fn check_memory_within(
     heat_bytes: u64,
     avail: Option<u64>,
 ) -> Result<()> {
-    let n: u64 = dims.iter().map(|&v| v as u64).product();
+    let [d, h, w] = dims;
     let volumes = boxes.iter().flatten().map(|b| {
         let [z0, z1, y0, y1, x0, x1] = *b;
         ((z1 - z0 + 2) * (y1 - y0 + 2) * (x1 - x0 + 2)) as u64
     });
-    let (sum, max) = volumes.fold((0u64, 0u64), |(s, m), v| (s.saturating_add(v), m.max(v)));
-    let threads = rayon::current_num_threads() as u64;
-    let need = (24 * n)
-        .saturating_add(heat_bytes.saturating_mul(sum))
-        .saturating_add(heat_bytes.saturating_mul(2 * threads).saturating_mul(max));
-    if let Some(avail) = avail
-        && need > avail
-    {
-        let [d, h, w] = dims;
-        return Err(Error::TooLarge(format!(
-            "labels → flows of a {d}×{h}×{w} volume need about {} of memory, more than the {} available (each mask is diffused over its bounding box: a label used for distant objects makes a large box)",
-            crate::io::limits::bytes_text(need),
-            crate::io::limits::bytes_text(avail)
-        )));
-    }
-    Ok(())
+    let n = (d * h * w) as u64;
+    check_heat_memory(
+        &format!("{d}×{h}×{w} volume"),
+        24 * n,
+        volumes,
+        heat_bytes,
+        2,
+        avail,
+    )
 }
 
 /// cellpose's `masks_to_flows_gpu_3d`: unit flows `(3, planes, height, width)` (dZ, dY, dX,

@@ -251,7 +251,7 @@ pub(crate) fn compute_masks_unfilled_qc(
             h,
             w,
             params.flow_threshold,
-        ));
+        )?);
     }
     Ok((labels, stats))
 }
@@ -397,11 +397,7 @@ pub fn labels_to_flows_slices(labels: &[u32], height: usize, width: usize) -> Re
             labels.len()
         )));
     }
-    Ok(diffusion::masks_to_flows(
-        &dense_labels(labels),
-        height,
-        width,
-    ))
+    diffusion::masks_to_flows(&dense_labels(labels), height, width)
 }
 
 /// Labels → flows in 3-D (cellpose 4.2.1.1's `masks_to_flows_gpu_3d`, which its 3-D training
@@ -471,11 +467,5 @@ pub fn flow_errors(labels: &[u32], flows: &FlowsRef<'_>) -> Result<Vec<f64>> {
             flows.dy.len()
         )));
     }
-    Ok(quality::flow_errors(
-        labels,
-        flows.dy,
-        flows.dx,
-        flows.height,
-        flows.width,
-    ))
+    quality::flow_errors(labels, flows.dy, flows.dx, flows.height, flows.width)
 }

@@ -9,6 +9,7 @@ use super::diffusion::Diffusion;
 use super::labels::{
     BoundingBox, apply_map, find_objects, first_appearance_map, label_stats, max_label,
 };
+use crate::error::Result;
 
 /// numpy's pairwise summation of float64 (`np.add.reduce` on a contiguous array), which is what
 /// `ndarray.mean()` sums with: blocks of up to 128 values summed with 8 interleaved accumulators,
@@ -51,7 +52,7 @@ pub(crate) fn flow_errors(
     dx: &[f32],
     height: usize,
     width: usize,
-) -> Vec<f64> {
+) -> Result<Vec<f64>> {
     errors_in_boxes(
         labels,
         dy,
@@ -70,9 +71,9 @@ fn errors_in_boxes(
     height: usize,
     width: usize,
     boxes: Vec<Option<BoundingBox>>,
-) -> Vec<f64> {
-    let diffusion = Diffusion::run_in_boxes(labels, height, width, boxes);
-    diffusion
+) -> Result<Vec<f64>> {
+    let diffusion = Diffusion::run_in_boxes(labels, height, width, boxes, 0)?;
+    Ok(diffusion
         .boxes
         .par_iter()
         .enumerate()
@@ -95,7 +96,7 @@ fn errors_in_boxes(
             }
             numpy_pairwise_sum(buf) / buf.len() as f64
         })
-        .collect()
+        .collect())
 }
 
 /// What flow quality control found: masks before it, masks it removed, and the flow errors of
@@ -127,10 +128,10 @@ pub(crate) fn remove_bad_flow_masks(
     height: usize,
     width: usize,
     threshold: f64,
-) -> FlowQcStats {
+) -> Result<FlowQcStats> {
     // One scan gives the boxes for the diffusion and the first appearances for renumbering.
     let st = label_stats(labels, width, max_label(labels));
-    let errors = errors_in_boxes(labels, dy, dx, height, width, st.boxes[1..].to_vec());
+    let errors = errors_in_boxes(labels, dy, dx, height, width, st.boxes[1..].to_vec())?;
     // Masks at or under the threshold, numbered 1..n by first appearance (`fastremap.renumber`);
     // kept unless the error is above the threshold (as Cellpose's `error > threshold`).
     let keep =
@@ -142,11 +143,11 @@ pub(crate) fn remove_bad_flow_masks(
         .map(|l| errors[l - 1])
         .collect();
     apply_map(labels, &map);
-    FlowQcStats {
+    Ok(FlowQcStats {
         masks,
         removed: masks - kept,
         kept_errors,
-    }
+    })
 }
 
 #[cfg(test)]
