@@ -226,8 +226,9 @@ def test_3d_flows_to_labels_equal_cellpose_on_the_committed_cases():
 
 
 def test_3d_labels_to_flows_equal_cellpose_bit_for_bit():
-    """Every committed 3-D labels → flows case (cellpose 4.2.1.1's masks_to_flows_gpu_3d, flows
-    stored at the mask voxels) comes out bit for bit through the C API, zero elsewhere."""
+    """Every committed labels → flows case of tests/fixtures/volume_flows (cellpose 4.2.1.1's
+    masks_to_flows_gpu_3d, and masks_to_flows_gpu for two 2-D planes; flows stored at the mask
+    voxels) comes out bit for bit through the C API, zero elsewhere."""
     cases = [p for p in sorted((REPO / "tests" / "fixtures" / "volume_flows").glob("*.npz"))
              if p.stem != "float32_sparse"]
     assert len(cases) >= 15
@@ -235,7 +236,8 @@ def test_3d_labels_to_flows_equal_cellpose_bit_for_bit():
         z = np.load(path)
         labels = z["labels"]
         got = cytoseg.labels_to_flows(labels.astype(np.int32))  # any integer type is taken
-        assert got.dtype == np.float64 and got.shape == (3,) + labels.shape
+        # (plane_sparse_* are 2-D planes: cellpose's masks_to_flows_gpu)
+        assert got.dtype == np.float64 and got.shape == (labels.ndim,) + labels.shape
         np.testing.assert_array_equal(got[:, labels > 0].view(np.uint64),
                                       z["flows"].view(np.uint64), err_msg=path.name)
         assert (got[:, labels == 0] == 0).all()
