@@ -247,20 +247,21 @@ impl StackMode {
     /// anisotropy (0 = the file's z spacing, else 1); 1 = [`StackMode::Stitch`] with `value` the
     /// IoU threshold. Checked.
     pub fn from_code(code: i32, value: f64) -> Result<StackMode> {
-        let mode = match code {
-            -1 => return Ok(StackMode::Planes),
-            0 => StackMode::Flows3d {
-                anisotropy: (value != 0.0).then_some(value),
-            },
-            1 => StackMode::Stitch { threshold: value },
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown stack mode {other} (-1 = plane by plane, 0 = do_3D, 1 = stitching)"
-                )));
-            }
-        };
-        crate::model::VolumeMode::from_code(code, value)?;
-        Ok(mode)
+        use crate::model::VolumeMode;
+        match code {
+            -1 => Ok(StackMode::Planes),
+            // The 3-D modes as the volume API reads them (one conversion and check), except
+            // that a do_3D anisotropy of 0 defers to each file's z spacing.
+            0 | 1 => Ok(match VolumeMode::from_code(code, value)? {
+                VolumeMode::Flows3d { anisotropy } => StackMode::Flows3d {
+                    anisotropy: (value != 0.0).then_some(anisotropy),
+                },
+                VolumeMode::Stitch { threshold } => StackMode::Stitch { threshold },
+            }),
+            other => Err(Error::invalid(format!(
+                "unknown stack mode {other} (-1 = plane by plane, 0 = do_3D, 1 = stitching)"
+            ))),
+        }
     }
 
     /// Whether stacks become 3-D objects.

@@ -152,6 +152,21 @@ macro_rules! impl_heat {
 impl_heat!(f64);
 impl_heat!(f32);
 
+/// The nine neighbour heats in Cellpose's order (centre, up, down, left, right, up-left,
+/// up-right, down-left, down-right) summed sequentially, as torch sums inside a block of
+/// columns (torch starts from 0; `0 + v0` is `v0` for heat, which is never negative).
+#[inline(always)]
+fn seq_sum9<T: Heat>(v: [T; 9]) -> T {
+    (((((((v[0] + v[1]) + v[2]) + v[3]) + v[4]) + v[5]) + v[6]) + v[7]) + v[8]
+}
+
+/// The nine neighbour heats (order of [`seq_sum9`]) summed as torch's `row_sum` does with four
+/// interleaved accumulators, in the last columns of a thread's chunk.
+#[inline(always)]
+fn ilp_sum9<T: Heat>(v: [T; 9]) -> T {
+    ((((v[0] + v[4]) + v[8]) + (v[1] + v[5])) + (v[2] + v[6])) + (v[3] + v[7])
+}
+
 /// [`diffuse`] on one crop, run through [`simd::dispatch`].
 struct Diffuse<'a, T> {
     labels: &'a [u32],
@@ -295,8 +310,7 @@ fn diffuse<T: Heat>(
         for _ in 0..niter {
             t[c.centre] = t[c.centre] + T::ONE;
             for &k in &pixels {
-                // Cellpose's neighbour order: centre, up, down, left, right, up-left,
-                // up-right, down-left, down-right (pixels off the mask hold zero heat).
+                // Pixels off the mask hold zero heat.
                 let v = [
                     t[k],
                     t[k - w],
@@ -309,10 +323,9 @@ fn diffuse<T: Heat>(
                     t[k + w + 1],
                 ];
                 let acc = if interleaved[k] {
-                    ((((v[0] + v[4]) + v[8]) + (v[1] + v[5])) + (v[2] + v[6])) + (v[3] + v[7])
+                    ilp_sum9(v)
                 } else {
-                    ((((((((zero + v[0]) + v[1]) + v[2]) + v[3]) + v[4]) + v[5]) + v[6]) + v[7])
-                        + v[8]
+                    seq_sum9(v)
                 };
                 next[k] = acc.div9();
             }
@@ -356,11 +369,9 @@ fn diffuse<T: Heat>(
                 );
                 let (om, out) = (&ownf[lo..][..n], &mut next[lo..][..n]);
                 for j in 0..n {
-                    // Cellpose's neighbour order: centre, up, down, left, right, up-left,
-                    // up-right, down-left, down-right (`0 + centre` is `centre`).
-                    let seq = (((((((mc[j] + uc[j]) + dc[j]) + ml[j]) + mr[j]) + ul[j]) + ur[j])
-                        + dl[j])
-                        + dr[j];
+                    let seq = seq_sum9([
+                        mc[j], uc[j], dc[j], ml[j], mr[j], ul[j], ur[j], dl[j], dr[j],
+                    ]);
                     out[j] = seq.div9() * om[j];
                 }
             }
@@ -387,19 +398,18 @@ fn diffuse<T: Heat>(
             let il = &ilpf[cy * w..(cy + 1) * w];
             let sq = &seqf[cy * w..(cy + 1) * w];
             for k in xa..xb {
-                // Cellpose's neighbour order: centre, up, down, left, right, up-left, up-right,
-                // down-left, down-right.
-                let v0 = tm[k];
-                let v1 = tu[k] * ou[k];
-                let v2 = td[k] * od[k];
-                let v3 = tm[k - 1] * om[k - 1];
-                let v4 = tm[k + 1] * om[k + 1];
-                let v5 = tu[k - 1] * ou[k - 1];
-                let v6 = tu[k + 1] * ou[k + 1];
-                let v7 = td[k - 1] * od[k - 1];
-                let v8 = td[k + 1] * od[k + 1];
-                let ilp = ((((v0 + v4) + v8) + (v1 + v5)) + (v2 + v6)) + (v3 + v7);
-                let seq = ((((((((zero + v0) + v1) + v2) + v3) + v4) + v5) + v6) + v7) + v8;
+                let v = [
+                    tm[k],
+                    tu[k] * ou[k],
+                    td[k] * od[k],
+                    tm[k - 1] * om[k - 1],
+                    tm[k + 1] * om[k + 1],
+                    tu[k - 1] * ou[k - 1],
+                    tu[k + 1] * ou[k + 1],
+                    td[k - 1] * od[k - 1],
+                    td[k + 1] * od[k + 1],
+                ];
+                let (ilp, seq) = (ilp_sum9(v), seq_sum9(v));
                 // Exactly one of the two weights is 1 and the other 0.
                 let acc = ilp * il[k] + seq * sq[k];
                 out[k] = acc.div9() * om[k];

@@ -130,9 +130,7 @@ fn diffuse_3d<T: Heat>(labels: &[u32], dims: [usize; 3], c: &Crop3, niter: usize
         for _ in 0..niter {
             t[centre] = t[centre] + T::ONE;
             for &k in &voxels {
-                let seq = (((((t[k] + t[k + hw]) + t[k - hw]) + t[k + w]) + t[k - w]) + t[k + 1])
-                    + t[k - 1];
-                next[k] = seq.div7();
+                next[k] = seq_sum7(neighbours7(&t, k, [hw, w])).div7();
             }
             interleaved_update(&t, &mut next, &c.interleaved, [hw, w]);
             std::mem::swap(&mut t, &mut next);
@@ -164,9 +162,7 @@ fn diffuse_3d<T: Heat>(labels: &[u32], dims: [usize; 3], c: &Crop3, niter: usize
             let (v5, v6) = (&t[lo + 1..][..n], &t[lo - 1..][..n]);
             let (om, out) = (&own[lo..][..n], &mut next[lo..][..n]);
             for j in 0..n {
-                // Cellpose's neighbour order: the voxel, z+1, z-1, y+1, y-1, x+1, x-1
-                // (`0 + v0` is `v0`).
-                let seq = (((((v0[j] + v1[j]) + v2[j]) + v3[j]) + v4[j]) + v5[j]) + v6[j];
+                let seq = seq_sum7([v0[j], v1[j], v2[j], v3[j], v4[j], v5[j], v6[j]]);
                 out[j] = seq.div7() * om[j];
             }
         }
@@ -176,9 +172,39 @@ fn diffuse_3d<T: Heat>(labels: &[u32], dims: [usize; 3], c: &Crop3, niter: usize
     t
 }
 
-/// The few mask voxels torch sums with `row_sum`'s four accumulators (`interleaved`, flat
-/// padded-crop indices, all of them mask voxels): the voxel and x+1, x−1, z−1 in one, then z+1,
-/// y+1, y−1 added one by one. `strides` = plane and row strides of the crop.
+/// The seven neighbour heats of crop voxel `k` in Cellpose's order: the voxel, z+1, z−1, y+1,
+/// y−1, x+1, x−1 (`strides` = plane and row strides of the crop).
+#[inline(always)]
+fn neighbours7<T: Heat>(t: &[T], k: usize, strides: [usize; 2]) -> [T; 7] {
+    let [hw, w] = strides;
+    [
+        t[k],
+        t[k + hw],
+        t[k - hw],
+        t[k + w],
+        t[k - w],
+        t[k + 1],
+        t[k - 1],
+    ]
+}
+
+/// The seven neighbour heats summed sequentially, as torch sums inside a block of columns
+/// (torch starts from 0; `0 + v0` is `v0` for heat, which is never negative).
+#[inline(always)]
+fn seq_sum7<T: Heat>(v: [T; 7]) -> T {
+    (((((v[0] + v[1]) + v[2]) + v[3]) + v[4]) + v[5]) + v[6]
+}
+
+/// The seven neighbour heats summed as torch's `row_sum` does with four interleaved
+/// accumulators: the voxel, y−1, x+1 and x−1 in the first, then the others' single values
+/// z+1, z−1 and y+1 added one by one.
+#[inline(always)]
+fn ilp_sum7<T: Heat>(v: [T; 7]) -> T {
+    (((((v[0] + v[4]) + v[5]) + v[6]) + v[1]) + v[2]) + v[3]
+}
+
+/// The few mask voxels torch sums in the interleaved order (`interleaved`, flat padded-crop
+/// indices, all of them mask voxels), after a pass that summed them sequentially.
 #[inline(always)]
 fn interleaved_update<T: Heat>(
     t: &[T],
@@ -186,18 +212,8 @@ fn interleaved_update<T: Heat>(
     interleaved: &[usize],
     strides: [usize; 2],
 ) {
-    let [hw, w] = strides;
     for &k in interleaved {
-        let v = [
-            t[k],
-            t[k + hw],
-            t[k - hw],
-            t[k + w],
-            t[k - w],
-            t[k + 1],
-            t[k - 1],
-        ];
-        next[k] = ((((((v[0] + v[4]) + v[5]) + v[6]) + v[1]) + v[2]) + v[3]).div7();
+        next[k] = ilp_sum7(neighbours7(t, k, strides)).div7();
     }
 }
 
