@@ -13,7 +13,10 @@
 //!   calls of [`Model::segment`] split by its [`Timings`] into preprocessing (channel, 1/99
 //!   percentile normalization), network (padding, tiles in batches of 8, taper blending) and
 //!   flows → labels; peak memory is the child's `VmHWM` (whole process, ONNX Runtime and model
-//!   included) and what the timed calls added to the `VmHWM` measured after the warm-up;
+//!   included) and what the timed calls added to the `VmHWM` measured after the warm-up; twice:
+//!   with Cellpose's tiling (`Tiling::Cellpose`, the exact mode compared with the reference) and
+//!   with the default `Tiling::Fast` (its speed-up over the exact mode, and the AP@0.5 of its
+//!   labels scored against the exact mode's);
 //! * when a Python with cellpose and onnxruntime is found (`$CYTOSEG_PYTHON`, else
 //!   `.venv/bin/python`), runs `tests/parity/bench_pipeline_reference.py` on the very same image
 //!   (Cellpose's `normalize_img`, `core.run_net`, `dynamics.resize_and_compute_masks` around an
@@ -45,7 +48,8 @@ use std::time::Instant;
 
 use cytoseg::core::image::{ImageView, Pixels};
 use cytoseg::core::io::image::{ImageData, read_image};
-use cytoseg::core::model::{Device, LoadOptions, Model, SegmentParams, Timings};
+use cytoseg::core::metrics::cellpose::average_precision;
+use cytoseg::core::model::{Device, LoadOptions, Model, SegmentParams, Tiling, Timings};
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -220,7 +224,7 @@ fn read_u16_image(path: &Path) -> BoxResult<(Vec<u16>, bool, usize, usize)> {
 
 /// `CHILD_ARG image.npy threads reps labels_out.npy`; prints `RESULT {json}`.
 fn child(args: &[String]) -> BoxResult<()> {
-    let [image, threads, reps, out] = args else {
+    let [image, threads, reps, out, tiling] = args else {
         return Err(format!("child: bad arguments {args:?}").into());
     };
     let threads: usize = threads.parse()?;
@@ -236,7 +240,8 @@ fn child(args: &[String]) -> BoxResult<()> {
     };
     let view = ImageView::packed(pixels, w, h, 1)?;
     let model = load_model(threads)?;
-    let params = SegmentParams::for_model(&model);
+    let mut params = SegmentParams::for_model(&model);
+    params.tiling = Tiling::parse(tiling)?;
     // Warm-up, not timed: one full batch of 8 tiles through the network (ONNX Runtime's arena
     // reaches its working size) and a segmentation of a crop (rayon's pool, lazy statics).
     let c_in = model.manifest.input.channels;
@@ -315,7 +320,11 @@ impl Side {
 struct Row {
     side: usize,
     reps: usize,
+    /// cytoseg with Cellpose's tiling (the exact mode, compared with the reference).
     ours: Side,
+    /// cytoseg with the default fast tiling, and the AP@0.5 of its labels scored against the
+    /// exact mode's.
+    fast: Option<(Side, f64)>,
     theirs: Option<Side>,
     /// Pixels whose labels differ (`None`: not compared).
     diff: Option<usize>,
@@ -409,48 +418,67 @@ fn bench() -> BoxResult<()> {
         } else {
             ndarray_npy::write_npy(&img_path, &Array2::from_shape_vec((side, side), px)?)?;
         }
-        eprintln!("{side}²: cytoseg, {reps} run(s) …");
+        let run_child = |tiling: Tiling, out: &Path| -> BoxResult<(Side, String)> {
+            eprintln!(
+                "{side}²: cytoseg, {} tiling, {reps} run(s) …",
+                tiling.name()
+            );
+            let o = Command::new(&exe)
+                .arg(CHILD_ARG)
+                .arg(&img_path)
+                .arg(threads.to_string())
+                .arg(reps.to_string())
+                .arg(out)
+                .arg(tiling.name())
+                .output()?;
+            if !o.status.success() {
+                return Err(format!(
+                    "cytoseg child failed at {side}² ({}): {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr)
+                )
+                .into());
+            }
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            let json = stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("RESULT "))
+                .ok_or("child printed no RESULT")?;
+            let v: Value = serde_json::from_str(json)?;
+            let base = v["base_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+            let end = v["end_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0;
+            let side = Side::from_json(&v, end, end - base, v["objects"].as_u64().unwrap_or(0))?;
+            eprintln!(
+                "  cytoseg: {} objects, median {:.3} s (pre {:.3}, net {:.3}, masks {:.3}), peak {:.0} MB",
+                side.objects,
+                side.med(3),
+                side.med(0),
+                side.med(1),
+                side.med(2),
+                side.peak_mb
+            );
+            Ok((side, v["ort"].as_str().unwrap_or("?").to_string()))
+        };
         let ours_out = dir.join(format!("ours_{side}.npy"));
-        let o = Command::new(&exe)
-            .arg(CHILD_ARG)
-            .arg(&img_path)
-            .arg(threads.to_string())
-            .arg(reps.to_string())
-            .arg(&ours_out)
-            .output()?;
-        if !o.status.success() {
-            return Err(format!(
-                "cytoseg child failed at {side}² ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            )
-            .into());
-        }
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        let json = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .ok_or("child printed no RESULT")?;
-        let v: Value = serde_json::from_str(json)?;
-        if let Some(s) = v["ort"].as_str() {
-            ort_version = s.to_string();
-        }
-        let base = v["base_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0;
-        let end = v["end_hwm_kb"].as_f64().unwrap_or(0.0) / 1024.0;
-        let ours = Side::from_json(&v, end, end - base, v["objects"].as_u64().unwrap_or(0))?;
-        eprintln!(
-            "  cytoseg: {} objects, median {:.3} s (pre {:.3}, net {:.3}, masks {:.3}), peak {:.0} MB",
-            ours.objects,
-            ours.med(3),
-            ours.med(0),
-            ours.med(1),
-            ours.med(2),
-            ours.peak_mb
-        );
+        let (ours, ort) = run_child(Tiling::Cellpose, &ours_out)?;
+        ort_version = ort;
+        let fast_out = dir.join(format!("fast_{side}.npy"));
+        let (fast, _) = run_child(Tiling::Fast, &fast_out)?;
+        let exact: Array2<u32> = ndarray_npy::read_npy(&ours_out)?;
+        let fast_labels: Array2<u32> = ndarray_npy::read_npy(&fast_out)?;
+        let agreement = average_precision(
+            exact.as_slice().ok_or("labels not contiguous")?,
+            fast_labels.as_slice().ok_or("labels not contiguous")?,
+            &[0.5],
+        )?
+        .ap[0];
+        eprintln!("  fast tiling vs Cellpose's: AP@0.5 {agreement:.4}");
+        let _ = std::fs::remove_file(&fast_out);
         let mut row = Row {
             side,
             reps,
             ours,
+            fast: Some((fast, f64::from(agreement))),
             theirs: None,
             diff: None,
             note: String::new(),
@@ -616,8 +644,42 @@ fn render(
     let _ = writeln!(
         s,
         "\nMedians of the runs; speed-up = cellpose time / cytoseg time. MP/s = image megapixels \
-         / median total time.\n"
+         / median total time. cytoseg here runs Cellpose's tiling (`--tiling cellpose`), the \
+         mode whose labels equal Cellpose's.\n"
     );
+    let _ = writeln!(
+        s,
+        "**Default (fast) tiling vs Cellpose's tiling**, same image, same threads, same run \
+         (fast: whole images up to 1024² in one piece, larger ones in tiles of at most 1024² \
+         overlapping by 64 px; AP@0.5 of the fast labels scored against Cellpose-tiling labels):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| size | cellpose-tiling MP/s | fast MP/s | network s cellpose / fast | network × \
+         | total × | objects cellpose / fast | AP@0.5 fast vs cellpose tiling | fast peak RSS MB |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let Some((f, ap)) = &r.fast else { continue };
+        let mp = (r.side * r.side) as f64 / 1e6;
+        let o = &r.ours;
+        let _ = writeln!(
+            s,
+            "| {}² | {:.3} | {:.3} | {:.3} / {:.3} | {:.2} | **{:.2}** | {} / {} | {:.4} | {:.0} |",
+            r.side,
+            mp / o.med(3),
+            mp / f.med(3),
+            o.med(1),
+            f.med(1),
+            o.med(1) / f.med(1),
+            o.med(3) / f.med(3),
+            o.objects,
+            f.objects,
+            ap,
+            f.peak_mb,
+        );
+    }
+    let _ = writeln!(s);
     let _ = writeln!(
         s,
         "| size | image MB (float32) | cytoseg peak RSS MB | cytoseg added by the runs MB \
@@ -673,9 +735,10 @@ fn render(
     for r in rows {
         let _ = writeln!(
             s,
-            "- {}²: cytoseg [{}]; cellpose [{}]",
+            "- {}²: cytoseg [{}]; cytoseg fast tiling [{}]; cellpose [{}]",
             r.side,
             fmt(&r.ours),
+            r.fast.as_ref().map_or(String::new(), |f| fmt(&f.0)),
             r.theirs.as_ref().map_or(String::new(), fmt)
         );
     }

@@ -417,7 +417,10 @@ fn z_stacks_become_3d_objects_with_do_3d_or_stitching() {
         let Some(mut c) = cytoseg(&["segment", "-q"]) else {
             return;
         };
-        c.arg(&stack).args(args).arg("--out").arg(&out);
+        c.arg(&stack)
+            .args(args)
+            .args(["--tiling", "cellpose", "--out"])
+            .arg(&out);
         let o = run(c);
         assert!(
             o.status.success(),

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use cytoseg::core::io::image::read_stack;
-use cytoseg::core::model::{Model, SegmentParams, VolumeMode};
+use cytoseg::core::model::{Model, SegmentParams, Tiling, VolumeMode};
 use ndarray::{Array3, ArrayD};
 use ndarray_npy::NpzReader;
 
@@ -80,6 +80,7 @@ fn stack_segmentation_matches_cellpose_pipeline() {
         // The flows of y, x in 40..56 of every plane.
         let flows: Option<ArrayD<f32>> = npz.by_name("flows_window").ok();
         let mut params = SegmentParams::for_model(model);
+        params.tiling = Tiling::Cellpose;
         params.diameter = diameter;
         params.keep_flows = flows.is_some();
         let seg = model.segment_volume(&views, &params, mode, None).unwrap();

@@ -59,7 +59,8 @@ pub use model::{
     cytoseg_device, cytoseg_dtype, cytoseg_load_options, cytoseg_load_options_init, cytoseg_model,
     cytoseg_model_free, cytoseg_model_info, cytoseg_model_load, cytoseg_model_segment,
     cytoseg_model_segment_volume, cytoseg_progress_fn, cytoseg_segment_params,
-    cytoseg_segment_params_init, cytoseg_volume_mode,
+    cytoseg_segment_params_init, cytoseg_segment_params_init_sized, cytoseg_tiling,
+    cytoseg_volume_mode,
 };
 pub use models::{cytoseg_list_models, cytoseg_user_model_dir};
 pub use qc::{cytoseg_image_qc, cytoseg_qc_counts, cytoseg_qc_report};

@@ -17,7 +17,7 @@ use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 
 use crate::core::image::{ImageView, Pixels};
 use crate::core::model::{
-    ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams, VolumeMode,
+    ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams, Tiling, VolumeMode,
 };
 
 use super::boundary::{
@@ -28,7 +28,7 @@ use super::kv;
 
 /// Names of the values of the `double[] params` array of the segment entry points, in order:
 /// Java builds the array by these names (`Native.segmentParamNames`), never by position.
-pub(crate) const PARAM_NAMES: [&str; 10] = [
+pub(crate) const PARAM_NAMES: [&str; 11] = [
     "channel",
     "diameter",
     "cellprob_threshold",
@@ -39,6 +39,7 @@ pub(crate) const PARAM_NAMES: [&str; 10] = [
     "tile_size",
     "tile_overlap",
     "batch_size",
+    "tiling",
 ];
 
 /// Number of values in the `double[] params` array of the segment entry points.
@@ -169,7 +170,8 @@ pub extern "system" fn Java_org_cytoseg_Native_modelInfo<'local>(
 /// `org.cytoseg.SegmentOptions`): 0 channel (-1 = automatic), 1 diameter (0 = the model's),
 /// 2 cellprob_threshold, 3 flow_threshold, 4 niter (0 = automatic), 5 min_size,
 /// 6 max_size_fraction (NaN = the model's for 2, 3, 5, 6), 7 tile_size (0 = the model's),
-/// 8 tile_overlap (negative or NaN = the model's), 9 batch_size (0 = 8).
+/// 8 tile_overlap (negative or NaN = the model's), 9 batch_size (0 = 8), 10 tiling (0 fast,
+/// 1 cellpose).
 pub(crate) fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
     if v.len() != PARAMS_LEN {
         return Err(JniError::Arg(format!(
@@ -208,6 +210,7 @@ pub(crate) fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
     p.tile_size = int(v[7], "tile_size")?;
     p.tile_overlap = (v[8] >= 0.0).then_some(v[8]);
     p.batch_size = int(v[9], "batch_size")?.unwrap_or(8);
+    p.tiling = Tiling::from_code(int(v[10], "tiling")?.unwrap_or(0) as i64, "tiling")?;
     Ok(p)
 }
 

@@ -141,6 +141,22 @@ int main(int argc, char **argv) {
     q.tile_size = 100; /* not a multiple of 16 */
     CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &q, labels2, H * W, NULL, 0,
                                 NULL, NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    /* Tiling: init_sized fills it (fast by default); Cellpose's tiles find the same nuclei; a
+       value of no mode and a size of no version are refused. */
+    cytoseg_segment_params tp;
+    CHECK(cytoseg_segment_params_init_sized(model, &tp, sizeof tp) == CYTOSEG_STATUS_OK);
+    CHECK(tp.struct_size == sizeof tp && tp.tiling == CYTOSEG_TILING_FAST && tp.masks.flow_threshold == 0.4);
+    CHECK(cytoseg_segment_params_init_sized(model, &tp, sizeof tp - 3) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    CHECK(cytoseg_segment_params_init_sized(model, &tp, sizeof tp + 8) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    tp.tiling = CYTOSEG_TILING_CELLPOSE;
+    uint32_t nt = 0;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &tp, labels2, H * W, NULL, 0, &nt,
+                                NULL, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(nt == SPOTS);
+    for (int k = 0; k < SPOTS; k++) CHECK(labels2[(int)sy[k] * W + (int)sx[k]] != 0);
+    tp.tiling = 7;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &tp, labels2, H * W, NULL, 0, NULL,
+                                NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
     float nan_img[4 * 4];
     for (int i = 0; i < 16; i++) nan_img[i] = (float)i;
     nan_img[5] = NAN;

@@ -21,11 +21,15 @@ out = root / "tests" / "fixtures" / "volume_pipeline"
 out.mkdir(parents=True, exist_ok=True)
 
 
-def make_stack(seed=7, shape=(20, 96, 96), nuclei=22):
+def make_stack(seed=7, shape=(20, 96, 96), nuclei=22, truth=False):
+    """A synthetic confocal-like nuclei stack (uint8) and the number of nuclei placed; with
+    `truth`, also the nuclei as instance labels (uint32, 1..n in placement order; the stack's
+    pixels do not depend on it)."""
     rng = np.random.default_rng(seed)
     d, h, w = shape
     zz, yy, xx = np.meshgrid(np.arange(d) * 2.0, np.arange(h), np.arange(w), indexing="ij")
     vol = np.zeros(shape, np.float64)
+    labels = np.zeros(shape, np.uint32)
     centres = []
     for _ in range(400 * nuclei):
         c = np.array([rng.uniform(4, 2 * d - 4), rng.uniform(8, h - 8), rng.uniform(8, w - 8)])
@@ -35,7 +39,7 @@ def make_stack(seed=7, shape=(20, 96, 96), nuclei=22):
         centres.append((c, r))
         if len(centres) == nuclei:
             break
-    for c, r in centres:
+    for k, (c, r) in enumerate(centres):
         ax = r * rng.uniform([0.8, 0.85, 0.85], [1.0, 1.15, 1.15])
         rot = rng.uniform(0, np.pi)
         y, x = yy - c[1], xx - c[2]
@@ -43,12 +47,14 @@ def make_stack(seed=7, shape=(20, 96, 96), nuclei=22):
         v = -np.sin(rot) * y + np.cos(rot) * x
         inside = ((zz - c[0]) / ax[0]) ** 2 + (u / ax[1]) ** 2 + (v / ax[2]) ** 2 <= 1
         vol[inside] = rng.uniform(0.5, 1.0)
+        labels[inside] = k + 1
     texture = ndi.gaussian_filter(rng.normal(size=shape), 1.5)
     vol *= 1 + 0.8 * texture / texture.std() * 0.25
     vol = ndi.gaussian_filter(vol, (1.2, 1.0, 1.0))
     background = 0.08 + 0.05 * np.sin(yy / 40.0) * np.cos(xx / 55.0)
     photons = rng.poisson(np.clip(vol + background, 0, None) * 120) + rng.normal(0, 3, shape)
-    return np.clip(photons * 1.6, 0, 255).astype(np.uint8), len(centres)
+    stack = np.clip(photons * 1.6, 0, 255).astype(np.uint8)
+    return (stack, len(centres), labels) if truth else (stack, len(centres))
 
 
 def main():

@@ -284,7 +284,11 @@ def test_segment_3d_equals_cellpose_pipeline(model, tifffile):
     stack = tifffile.imread(d / "nuclei_stack.tif")
     calls = []
     labels, flows = model.segment_3d(
-        stack, anisotropy=2.0, return_flows=True, progress=lambda a, b: calls.append((a, b))
+        stack,
+        anisotropy=2.0,
+        return_flows=True,
+        progress=lambda a, b: calls.append((a, b)),
+        tiling="cellpose",
     )
     assert labels.shape == stack.shape and labels.dtype == np.uint32
     np.testing.assert_array_equal(labels, ref["labels"])
@@ -292,10 +296,12 @@ def test_segment_3d_equals_cellpose_pipeline(model, tifffile):
     np.testing.assert_allclose(flows[..., 40:56, 40:56], ref["flows_window"], rtol=0, atol=1e-4)
     assert calls and calls[-1][0] == calls[-1][1]
     _, ref = _volume_fixture("nuclei_stitch")
-    stitched = model.segment_3d(stack, stitch_threshold=0.25)
+    stitched = model.segment_3d(stack, stitch_threshold=0.25, tiling="cellpose")
     np.testing.assert_array_equal(stitched, ref["labels"])
     # float input and a channel axis in front: the same labels
-    again = model.segment_3d(stack[None].astype(np.float32), stitch_threshold=0.25, channel_axis=0)
+    again = model.segment_3d(
+        stack[None].astype(np.float32), stitch_threshold=0.25, channel_axis=0, tiling="cellpose"
+    )
     np.testing.assert_array_equal(again, ref["labels"])
 
 
@@ -303,16 +309,22 @@ def test_segment_folder_makes_3d_objects(model, tifffile, tmp_path):
     """The folder batch in 3-D: do_3d and stitching give the committed Cellpose-pipeline labels
     as label stacks, run.json records the mode, and contradictory or bad modes are refused."""
     d, ref = _volume_fixture("nuclei_3d_a2")
-    counts = model.segment_folder(d / "nuclei_stack.tif", tmp_path / "a", do_3d=True, anisotropy=2.0)
+    counts = model.segment_folder(
+        d / "nuclei_stack.tif", tmp_path / "a", do_3d=True, anisotropy=2.0, tiling="cellpose"
+    )
     assert counts == {"ok": 1, "skipped": 0, "failed": 0, "cancelled": 0}
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "a" / "nuclei_stack_labels.tif"), ref["labels"])
     assert '"do_3d"' in (tmp_path / "a" / "run.json").read_text()
     _, ref = _volume_fixture("nuclei_stitch")
-    counts = model.segment_folder(d / "nuclei_stack.tif", tmp_path / "s", stitch_threshold=0.25)
+    counts = model.segment_folder(
+        d / "nuclei_stack.tif", tmp_path / "s", stitch_threshold=0.25, tiling="cellpose"
+    )
     assert counts["ok"] == 1
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "s" / "nuclei_stack_labels.tif"), ref["labels"])
     with pytest.raises(ValueError, match="pick one"):
         model.segment_folder(d, tmp_path / "x", do_3d=True, stitch_threshold=0.25)
+    with pytest.raises(ValueError, match="unknown tiling 'slow'"):
+        model.segment_folder(d, tmp_path / "x", tiling="slow")
     with pytest.raises(ValueError, match="do_3d=True only"):
         model.segment_folder(d, tmp_path / "x", anisotropy=2.0)
     with pytest.raises(cytoseg.InvalidArgumentError, match="anisotropy"):

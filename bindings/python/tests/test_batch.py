@@ -68,15 +68,16 @@ def test_ctypes_structs_match_the_header():
     assert passed <= set(_native.STRUCTS)
 
 
-def test_device_names_match_the_header():
+@pytest.mark.parametrize(("prefix", "names"), [("DEVICE", _native.DEVICES), ("TILING", _native.TILINGS)])
+def test_enum_names_match_the_header(prefix, names):
     header = REPO / "include" / "cytoseg.h"
     if not header.is_file():
         pytest.skip(f"{header} not found")
     values = {
         n.lower(): int(v)
-        for n, v in re.findall(r"CYTOSEG_DEVICE_(\w+) = (\d+)", header.read_text())
+        for n, v in re.findall(rf"CYTOSEG_{prefix}_(\w+) = (\d+)", header.read_text())
     }
-    assert values == _native.DEVICES
+    assert values == names
 
 
 def _folder(tmp_path: Path, dsb_sample: Path) -> Path:

@@ -227,6 +227,7 @@ def test_stack_into_3d_objects(viewer, qtbot, tifffile):
     viewer.add_image(stack, name="stack", scale=(1.0, 0.5, 0.5))
     w = _segment_widget(viewer)
     w.image.value = viewer.layers["stack"]
+    w.tiling.value = "cellpose"  # the fixtures are Cellpose's, made with its tiles
     for mode, fixture in (("3-D flows", "nuclei_3d_a2"), ("stitch", "nuclei_stitch")):
         w.stack_mode.value = mode
         _click_run(qtbot, w)

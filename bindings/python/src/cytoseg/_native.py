@@ -57,6 +57,9 @@ STACKS_PLANES = -1
 #: cytoseg_device values by the names the CLI uses.
 DEVICES = {"auto": 0, "cpu": 1, "cuda": 2, "tensorrt": 3, "coreml": 4, "directml": 5}
 
+#: cytoseg_tiling values by the names the CLI uses (``--tiling``).
+TILINGS = {"fast": 0, "cellpose": 1}
+
 #: cytoseg_criterion values.
 CRITERIA = {"iou": 0, "iot": 1, "iop": 2}
 
@@ -86,6 +89,7 @@ class SegmentParams(Structure):
         ("batch_size", c_uint32),
         ("tile_overlap", c_double),
         ("masks", MasksParams),
+        ("tiling", c_int32),
     ]
 
 
@@ -312,6 +316,7 @@ _SIGNATURES = {
     "cytoseg_model_free": (None, [_P]),
     "cytoseg_model_info": (c_int32, [_P, ctypes.c_char_p, c_size_t, POINTER(c_size_t)]),
     "cytoseg_segment_params_init": (c_int32, [_P, POINTER(SegmentParams)]),
+    "cytoseg_segment_params_init_sized": (c_int32, [_P, POINTER(SegmentParams), c_size_t]),
     "cytoseg_model_segment": (
         c_int32,
         [

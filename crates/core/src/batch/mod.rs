@@ -555,8 +555,9 @@ pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
         "niter": if p.mask.niter == 0 { serde_json::json!("auto (200 / resize factor)") } else { serde_json::json!(p.mask.niter) },
         "min_size": p.mask.min_size,
         "max_size_fraction": p.mask.max_size_fraction,
-        "tile_size": p.tile_size.unwrap_or(model.manifest.tiling.tile_size),
-        "tile_overlap": p.tile_overlap.unwrap_or(model.manifest.tiling.overlap),
+        "tiling": p.tiling.name(),
+        "tile_size": p.tiling.tile_and_overlap(p, &model.manifest).0,
+        "tile_overlap": p.tiling.tile_and_overlap(p, &model.manifest).1,
         "batch_size": p.batch_size,
         "normalization": {
             "method": model.manifest.normalization.method,

@@ -25,6 +25,7 @@ use crate::image::ImageView;
 
 pub use manifest::Manifest;
 pub use runtime::{Device, Runtime};
+pub use tiling::Tiling;
 pub use volume::{VolumeMode, VolumeSegmentation, anisotropy_for, check_stack_size};
 
 /// How a model is loaded.
@@ -79,11 +80,18 @@ pub struct SegmentParams {
     /// Flows → labels parameters. `niter == 0` means Cellpose's automatic choice
     /// `int(200 / rescale)`.
     pub mask: MaskParams,
-    /// Tile edge (default: the model's, multiple of its size multiple).
+    /// How images are cut into network tiles ([`Tiling::Fast`] by default;
+    /// [`Tiling::Cellpose`] for labels equal to Cellpose's pipeline).
+    pub tiling: Tiling,
+    /// Tile edge, a multiple of the model's size multiple (default: the model's with
+    /// [`Tiling::Cellpose`], the largest tile edge [`tiling::FAST_TILE`] with [`Tiling::Fast`]).
     pub tile_size: Option<usize>,
-    /// Fractional tile overlap (default: the model's; clamped to [0.05, 0.5] as Cellpose).
+    /// Fractional tile overlap (default: the model's with [`Tiling::Cellpose`], clamped to
+    /// [0.05, 0.5] as Cellpose; [`tiling::FAST_OVERLAP`] of the largest tile edge with
+    /// [`Tiling::Fast`]).
     pub tile_overlap: Option<f64>,
-    /// Tiles per network call.
+    /// Tiles per network call (with [`Tiling::Fast`], counted in tiles of the model's tile
+    /// size: that many pixels per call, at least one tile).
     pub batch_size: usize,
     /// Keep the network's flows and cell probability in the result.
     pub keep_flows: bool,
@@ -103,6 +111,7 @@ impl SegmentParams {
                 min_size: d.min_size,
                 max_size_fraction: d.max_size_fraction,
             },
+            tiling: Tiling::default(),
             tile_size: None,
             tile_overlap: None,
             batch_size: 8,

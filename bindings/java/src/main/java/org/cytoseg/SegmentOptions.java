@@ -19,12 +19,39 @@ public final class SegmentOptions {
     public double minSize = Double.NaN;
     /** Maximum object size as a fraction of the image; NaN = the model's. */
     public double maxSizeFraction = Double.NaN;
-    /** Tile edge in pixels (multiple of 16); 0 = the model's. */
+    /** Tile edge in pixels (multiple of 16); 0 = the default: the model's with Cellpose tiling, 1024 (the largest) with fast tiling. */
     public int tileSize = 0;
     /** Fractional tile overlap; negative = the model's. */
     public double tileOverlap = -1;
     /** Tiles per network call; 0 = 8. */
     public int batchSize = 0;
+    /**
+     * How images are cut into network tiles: {@link #TILING_FAST} (default: whole images up to
+     * 1024² in one piece, 1.5-3.5× faster) or {@link #TILING_CELLPOSE} (Cellpose's 256² tiles:
+     * labels identical to Cellpose's pipeline).
+     */
+    public int tiling = TILING_FAST;
+
+    /** {@link #tiling}: whole images up to 1024² in one piece, larger ones in few large tiles. */
+    public static final int TILING_FAST = 0;
+    /** {@link #tiling}: Cellpose's 256² tiles with 10% overlap (Cellpose's labels). */
+    public static final int TILING_CELLPOSE = 1;
+    /** The names of the {@link #tiling} values, each at its value's position (the CLI's {@code --tiling}). */
+    public static final String[] TILING_NAMES = {"fast", "cellpose"};
+
+    /**
+     * @param name "fast" or "cellpose"
+     * @return its {@link #tiling} value
+     * @throws IllegalArgumentException for another name
+     */
+    public static int tiling(String name) {
+        int i = java.util.Arrays.asList(TILING_NAMES).indexOf(name);
+        if (i < 0) {
+            throw new IllegalArgumentException("tiling=" + name
+                    + ": choose fast (default) or cellpose (Cellpose's tiles, for its labels)");
+        }
+        return i;
+    }
 
     private static String[] nativeNames;
 
@@ -44,6 +71,7 @@ public final class SegmentOptions {
         byName.put("tile_size", (double) tileSize);
         byName.put("tile_overlap", tileOverlap);
         byName.put("batch_size", (double) batchSize);
+        byName.put("tiling", (double) tiling);
         String[] names = names();
         double[] out = new double[names.length];
         for (int i = 0; i < names.length; i++) {

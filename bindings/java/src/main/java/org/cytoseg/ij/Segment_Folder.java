@@ -47,8 +47,10 @@ public class Segment_Folder implements PlugIn {
         public double flow = 0.4;
         /** Execution device. */
         public String device = "auto";
-        /** Tile edge, 0 = the model's. */
+        /** Tile edge, 0 = the default (the model's with cellpose tiling, 1024 with fast). */
         public int tile = 0;
+        /** "fast" (default) or "cellpose" ({@link SegmentOptions#TILING_NAMES}). */
+        public String tiling = "fast";
         /** Take images from sub-folders. */
         public boolean recursive;
         /** Redo finished images. */
@@ -82,7 +84,8 @@ public class Segment_Folder implements PlugIn {
         gd.addNumericField("flow_threshold",
                 Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flow)), 2);
         gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
-        gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
+        gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = default)");
+        gd.addChoice("tiling", SegmentOptions.TILING_NAMES, Prefs.get(P + "tiling", "fast"));
         String st = Prefs.get(P + "stacks", "planes");
         gd.addChoice("stacks", Segment_Image.STACK_MODES,
                 java.util.Arrays.asList(Segment_Image.STACK_MODES).contains(st) ? st : "planes");
@@ -106,6 +109,7 @@ public class Segment_Folder implements PlugIn {
         s.flow = gd.getNextNumber();
         s.device = gd.getNextChoice();
         s.tile = (int) gd.getNextNumber();
+        s.tiling = gd.getNextChoice();
         s.stacks = gd.getNextChoice();
         s.anisotropy = gd.getNextNumber();
         s.stitchThreshold = gd.getNextNumber();
@@ -123,6 +127,7 @@ public class Segment_Folder implements PlugIn {
             Prefs.set(P + "flow_threshold", s.flow);
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tile);
+            Prefs.set(P + "tiling", s.tiling);
             Prefs.set(P + "qc_report", s.qcReport);
             Prefs.set(P + "stacks", s.stacks);
             Prefs.set(P + "anisotropy", s.anisotropy);
@@ -184,6 +189,7 @@ public class Segment_Folder implements PlugIn {
         o.cellprobThreshold = s.cellprob;
         o.flowThreshold = s.flow;
         o.tileSize = Math.max(0, s.tile);
+        o.tiling = SegmentOptions.tiling(s.tiling);
         return o;
     }
 

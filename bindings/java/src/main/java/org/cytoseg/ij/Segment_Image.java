@@ -56,8 +56,10 @@ public class Segment_Image implements PlugIn {
         public double flowThreshold = 0.4;
         /** Device. */
         public String device = "auto";
-        /** Tile size, 0 = the model's. */
+        /** Tile size, 0 = the default (the model's with cellpose tiling, 1024 with fast). */
         public int tileSize = 0;
+        /** "fast" (default) or "cellpose" ({@link SegmentOptions#TILING_NAMES}). */
+        public String tiling = "fast";
         /** Segment every z/t plane (else the current one). */
         public boolean allPlanes = true;
         /** How a z-stack is segmented: "planes" (2-D, plane by plane), "3-D flows" or "stitch". */
@@ -158,7 +160,8 @@ public class Segment_Image implements PlugIn {
                 Prefs.get(P + "flow_threshold", Engine.number(md, "flow_threshold", d.flowThreshold)), 2, 6,
                 "(0 = no check)");
         gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
-        gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = the model's)");
+        gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = default)");
+        gd.addChoice("tiling", SegmentOptions.TILING_NAMES, Prefs.get(P + "tiling", "fast"));
         if (imp.getNSlices() * imp.getNFrames() > 1) {
             gd.addCheckbox("all_planes", Prefs.get(P + "all_planes", true));
         }
@@ -188,6 +191,7 @@ public class Segment_Image implements PlugIn {
         s.flowThreshold = gd.getNextNumber();
         s.device = gd.getNextChoice();
         s.tileSize = (int) gd.getNextNumber();
+        s.tiling = gd.getNextChoice();
         s.allPlanes = imp.getNSlices() * imp.getNFrames() > 1 ? gd.getNextBoolean() : true;
         if (zStack) {
             s.stacks = gd.getNextChoice();
@@ -210,6 +214,7 @@ public class Segment_Image implements PlugIn {
             Prefs.set(P + "flow_threshold", s.flowThreshold);
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tileSize);
+            Prefs.set(P + "tiling", s.tiling);
             Prefs.set(P + "all_planes", s.allPlanes);
             if (zStack) {
                 Prefs.set(P + "stacks", s.stacks);
@@ -297,6 +302,7 @@ public class Segment_Image implements PlugIn {
         o.cellprobThreshold = s.cellprobThreshold;
         o.flowThreshold = s.flowThreshold;
         o.tileSize = s.tileSize;
+        o.tiling = SegmentOptions.tiling(s.tiling);
         if (!"planes".equals(s.stacks)) {
             return segmentVolume(imp, s, model, o, channel);
         }

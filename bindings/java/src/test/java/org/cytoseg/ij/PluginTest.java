@@ -213,6 +213,7 @@ class PluginTest {
             s.device = "cpu";
             s.roiManager = false;
             s.stacks = c[0];
+            s.tiling = "cellpose";
             Segment_Image.Output out = Segment_Image.segment(imp, s);
             ImagePlus want = IJ.openImage(dir + c[1] + "_labels.tif");
             assertEquals(20, out.labels.getStackSize());
@@ -383,6 +384,7 @@ class PluginTest {
             f.output = out.toString();
             f.device = "cpu";
             f.stacks = c[0];
+            f.tiling = "cellpose";
             f.anisotropy = 2; // the file has no z spacing
             org.junit.jupiter.api.Assertions.assertArrayEquals(new long[] {1, 0, 0, 0}, Segment_Folder.run(f, null));
             ImagePlus got = IJ.openImage(out.resolve("nuclei_stack_labels.tif").toString());
