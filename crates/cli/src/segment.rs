@@ -73,7 +73,8 @@ pub struct SegmentArgs {
     pub max_size_fraction: Option<f64>,
     /// How images are cut into network tiles: `fast` (default; whole images up to 1024² in one
     /// piece, larger ones in few large tiles) or `cellpose` (Cellpose's 256² tiles with 10%
-    /// overlap: labels identical to Cellpose's pipeline, 1.5-3.5× slower).
+    /// overlap: labels identical to Cellpose's pipeline; slower, as its network sees up to 3.5× more
+    /// pixels).
     #[arg(long, default_value = "fast", value_parser = parse_tiling)]
     pub tiling: Tiling,
     /// Tile edge in pixels (multiple of 16; default: the model's with `--tiling cellpose`, the

@@ -365,7 +365,7 @@ class Model:
                 ``tiling="cellpose"``, 0.0625 of the largest tile edge with "fast").
             batch_size: tiles per network call; None keeps the default (8).
             tiling: "fast" (default: whole images up to 1024² in one piece, larger ones in few
-                large tiles; 1.5-3.5× faster) or "cellpose" (Cellpose's 256² tiles with 10%
+                large tiles; 1.3-2× faster in 2-D) or "cellpose" (Cellpose's 256² tiles with 10%
                 overlap: labels identical to Cellpose's pipeline).
             return_flows: also return the network output at image size, float32 (3, H, W):
                 dY, dX, cellprob.

@@ -224,7 +224,7 @@ class SegmentWidget(Container):
             label="tiling",
             choices=list(TILINGS),
             value="fast",
-            tooltip="fast: whole images up to 1024² in one piece (1.5-3.5× faster); cellpose: "
+            tooltip="fast: whole images up to 1024² in one piece (1.3-2× faster in 2-D); cellpose: "
             "Cellpose's 256² tiles with 10% overlap, for labels identical to Cellpose's",
         )
         self.stack_mode = ComboBox(

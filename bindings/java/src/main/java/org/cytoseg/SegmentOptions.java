@@ -27,7 +27,7 @@ public final class SegmentOptions {
     public int batchSize = 0;
     /**
      * How images are cut into network tiles: {@link #TILING_FAST} (default: whole images up to
-     * 1024² in one piece, 1.5-3.5× faster) or {@link #TILING_CELLPOSE} (Cellpose's 256² tiles:
+     * 1024² in one piece, 1.3-2× faster in 2-D) or {@link #TILING_CELLPOSE} (Cellpose's 256² tiles:
      * labels identical to Cellpose's pipeline).
      */
     public int tiling = TILING_FAST;
