@@ -105,8 +105,8 @@ pub struct cytoseg_segment_params {
 pub enum cytoseg_tiling {
     /// Whole images up to 1024² in one piece, larger ones in few large tiles: the network sees
     /// up to 3.5× fewer pixels than with Cellpose's tiles (1.3-2× faster on 2-D images, 2-3× in
-    /// 3-D), at the same accuracy. `tile_size` is the largest tile edge (0 = 1024),
-    /// `tile_overlap` a fraction of it (negative = 0.0625).
+    /// 3-D), at the same accuracy in 2-D (slightly lower with do_3D). `tile_size` is the
+    /// largest tile edge (0 = 1024), `tile_overlap` a fraction of it (negative = 0.0625).
     Fast = 0,
     /// Cellpose 4's tiles (the model's 256² with 10% overlap, small images padded to a tile):
     /// labels identical to Cellpose's pipeline around the same network.

@@ -61,8 +61,8 @@ pub enum Tiling {
     /// possible: whole when it fits a [`FAST_TILE`]-pixel edge, else tiles of at most that edge
     /// overlapping by [`FAST_OVERLAP`] of it. The network sees up to 3.5× fewer pixels than
     /// with [`Tiling::Cellpose`], whose 256² tiles overlap by about 20%: 1.3-2× faster on 2-D
-    /// images and 2-3× in 3-D as measured (README, "Tiling"), at the same accuracy; labels
-    /// are close to but not identical with Cellpose's.
+    /// images and 2-3× in 3-D as measured (README, "Tiling"), at the same accuracy in 2-D
+    /// (slightly lower with do_3D); labels are close to but not identical with Cellpose's.
     #[default]
     Fast,
 }
