@@ -58,23 +58,34 @@ class RecorderTest {
         assertEquals(shown.results, replayed.results);
     }
 
-    /** A thread that presses OK in the next GenericDialog shown (as a user would). */
+    /**
+     * A thread that presses OK in the next GenericDialog shown (as a user would), again every
+     * second until that dialog has closed (a press that lands while the dialog is still being
+     * shown can be lost), for up to two minutes (a loaded machine builds dialogs slowly).
+     */
     static Thread pressOkSoon() {
         Thread presser = new Thread(() -> {
-            for (int i = 0; i < 200; i++) {
-                for (Window w : Window.getWindows()) {
-                    if (w instanceof GenericDialog && w.isShowing()) {
-                        GenericDialog gd = (GenericDialog) w;
-                        Button ok = gd.getButtons()[0];
-                        java.awt.EventQueue.invokeLater(() -> gd.actionPerformed(new ActionEvent(ok, ActionEvent.ACTION_PERFORMED, "OK")));
-                        return;
+            long deadline = System.currentTimeMillis() + 120_000;
+            try {
+                while (System.currentTimeMillis() < deadline) {
+                    for (Window w : Window.getWindows()) {
+                        if (w instanceof GenericDialog && w.isShowing()) {
+                            GenericDialog gd = (GenericDialog) w;
+                            Button ok = gd.getButtons()[0];
+                            while (gd.isShowing() && System.currentTimeMillis() < deadline) {
+                                java.awt.EventQueue.invokeLater(() -> gd.actionPerformed(
+                                        new ActionEvent(ok, ActionEvent.ACTION_PERFORMED, "OK")));
+                                for (int k = 0; k < 20 && gd.isShowing(); k++) {
+                                    Thread.sleep(50);
+                                }
+                            }
+                            return;
+                        }
                     }
-                }
-                try {
                     Thread.sleep(50);
-                } catch (InterruptedException e) {
-                    return;
                 }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
         });
         presser.start();
