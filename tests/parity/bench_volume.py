@@ -8,6 +8,11 @@ in-process (`dynamics.compute_masks(..., do_3D=True)`, no I/O); cytoseg as the w
 `cytoseg masks` command, reading the .npy flows and writing the label stack.
 
     python tests/parity/bench_volume.py [--planes 64] [--side 256] [--runs 3] [--noise voxel|smooth]
+    python tests/parity/bench_volume.py --flows stack_flows.npy [--runs 3]
+
+With `--flows`, the flows are a network's: the (4, Z, Y, X) float32 file (dZ, dY, dX, cellprob)
+that `cytoseg segment --do-3d --save-flows` writes (`make_real_flows.sh` makes one from a
+synthetic confocal-like stack).
 """
 import argparse
 import os
@@ -31,35 +36,45 @@ ap.add_argument("--runs", type=int, default=3)
 ap.add_argument("--noise", choices=["voxel", "smooth"], default="voxel",
                 help="per-voxel noise (σ 0.5, the harder case) or noise smoothed over ~1.5 voxels "
                      "(σ 0.5 after smoothing), closer to a network's output")
+ap.add_argument("--flows", help="a network's 3-D flows, (4, Z, Y, X) float32 .npy, instead of synthetic ones")
 ap.add_argument("--cytoseg", default=str(Path(__file__).resolve().parents[2] / "target/release/cytoseg"))
 a = ap.parse_args()
 
 import torch  # noqa: E402
 from cellpose import dynamics  # noqa: E402
 
-rng = np.random.default_rng(7)
-nz, s = a.planes, a.side
-labels = volume_cases.nuclei_volume(rng, nz, s)
-# Unit vectors to each nucleus' centre of mass, × 10, plus noise.
-idx = np.arange(labels.max() + 1)
-com = np.array(ndi.center_of_mass(np.ones_like(labels), labels, idx[1:]))
-centre = np.zeros((len(idx), 3))
-centre[1:] = com
-zz, yy, xx = np.indices(labels.shape, dtype=np.float32)
-vec = np.stack([centre[labels, 0] - zz, centre[labels, 1] - yy, centre[labels, 2] - xx]).astype(np.float32)
-del zz, yy, xx
-norm = np.sqrt((vec ** 2).sum(0)) + 1e-3
-noise = rng.normal(0, 0.5, vec.shape).astype(np.float32)
-if a.noise == "smooth":
-    noise = np.stack([ndi.gaussian_filter(c, 1.5) for c in noise])
-    noise *= 0.5 / noise.std()
-dp = 10 * vec / norm * (labels > 0) + noise
-dp = dp.astype(np.float32)
-del vec, norm
-cp = (8 * ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0) - 4).astype(np.float32)
-print(f"volume {nz}×{s}×{s}, {a.noise} noise: {len(np.unique(labels)) - 1} nuclei, "
-      f"{(cp > 0).mean():.0%} of voxels followed; "
-      f"torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
+if a.flows:
+    f = np.load(a.flows).astype(np.float32)
+    dp, cp = np.ascontiguousarray(f[:3]), np.ascontiguousarray(f[3])
+    del f
+    print(f"volume {dp.shape[1]}×{dp.shape[2]}×{dp.shape[3]}, network flows from {a.flows}: "
+          f"{(cp > 0).mean():.0%} of voxels followed; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
+else:
+    rng = np.random.default_rng(7)
+    nz, s = a.planes, a.side
+    labels = volume_cases.nuclei_volume(rng, nz, s)
+    # Unit vectors to each nucleus' centre of mass, × 10, plus noise.
+    idx = np.arange(labels.max() + 1)
+    com = np.array(ndi.center_of_mass(np.ones_like(labels), labels, idx[1:]))
+    centre = np.zeros((len(idx), 3))
+    centre[1:] = com
+    zz, yy, xx = np.indices(labels.shape, dtype=np.float32)
+    vec = np.stack([centre[labels, 0] - zz, centre[labels, 1] - yy, centre[labels, 2] - xx]).astype(np.float32)
+    del zz, yy, xx
+    norm = np.sqrt((vec ** 2).sum(0)) + 1e-3
+    noise = rng.normal(0, 0.5, vec.shape).astype(np.float32)
+    if a.noise == "smooth":
+        noise = np.stack([ndi.gaussian_filter(c, 1.5) for c in noise])
+        noise *= 0.5 / noise.std()
+    dp = 10 * vec / norm * (labels > 0) + noise
+    dp = dp.astype(np.float32)
+    del vec, norm
+    cp = (8 * ndi.gaussian_filter((labels > 0).astype(np.float32), 1.0) - 4).astype(np.float32)
+    print(f"volume {nz}×{s}×{s}, {a.noise} noise: {len(np.unique(labels)) - 1} nuclei, "
+          f"{(cp > 0).mean():.0%} of voxels followed; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
+
 
 with tempfile.TemporaryDirectory() as d:
     fdp, fcp, out = Path(d) / "dp.npy", Path(d) / "cp.npy", Path(d) / "labels.npy"

@@ -19,6 +19,9 @@
 
 use rayon::prelude::*;
 
+use super::interp::lanes::{
+    ANCHOR_INTERVAL, BLOCK, MANTISSA_BITS, MANTISSA_SHIFT, cycle_end, take_anchor,
+};
 use super::seeds::{self, GROW_MIN_COUNT, GROW_STEPS, RPAD, WIN, WIN_SIZE};
 use super::{MAX_PIXELS, MAX_SIDE, MaskParams, SCAN_CHUNK, check_finite, stitch, torch_sort};
 use crate::error::{Error, Result};
@@ -173,7 +176,7 @@ pub fn compute_masks_3d_unfilled(flows: &Flows3Ref<'_>, params: &MaskParams) -> 
 fn check_memory(dims: [usize; 3], followed: usize) -> Result<()> {
     let [d, h, w] = dims.map(|v| v as u64);
     let n = d * h * w;
-    let field = 12 * (d + 2) * (h + 2) * (w + 2);
+    let field = 16 * (d + 2) * (h + 2) * (w + 2);
     let r = 2 * RPAD as u64;
     let hist = 4 * (d + r) * (h + r) * (w + r);
     let need = field + hist + 5 * n + 28 * followed as u64;
@@ -207,10 +210,10 @@ pub fn compute_masks_3d(flows: &Flows3Ref<'_>, params: &MaskParams) -> Result<Ve
 }
 
 /// The flow field prepared for trilinear sampling: per voxel the (x, y, z) displacement in
-/// normalized grid units, one array per axis (for vector gathers), padded with one layer of
-/// zeros on every side so that the eight taps never leave the buffer.
+/// normalized grid units and a zero (one 16-byte entry, so that a tap is one vector load),
+/// padded with one layer of zeros on every side so that the eight taps never leave the buffer.
 struct Field3 {
-    comp: [Vec<f32>; 3],
+    data: Vec<[f32; 4]>,
     /// Padded row and plane strides.
     sy: usize,
     sz: usize,
@@ -231,34 +234,54 @@ impl Field3 {
         let sz = (h + 2) * sy;
         let scale = |n: usize| (2.0f64 / (n as f64 - 1.0)) as f32;
         let (kx, ky, kz) = (scale(w), scale(h), scale(d));
-        let len = (d + 2) * sz;
-        let fill = |src: &[f32], k: f32| {
-            let mut out = vec![0.0f32; len];
-            out[sz..(d + 1) * sz]
-                .par_chunks_mut(sz)
-                .enumerate()
-                .for_each(|(z, plane)| {
-                    for y in 0..h {
-                        let row = &mut plane[(y + 1) * sy + 1..(y + 1) * sy + 1 + w];
-                        let i0 = (z * h + y) * w;
-                        for (x, cell) in row.iter_mut().enumerate() {
-                            if mask[i0 + x] {
-                                *cell = (src[i0 + x] / 5.0) * k;
-                            }
+        let mut data = vec![[0.0f32; 4]; (d + 2) * sz];
+        data[sz..(d + 1) * sz]
+            .par_chunks_mut(sz)
+            .enumerate()
+            .for_each(|(z, plane)| {
+                for y in 0..h {
+                    let row = &mut plane[(y + 1) * sy + 1..(y + 1) * sy + 1 + w];
+                    let i0 = (z * h + y) * w;
+                    for (x, cell) in row.iter_mut().enumerate() {
+                        let i = i0 + x;
+                        if mask[i] {
+                            *cell = [
+                                (flows.dx[i] / 5.0) * kx,
+                                (flows.dy[i] / 5.0) * ky,
+                                (flows.dz[i] / 5.0) * kz,
+                                0.0,
+                            ];
                         }
                     }
-                });
-            out
-        };
-        let comp = [fill(flows.dx, kx), fill(flows.dy, ky), fill(flows.dz, kz)];
+                }
+            });
         Field3 {
-            comp,
+            data,
             sy,
             sz,
             size: [w as f32, h as f32, d as f32],
             span: [(w - 1) as f32, (h - 1) as f32, (d - 1) as f32],
             dims: [d, h, w],
         }
+    }
+
+    /// The eight taps of the cell whose low corner has padded index `base`, in torch's order
+    /// (`tnw, tne, tsw, tse, bnw, bne, bsw, bse`).
+    #[inline(always)]
+    fn taps(&self, base: usize) -> [[f32; 4]; 8] {
+        let (sy, sz) = (self.sy, self.sz);
+        let near = &self.data[base..base + sy + 2];
+        let far = &self.data[base + sz..base + sz + sy + 2];
+        [
+            near[0],
+            near[1],
+            near[sy],
+            near[sy + 1],
+            far[0],
+            far[1],
+            far[sy],
+            far[sy + 1],
+        ]
     }
 
     /// torch's scalar trilinear `grid_sample` at normalized grid point `g` (x, y, z).
@@ -288,21 +311,11 @@ impl Field3 {
             (x1 - ix) * (iy - y0) * (iz - z0),
             (ix - x0) * (iy - y0) * (iz - z0),
         ];
-        let base = cell[2] * self.sz + cell[1] * self.sy + cell[0];
-        let taps = [
-            base,
-            base + 1,
-            base + self.sy,
-            base + self.sy + 1,
-            base + self.sz,
-            base + self.sz + 1,
-            base + self.sz + self.sy,
-            base + self.sz + self.sy + 1,
-        ];
+        let taps = self.taps(cell[2] * self.sz + cell[1] * self.sy + cell[0]);
         let mut out = [0.0f32; 3];
-        for (&t, &wt) in taps.iter().zip(&weights) {
-            for (o, c) in out.iter_mut().zip(&self.comp) {
-                *o += c[t] * wt;
+        for (tap, &wt) in taps.iter().zip(&weights) {
+            for (o, c) in out.iter_mut().zip(tap) {
+                *o += c * wt;
             }
         }
         out
@@ -389,35 +402,96 @@ impl simd::Kernel for Follow3<'_> {
             dst,
             niter,
         } = self;
-        if field.lanes_supported() {
-            field.integrate_lanes(src, dst, niter);
-        } else {
-            for (o, &p) in dst.iter_mut().zip(src) {
-                *o = field.voxel(field.integrate(field.start(p), niter));
+        match Quad::new() {
+            Some(quad) if field.lanes_supported() => field.integrate_lanes(src, dst, niter, quad),
+            _ => {
+                for (o, &p) in dst.iter_mut().zip(src) {
+                    *o = field.voxel(field.integrate(field.start(p), niter));
+                }
             }
         }
     }
 }
 
-/// Where a lane of [`Field3::integrate_lanes`] is.
-#[derive(Clone, Copy, PartialEq)]
-enum Phase {
-    /// No point.
-    Idle,
-    /// Stepping and looking for a cycle (Brent).
-    Search,
-    /// Cycle found: this many steps left.
-    Finish(u32),
+/// Four-wide float32 arithmetic for one lane's taps (`x, y, z` and an unused zero): SSE
+/// through `pulp`'s safe wrappers on x86-64, plain arrays elsewhere. Each operation rounds
+/// each element once, as the scalar code does.
+#[derive(Clone, Copy)]
+struct Quad {
+    #[cfg(target_arch = "x86_64")]
+    sse: pulp::x86::V1,
 }
 
-/// Trajectories advanced side by side by [`Field3::integrate_lanes`] (structure of arrays: the
-/// per-lane loops compile to vector code, the taps to gathers).
+impl Quad {
+    /// `None` where the instructions are missing (never on x86-64, where SSE2 is baseline).
+    #[inline(always)]
+    fn new() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        return pulp::x86::V1::try_new().map(|sse| Quad { sse });
+        #[cfg(not(target_arch = "x86_64"))]
+        return Some(Quad {});
+    }
+
+    /// `acc + v * w`, rounded after the product and after the sum (no fused multiply-add).
+    #[inline(always)]
+    fn add_product(self, acc: [f32; 4], v: [f32; 4], w: f32) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let s = self.sse;
+            let q = |a: [f32; 4]| pulp::f32x4(a[0], a[1], a[2], a[3]);
+            let r = s.add_f32x4(q(acc), s.mul_f32x4(q(v), s.splat_f32x4(w)));
+            [r.0, r.1, r.2, r.3]
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            std::array::from_fn(|k| acc[k] + v[k] * w)
+        }
+    }
+}
+
+/// Trajectories advanced side by side by [`Field3::integrate_lanes`] (structure of arrays for
+/// the source index and weights; each lane's taps as one vector).
 const LANES: usize = 16;
-/// `2^23` as float32: adding it to an integer-valued float in `[0, 2^23)` places the integer in
-/// the mantissa bits exactly, a float-to-int conversion in plain vector arithmetic.
-const MANTISSA_SHIFT: f32 = 8_388_608.0;
-/// Bit pattern of [`MANTISSA_SHIFT`].
-const MANTISSA_BITS: u32 = 0x4B00_0000;
+/// Book-keeping of one lane of [`Field3::integrate_lanes`].
+#[derive(Clone, Copy)]
+struct Lane {
+    /// Index of the point in this lane (`usize::MAX`: idle).
+    point: usize,
+    /// Steps done at the start of the current block.
+    t: u64,
+    /// Step after which the position is the final one.
+    end: u64,
+    /// Anchor position (bits of x, y, z) and the step after which it was taken.
+    anchor: [u32; 3],
+    anchor_t: u64,
+    /// Steps between anchor refreshes.
+    interval: u64,
+    /// A cycle was found (`end` is set from it).
+    periodic: bool,
+}
+
+impl Lane {
+    /// No point; the anchor (NaN bits) never matches a position.
+    const IDLE: Lane = Lane {
+        point: usize::MAX,
+        t: 0,
+        end: 0,
+        anchor: [u32::MAX; 3],
+        anchor_t: 0,
+        interval: ANCHOR_INTERVAL,
+        periodic: false,
+    };
+
+    fn start(point: usize, g: [f32; 3], niter: u64) -> Lane {
+        Lane {
+            point,
+            end: niter,
+            anchor: g.map(f32::to_bits),
+            ..Lane::IDLE
+        }
+    }
+}
 
 impl Field3 {
     /// Start position of the voxel at flat index `p`, in normalized grid units (x, y, z).
@@ -444,39 +518,39 @@ impl Field3 {
     }
 
     /// Whether [`Self::integrate_lanes`] can index this field: padded sides below `2^23` (for
-    /// the float-to-int conversion) and padded indices within `u32`.
+    /// the float-to-int conversion and [`floor_small`]) and padded indices within `u32`.
     fn lanes_supported(&self) -> bool {
         let [d, h, w] = self.dims;
         d + 2 < (1 << 23)
             && h + 2 < (1 << 23)
             && w + 2 < (1 << 23)
-            && self.comp[0].len() < u32::MAX as usize
+            && self.data.len() < u32::MAX as usize
     }
 
     /// One Euler step of every lane, exactly as [`Self::step`]: the same operations in the same
-    /// order, lane by lane.
+    /// order, lane by lane. The source index and the weights are computed for all lanes at
+    /// once (vector code across lanes); the taps are read and summed lane by lane, one vector
+    /// per tap.
     // `max(-1).min(1)` equals `clamp(-1, 1)` on these finite values but compiles to vector
     // min/max.
     #[allow(clippy::manual_clamp)]
     #[inline(always)]
-    fn step_lanes(&self, g: &mut [[f32; LANES]; 3]) {
-        let mut lo = [[0.0f32; LANES]; 3];
-        let mut i = [[0.0f32; LANES]; 3];
+    fn step_lanes(&self, g: &mut [[f32; LANES]; 3], quad: Quad) {
         let mut base = [0u32; LANES];
+        let mut wts = [[0.0f32; LANES]; 8];
         let (sy, sz) = (self.sy as u32, self.sz as u32);
         for l in 0..LANES {
+            let mut i = [0.0f32; 3];
+            let mut lo = [0.0f32; 3];
             let mut cell = [0u32; 3];
             for k in 0..3 {
-                i[k][l] = ((g[k][l] + 1.0) * self.size[k] - 1.0) / 2.0;
-                lo[k][l] = floor(i[k][l]);
-                cell[k] = ((lo[k][l] + 1.0) + MANTISSA_SHIFT).to_bits() - MANTISSA_BITS;
+                i[k] = ((g[k][l] + 1.0) * self.size[k] - 1.0) / 2.0;
+                lo[k] = floor_small(i[k]);
+                cell[k] = ((lo[k] + 1.0) + MANTISSA_SHIFT).to_bits() - MANTISSA_BITS;
             }
             base[l] = cell[2] * sz + cell[1] * sy + cell[0];
-        }
-        let mut wts = [[0.0f32; LANES]; 8];
-        for l in 0..LANES {
-            let (ix, iy, iz) = (i[0][l], i[1][l], i[2][l]);
-            let (x0, y0, z0) = (lo[0][l], lo[1][l], lo[2][l]);
+            let [ix, iy, iz] = i;
+            let [x0, y0, z0] = lo;
             let (x1, y1, z1) = (x0 + 1.0, y0 + 1.0, z0 + 1.0);
             wts[0][l] = (x1 - ix) * (y1 - iy) * (z1 - iz);
             wts[1][l] = (ix - x0) * (y1 - iy) * (z1 - iz);
@@ -487,95 +561,126 @@ impl Field3 {
             wts[6][l] = (x1 - ix) * (iy - y0) * (iz - z0);
             wts[7][l] = (ix - x0) * (iy - y0) * (iz - z0);
         }
-        let offsets = [0, 1, sy, sy + 1, sz, sz + 1, sz + sy, sz + sy + 1];
-        // Every tap index is below the padded length; the bound lets the compiler drop checks.
-        let last = (self.comp[0].len() - 1) as u32;
-        for (gk, comp) in g.iter_mut().zip(&self.comp) {
-            let c = &comp[..=last as usize];
-            let mut out = [0.0f32; LANES];
-            for (wt, &off) in wts.iter().zip(&offsets) {
-                for l in 0..LANES {
-                    out[l] += c[(base[l] + off).min(last) as usize] * wt[l];
-                }
+        let mut out = [[0.0f32; 4]; LANES];
+        for (l, o) in out.iter_mut().enumerate() {
+            let taps = self.taps(base[l] as usize);
+            for (tap, wt) in taps.iter().zip(&wts) {
+                *o = quad.add_product(*o, *tap, wt[l]);
             }
-            for (gl, o) in gk.iter_mut().zip(out) {
-                *gl = (*gl + o).max(-1.0).min(1.0);
+        }
+        for (k, gk) in g.iter_mut().enumerate() {
+            for (gl, o) in gk.iter_mut().zip(&out) {
+                *gl = (*gl + o[k]).max(-1.0).min(1.0);
             }
         }
     }
 
     /// [`Self::integrate`] for every point of `src` (final voxels into `dst`), [`LANES`]
-    /// trajectories at a time: each lane runs the same steps and the same cycle detection as
-    /// the scalar version, and takes the next point as soon as its own is done.
+    /// trajectories at a time, each taking the next point as soon as its own is done: the same
+    /// final voxels as the scalar version, step for step.
+    ///
+    /// A lane stops as soon as its trajectory is provably periodic: it keeps an anchor (its
+    /// position after some step `ta`), and when the position after step `t` equals it bitwise,
+    /// the trajectory repeats with period `t - ta` from then on, so the final position is the
+    /// one after step `t + (niter - t) mod (t - ta)`. Two anchors are compared at every step,
+    /// in vector code: one refreshed at growing intervals (Brent's method, for long cycles) and
+    /// the position at the start of the current block of [`BLOCK`] steps (short cycles are found
+    /// within a block of entering them). The block's positions are kept, so a lane can finish
+    /// inside a block; the per-lane decisions are taken once per block.
+    ///
+    /// (The 2-D path's trap proofs are not used here: on noisy 3-D flows nearly every
+    /// trajectory still changes voxel in its last steps, hopping around its centre, so there
+    /// is no box inside one voxel for a proof to find.)
     #[inline(always)]
-    fn integrate_lanes(&self, src: &[u32], dst: &mut [[i32; 3]], niter: u32) {
+    fn integrate_lanes(&self, src: &[u32], dst: &mut [[i32; 3]], niter: u32, quad: Quad) {
         if niter == 0 {
             for (o, &p) in dst.iter_mut().zip(src) {
                 *o = self.voxel(self.start(p));
             }
             return;
         }
-        let bits = |g: &[[f32; LANES]; 3], l: usize| {
-            [g[0][l].to_bits(), g[1][l].to_bits(), g[2][l].to_bits()]
-        };
+        let niter = u64::from(niter);
         let mut g = [[0.0f32; LANES]; 3];
-        let mut tortoise = [[0u32; 3]; LANES];
-        let mut t = [0u32; LANES];
-        let mut power = [0u32; LANES];
-        let mut lam = [0u32; LANES];
-        let mut phase = [Phase::Idle; LANES];
-        let mut owner = [0usize; LANES];
+        let mut lanes = [Lane::IDLE; LANES];
         let mut next = 0usize;
-        let mut busy = 0usize;
-        loop {
-            for l in 0..LANES {
-                if phase[l] == Phase::Idle && next < src.len() {
-                    let s = self.start(src[next]);
-                    for k in 0..3 {
-                        g[k][l] = s[k];
-                    }
-                    tortoise[l] = bits(&g, l);
-                    (t[l], power[l], lam[l]) = (0, 1, 0);
-                    phase[l] = Phase::Search;
-                    owner[l] = next;
-                    next += 1;
-                    busy += 1;
+        let mut active = 0usize;
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            if let Some(&p) = src.get(next) {
+                let s = self.start(p);
+                for k in 0..3 {
+                    g[k][l] = s[k];
+                }
+                *lane = Lane::start(next, s, niter);
+                next += 1;
+                active += 1;
+            }
+        }
+        let mut anchor = [[0u32; LANES]; 3];
+        let mut first = [[0u32; LANES]; 3];
+        let mut hist = [[[0.0f32; LANES]; 3]; BLOCK];
+        while active > 0 {
+            for (l, lane) in lanes.iter().enumerate() {
+                for k in 0..3 {
+                    anchor[k][l] = lane.anchor[k];
+                    first[k][l] = g[k][l].to_bits();
                 }
             }
-            if busy == 0 {
-                return;
+            // First step of the block whose position equals the anchor, and the first whose
+            // position equals the one at the start of the block (BLOCK: none).
+            let mut hit = [BLOCK as u32; LANES];
+            let mut hit_start = [BLOCK as u32; LANES];
+            for (s, h) in hist.iter_mut().enumerate() {
+                self.step_lanes(&mut g, quad);
+                for l in 0..LANES {
+                    let p = [g[0][l].to_bits(), g[1][l].to_bits(), g[2][l].to_bits()];
+                    let eq =
+                        (p[0] == anchor[0][l]) & (p[1] == anchor[1][l]) & (p[2] == anchor[2][l]);
+                    hit[l] = if eq & (hit[l] == BLOCK as u32) {
+                        s as u32
+                    } else {
+                        hit[l]
+                    };
+                    let eq = (p[0] == first[0][l]) & (p[1] == first[1][l]) & (p[2] == first[2][l]);
+                    hit_start[l] = if eq & (hit_start[l] == BLOCK as u32) {
+                        s as u32
+                    } else {
+                        hit_start[l]
+                    };
+                }
+                *h = g;
             }
-            self.step_lanes(&mut g);
-            for l in 0..LANES {
-                let done = match phase[l] {
-                    Phase::Idle => false,
-                    Phase::Finish(left) => {
-                        phase[l] = Phase::Finish(left - 1);
-                        left == 1
-                    }
-                    Phase::Search => {
-                        t[l] += 1;
-                        lam[l] += 1;
-                        if bits(&g, l) == tortoise[l] {
-                            let left = (niter - t[l]) % lam[l];
-                            phase[l] = Phase::Finish(left);
-                            left == 0
-                        } else if t[l] == niter {
-                            true
-                        } else {
-                            if power[l] == lam[l] {
-                                tortoise[l] = bits(&g, l);
-                                power[l] *= 2;
-                                lam[l] = 0;
-                            }
-                            false
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                if lane.point == usize::MAX {
+                    continue;
+                }
+                let t0 = lane.t;
+                let t1 = t0 + BLOCK as u64;
+                if !lane.periodic
+                    && let Some(end) = cycle_end(t0, hit[l], hit_start[l], lane.anchor_t, niter)
+                {
+                    lane.end = end;
+                    lane.periodic = true;
+                }
+                if lane.end <= t1 {
+                    let h = &hist[(lane.end - t0 - 1) as usize];
+                    dst[lane.point] = self.voxel([h[0][l], h[1][l], h[2][l]]);
+                    if let Some(&p) = src.get(next) {
+                        let s = self.start(p);
+                        for k in 0..3 {
+                            g[k][l] = s[k];
                         }
+                        *lane = Lane::start(next, s, niter);
+                        next += 1;
+                    } else {
+                        // Idle lanes keep stepping from a valid position.
+                        *lane = Lane::IDLE;
+                        active -= 1;
                     }
-                };
-                if done {
-                    dst[owner[l]] = self.voxel([g[0][l], g[1][l], g[2][l]]);
-                    phase[l] = Phase::Idle;
-                    busy -= 1;
+                } else {
+                    lane.t = t1;
+                    if !lane.periodic && take_anchor(t1, &mut lane.anchor_t, &mut lane.interval) {
+                        lane.anchor = [g[0][l], g[1][l], g[2][l]].map(f32::to_bits);
+                    }
                 }
             }
         }
@@ -588,6 +693,16 @@ impl Field3 {
 fn floor(x: f32) -> f32 {
     let t = x as i32 as f32;
     if t > x { t - 1.0 } else { t }
+}
+
+/// `x.floor()` for `x` in `[-1, 2^23)` in plain vector arithmetic (no saturating conversion,
+/// no library call): in that range `(x + 2^23) - 2^23` is `x` rounded to an integer exactly,
+/// one less where that rounded up; `-1` below zero.
+#[inline(always)]
+fn floor_small(x: f32) -> f32 {
+    let r = (x + MANTISSA_SHIFT) - MANTISSA_SHIFT;
+    let f = if r > x { r - 1.0 } else { r };
+    if x < 0.0 { -1.0 } else { f }
 }
 
 /// Points integrated per rayon task.
@@ -811,7 +926,7 @@ mod tests {
         let points: Vec<u32> = (0..n as u32).filter(|&p| mask[p as usize]).collect();
         for niter in [0, 1, 7, 200, 333] {
             let mut lanes = vec![[0i32; 3]; points.len()];
-            field.integrate_lanes(&points, &mut lanes, niter);
+            field.integrate_lanes(&points, &mut lanes, niter, Quad::new().unwrap());
             for (k, &p) in points.iter().enumerate() {
                 let mut g = field.start(p);
                 for _ in 0..niter {
@@ -823,6 +938,35 @@ mod tests {
                     lanes[k]
                 );
             }
+        }
+    }
+
+    /// `floor_small` equals `floor` on its whole range: both ends, around every integer, just
+    /// below zero and over a sweep of fractions (every source index the lanes compute is in it).
+    #[test]
+    fn floor_small_is_floor() {
+        let mut xs = vec![-1.0f32, -0.5, -1e-30, -0.0, 0.0, 1e-30, 8_388_607.5];
+        for n in [
+            0.0f32,
+            1.0,
+            2.0,
+            3.0,
+            255.0,
+            256.0,
+            4095.0,
+            1_048_575.0,
+            8_388_606.0,
+        ] {
+            xs.extend([n, n.next_up(), n.next_down(), n + 0.5, n - 0.5, n + 0.25]);
+        }
+        let mut v = -1.0f32;
+        while v < 5000.0 {
+            xs.push(v);
+            v = v * 1.0001 + 0.0137;
+        }
+        for x in xs.into_iter().filter(|x| (-1.0..8_388_608.0).contains(x)) {
+            assert_eq!(floor_small(x), x.floor(), "{x}");
+            assert_eq!(floor(x), x.floor(), "{x}");
         }
     }
 

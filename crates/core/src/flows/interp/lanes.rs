@@ -9,17 +9,17 @@ use super::{FlowField, PixelScale};
 /// Points advanced side by side by [`FlowField::integrate_lanes`].
 pub(super) const LANES: usize = 32;
 /// Steps per block: lanes check for cycles and finish only between blocks.
-pub(super) const BLOCK: usize = 8;
+pub(in crate::flows) const BLOCK: usize = 8;
 /// A lane's first cycle anchor is refreshed every this many steps...
-pub(super) const ANCHOR_INTERVAL: u64 = 16;
+pub(in crate::flows) const ANCHOR_INTERVAL: u64 = 16;
 /// ...and from this step on the interval doubles at every refresh, so that long cycles are
 /// found too (Brent's method).
-pub(super) const ANCHOR_GROW_AFTER: u64 = 64;
+pub(in crate::flows) const ANCHOR_GROW_AFTER: u64 = 64;
 /// `2^23` as float32: adding it to an integer-valued float in `[0, 2^23)` places the integer in
 /// the mantissa bits exactly, which converts float to int with plain vector arithmetic.
-pub(super) const MANTISSA_SHIFT: f32 = 8_388_608.0;
+pub(in crate::flows) const MANTISSA_SHIFT: f32 = 8_388_608.0;
 /// Bit pattern of [`MANTISSA_SHIFT`].
-pub(super) const MANTISSA_BITS: u32 = 0x4B00_0000;
+pub(in crate::flows) const MANTISSA_BITS: u32 = 0x4B00_0000;
 
 impl FlowField {
     /// Whether [`Self::integrate_lanes`] can index this field: padded coordinates below `2^23`
@@ -249,26 +249,11 @@ impl FlowField {
                         }
                     }
                 }
-                if !lane.periodic {
-                    // (step after which the position repeats, period): from the anchor, or
-                    // from the block's first position, whichever shows it first.
-                    let mut found = None;
-                    if (hit[l] as usize) < BLOCK {
-                        let th = t0 + u64::from(hit[l]) + 1;
-                        found = Some((th, th - lane.anchor_t));
-                    }
-                    if (hit_start[l] as usize) < BLOCK {
-                        let th = t0 + u64::from(hit_start[l]) + 1;
-                        if found.is_none_or(|(f, _)| th < f) {
-                            found = Some((th, th - t0));
-                        }
-                    }
-                    if let Some((th, period)) = found
-                        && th <= niter
-                    {
-                        lane.end = th + (niter - th) % period;
-                        lane.periodic = true;
-                    }
+                if !lane.periodic
+                    && let Some(end) = cycle_end(t0, hit[l], hit_start[l], lane.anchor_t, niter)
+                {
+                    lane.end = end;
+                    lane.periodic = true;
                 }
                 if finished.is_none() && lane.end <= t1 {
                     let k = (lane.end - t0 - 1) as usize;
@@ -288,18 +273,60 @@ impl FlowField {
                     }
                 } else {
                     lane.t = t1;
-                    if !lane.periodic && t1 - lane.anchor_t >= lane.interval {
+                    if !lane.periodic && take_anchor(t1, &mut lane.anchor_t, &mut lane.interval) {
                         lane.anchor = (gx[l].to_bits(), gy[l].to_bits());
-                        lane.anchor_t = t1;
-                        if t1 >= ANCHOR_GROW_AFTER {
-                            lane.interval *= 2;
-                        }
                     }
                 }
             }
         }
         trapped
     }
+}
+
+/// The step after which a trajectory followed in blocks of [`BLOCK`] steps holds its final
+/// position, when the block just stepped (from step `t0`) shows it periodic; `None` when it
+/// does not, or only after step `niter`. `hit` and `hit_start` are the first steps of the block
+/// (0-based; `BLOCK` for none) whose position equals, bitwise, the anchor taken after step
+/// `anchor_t` and the position at the start of the block; the earlier repeat gives the period
+/// (`th` the step that closed it), and the final position is the one after step
+/// `th + (niter - th) mod period`. Shared by the 2-D and 3-D lanes.
+#[inline(always)]
+pub(in crate::flows) fn cycle_end(
+    t0: u64,
+    hit: u32,
+    hit_start: u32,
+    anchor_t: u64,
+    niter: u64,
+) -> Option<u64> {
+    let mut found = None;
+    if (hit as usize) < BLOCK {
+        let th = t0 + u64::from(hit) + 1;
+        found = Some((th, th - anchor_t));
+    }
+    if (hit_start as usize) < BLOCK {
+        let th = t0 + u64::from(hit_start) + 1;
+        if found.is_none_or(|(f, _)| th < f) {
+            found = Some((th, th - t0));
+        }
+    }
+    let (th, period) = found?;
+    (th <= niter).then(|| th + (niter - th) % period)
+}
+
+/// Whether a lane still looking for its cycle takes its position after step `t1` as its new
+/// anchor: every `interval` steps, the interval doubling at each refresh from step
+/// [`ANCHOR_GROW_AFTER`] on (Brent's method, so that long cycles are found too); updates
+/// `anchor_t` and `interval` when it does. Shared by the 2-D and 3-D lanes.
+#[inline(always)]
+pub(in crate::flows) fn take_anchor(t1: u64, anchor_t: &mut u64, interval: &mut u64) -> bool {
+    if t1 - *anchor_t < *interval {
+        return false;
+    }
+    *anchor_t = t1;
+    if t1 >= ANCHOR_GROW_AFTER {
+        *interval *= 2;
+    }
+    true
 }
 
 /// Book-keeping of one lane of [`FlowField::integrate_lanes`].

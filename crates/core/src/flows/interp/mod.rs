@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::simd;
 
-mod lanes;
+pub(super) mod lanes;
 mod traps;
 
 use traps::TrapCache;
