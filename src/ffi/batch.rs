@@ -117,10 +117,10 @@ pub struct cytoseg_batch_counts {
 /// Batch progress callback, called on the thread that called `cytoseg_segment_folder`: after
 /// each image with the images finished so far, the total and that image's one-line report
 /// (`[k/n] ok FILE: N object(s) ...`, `... FAILED FILE: error`; NUL-terminated UTF-8, valid
-/// during the call only), and about every 100 ms in between with the same counts and `line`
-/// NULL. Return 0 to go
-/// on, non-zero to cancel: images in progress stop at their next tile batch, the rest are not
-/// started.
+/// during the call only), once before any image starts and about every 100 ms in between with
+/// the same counts and `line` NULL. Return 0 to go on, non-zero to cancel: images in progress
+/// stop at their next tile batch, the rest are not started (cancelling at the first call
+/// cancels every image).
 pub type cytoseg_batch_progress_fn = Option<
     extern "C" fn(userdata: *mut c_void, done: usize, total: usize, line: *const c_char) -> i32,
 >;

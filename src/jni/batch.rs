@@ -23,8 +23,8 @@ use super::model::{model_ref, params_from};
 /// anisotropy, 0 = each file's z spacing), 1 = stitching (`stackValue` the IoU threshold);
 /// `invocation` (nullable) is recorded as `run.json`'s command; `listener` (nullable) gets
 /// `boolean image(int done, int total, String line)` after each image (`line` is the image's
-/// one-line report) and about every 100 ms with `line` null; returning false cancels (images
-/// in progress stop at their next tile batch). Returns `{ok, skipped, failed, cancelled}`.
+/// one-line report), once before any image starts and about every 100 ms with `line` null;
+/// returning false cancels (images in progress stop at their next tile batch). Returns `{ok, skipped, failed, cancelled}`.
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "system" fn Java_org_cytoseg_Native_segmentFolder<'local>(

@@ -33,6 +33,14 @@ static int32_t on_progress(void *userdata, size_t done, size_t total, const char
     return 0;
 }
 
+static int32_t cancel_at_once(void *userdata, size_t done, size_t total, const char *line) {
+    (void)userdata;
+    (void)done;
+    (void)total;
+    (void)line;
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc != 6 && argc != 8 && argc != 10 && argc != 11) {
         fprintf(stderr, "usage: %s MODEL_DIR ORT_LIBRARY IN_DIR OUT_DIR OUT_CANCELLED_DIR [HOSTILE_DIR N]\n", argv[0]);
@@ -77,6 +85,13 @@ int main(int argc, char **argv) {
     CHECK(cytoseg_segment_folder(model, inputs, 1, argv[4], NULL, &opts, NULL, NULL, &counts) ==
           CYTOSEG_STATUS_OK);
     CHECK(counts.ok == 0 && counts.skipped == 3 && counts.failed == 1);
+
+    /* Cancelled at the first call, which comes before any image starts: every image cancelled,
+       however fast the first would have been. */
+    opts.jobs = 1;
+    CHECK(cytoseg_segment_folder(model, inputs, 1, argv[5], NULL, &opts, cancel_at_once, NULL, &counts) ==
+          CYTOSEG_STATUS_CANCELLED);
+    CHECK(counts.cancelled == 4 && counts.ok == 0 && counts.skipped == 0 && counts.failed == 0);
 
     /* Cancelled after the first image, then resumed: the same outputs as the whole run. */
     opts.jobs = 1;

@@ -92,12 +92,21 @@ fn run_3d(args: &MasksArgs, params: &MaskParams) -> Result<i32> {
     let dp = npy::read_f32(&args.dp, &[Some(3), None, None, None])?;
     let (d, h, w) = (dp.shape()[1], dp.shape()[2], dp.shape()[3]);
     let cellprob = npy::read_f32(&args.cellprob, &[Some(d), Some(h), Some(w)])?;
-    let mut data = npy::into_row_major(&args.dp, dp)?;
-    data.extend(npy::into_row_major(&args.cellprob, cellprob)?);
-    let f = flows::Flows3Ref::stacked(&data, d, h, w)?;
+    let dp = npy::into_row_major(&args.dp, dp)?;
+    let cellprob = npy::into_row_major(&args.cellprob, cellprob)?;
+    let len = d * h * w;
+    let f = flows::Flows3Ref {
+        dz: &dp[..len],
+        dy: &dp[len..2 * len],
+        dx: &dp[2 * len..],
+        cellprob: &cellprob,
+        planes: d,
+        height: h,
+        width: w,
+    };
     let start = Instant::now();
     let labels = flows::compute_masks_3d(&f, params)?;
-    drop(data);
+    drop((dp, cellprob));
     let n = labels.iter().copied().max().unwrap_or(0);
     write_label_stack(
         &args.out,

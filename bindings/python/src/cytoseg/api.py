@@ -604,8 +604,8 @@ class Model:
                 masks at this IoU (``--stitch-threshold``); not with ``do_3d``. Neither: stacks
                 are segmented plane by plane.
             progress: ``progress(done, total, line)`` on the calling thread after each image
-                (``line`` is its one-line report) and about every 100 ms in between
-                (``line`` None); returning ``False`` cancels (:class:`CancelledError`, after
+                (``line`` is its one-line report), once before any image starts and about
+                every 100 ms in between (``line`` None); returning ``False`` cancels (:class:`CancelledError`, after
                 ``summary.csv`` and ``run.json`` are written); an exception raised in it
                 cancels and is re-raised.
             diameter, channel, cellprob_threshold, ...: as :meth:`segment` (``channel`` is

@@ -1256,7 +1256,8 @@ pub enum Event<'a> {
         /// Images in the run.
         total: usize,
     },
-    /// Nothing finished for a while (sent about every 100 ms): a chance to cancel.
+    /// Nothing finished for a while (sent once before any image starts, then about every
+    /// 100 ms): a chance to cancel.
     Waiting,
 }
 
@@ -1292,7 +1293,9 @@ impl EventLines {
 
 /// [`segment_folder`], with every event delivered on the calling thread (the work runs on
 /// other threads): for hosts whose callbacks must stay on one thread (a JVM, a GUI, Python).
-/// `handler` returns `false` to cancel the run.
+/// `handler` returns `false` to cancel the run. Its first call, an [`Event::Waiting`], comes
+/// before any image starts, so a host that cancels at once cancels every image, however fast
+/// the first one would have been.
 pub fn segment_folder_on_caller_thread(
     model: &Model,
     params: &SegmentParams,
@@ -1316,7 +1319,7 @@ pub fn segment_folder_on_caller_thread(
     let (tx, rx) = std::sync::mpsc::channel();
     let relay = Relay {
         tx: Mutex::new(tx),
-        cancel: AtomicBool::new(false),
+        cancel: AtomicBool::new(!handler(Event::Waiting)),
     };
     std::thread::scope(|s| {
         let work = s.spawn(|| segment_folder(model, params, inputs, opts, &relay));

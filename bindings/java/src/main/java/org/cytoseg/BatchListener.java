@@ -2,7 +2,8 @@ package org.cytoseg;
 
 /**
  * Progress of {@link Model#segmentFolder}: called on the thread that called it (the work runs on
- * engine threads), after each image and about every 100 ms in between.
+ * engine threads), once before any image starts (so that cancelling at the first call cancels
+ * every image), after each image and about every 100 ms in between.
  */
 @FunctionalInterface
 public interface BatchListener {
