@@ -34,7 +34,9 @@
 //!   1 above);
 //! * `CYTOSEG_BENCH_THREADS=2` — ONNX Runtime (and torch) threads;
 //! * `CYTOSEG_BENCH_REF=0` — never run the Python reference;
-//! * `CYTOSEG_BENCH_REF_4096=1` — also run it above 2048² (about 9 minutes at 4096² on 2 cores).
+//! * `CYTOSEG_BENCH_REF_4096=1` — also run it above 2048² (about 9 minutes at 4096² on 2 cores);
+//! * `CYTOSEG_BENCH_KEEP=1` — keep the mosaics (`mosaic_<side>.npy`, printed folder), e.g. to
+//!   time `cytoseg segment` builds on them.
 //!
 //! Without `--bench` (e.g. under `cargo test --benches`) it only runs a quick in-process smoke
 //! check (skipped, saying so, when no ONNX Runtime library is found).
@@ -49,7 +51,7 @@ use std::time::Instant;
 use cytoseg::core::image::{ImageView, Pixels};
 use cytoseg::core::io::image::{ImageData, read_image};
 use cytoseg::core::metrics::cellpose::average_precision;
-use cytoseg::core::model::{Device, LoadOptions, Model, SegmentParams, Tiling, Timings};
+use cytoseg::core::model::{Device, LoadOptions, Model, Precision, SegmentParams, Tiling, Timings};
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -222,9 +224,9 @@ fn read_u16_image(path: &Path) -> BoxResult<(Vec<u16>, bool, usize, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Child: one measured case.
 
-/// `CHILD_ARG image.npy threads reps labels_out.npy`; prints `RESULT {json}`.
+/// `CHILD_ARG image.npy threads reps labels_out.npy tiling precision`; prints `RESULT {json}`.
 fn child(args: &[String]) -> BoxResult<()> {
-    let [image, threads, reps, out, tiling] = args else {
+    let [image, threads, reps, out, tiling, precision] = args else {
         return Err(format!("child: bad arguments {args:?}").into());
     };
     let threads: usize = threads.parse()?;
@@ -242,6 +244,8 @@ fn child(args: &[String]) -> BoxResult<()> {
     let model = load_model(threads)?;
     let mut params = SegmentParams::for_model(&model);
     params.tiling = Tiling::parse(tiling)?;
+    params.precision = Precision::parse(precision)?;
+    let precision_used = model.precision_for(&params)?.0;
     // Warm-up, not timed: one full batch of 8 tiles through the network (ONNX Runtime's arena
     // reaches its working size) and a segmentation of a crop (rayon's pool, lazy statics).
     let c_in = model.manifest.input.channels;
@@ -273,6 +277,7 @@ fn child(args: &[String]) -> BoxResult<()> {
         "objects": seg.count,
         "niter": seg.niter,
         "ort": model.runtime.version,
+        "precision": precision_used.name(),
     });
     println!("RESULT {result}");
     Ok(())
@@ -322,9 +327,11 @@ struct Row {
     reps: usize,
     /// cytoseg with Cellpose's tiling (the exact mode, compared with the reference).
     ours: Side,
-    /// cytoseg with the default fast tiling, and the AP@0.5 of its labels scored against the
-    /// exact mode's.
-    fast: Option<(Side, f64)>,
+    /// cytoseg with the defaults (fast tiling, precision auto), the AP@0.5 of its labels scored
+    /// against the exact mode's, and the precision auto chose.
+    fast: Option<(Side, f64, String)>,
+    /// cytoseg with fast tiling in float32 (the default before int8 variants).
+    fast32: Option<Side>,
     theirs: Option<Side>,
     /// Pixels whose labels differ (`None`: not compared).
     diff: Option<usize>,
@@ -401,6 +408,7 @@ fn bench() -> BoxResult<()> {
     let pool = crop_pool()?;
     eprintln!("input: {} ({} crops)", pool.source, pool.crops.len());
     let dir = std::env::temp_dir().join(format!("cytoseg-bench-pipeline-{}", std::process::id()));
+    let keep = env_flag("CYTOSEG_BENCH_KEEP") == Some(true);
     std::fs::create_dir_all(&dir)?;
     let exe = std::env::current_exe()?;
     let mut rows = Vec::new();
@@ -418,10 +426,14 @@ fn bench() -> BoxResult<()> {
         } else {
             ndarray_npy::write_npy(&img_path, &Array2::from_shape_vec((side, side), px)?)?;
         }
-        let run_child = |tiling: Tiling, out: &Path| -> BoxResult<(Side, String)> {
+        let run_child = |tiling: Tiling,
+                         precision: Precision,
+                         out: &Path|
+         -> BoxResult<(Side, String, String)> {
             eprintln!(
-                "{side}²: cytoseg, {} tiling, {reps} run(s) …",
-                tiling.name()
+                "{side}²: cytoseg, {} tiling, precision {}, {reps} run(s) …",
+                tiling.name(),
+                precision.name()
             );
             let o = Command::new(&exe)
                 .arg(CHILD_ARG)
@@ -430,6 +442,7 @@ fn bench() -> BoxResult<()> {
                 .arg(reps.to_string())
                 .arg(out)
                 .arg(tiling.name())
+                .arg(precision.name())
                 .output()?;
             if !o.status.success() {
                 return Err(format!(
@@ -457,13 +470,18 @@ fn bench() -> BoxResult<()> {
                 side.med(2),
                 side.peak_mb
             );
-            Ok((side, v["ort"].as_str().unwrap_or("?").to_string()))
+            Ok((
+                side,
+                v["ort"].as_str().unwrap_or("?").to_string(),
+                v["precision"].as_str().unwrap_or("?").to_string(),
+            ))
         };
         let ours_out = dir.join(format!("ours_{side}.npy"));
-        let (ours, ort) = run_child(Tiling::Cellpose, &ours_out)?;
+        let (ours, ort, _) = run_child(Tiling::Cellpose, Precision::Fp32, &ours_out)?;
         ort_version = ort;
         let fast_out = dir.join(format!("fast_{side}.npy"));
-        let (fast, _) = run_child(Tiling::Fast, &fast_out)?;
+        let (fast32, _, _) = run_child(Tiling::Fast, Precision::Fp32, &fast_out)?;
+        let (fast, _, used) = run_child(Tiling::Fast, Precision::Auto, &fast_out)?;
         let exact: Array2<u32> = ndarray_npy::read_npy(&ours_out)?;
         let fast_labels: Array2<u32> = ndarray_npy::read_npy(&fast_out)?;
         let agreement = average_precision(
@@ -472,13 +490,14 @@ fn bench() -> BoxResult<()> {
             &[0.5],
         )?
         .ap[0];
-        eprintln!("  fast tiling vs Cellpose's: AP@0.5 {agreement:.4}");
+        eprintln!("  defaults (fast tiling, {used}) vs Cellpose's tiling: AP@0.5 {agreement:.4}");
         let _ = std::fs::remove_file(&fast_out);
         let mut row = Row {
             side,
             reps,
             ours,
-            fast: Some((fast, f64::from(agreement))),
+            fast: Some((fast, f64::from(agreement), used)),
+            fast32: Some(fast32),
             theirs: None,
             diff: None,
             note: String::new(),
@@ -524,10 +543,16 @@ fn bench() -> BoxResult<()> {
             let _ = std::fs::remove_file(&ref_out);
         }
         let _ = std::fs::remove_file(&ours_out);
-        let _ = std::fs::remove_file(&img_path);
+        if !keep {
+            let _ = std::fs::remove_file(&img_path);
+        }
         rows.push(row);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep {
+        eprintln!("mosaics kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     let report = render(
         &rows,
@@ -649,29 +674,37 @@ fn render(
     );
     let _ = writeln!(
         s,
-        "**Default (fast) tiling vs Cellpose's tiling**, same image, same threads, same run \
-         (fast: whole images up to 1024² in one piece, larger ones in tiles of at most 1024² \
-         overlapping by 64 px; AP@0.5 of the fast labels scored against Cellpose-tiling labels):\n"
+        "**The defaults vs the exact mode**, same image, same threads, same run: exact = \
+         Cellpose's tiling in float32 (`--tiling cellpose --precision fp32`); fast fp32 = \
+         whole images up to 1024² in one piece, larger ones in tiles of at most 1024² \
+         overlapping by 64 px, float32; default = fast tiling with `--precision auto` (the \
+         precision it chose in brackets). AP@0.5 of the default's labels scored against the \
+         exact mode's:\n"
     );
     let _ = writeln!(
         s,
-        "| size | cellpose-tiling MP/s | fast MP/s | network s cellpose / fast | network × \
-         | total × | objects cellpose / fast | AP@0.5 fast vs cellpose tiling | fast peak RSS MB |"
+        "| size | exact MP/s | fast fp32 MP/s | default MP/s | network s exact / fast fp32 / \
+         default | **default × exact** | objects exact / default | AP@0.5 default vs exact | \
+         default peak RSS MB |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
-        let Some((f, ap)) = &r.fast else { continue };
+        let (Some((f, ap, used)), Some(f32s)) = (&r.fast, &r.fast32) else {
+            continue;
+        };
         let mp = (r.side * r.side) as f64 / 1e6;
         let o = &r.ours;
         let _ = writeln!(
             s,
-            "| {}² | {:.3} | {:.3} | {:.3} / {:.3} | {:.2} | **{:.2}** | {} / {} | {:.4} | {:.0} |",
+            "| {}² | {:.3} | {:.3} | {:.3} ({used}) | {:.3} / {:.3} / {:.3} | **{:.2}** | {} / {} \
+             | {:.4} | {:.0} |",
             r.side,
             mp / o.med(3),
+            mp / f32s.med(3),
             mp / f.med(3),
             o.med(1),
+            f32s.med(1),
             f.med(1),
-            o.med(1) / f.med(1),
             o.med(3) / f.med(3),
             o.objects,
             f.objects,

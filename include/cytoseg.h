@@ -254,9 +254,42 @@ typedef int32_t cytoseg_tiling;
 #endif // __cplusplus
 
 /**
+ * Which copy of the network runs (`cytoseg_segment_params.precision`).
+ */
+enum cytoseg_precision
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The model's int8 variant on the CPU with `CYTOSEG_TILING_FAST` when its validated
+   * AP@0.5 is within 0.005 of float32's, else float32 (always with
+   * `CYTOSEG_TILING_CELLPOSE` and on GPUs).
+   */
+  CYTOSEG_PRECISION_AUTO = 0,
+  /**
+   * The float32 network: with `CYTOSEG_TILING_CELLPOSE`, labels identical to Cellpose's.
+   */
+  CYTOSEG_PRECISION_FP32 = 1,
+  /**
+   * The model's int8 variant (CPU only; `"precisions"` in `cytoseg_model_info` says whether
+   * the model has one): an error where it has none.
+   */
+  CYTOSEG_PRECISION_INT8 = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cytoseg_precision cytoseg_precision;
+#else
+typedef int32_t cytoseg_precision;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
  * Thread safety: one model may be used by several threads at once (`cytoseg_model_segment` is
- * reentrant; network calls are serialized internally).
+ * reentrant; on the CPU up to two network calls run at once, each in its own ONNX Runtime
+ * session, further calls wait).
  */
 typedef struct cytoseg_model cytoseg_model;
 
@@ -420,6 +453,17 @@ typedef struct cytoseg_segment_params {
    * `CYTOSEG_TILING_FAST`, also for programs built against the first header.
    */
   int32_t tiling;
+  /**
+   * Unused; 0. (It keeps `precision` out of the padding that ended the struct of the
+   * version that added `tiling`.)
+   */
+  int32_t reserved;
+  /**
+   * Added in the third version (fill it with `cytoseg_segment_params_init_sized`): which
+   * copy of the network runs, a `cytoseg_precision` value. Default:
+   * `CYTOSEG_PRECISION_AUTO`, also for programs built against an older header.
+   */
+  int32_t precision;
 } cytoseg_segment_params;
 
 /**

@@ -6,7 +6,10 @@
 #   3. scripts/calibrate_masks.py chooses the flows → masks thresholds on the TRAINING images
 #      (best AP@0.5 over a small grid, as StarDist optimises its thresholds) into the manifest;
 #   4. `cytoseg validate` of the clone on the held-back split (AP at IoU 0.5/0.75/0.9);
-#   5. scripts/package_model.py writes models/NAME/{model.onnx,manifest.json,train/loss.*}.
+#   5. scripts/package_model.py writes models/NAME/{model.onnx,manifest.json,train/loss.*};
+#   6. scripts/quantize_model.py adds the int8 variant (model.int8.onnx, calibrated on the
+#      training images, validated on the held-back split; QUANTIZE_ARGS adds options, e.g.
+#      --crops), when PYTHON has onnx and onnxruntime, else says it skipped that step.
 # Usage: scripts/train_package.sh NAME NPZ VAL_INDICES [cytoseg train options...]
 # Called by models/NAME/train/recipe.sh. Environment: WORK (default: a new temporary folder;
 # the data copies and the clone stay there), PYTHON (default python3), CYTOSEG (default
@@ -40,3 +43,13 @@ echo "== package models/$name"
 "$py" "$repo/scripts/package_model.py" --trained "$work/clone" \
     --meta "$repo/models/$name/train/meta.json" --validation "$work/val/validation.json" \
     --data-root "$work/data" --out "$repo/models/$name"
+if "$py" -c "import onnx, onnxruntime.quantization, cv2" 2>/dev/null; then
+    echo "== int8 variant of models/$name"
+    # shellcheck disable=SC2086
+    "$py" "$repo/scripts/quantize_model.py" "$repo/models/$name" ${QUANTIZE_ARGS:-} \
+        --calibration "$work/data/train/images" --val-images "$work/data/val/images" \
+        --val-labels "$work/data/val/labels" --cytoseg "$exe" \
+        --split "the held-back split of models/$name/train/recipe.sh, never trained on"
+else
+    echo "== int8 variant skipped: $py lacks onnx/onnxruntime/opencv (models/nuclei/train/requirements.txt)"
+fi

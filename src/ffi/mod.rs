@@ -58,7 +58,7 @@ pub use metrics::{cytoseg_criterion, cytoseg_evaluate_labels, cytoseg_matching_s
 pub use model::{
     cytoseg_device, cytoseg_dtype, cytoseg_load_options, cytoseg_load_options_init, cytoseg_model,
     cytoseg_model_free, cytoseg_model_info, cytoseg_model_load, cytoseg_model_segment,
-    cytoseg_model_segment_volume, cytoseg_progress_fn, cytoseg_segment_params,
+    cytoseg_model_segment_volume, cytoseg_precision, cytoseg_progress_fn, cytoseg_segment_params,
     cytoseg_segment_params_init, cytoseg_segment_params_init_sized, cytoseg_tiling,
     cytoseg_volume_mode,
 };

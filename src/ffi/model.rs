@@ -4,7 +4,8 @@ use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 
 use crate::core::model::{
-    ChannelChoice, LoadOptions, Model, Progress, SegmentParams, Tiling, VolumeMode, runtime,
+    ChannelChoice, LoadOptions, Model, Precision, Progress, SegmentParams, Tiling, VolumeMode,
+    runtime,
 };
 
 use super::boundary::{
@@ -17,7 +18,8 @@ use super::versioned::{
 
 /// A loaded model (opaque). Created by `cytoseg_model_load`, released by `cytoseg_model_free`.
 /// Thread safety: one model may be used by several threads at once (`cytoseg_model_segment` is
-/// reentrant; network calls are serialized internally).
+/// reentrant; on the CPU up to two network calls run at once, each in its own ONNX Runtime
+/// session, further calls wait).
 pub struct cytoseg_model {
     inner: Model,
 }
@@ -97,6 +99,28 @@ pub struct cytoseg_segment_params {
     /// images are cut into network tiles, a `cytoseg_tiling` value. Default:
     /// `CYTOSEG_TILING_FAST`, also for programs built against the first header.
     pub tiling: i32,
+    /// Unused; 0. (It keeps `precision` out of the padding that ended the struct of the
+    /// version that added `tiling`.)
+    pub reserved: i32,
+    /// Added in the third version (fill it with `cytoseg_segment_params_init_sized`): which
+    /// copy of the network runs, a `cytoseg_precision` value. Default:
+    /// `CYTOSEG_PRECISION_AUTO`, also for programs built against an older header.
+    pub precision: i32,
+}
+
+/// Which copy of the network runs (`cytoseg_segment_params.precision`).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy)]
+pub enum cytoseg_precision {
+    /// The model's int8 variant on the CPU with `CYTOSEG_TILING_FAST` when its validated
+    /// AP@0.5 is within 0.005 of float32's, else float32 (always with
+    /// `CYTOSEG_TILING_CELLPOSE` and on GPUs).
+    Auto = 0,
+    /// The float32 network: with `CYTOSEG_TILING_CELLPOSE`, labels identical to Cellpose's.
+    Fp32 = 1,
+    /// The model's int8 variant (CPU only; `"precisions"` in `cytoseg_model_info` says whether
+    /// the model has one): an error where it has none.
+    Int8 = 2,
 }
 
 /// How images are cut into network tiles (`cytoseg_segment_params.tiling`).
@@ -155,6 +179,8 @@ impl Versioned for cytoseg_segment_params {
             tile_overlap: f64,
             masks: cytoseg_masks_params,
             tiling: i32,
+            reserved: i32,
+            precision: i32,
         })
     }
     unsafe fn read_size(ptr: *const Self) -> usize {
@@ -189,6 +215,8 @@ fn default_segment_params(m: &Model) -> cytoseg_segment_params {
         tile_overlap: -1.0,
         masks: d.mask.into(),
         tiling: d.tiling.code(),
+        reserved: 0,
+        precision: d.precision.code(),
     }
 }
 
@@ -296,6 +324,7 @@ pub(crate) unsafe fn segment_params(
     p.batch_size = c.batch_size.max(1) as usize;
     p.mask = c.masks.to_core()?;
     p.tiling = Tiling::from_code(i64::from(c.tiling), "params.tiling")?;
+    p.precision = Precision::from_code(i64::from(c.precision), "params.precision")?;
     Ok(p)
 }
 
@@ -335,6 +364,7 @@ pub extern "C" fn cytoseg_model_info(
             "diameter": m.manifest.diameter,
             "channels": m.manifest.input.channels,
             "tile_size": m.manifest.tiling.tile_size,
+            "precisions": m.precisions().iter().map(|p| p.name()).collect::<Vec<_>>(),
             "license": m.manifest.license,
             "device": m.device.name(),
             "onnxruntime_version": m.runtime.version,
@@ -616,8 +646,8 @@ pub extern "C" fn cytoseg_model_segment_volume(
 
 #[cfg(test)]
 mod tests {
-    use super::{cytoseg_device, cytoseg_tiling};
-    use crate::core::model::{Device, Tiling, runtime::ALL_DEVICES};
+    use super::{cytoseg_device, cytoseg_precision, cytoseg_tiling};
+    use crate::core::model::{Device, Precision, Tiling, runtime::ALL_DEVICES};
 
     #[test]
     fn device_values_are_positions_in_the_engine_list() {
@@ -638,5 +668,13 @@ mod tests {
     fn tiling_values_are_the_engine_codes() {
         assert_eq!(cytoseg_tiling::Fast as i32, Tiling::Fast.code());
         assert_eq!(cytoseg_tiling::Cellpose as i32, Tiling::Cellpose.code());
+    }
+
+    #[test]
+    fn precision_values_are_the_engine_codes() {
+        assert_eq!(cytoseg_precision::Auto as i32, Precision::Auto.code());
+        assert_eq!(cytoseg_precision::Fp32 as i32, Precision::Fp32.code());
+        assert_eq!(cytoseg_precision::Int8 as i32, Precision::Int8.code());
+        assert_eq!(Precision::ALL.len(), 3);
     }
 }

@@ -17,7 +17,8 @@ use ::jni::{Env, EnvUnowned, JValue, jni_sig, jni_str};
 
 use crate::core::image::{ImageView, Pixels};
 use crate::core::model::{
-    ChannelChoice, Device, LoadOptions, Model, Progress, SegmentParams, Tiling, VolumeMode,
+    ChannelChoice, Device, LoadOptions, Model, Precision, Progress, SegmentParams, Tiling,
+    VolumeMode,
 };
 
 use super::boundary::{
@@ -28,7 +29,7 @@ use super::kv;
 
 /// Names of the values of the `double[] params` array of the segment entry points, in order:
 /// Java builds the array by these names (`Native.segmentParamNames`), never by position.
-pub(crate) const PARAM_NAMES: [&str; 11] = [
+pub(crate) const PARAM_NAMES: [&str; 12] = [
     "channel",
     "diameter",
     "cellprob_threshold",
@@ -40,6 +41,7 @@ pub(crate) const PARAM_NAMES: [&str; 11] = [
     "tile_overlap",
     "batch_size",
     "tiling",
+    "precision",
 ];
 
 /// Number of values in the `double[] params` array of the segment entry points.
@@ -122,7 +124,7 @@ pub(crate) fn model_ref<'a>(handle: jlong) -> JResult<&'a Model> {
 }
 
 /// Describes a loaded model as `key=value` lines: name, version, family, description, sha256,
-/// diameter, channels, tile_size, tile_overlap, cellprob_threshold, flow_threshold, niter,
+/// diameter, channels, tile_size, tile_overlap, precisions (comma-separated), cellprob_threshold, flow_threshold, niter,
 /// min_size, max_size_fraction, license, device, onnxruntime_version, onnxruntime_library,
 /// path.
 ///
@@ -147,6 +149,14 @@ pub extern "system" fn Java_org_cytoseg_Native_modelInfo<'local>(
             ("channels", md.input.channels.to_string()),
             ("tile_size", md.tiling.tile_size.to_string()),
             ("tile_overlap", md.tiling.overlap.to_string()),
+            (
+                "precisions",
+                m.precisions()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("cellprob_threshold", d.cellprob_threshold.to_string()),
             ("flow_threshold", d.flow_threshold.to_string()),
             ("niter", d.niter.to_string()),
@@ -171,7 +181,7 @@ pub extern "system" fn Java_org_cytoseg_Native_modelInfo<'local>(
 /// 2 cellprob_threshold, 3 flow_threshold, 4 niter (0 = automatic), 5 min_size,
 /// 6 max_size_fraction (NaN = the model's for 2, 3, 5, 6), 7 tile_size (0 = the model's),
 /// 8 tile_overlap (negative or NaN = the model's), 9 batch_size (0 = 8), 10 tiling (0 fast,
-/// 1 cellpose).
+/// 1 cellpose), 11 precision (0 auto, 1 fp32, 2 int8).
 pub(crate) fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
     if v.len() != PARAMS_LEN {
         return Err(JniError::Arg(format!(
@@ -211,6 +221,7 @@ pub(crate) fn params_from(model: &Model, v: &[f64]) -> JResult<SegmentParams> {
     p.tile_overlap = (v[8] >= 0.0).then_some(v[8]);
     p.batch_size = int(v[9], "batch_size")?.unwrap_or(8);
     p.tiling = Tiling::from_code(int(v[10], "tiling")?.unwrap_or(0) as i64, "tiling")?;
+    p.precision = Precision::from_code(int(v[11], "precision")?.unwrap_or(0) as i64, "precision")?;
     Ok(p)
 }
 

@@ -43,6 +43,18 @@ static int32_t cancel_progress(void *userdata, size_t done, size_t total) {
 
 static cytoseg_model *model;
 
+/* cytoseg_segment_params as the header before `precision` declared it. */
+typedef struct {
+    uint32_t struct_size;
+    int32_t channel;
+    double diameter;
+    uint32_t tile_size;
+    uint32_t batch_size;
+    double tile_overlap;
+    cytoseg_masks_params masks;
+    int32_t tiling;
+} params_with_tiling;
+
 static void *worker(void *arg) {
     (void)arg;
     uint32_t *labels = malloc(sizeof(uint32_t) * H * W);
@@ -157,6 +169,34 @@ int main(int argc, char **argv) {
     tp.tiling = 7;
     CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &tp, labels2, H * W, NULL, 0, NULL,
                                 NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    /* Precision: auto by default; this package has no int8 variant, so auto and fp32 give the
+       same labels, "precisions" lists fp32 alone, and int8 is refused with a message saying why. */
+    CHECK(cytoseg_segment_params_init_sized(model, &tp, sizeof tp) == CYTOSEG_STATUS_OK);
+    CHECK(tp.precision == CYTOSEG_PRECISION_AUTO);
+    char pmsg[2048];
+    CHECK(cytoseg_model_info(model, pmsg, sizeof pmsg, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(strstr(pmsg, "\"precisions\":[\"fp32\"]") != NULL);
+    tp.precision = CYTOSEG_PRECISION_FP32;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &tp, labels2, H * W, NULL, 0, &nt,
+                                NULL, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(nt == n && memcmp(labels, labels2, sizeof labels) == 0);
+    tp.precision = CYTOSEG_PRECISION_INT8;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &tp, labels2, H * W, NULL, 0, NULL,
+                                NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    cytoseg_last_error_message(pmsg, sizeof pmsg);
+    CHECK(strstr(pmsg, "no int8 variant") != NULL);
+    tp.precision = 3;
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, &tp, labels2, H * W, NULL, 0, NULL,
+                                NULL, NULL) == CYTOSEG_STATUS_INVALID_ARGUMENT);
+    /* A program built against the header before `precision` (the struct ended with `tiling`):
+       its struct is read, precision defaults to auto. */
+    params_with_tiling v2;
+    CHECK(sizeof v2 < sizeof tp);
+    CHECK(cytoseg_segment_params_init_sized(model, (cytoseg_segment_params *)&v2, sizeof v2) == CYTOSEG_STATUS_OK);
+    CHECK(v2.struct_size == sizeof v2 && v2.tiling == CYTOSEG_TILING_FAST);
+    CHECK(cytoseg_model_segment(model, image, CYTOSEG_DTYPE_U16, W, H, 1, W * 2, (cytoseg_segment_params *)&v2,
+                                labels2, H * W, NULL, 0, &nt, NULL, NULL) == CYTOSEG_STATUS_OK);
+    CHECK(nt == n && memcmp(labels, labels2, sizeof labels) == 0);
     float nan_img[4 * 4];
     for (int i = 0; i < 16; i++) nan_img[i] = (float)i;
     nan_img[5] = NAN;

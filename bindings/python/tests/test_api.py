@@ -71,6 +71,21 @@ def test_parameters_reach_the_engine(model, example, cli_segment):
     assert not np.array_equal(labels, model.segment(example))
 
 
+def test_precision_reaches_the_engine(model, example, cli_segment):
+    """The bundled nuclei model has a validated int8 variant: "auto" runs it (as the CLI's
+    default does), "fp32" the float32 network (as ``--precision fp32``), and the two find the
+    same nuclei on the example image."""
+    assert model.info["precisions"] == ["fp32", "int8"]
+    (ref32,) = cli_segment([cytoseg.example_image_path()], "--precision", "fp32")
+    fp32 = model.segment(example, precision="fp32")
+    np.testing.assert_array_equal(fp32, ref32)
+    int8 = model.segment(example, precision="int8")
+    np.testing.assert_array_equal(model.segment(example), int8)
+    assert int8.max() == fp32.max()
+    with pytest.raises(ValueError, match="unknown precision"):
+        model.segment(example, precision="fp16")
+
+
 def test_dsb_sample_matches_cli(model, dsb_sample, cli_segment, tifffile):
     paths = sorted((dsb_sample / "images").glob("*.tif"))
     refs = cli_segment(paths)

@@ -68,7 +68,8 @@ def test_ctypes_structs_match_the_header():
     assert passed <= set(_native.STRUCTS)
 
 
-@pytest.mark.parametrize(("prefix", "names"), [("DEVICE", _native.DEVICES), ("TILING", _native.TILINGS)])
+@pytest.mark.parametrize(("prefix", "names"), [("DEVICE", _native.DEVICES), ("TILING", _native.TILINGS),
+                                                  ("PRECISION", _native.PRECISIONS)])
 def test_enum_names_match_the_header(prefix, names):
     header = REPO / "include" / "cytoseg.h"
     if not header.is_file():

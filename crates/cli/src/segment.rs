@@ -9,8 +9,8 @@ use super::progress::Reporter;
 use cytoseg_core::batch;
 use cytoseg_core::error::{Error, Result};
 use cytoseg_core::model::{
-    ChannelChoice, Device, LoadOptions, Model, SegmentParams, Tiling, VolumeMode, list_models,
-    runtime,
+    ChannelChoice, Device, LoadOptions, Model, Precision, SegmentParams, Tiling, VolumeMode,
+    list_models, runtime,
 };
 
 /// Arguments shared by every command that loads a model.
@@ -88,6 +88,12 @@ pub struct SegmentArgs {
     /// Tiles per network call.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Which copy of the network runs: `auto` (default: the model's int8 variant on the CPU
+    /// with `--tiling fast` when its validated AP@0.5 is within 0.005 of float32's, else
+    /// float32), `fp32` (exact: with `--tiling cellpose`, labels identical to Cellpose's) or
+    /// `int8` (the model's int8 variant, CPU only; `cytoseg models` lists which have one).
+    #[arg(long, default_value = "auto", value_parser = parse_precision)]
+    pub precision: Precision,
 }
 
 impl SegmentArgs {
@@ -117,8 +123,14 @@ impl SegmentArgs {
         p.tile_size = self.tile_size;
         p.tile_overlap = self.tile_overlap;
         p.batch_size = self.batch_size;
+        p.precision = self.precision;
         p
     }
+}
+
+/// `--precision`, parsed by the engine.
+fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    Precision::parse(s).map_err(|e| e.to_string())
 }
 
 /// `--tiling`, parsed by the engine.
@@ -445,6 +457,24 @@ pub fn models(cmd: ModelsCmd) -> Result<i32> {
                     let _ = writeln!(out, "    for: {}", m.use_for);
                 }
                 let _ = writeln!(out, "    {}", m.description);
+                for v in &m.variants {
+                    let _ = match &v.validation {
+                        Some(val) => writeln!(
+                            out,
+                            "    {} variant: AP@0.5 {:.4} vs float32 {:.4} on {} validation images{}",
+                            v.precision,
+                            val.ap50,
+                            val.ap50_fp32,
+                            val.images,
+                            if cytoseg_core::model::Precision::validated(v) {
+                                " (used by --precision auto on the CPU)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        None => writeln!(out, "    {} variant (not validated)", v.precision),
+                    };
+                }
             }
             Err(e) => {
                 let _ = writeln!(out, "{name}  invalid: {e}");

@@ -6,6 +6,6 @@
 #   PYTHON=/path/to/python-with-numpy-and-tifffile bash models/nuclei-histo/train/recipe.sh
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../../.." && pwd)"
-exec bash "$repo/scripts/train_package.sh" nuclei-histo \
+QUANTIZE_ARGS=--crops exec bash "$repo/scripts/train_package.sh" nuclei-histo \
     "${DATA:-$repo/../shared/data/dsb2018-nonfluo/train.npz}" "4,14,24,34,44,52" \
     --channels 3 --train-diameter 30 --steps 3000 --seed 0 --version 1.0.0

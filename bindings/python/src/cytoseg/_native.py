@@ -60,6 +60,9 @@ DEVICES = {"auto": 0, "cpu": 1, "cuda": 2, "tensorrt": 3, "coreml": 4, "directml
 #: cytoseg_tiling values by the names the CLI uses (``--tiling``).
 TILINGS = {"fast": 0, "cellpose": 1}
 
+#: cytoseg_precision values by the names the CLI uses (``--precision``).
+PRECISIONS = {"auto": 0, "fp32": 1, "int8": 2}
+
 #: cytoseg_criterion values.
 CRITERIA = {"iou": 0, "iot": 1, "iop": 2}
 
@@ -90,6 +93,8 @@ class SegmentParams(Structure):
         ("tile_overlap", c_double),
         ("masks", MasksParams),
         ("tiling", c_int32),
+        ("reserved", c_int32),
+        ("precision", c_int32),
     ]
 
 

@@ -26,6 +26,7 @@
 //! each row's plane by its 0-based coordinates in leading columns named after the stack's axes
 //! (`t`, `z`), so `(t, z, label)` names one object.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -541,6 +542,15 @@ pub fn utc_now() -> String {
     )
 }
 
+/// The parameters a run segments with: with do_3D, [`crate::model::Precision::Auto`] is float32
+/// (see [`crate::model::precision::do3d_params`]).
+fn run_params<'a>(params: &'a SegmentParams, opts: &BatchOptions) -> Cow<'a, SegmentParams> {
+    match opts.stack_mode {
+        StackMode::Flows3d { .. } => crate::model::precision::do3d_params(params),
+        StackMode::Planes | StackMode::Stitch { .. } => Cow::Borrowed(params),
+    }
+}
+
 /// Every parameter of a run as JSON (effective values, model defaults filled in).
 pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
     serde_json::json!({
@@ -559,6 +569,15 @@ pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
         "tile_size": p.tiling.tile_and_overlap(p, &model.manifest).0,
         "tile_overlap": p.tiling.tile_and_overlap(p, &model.manifest).1,
         "batch_size": p.batch_size,
+        "precision": p.precision.name(),
+        "precision_used": match model.precision_for(p) {
+            Ok((q, _)) => q.name(),
+            Err(_) => "none (refused)",
+        },
+        "network_sha256": match model.precision_for(p) {
+            Ok((_, sha)) => sha.to_ascii_lowercase(),
+            Err(_) => String::new(),
+        },
         "normalization": {
             "method": model.manifest.normalization.method,
             "low": model.manifest.normalization.low,
@@ -1088,6 +1107,7 @@ pub fn run_batch(
     opts: &BatchOptions,
     observer: &dyn Observer,
 ) -> Vec<Outcome> {
+    let params = &*run_params(params, opts);
     let job = Job {
         model,
         params,
@@ -1209,6 +1229,9 @@ pub fn segment_folder(
     if inputs.is_empty() {
         return Err(Error::invalid("no input images found"));
     }
+    let params = &*run_params(params, opts);
+    // a precision the model cannot run is the run's error, not every image's
+    model.precision_for(params)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let started = utc_now();
     let t0 = Instant::now();

@@ -54,6 +54,45 @@ pub struct Manifest {
     /// Training-data provenance (informative).
     #[serde(default)]
     pub training_data: serde_json::Value,
+    /// Reduced-precision copies of the network (`scripts/quantize_model.py`), each with its
+    /// own file, hash and validated accuracy; empty for most packages. Entries of a precision
+    /// this engine does not know are ignored.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+}
+
+/// One entry of `variants`: the same network at another numeric precision.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Variant {
+    /// `"int8"` (the only one this engine runs; others are ignored).
+    pub precision: String,
+    /// ONNX file name relative to the package folder.
+    pub file: String,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
+    /// How the file was made (informative).
+    #[serde(default)]
+    pub recipe: String,
+    /// Its accuracy against the float32 network's on a validation split; without it the
+    /// variant is only used when asked for by name, never by `precision auto`.
+    #[serde(default)]
+    pub validation: Option<VariantValidation>,
+}
+
+/// `variants[].validation`: AP@0.5 (DSB 2018 "average precision") of the variant and of the
+/// float32 network, each measured with cytoseg at the package defaults on the same split.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VariantValidation {
+    /// The split, in words.
+    #[serde(default)]
+    pub split: String,
+    /// Number of validation images.
+    #[serde(default)]
+    pub images: usize,
+    /// AP@0.5 with this variant.
+    pub ap50: f64,
+    /// AP@0.5 with the float32 network.
+    pub ap50_fp32: f64,
 }
 
 /// `model` section.
@@ -223,6 +262,20 @@ impl Manifest {
             || !self.model.sha256.bytes().all(|b| b.is_ascii_hexdigit())
         {
             return Err("model.sha256 must be 64 hexadecimal digits".into());
+        }
+        for v in &self.variants {
+            if v.sha256.len() != 64 || !v.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "variants: the {} variant's sha256 must be 64 hexadecimal digits",
+                    v.precision
+                ));
+            }
+            if v.file.is_empty() || Path::new(&v.file).components().count() != 1 {
+                return Err(format!(
+                    "variants: the {} variant's file {:?} must be a file name in the package folder",
+                    v.precision, v.file
+                ));
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use ndarray::ArrayView4;
 
 use crate::error::{Error, Result};
 
-use super::{Progress, SegmentParams};
+use super::{Device, Progress, SegmentParams};
 
 /// Cellpose's padding: to a multiple of 16 plus 8 on each side, or up to the tile size for small
 /// images (`get_pad_yx(L, div=16, extra=1, min_size=(bsize, bsize))`). Returns (before, after).
@@ -378,6 +378,7 @@ impl super::Model {
         progress: Option<&dyn Fn(Progress) -> bool>,
     ) -> Result<()> {
         let c_in = self.manifest.input.channels;
+        let (precision, _) = self.precision_for(params)?;
         let g = grid;
         let (h, w, ph, pw, ty, tx) = (g.h, g.w, g.ph, g.pw, g.ty, g.tx);
         let mask = match g.tiling {
@@ -404,7 +405,15 @@ impl super::Model {
         // A batch larger than the tiles would only allocate unused input (any size_t comes
         // through the C API).
         let batch = batch.min((per_group * ntiles).min(planes * ntiles).max(1));
-        let mut input = vec![0.0f32; batch * c_in * tsz];
+        // On the CPU up to two network calls run at once (the model's session pool): batches
+        // are filled and run in pairs, then accumulated in order, so the labels are those of
+        // one call after the other.
+        let pair = if self.device == Device::Cpu {
+            super::CPU_SESSIONS
+        } else {
+            1
+        };
+        let mut inputs: Vec<Vec<f32>> = (0..pair).map(|_| Vec::new()).collect();
         for first in (0..planes).step_by(per_group) {
             let group: Vec<usize> = (first..planes.min(first + per_group)).collect();
             let data: Vec<Cow<'_, [f32]>> =
@@ -416,52 +425,80 @@ impl super::Model {
             let jobs: Vec<(usize, usize, usize)> = (0..group.len())
                 .flat_map(|k| tiles.iter().map(move |&(y, x)| (k, y, x)))
                 .collect();
-            for chunk in jobs.chunks(batch) {
-                let nb = chunk.len();
-                input[..nb * c_in * tsz].fill(0.0);
-                for (k, &(p, y0, x0)) in chunk.iter().enumerate() {
-                    let src = &data[p];
-                    for c in 0..c_in {
-                        let dst = &mut input[(k * c_in + c) * tsz..(k * c_in + c + 1) * tsz];
-                        for r in 0..ty {
-                            let py = y0 + r;
-                            if py < g.py0 || py >= g.py0 + h {
-                                continue;
-                            }
-                            let sy = py - g.py0;
-                            for q in 0..tx {
-                                let px = x0 + q;
-                                if px >= g.px0 && px < g.px0 + w {
-                                    dst[r * tx + q] = src[c * plane + sy * w + (px - g.px0)];
+            let chunks: Vec<&[(usize, usize, usize)]> = jobs.chunks(batch).collect();
+            for calls in chunks.chunks(pair) {
+                for (chunk, input) in calls.iter().zip(inputs.iter_mut()) {
+                    let nb = chunk.len();
+                    input.clear();
+                    input.resize(nb * c_in * tsz, 0.0);
+                    for (k, &(p, y0, x0)) in chunk.iter().enumerate() {
+                        let src = &data[p];
+                        for c in 0..c_in {
+                            let dst = &mut input[(k * c_in + c) * tsz..(k * c_in + c + 1) * tsz];
+                            for r in 0..ty {
+                                let py = y0 + r;
+                                if py < g.py0 || py >= g.py0 + h {
+                                    continue;
+                                }
+                                let sy = py - g.py0;
+                                for q in 0..tx {
+                                    let px = x0 + q;
+                                    if px >= g.px0 && px < g.px0 + w {
+                                        dst[r * tx + q] = src[c * plane + sy * w + (px - g.px0)];
+                                    }
                                 }
                             }
                         }
                     }
                 }
-                let view = ArrayView4::from_shape((nb, c_in, ty, tx), &input[..nb * c_in * tsz])
-                    .map_err(|e| Error::invalid(e.to_string()))?;
-                let out = self.run_network(view)?;
-                for (k, &(p, y0, x0)) in chunk.iter().enumerate() {
-                    for ch in 0..3 {
-                        let src = &out[(k * 3 + ch) * tsz..(k * 3 + ch + 1) * tsz];
-                        let acc = &mut acc[p][ch * ph * pw..(ch + 1) * ph * pw];
-                        for r in 0..ty {
-                            let row = (y0 + r) * pw + x0;
-                            for q in 0..tx {
-                                let a = &mut acc[row + q];
-                                *a = (*a as f64 + src[r * tx + q] as f64 * mask[r * tx + q]) as f32;
+                let run = |chunk: &[(usize, usize, usize)], input: &[f32]| -> Result<Vec<f32>> {
+                    let view = ArrayView4::from_shape((chunk.len(), c_in, ty, tx), input)
+                        .map_err(|e| Error::invalid(e.to_string()))?;
+                    self.run_network_at(view, precision)
+                };
+                let outs: Vec<Result<Vec<f32>>> = if calls.len() == 1 {
+                    vec![run(calls[0], &inputs[0])]
+                } else {
+                    std::thread::scope(|s| {
+                        let others: Vec<_> = calls[1..]
+                            .iter()
+                            .zip(&inputs[1..])
+                            .map(|(chunk, input)| s.spawn(|| run(chunk, input)))
+                            .collect();
+                        let mut outs = vec![run(calls[0], &inputs[0])];
+                        outs.extend(others.into_iter().map(|t| {
+                            t.join().unwrap_or_else(|_| {
+                                Err(Error::Runtime("a network call panicked".into()))
+                            })
+                        }));
+                        outs
+                    })
+                };
+                for (chunk, out) in calls.iter().zip(outs) {
+                    let out = out?;
+                    for (k, &(p, y0, x0)) in chunk.iter().enumerate() {
+                        for ch in 0..3 {
+                            let src = &out[(k * 3 + ch) * tsz..(k * 3 + ch + 1) * tsz];
+                            let acc = &mut acc[p][ch * ph * pw..(ch + 1) * ph * pw];
+                            for r in 0..ty {
+                                let row = (y0 + r) * pw + x0;
+                                for q in 0..tx {
+                                    let a = &mut acc[row + q];
+                                    *a = (*a as f64 + src[r * tx + q] as f64 * mask[r * tx + q])
+                                        as f32;
+                                }
                             }
                         }
                     }
-                }
-                done += nb;
-                if let Some(cb) = progress
-                    && !cb(Progress {
-                        tiles_done: done.min(total),
-                        tiles_total: total,
-                    })
-                {
-                    return Err(Error::Cancelled);
+                    done += chunk.len();
+                    if let Some(cb) = progress
+                        && !cb(Progress {
+                            tiles_done: done.min(total),
+                            tiles_total: total,
+                        })
+                    {
+                        return Err(Error::Cancelled);
+                    }
                 }
             }
             drop(data);

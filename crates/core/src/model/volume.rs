@@ -209,6 +209,10 @@ impl Model {
         let t0 = Instant::now();
         mode.validate()?;
         params.mask.validate()?;
+        let params = &*match mode {
+            VolumeMode::Flows3d { .. } => super::precision::do3d_params(params),
+            VolumeMode::Stitch { .. } => std::borrow::Cow::Borrowed(params),
+        };
         let d = planes.len();
         let Some(first) = planes.first() else {
             return Err(Error::invalid("the stack has no planes"));

@@ -901,6 +901,8 @@ pub fn train(
     if let Some(o) = mj.as_object_mut() {
         o.remove("validation");
         o.remove("validation_scripts");
+        // the parent's reduced-precision networks hold the parent's weights
+        o.remove("variants");
         o.remove("training");
     }
     mj["lineage"] = json!({

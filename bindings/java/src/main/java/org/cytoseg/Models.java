@@ -33,7 +33,7 @@ import java.util.Map;
  */
 public final class Models {
     private static final Map<String, Path> EXTRACTED = new HashMap<>();
-    private static final String[] FILES = {"manifest.json", "model.onnx", "README.md"};
+    private static final String[] FILES = {"manifest.json", "model.onnx", "model.int8.onnx", "README.md"};
 
     private Models() {}
 

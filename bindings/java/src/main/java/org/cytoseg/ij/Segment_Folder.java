@@ -51,6 +51,8 @@ public class Segment_Folder implements PlugIn {
         public int tile = 0;
         /** "fast" (default) or "cellpose" ({@link SegmentOptions#TILING_NAMES}). */
         public String tiling = "fast";
+        /** "auto" (default), "fp32" or "int8" ({@link SegmentOptions#PRECISION_NAMES}). */
+        public String precision = "auto";
         /** Take images from sub-folders. */
         public boolean recursive;
         /** Redo finished images. */
@@ -86,6 +88,7 @@ public class Segment_Folder implements PlugIn {
         gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = default)");
         gd.addChoice("tiling", SegmentOptions.TILING_NAMES, Prefs.get(P + "tiling", "fast"));
+        gd.addChoice("precision", SegmentOptions.PRECISION_NAMES, Prefs.get(P + "precision", "auto"));
         String st = Prefs.get(P + "stacks", "planes");
         gd.addChoice("stacks", Segment_Image.STACK_MODES,
                 java.util.Arrays.asList(Segment_Image.STACK_MODES).contains(st) ? st : "planes");
@@ -110,6 +113,7 @@ public class Segment_Folder implements PlugIn {
         s.device = gd.getNextChoice();
         s.tile = (int) gd.getNextNumber();
         s.tiling = gd.getNextChoice();
+        s.precision = gd.getNextChoice();
         s.stacks = gd.getNextChoice();
         s.anisotropy = gd.getNextNumber();
         s.stitchThreshold = gd.getNextNumber();
@@ -128,6 +132,7 @@ public class Segment_Folder implements PlugIn {
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tile);
             Prefs.set(P + "tiling", s.tiling);
+            Prefs.set(P + "precision", s.precision);
             Prefs.set(P + "qc_report", s.qcReport);
             Prefs.set(P + "stacks", s.stacks);
             Prefs.set(P + "anisotropy", s.anisotropy);
@@ -190,6 +195,7 @@ public class Segment_Folder implements PlugIn {
         o.flowThreshold = s.flow;
         o.tileSize = Math.max(0, s.tile);
         o.tiling = SegmentOptions.tiling(s.tiling);
+        o.precision = SegmentOptions.precision(s.precision);
         return o;
     }
 

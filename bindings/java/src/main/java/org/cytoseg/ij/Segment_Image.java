@@ -60,6 +60,8 @@ public class Segment_Image implements PlugIn {
         public int tileSize = 0;
         /** "fast" (default) or "cellpose" ({@link SegmentOptions#TILING_NAMES}). */
         public String tiling = "fast";
+        /** "auto" (default), "fp32" or "int8" ({@link SegmentOptions#PRECISION_NAMES}). */
+        public String precision = "auto";
         /** Segment every z/t plane (else the current one). */
         public boolean allPlanes = true;
         /** How a z-stack is segmented: "planes" (2-D, plane by plane), "3-D flows" or "stitch". */
@@ -162,6 +164,7 @@ public class Segment_Image implements PlugIn {
         gd.addChoice("device", Engine.devices(), Prefs.get(P + "device", "auto"));
         gd.addNumericField("tile_size", Prefs.get(P + "tile_size", 0), 0, 6, "pixels (0 = default)");
         gd.addChoice("tiling", SegmentOptions.TILING_NAMES, Prefs.get(P + "tiling", "fast"));
+        gd.addChoice("precision", SegmentOptions.PRECISION_NAMES, Prefs.get(P + "precision", "auto"));
         if (imp.getNSlices() * imp.getNFrames() > 1) {
             gd.addCheckbox("all_planes", Prefs.get(P + "all_planes", true));
         }
@@ -192,6 +195,7 @@ public class Segment_Image implements PlugIn {
         s.device = gd.getNextChoice();
         s.tileSize = (int) gd.getNextNumber();
         s.tiling = gd.getNextChoice();
+        s.precision = gd.getNextChoice();
         s.allPlanes = imp.getNSlices() * imp.getNFrames() > 1 ? gd.getNextBoolean() : true;
         if (zStack) {
             s.stacks = gd.getNextChoice();
@@ -215,6 +219,7 @@ public class Segment_Image implements PlugIn {
             Prefs.set(P + "device", s.device);
             Prefs.set(P + "tile_size", s.tileSize);
             Prefs.set(P + "tiling", s.tiling);
+            Prefs.set(P + "precision", s.precision);
             Prefs.set(P + "all_planes", s.allPlanes);
             if (zStack) {
                 Prefs.set(P + "stacks", s.stacks);
@@ -303,6 +308,7 @@ public class Segment_Image implements PlugIn {
         o.flowThreshold = s.flowThreshold;
         o.tileSize = s.tileSize;
         o.tiling = SegmentOptions.tiling(s.tiling);
+        o.precision = SegmentOptions.precision(s.precision);
         if (!"planes".equals(s.stacks)) {
             return segmentVolume(imp, s, model, o, channel);
         }

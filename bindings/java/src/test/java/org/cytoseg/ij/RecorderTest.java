@@ -41,7 +41,7 @@ class RecorderTest {
         assertNotNull(options, "nothing was recorded");
         assertTrue(text.contains("run(\"Segment Image\", \""), text);
         for (String key : new String[] {"model=", "channel=", "diameter=", "cellprob_threshold=", "flow_threshold=",
-            "device=", "tile_size=", "tiling="}) {
+            "device=", "tile_size=", "tiling=", "precision="}) {
             assertTrue(options.contains(key), key + " missing from " + options);
         }
         Segment_Image.Settings replayed = PluginTest.asMacro(options.trim(), () -> Segment_Image.dialog(imp));
@@ -53,6 +53,7 @@ class RecorderTest {
         assertEquals(shown.device, replayed.device);
         assertEquals(shown.tileSize, replayed.tileSize);
         assertEquals(shown.tiling, replayed.tiling);
+        assertEquals(shown.precision, replayed.precision);
         assertEquals(shown.labelImage, replayed.labelImage);
         assertEquals(shown.roiManager, replayed.roiManager);
         assertEquals(shown.results, replayed.results);
