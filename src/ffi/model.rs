@@ -114,7 +114,7 @@ pub struct cytoseg_segment_params {
 pub enum cytoseg_precision {
     /// The model's int8 variant on the CPU with `CYTOSEG_TILING_FAST` when its validated
     /// AP@0.5 is within 0.005 of float32's, else float32 (always with
-    /// `CYTOSEG_TILING_CELLPOSE` and on GPUs).
+    /// `CYTOSEG_TILING_CELLPOSE`, in do_3D (`CYTOSEG_VOLUME_MODE_DO3D`) and on GPUs).
     Auto = 0,
     /// The float32 network: with `CYTOSEG_TILING_CELLPOSE`, labels identical to Cellpose's.
     Fp32 = 1,

@@ -89,8 +89,9 @@ pub struct SegmentArgs {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Which copy of the network runs: `auto` (default: the model's int8 variant on the CPU
-    /// with `--tiling fast` when its validated AP@0.5 is within 0.005 of float32's, else
-    /// float32), `fp32` (exact: with `--tiling cellpose`, labels identical to Cellpose's) or
+    /// with `--tiling fast`, not `--do-3d`, when its validated AP@0.5 is within 0.005 of
+    /// float32's, else float32), `fp32` (exact: with `--tiling cellpose`, labels identical to
+    /// Cellpose's) or
     /// `int8` (the model's int8 variant, CPU only; `cytoseg models` lists which have one).
     #[arg(long, default_value = "auto", value_parser = parse_precision)]
     pub precision: Precision,

@@ -368,10 +368,11 @@ class Model:
             tiling: "fast" (default: whole images up to 1024² in one piece, larger ones in few
                 large tiles; 1.3-2× faster in 2-D) or "cellpose" (Cellpose's 256² tiles with 10%
                 overlap: labels identical to Cellpose's pipeline).
-            precision: "auto" (default: the model's int8 variant on the CPU with fast tiling
-                when its validated AP@0.5 is within 0.005 of float32's, else float32), "fp32"
-                (exact: with ``tiling="cellpose"``, Cellpose's labels) or "int8" (the model's
-                int8 variant; :attr:`Model.info` ``["precisions"]`` lists what it has).
+            precision: "auto" (default: the model's int8 variant on the CPU with fast tiling,
+                not in do_3D, when its validated AP@0.5 is within 0.005 of float32's, else
+                float32), "fp32" (exact: with ``tiling="cellpose"``, Cellpose's labels) or
+                "int8" (the model's int8 variant; :attr:`Model.info` ``["precisions"]`` lists
+                what it has).
             return_flows: also return the network output at image size, float32 (3, H, W):
                 dY, dX, cellprob.
             progress: ``progress(done, total)`` called after each batch of tiles (from the

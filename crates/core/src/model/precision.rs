@@ -17,7 +17,7 @@ pub enum Precision {
     /// The fastest copy whose validated AP@0.5 is within [`AUTO_MAX_AP_LOSS`] of float32's on
     /// the device in use: the package's int8 variant on the CPU when it has a validated one and
     /// the tiling is [`Tiling::Fast`]; float32 otherwise (always with [`Tiling::Cellpose`], the
-    /// exact mode, and on GPUs).
+    /// exact mode, in do_3D, see [`do3d_params`], and on GPUs).
     #[default]
     Auto,
     /// The package's float32 network (`model.file`): labels equal Cellpose's with
