@@ -272,3 +272,28 @@ fn variants_are_verified_and_only_validated_ones_run_under_auto() {
     assert!(e.to_string().contains("package folder"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The int8 variants are quantized from a copy of the float network whose batch
+/// normalizations `scripts/fold_batchnorm.py` folds away: on every bundled network it folds
+/// all 33 and the folded network gives the original's outputs; on small graphs it leaves the
+/// cases the rewrite does not hold for (a negative scale before a ReLU, shared weights, a
+/// padded convolution) as they are. Runs `tests/parity/check_fold_batchnorm.py`.
+#[test]
+fn batch_norm_folding_keeps_each_networks_outputs() {
+    let Some(python) = common::reference_python(&["onnx", "onnxruntime.quantization"]) else {
+        eprintln!(
+            "SKIPPED batch norm folding: no Python with onnx and onnxruntime (set CYTOSEG_PYTHON)"
+        );
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .arg(repo().join("tests/parity/check_fold_batchnorm.py"))
+        .output()
+        .expect("runs the check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("all checks passed"),
+        "check_fold_batchnorm.py failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

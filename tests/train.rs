@@ -197,6 +197,19 @@ fn short_training_run_learns_writes_a_complete_clone_and_leaves_the_parent_alone
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let l = &m["lineage"];
     assert_eq!(m["name"], "discs");
+    // the parent's int8 variant holds the parent's weights: the clone must not inherit it
+    let parent_manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parent.join("manifest.json")).unwrap())
+            .unwrap();
+    assert!(
+        parent_manifest["variants"].is_array(),
+        "the parent has no variants any more"
+    );
+    assert!(
+        m["variants"].is_null(),
+        "the clone kept the parent's variants"
+    );
+    assert!(!out.join("model.int8.onnx").exists());
     assert_eq!(m["model"]["sha256"], sha(&out.join("model.onnx")));
     assert_eq!(l["parent"]["name"], "nuclei");
     assert_eq!(l["parent"]["sha256"], before.0);

@@ -553,6 +553,7 @@ fn run_params<'a>(params: &'a SegmentParams, opts: &BatchOptions) -> Cow<'a, Seg
 
 /// Every parameter of a run as JSON (effective values, model defaults filled in).
 pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
+    let used = model.precision_for(p).ok();
     serde_json::json!({
         "diameter": p.diameter,
         "model_diameter": model.manifest.diameter,
@@ -570,14 +571,8 @@ pub fn params_json(model: &Model, p: &SegmentParams) -> serde_json::Value {
         "tile_overlap": p.tiling.tile_and_overlap(p, &model.manifest).1,
         "batch_size": p.batch_size,
         "precision": p.precision.name(),
-        "precision_used": match model.precision_for(p) {
-            Ok((q, _)) => q.name(),
-            Err(_) => "none (refused)",
-        },
-        "network_sha256": match model.precision_for(p) {
-            Ok((_, sha)) => sha.to_ascii_lowercase(),
-            Err(_) => String::new(),
-        },
+        "precision_used": used.map_or("none (refused)", |(q, _)| q.name()),
+        "network_sha256": used.map_or(String::new(), |(_, sha)| sha.to_ascii_lowercase()),
         "normalization": {
             "method": model.manifest.normalization.method,
             "low": model.manifest.normalization.low,

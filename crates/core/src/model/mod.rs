@@ -11,7 +11,7 @@ pub mod volume;
 
 pub use registry::{list_models, resolve_model};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -291,6 +291,20 @@ fn build_session(rt: &Runtime, bytes: &[u8], device: Device, threads: usize) -> 
         .map_err(ort_err("loading the network"))
 }
 
+/// Reads a network file (within the decoded-bytes limit) and checks it against the SHA-256 the
+/// manifest records for it; `whose` names that record in the error ("manifest's").
+fn read_verified(path: &Path, what: &str, sha256: &str, whose: &str) -> Result<Vec<u8>> {
+    let bytes = crate::io::limits::read_file(path, what, crate::io::limits::max_decoded_bytes())?;
+    let sha = manifest::sha256_hex(&bytes);
+    if sha != sha256.to_ascii_lowercase() {
+        return Err(Error::Model(format!(
+            "{}: SHA-256 {sha} does not match the {whose} {sha256} (the file is corrupt or was replaced)",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
 impl Model {
     /// Loads a model package by bundled name or path, checks the ONNX file's SHA-256 and the
     /// network's input/output signature against the manifest, and opens a session on the
@@ -298,20 +312,12 @@ impl Model {
     pub fn load(name_or_path: &str, options: &LoadOptions) -> Result<Model> {
         let dir = resolve_model(name_or_path, &options.model_dirs)?;
         let manifest = Manifest::read(&dir.join("manifest.json"))?;
-        let onnx = manifest.onnx_path(&dir);
-        let bytes = crate::io::limits::read_file(
-            &onnx,
+        let bytes = read_verified(
+            &manifest.onnx_path(&dir),
             "the ONNX network",
-            crate::io::limits::max_decoded_bytes(),
+            &manifest.model.sha256,
+            "manifest's",
         )?;
-        let sha = manifest::sha256_hex(&bytes);
-        if sha != manifest.model.sha256.to_ascii_lowercase() {
-            return Err(Error::Model(format!(
-                "{}: SHA-256 {sha} does not match the manifest's {} (the file is corrupt or was replaced)",
-                onnx.display(),
-                manifest.model.sha256
-            )));
-        }
         let rt = runtime::runtime(&options.ort_search)?;
         let (session, device) = match options.device {
             Device::Auto => {
@@ -359,20 +365,12 @@ impl Model {
         check_signature(&session, &manifest)?;
         let int8 = match Precision::Int8.variant(&manifest) {
             Some(v) if device == Device::Cpu => {
-                let path = dir.join(&v.file);
-                let bytes = crate::io::limits::read_file(
-                    &path,
+                let bytes = read_verified(
+                    &dir.join(&v.file),
                     "the int8 network",
-                    crate::io::limits::max_decoded_bytes(),
+                    &v.sha256,
+                    "manifest's int8 variant",
                 )?;
-                let sha = manifest::sha256_hex(&bytes);
-                if sha != v.sha256.to_ascii_lowercase() {
-                    return Err(Error::Model(format!(
-                        "{}: SHA-256 {sha} does not match the manifest's int8 variant {} (the file is corrupt or was replaced)",
-                        path.display(),
-                        v.sha256
-                    )));
-                }
                 let s = build_session(rt, &bytes, Device::Cpu, options.threads)?;
                 check_signature(&s, &manifest)?;
                 Some(Network::new(s, bytes, Device::Cpu, options.threads))
