@@ -274,10 +274,12 @@ fn variants_are_verified_and_only_validated_ones_run_under_auto() {
 }
 
 /// The int8 variants are quantized from a copy of the float network whose batch
-/// normalizations `scripts/fold_batchnorm.py` folds away: on every bundled network it folds
-/// all 33 and the folded network gives the original's outputs; on small graphs it leaves the
-/// cases the rewrite does not hold for (a negative scale before a ReLU, shared weights, a
-/// padded convolution) as they are. Runs `tests/parity/check_fold_batchnorm.py`.
+/// normalizations `scripts/fold_batchnorm.py` folds away and whose style vectors it expands to
+/// rows: on every bundled network it folds all 33 and expands all 12, and the rewritten network
+/// gives the original's outputs; moving a quantized network's Shape nodes onto the quantized
+/// tensors leaves its outputs bit for bit; on small graphs it leaves the cases the rewrite does
+/// not hold for (a negative scale before a ReLU, shared weights, a padded convolution) as they
+/// are. Runs `tests/parity/check_fold_batchnorm.py`.
 #[test]
 fn batch_norm_folding_keeps_each_networks_outputs() {
     let Some(python) = common::reference_python(&["onnx", "onnxruntime.quantization"]) else {

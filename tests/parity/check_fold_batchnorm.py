@@ -3,9 +3,12 @@
     python tests/parity/check_fold_batchnorm.py
 
 1. Each bundled model's float network, prepared as quantize_model.py prepares it, folds every
-   batch normalization, and the folded network's outputs match the original's on random
-   inputs (relative difference < 1e-4, `verify`); the float layers are the input's
-   convolutions and the last one.
+   batch normalization and expands its 12 style vectors to rows, and the rewritten network's
+   outputs match the original's on random inputs (relative difference < 1e-4, `verify`); the
+   float layers are the input's two convolutions, the shift before one, and the last
+   convolution.
+   For the nuclei network, a quantized copy whose Shape nodes are moved onto the quantized
+   tensors gives exactly the outputs of the one before the move.
 2. Small hand-built graphs: a batch normalization with a negative scale before a ReLU, one
    before a padded convolution, and one whose convolution shares its weights stay as they
    are; a positive one before ReLU → conv becomes a depthwise shift; outputs match.
@@ -36,6 +39,8 @@ def bundled(tmp: Path) -> None:
         inp = net.graph.input[0]
         channels = inp.type.tensor_type.shape.dim[1].dim_value
         stats = fold_batchnorm.fold(net)
+        rows = fold_batchnorm.style_rows(net)
+        assert rows == 12, (name, rows)
         folded = tmp / f"{name}_folded.onnx"
         onnx.save(net, str(folded))
         assert stats.get("kept", 0) == 0 and sum(stats.values()) == 33, (name, stats)
@@ -49,8 +54,43 @@ def bundled(tmp: Path) -> None:
         float_nodes = fold_batchnorm.first_and_last_layer(net)
         convs = [n.name for n in net.graph.node if n.op_type == "Conv"]
         assert float_nodes[-1] == convs[-1] and len(float_nodes) == 4, (name, float_nodes)
-        print(f"ok {name}: {dict(stats)}; max relative difference {diff:.1e}; float: "
-              f"{len(float_nodes)} nodes")
+        assert float_nodes[0].endswith(fold_batchnorm.SHIFT_SUFFIX), float_nodes
+        print(f"ok {name}: {dict(stats)}, {rows} style rows; max relative difference "
+              f"{diff:.1e}; float: {len(float_nodes)} nodes")
+        if name == "nuclei":
+            quantized_shapes(tmp, folded, float_nodes, inp.name, channels)
+
+
+def quantized_shapes(tmp: Path, folded: Path, float_nodes: list[str], name: str,
+                     channels: int) -> None:
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    rng = np.random.default_rng(5)
+    batches = iter([{name: rng.random((1, channels, 64, 64), dtype=np.float32)} for _ in range(2)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    q = tmp / "quantized.onnx"
+    quantize_static(str(folded), str(q), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, nodes_to_exclude=float_nodes)
+    model = onnx.load(str(q))
+    moved = fold_batchnorm.shapes_of_quantized(model)
+    assert moved == 12, moved
+    q2 = tmp / "quantized_moved.onnx"
+    onnx.save(model, str(q2))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    x = {name: rng.random((2, channels, 96, 128), dtype=np.float32)}
+    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]).run(None, x)
+            for p in (q, q2))
+    for u, v in zip(a, b):
+        assert np.array_equal(u, v), float(np.abs(u - v).max())
+    print(f"ok nuclei quantized: {moved} Shape nodes on quantized tensors, same outputs")
 
 
 def init(name: str, a: np.ndarray) -> onnx.TensorProto:
