@@ -21,6 +21,7 @@ mod diffusion;
 mod diffusion3;
 mod interp;
 mod labels;
+mod paths;
 mod quality;
 pub(crate) use quality::FlowQcStats;
 mod seeds;

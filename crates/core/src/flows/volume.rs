@@ -20,8 +20,9 @@
 use rayon::prelude::*;
 
 use super::interp::lanes::{
-    ANCHOR_INTERVAL, BLOCK, MANTISSA_BITS, MANTISSA_SHIFT, cycle_end, take_anchor,
+    ANCHOR_INTERVAL, BLOCK, MANTISSA_BITS, MANTISSA_SHIFT, cycle, cycle_end, take_anchor,
 };
+use super::paths::KnownPaths;
 use super::seeds::{self, GROW_MIN_COUNT, GROW_STEPS, RPAD, WIN, WIN_SIZE};
 use super::{MAX_PIXELS, MAX_SIDE, MaskParams, SCAN_CHUNK, check_finite, stitch, torch_sort};
 use crate::error::{Error, Result};
@@ -157,6 +158,10 @@ pub fn compute_masks_3d_unfilled(flows: &Flows3Ref<'_>, params: &MaskParams) -> 
     let start = std::time::Instant::now();
     let field = Field3::new(flows, &mask);
     drop(mask);
+    log::debug!(
+        "3-D flow field prepared in {:.3} s",
+        start.elapsed().as_secs_f64()
+    );
     let final_pos = field.follow(&points, params.niter);
     drop(field);
     let followed = start.elapsed();
@@ -197,13 +202,20 @@ fn check_memory(dims: [usize; 3], followed: usize) -> Result<()> {
 /// quality control, as Cellpose; `min_size > 0` fills holes in 3-D and removes masks under
 /// `min_size` voxels).
 pub fn compute_masks_3d(flows: &Flows3Ref<'_>, params: &MaskParams) -> Result<Vec<u32>> {
+    let start = std::time::Instant::now();
     let mut labels = compute_masks_3d_unfilled(flows, params)?;
+    let unfilled = start.elapsed();
     if params.min_size > 0 {
         stitch::fill_holes_and_remove_small_3d(
             &mut labels,
             flows.height,
             flows.width,
             params.min_size,
+        );
+        log::debug!(
+            "3-D masks: {:.3} s, holes filled and small masks removed in {:.3} s",
+            unfilled.as_secs_f64(),
+            (start.elapsed() - unfilled).as_secs_f64()
         );
     }
     Ok(labels)
@@ -270,17 +282,17 @@ impl Field3 {
     #[inline(always)]
     fn taps(&self, base: usize) -> [[f32; 4]; 8] {
         let (sy, sz) = (self.sy, self.sz);
-        let near = &self.data[base..base + sy + 2];
-        let far = &self.data[base + sz..base + sz + sy + 2];
+        // One bounds check for all eight (`sy < sz`).
+        let cell = &self.data[base..base + sz + sy + 2];
         [
-            near[0],
-            near[1],
-            near[sy],
-            near[sy + 1],
-            far[0],
-            far[1],
-            far[sy],
-            far[sy + 1],
+            cell[0],
+            cell[1],
+            cell[sy],
+            cell[sy + 1],
+            cell[sz],
+            cell[sz + 1],
+            cell[sz + sy],
+            cell[sz + sy + 1],
         ]
     }
 
@@ -371,12 +383,13 @@ impl Field3 {
         let mut out = vec![[0i32; 3]; points.len()];
         out.par_chunks_mut(CHUNK)
             .zip(points.par_chunks(CHUNK))
-            .for_each(|(dst, src)| {
+            .for_each_init(Scratch::new, |scratch, (dst, src)| {
                 simd::dispatch(Follow3 {
                     field: self,
                     src,
                     dst,
                     niter,
+                    scratch,
                 })
             });
         out
@@ -390,6 +403,24 @@ struct Follow3<'a> {
     src: &'a [u32],
     dst: &'a mut [[i32; 3]],
     niter: u32,
+    scratch: &'a mut Scratch,
+}
+
+/// Working memory of [`Field3::integrate_lanes`], kept from one batch of points to the next.
+struct Scratch {
+    /// The lanes' latest [`RING`] positions.
+    ring: Vec<[[f32; LANES]; 3]>,
+    /// Paths found in the current batch.
+    known: KnownPaths,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            ring: vec![[[0.0; LANES]; 3]; RING],
+            known: KnownPaths::new(),
+        }
+    }
 }
 
 impl simd::Kernel for Follow3<'_> {
@@ -401,9 +432,12 @@ impl simd::Kernel for Follow3<'_> {
             src,
             dst,
             niter,
+            scratch,
         } = self;
         match Quad::new() {
-            Some(quad) if field.lanes_supported() => field.integrate_lanes(src, dst, niter, quad),
+            Some(quad) if field.lanes_supported() => {
+                field.integrate_lanes(src, dst, niter, quad, scratch);
+            }
             _ => {
                 for (o, &p) in dst.iter_mut().zip(src) {
                     *o = field.voxel(field.integrate(field.start(p), niter));
@@ -469,6 +503,9 @@ struct Lane {
     interval: u64,
     /// A cycle was found (`end` is set from it).
     periodic: bool,
+    /// Steps all lanes had done when this one started: its position after step `t` is in
+    /// ring slot `(g0 + t) % RING`.
+    g0: u64,
 }
 
 impl Lane {
@@ -481,17 +518,23 @@ impl Lane {
         anchor_t: 0,
         interval: ANCHOR_INTERVAL,
         periodic: false,
+        g0: 0,
     };
 
-    fn start(point: usize, g: [f32; 3], niter: u64) -> Lane {
+    fn start(point: usize, g: [f32; 3], niter: u64, g0: u64) -> Lane {
         Lane {
             point,
             end: niter,
             anchor: g.map(f32::to_bits),
+            g0,
             ..Lane::IDLE
         }
     }
 }
+
+/// Positions kept per lane ([`Field3::integrate_lanes`]'s ring of the latest steps): a whole
+/// path of Cellpose's default 200 steps fits.
+const RING: usize = 256;
 
 impl Field3 {
     /// Start position of the voxel at flat index `p`, in normalized grid units (x, y, z).
@@ -577,7 +620,8 @@ impl Field3 {
 
     /// [`Self::integrate`] for every point of `src` (final voxels into `dst`), [`LANES`]
     /// trajectories at a time, each taking the next point as soon as its own is done: the same
-    /// final voxels as the scalar version, step for step.
+    /// final voxels as the scalar version, step for step. Returns how many points were finished
+    /// on a known path.
     ///
     /// A lane stops as soon as its trajectory is provably periodic: it keeps an anchor (its
     /// position after some step `ta`), and when the position after step `t` equals it bitwise,
@@ -585,39 +629,49 @@ impl Field3 {
     /// one after step `t + (niter - t) mod (t - ta)`. Two anchors are compared at every step,
     /// in vector code: one refreshed at growing intervals (Brent's method, for long cycles) and
     /// the position at the start of the current block of [`BLOCK`] steps (short cycles are found
-    /// within a block of entering them). The block's positions are kept, so a lane can finish
-    /// inside a block; the per-lane decisions are taken once per block.
+    /// within a block of entering them). The lanes' latest [`RING`] positions are kept, so a
+    /// lane can finish inside a block; the per-lane decisions are taken once per block.
+    ///
+    /// A lane whose cycle is found leaves its path in a [`KnownPaths`] table, and at the end of
+    /// every block each lane still looking for its cycle looks its position up there: a lane
+    /// that has joined a known path finishes with the voxel that path reaches in the steps the
+    /// lane has left (most trajectories of an object join a path an earlier one took, well
+    /// before they close a cycle of their own).
     ///
     /// (The 2-D path's trap proofs are not used here: on noisy 3-D flows nearly every
     /// trajectory still changes voxel in its last steps, hopping around its centre, so there
     /// is no box inside one voxel for a proof to find.)
     #[inline(always)]
-    fn integrate_lanes(&self, src: &[u32], dst: &mut [[i32; 3]], niter: u32, quad: Quad) {
+    fn integrate_lanes(
+        &self,
+        src: &[u32],
+        dst: &mut [[i32; 3]],
+        niter: u32,
+        quad: Quad,
+        scratch: &mut Scratch,
+    ) -> usize {
         if niter == 0 {
             for (o, &p) in dst.iter_mut().zip(src) {
                 *o = self.voxel(self.start(p));
             }
-            return;
+            return 0;
         }
         let niter = u64::from(niter);
+        let slot = |n: u64| (n % RING as u64) as usize;
         let mut g = [[0.0f32; LANES]; 3];
+        let Scratch { ring, known } = scratch;
+        known.clear();
+        let mut joined = 0;
         let mut lanes = [Lane::IDLE; LANES];
-        let mut next = 0usize;
-        let mut active = 0usize;
-        for (l, lane) in lanes.iter_mut().enumerate() {
-            if let Some(&p) = src.get(next) {
-                let s = self.start(p);
-                for k in 0..3 {
-                    g[k][l] = s[k];
-                }
-                *lane = Lane::start(next, s, niter);
-                next += 1;
-                active += 1;
-            }
+        // Steps every lane has done.
+        let mut now = 0u64;
+        for (l, lane) in lanes.iter_mut().enumerate().take(src.len()) {
+            *lane = self.begin(src, l, niter, now, l, &mut g, &mut ring[0]);
         }
+        let mut next = LANES.min(src.len());
+        let mut active = next;
         let mut anchor = [[0u32; LANES]; 3];
         let mut first = [[0u32; LANES]; 3];
-        let mut hist = [[[0.0f32; LANES]; 3]; BLOCK];
         while active > 0 {
             for (l, lane) in lanes.iter().enumerate() {
                 for k in 0..3 {
@@ -629,7 +683,7 @@ impl Field3 {
             // position equals the one at the start of the block (BLOCK: none).
             let mut hit = [BLOCK as u32; LANES];
             let mut hit_start = [BLOCK as u32; LANES];
-            for (s, h) in hist.iter_mut().enumerate() {
+            for s in 0..BLOCK {
                 self.step_lanes(&mut g, quad);
                 for l in 0..LANES {
                     let p = [g[0][l].to_bits(), g[1][l].to_bits(), g[2][l].to_bits()];
@@ -647,29 +701,48 @@ impl Field3 {
                         hit_start[l]
                     };
                 }
-                *h = g;
+                ring[slot(now + s as u64 + 1)] = g;
             }
-            for (l, lane) in lanes.iter_mut().enumerate() {
+            now += BLOCK as u64;
+            for l in 0..LANES {
+                let lane = &mut lanes[l];
                 if lane.point == usize::MAX {
                     continue;
                 }
                 let t0 = lane.t;
                 let t1 = t0 + BLOCK as u64;
+                let at = |ring: &[[[f32; LANES]; 3]], t: u64| {
+                    let e = &ring[slot(lane.g0 + t)];
+                    [e[0][l], e[1][l], e[2][l]]
+                };
+                let mut done = None;
                 if !lane.periodic
-                    && let Some(end) = cycle_end(t0, hit[l], hit_start[l], lane.anchor_t, niter)
+                    && let Some((th, period)) = cycle(t0, hit[l], hit_start[l], lane.anchor_t)
                 {
-                    lane.end = end;
-                    lane.periodic = true;
+                    if let Some(end) = cycle_end((th, period), niter) {
+                        lane.end = end;
+                        lane.periodic = true;
+                    }
+                    // The oldest step still in the ring.
+                    let oldest = (t1 + 1).saturating_sub(RING as u64);
+                    if th - period >= oldest {
+                        known.add(oldest, th, period, |t| {
+                            let e = at(ring, t);
+                            (e.map(f32::to_bits), self.voxel(e))
+                        });
+                    }
                 }
                 if lane.end <= t1 {
-                    let h = &hist[(lane.end - t0 - 1) as usize];
-                    dst[lane.point] = self.voxel([h[0][l], h[1][l], h[2][l]]);
-                    if let Some(&p) = src.get(next) {
-                        let s = self.start(p);
-                        for k in 0..3 {
-                            g[k][l] = s[k];
-                        }
-                        *lane = Lane::start(next, s, niter);
+                    done = Some(self.voxel(at(ring, lane.end)));
+                } else if !lane.periodic && !known.is_empty() {
+                    let key = [g[0][l].to_bits(), g[1][l].to_bits(), g[2][l].to_bits()];
+                    done = known.final_voxel(key, niter - t1);
+                    joined += usize::from(done.is_some());
+                }
+                if let Some(v) = done {
+                    dst[lane.point] = v;
+                    if next < src.len() {
+                        *lane = self.begin(src, next, niter, now, l, &mut g, &mut ring[slot(now)]);
                         next += 1;
                     } else {
                         // Idle lanes keep stepping from a valid position.
@@ -684,6 +757,29 @@ impl Field3 {
                 }
             }
         }
+        joined
+    }
+
+    /// Starts lane `l` on point `src[i]` after `now` steps of all lanes: its position into `g`
+    /// and into the ring slot of step `now`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn begin(
+        &self,
+        src: &[u32],
+        i: usize,
+        niter: u64,
+        now: u64,
+        l: usize,
+        g: &mut [[f32; LANES]; 3],
+        slot: &mut [[f32; LANES]; 3],
+    ) -> Lane {
+        let s = self.start(src[i]);
+        for k in 0..3 {
+            g[k][l] = s[k];
+            slot[k][l] = s[k];
+        }
+        Lane::start(i, s, niter, now)
     }
 }
 
@@ -911,22 +1007,39 @@ mod tests {
                 }
             }
         }
+        let joined = lanes_and_plain_loop([&dz, &dy, &dx, &cp], [d, h, w], &[0, 1, 7, 200, 333]);
+        assert_eq!(joined.len(), 5);
+    }
+
+    /// Follows every voxel with `cellprob > 0` by the lanes and by plain stepping for each
+    /// `niter`, asserting the same final voxels (also against [`Field3::integrate`]); returns
+    /// how many points the lanes finished on known paths, per `niter`.
+    fn lanes_and_plain_loop(f: [&[f32]; 4], [d, h, w]: [usize; 3], niters: &[u32]) -> Vec<usize> {
         let flows = Flows3Ref {
-            dz: &dz,
-            dy: &dy,
-            dx: &dx,
-            cellprob: &cp,
+            dz: f[0],
+            dy: f[1],
+            dx: f[2],
+            cellprob: f[3],
             planes: d,
             height: h,
             width: w,
         };
-        let mask: Vec<bool> = cp.iter().map(|&c| c > 0.0).collect();
+        let mask: Vec<bool> = f[3].iter().map(|&c| c > 0.0).collect();
         let field = Field3::new(&flows, &mask);
         assert!(field.lanes_supported());
-        let points: Vec<u32> = (0..n as u32).filter(|&p| mask[p as usize]).collect();
-        for niter in [0, 1, 7, 200, 333] {
+        let points: Vec<u32> = (0..mask.len() as u32)
+            .filter(|&p| mask[p as usize])
+            .collect();
+        let mut joined = Vec::new();
+        for &niter in niters {
             let mut lanes = vec![[0i32; 3]; points.len()];
-            field.integrate_lanes(&points, &mut lanes, niter, Quad::new().unwrap());
+            joined.push(field.integrate_lanes(
+                &points,
+                &mut lanes,
+                niter,
+                Quad::new().unwrap(),
+                &mut Scratch::new(),
+            ));
             for (k, &p) in points.iter().enumerate() {
                 let mut g = field.start(p);
                 for _ in 0..niter {
@@ -938,6 +1051,61 @@ mod tests {
                     lanes[k]
                 );
             }
+        }
+        joined
+    }
+
+    /// Nuclei-like flows (10 × unit vectors to four ball centres, with hashed noise), where
+    /// most trajectories join a path an earlier one took: the lanes, known paths included,
+    /// give the same final voxels as plain stepping, also when paths outlast the ring.
+    #[test]
+    fn known_paths_equal_the_plain_loop() {
+        let (d, h, w) = (14usize, 40usize, 44usize);
+        let n = d * h * w;
+        let centres = [
+            [4.0f32, 10.0, 11.0],
+            [9.0, 12.0, 30.0],
+            [6.0, 29.0, 14.0],
+            [8.5, 28.0, 31.5],
+        ];
+        let (mut dz, mut dy, mut dx) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let mut cp = vec![-1f32; n];
+        let noise = |i: usize, k: u64| {
+            let h = (i as u64 * 3 + k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            ((h >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.2
+        };
+        for z in 0..d {
+            for y in 0..h {
+                for x in 0..w {
+                    let i = (z * h + y) * w + x;
+                    let p = [z as f32 * 1.5, y as f32, x as f32];
+                    let c = centres
+                        .iter()
+                        .min_by(|a, b| {
+                            let da: f32 = (0..3)
+                                .map(|k| (a[k] * [1.5, 1.0, 1.0][k] - p[k]).powi(2))
+                                .sum();
+                            let db: f32 = (0..3)
+                                .map(|k| (b[k] * [1.5, 1.0, 1.0][k] - p[k]).powi(2))
+                                .sum();
+                            da.total_cmp(&db)
+                        })
+                        .unwrap();
+                    let v = [c[0] - z as f32, c[1] - y as f32, c[2] - x as f32];
+                    let r = (v[0] * v[0] * 2.25 + v[1] * v[1] + v[2] * v[2]).sqrt();
+                    if r < 9.0 {
+                        cp[i] = 1.0;
+                        let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt() + 1e-3;
+                        dz[i] = 10.0 * v[0] / norm + noise(i, 0);
+                        dy[i] = 10.0 * v[1] / norm + noise(i, 1);
+                        dx[i] = 10.0 * v[2] / norm + noise(i, 2);
+                    }
+                }
+            }
+        }
+        let n_in = cp.iter().filter(|&&c| c > 0.0).count();
+        for joined in lanes_and_plain_loop([&dz, &dy, &dx, &cp], [d, h, w], &[200, 300]) {
+            assert!(joined * 20 > n_in, "{joined} of {n_in} joined");
         }
     }
 

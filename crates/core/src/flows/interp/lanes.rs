@@ -250,7 +250,8 @@ impl FlowField {
                     }
                 }
                 if !lane.periodic
-                    && let Some(end) = cycle_end(t0, hit[l], hit_start[l], lane.anchor_t, niter)
+                    && let Some(end) = cycle(t0, hit[l], hit_start[l], lane.anchor_t)
+                        .and_then(|c| cycle_end(c, niter))
                 {
                     lane.end = end;
                     lane.periodic = true;
@@ -283,21 +284,19 @@ impl FlowField {
     }
 }
 
-/// The step after which a trajectory followed in blocks of [`BLOCK`] steps holds its final
-/// position, when the block just stepped (from step `t0`) shows it periodic; `None` when it
-/// does not, or only after step `niter`. `hit` and `hit_start` are the first steps of the block
-/// (0-based; `BLOCK` for none) whose position equals, bitwise, the anchor taken after step
-/// `anchor_t` and the position at the start of the block; the earlier repeat gives the period
-/// (`th` the step that closed it), and the final position is the one after step
-/// `th + (niter - th) mod period`. Shared by the 2-D and 3-D lanes.
+/// The cycle a trajectory followed in blocks of [`BLOCK`] steps is shown to be on by the block
+/// just stepped (from step `t0`): `(th, period)`, the step `th` whose position equals, bitwise,
+/// the one `period` steps earlier, or `None`. `hit` and `hit_start` are the first steps of the
+/// block (0-based; `BLOCK` for none) whose position equals the anchor taken after step
+/// `anchor_t` and the position at the start of the block; the earlier repeat is taken. Shared by
+/// the 2-D and 3-D lanes.
 #[inline(always)]
-pub(in crate::flows) fn cycle_end(
+pub(in crate::flows) fn cycle(
     t0: u64,
     hit: u32,
     hit_start: u32,
     anchor_t: u64,
-    niter: u64,
-) -> Option<u64> {
+) -> Option<(u64, u64)> {
     let mut found = None;
     if (hit as usize) < BLOCK {
         let th = t0 + u64::from(hit) + 1;
@@ -309,7 +308,14 @@ pub(in crate::flows) fn cycle_end(
             found = Some((th, th - t0));
         }
     }
-    let (th, period) = found?;
+    found
+}
+
+/// The step after which a trajectory whose position after step `th` repeats the one `period`
+/// steps earlier holds its final position: `th + (niter - th) mod period`, or `None` when the
+/// repeat came only after step `niter`. Shared by the 2-D and 3-D lanes.
+#[inline(always)]
+pub(in crate::flows) fn cycle_end((th, period): (u64, u64), niter: u64) -> Option<u64> {
     (th <= niter).then(|| th + (niter - th) % period)
 }
 
