@@ -9,6 +9,7 @@ in-process (`dynamics.compute_masks(..., do_3D=True)`, no I/O); cytoseg as the w
 
     python tests/parity/bench_volume.py [--planes 64] [--side 256] [--runs 3] [--noise voxel|smooth]
     python tests/parity/bench_volume.py --flows stack_flows.npy [--runs 3]
+    python tests/parity/bench_volume.py --runs 0 --keep DIR   # only write the flows
 
 With `--flows`, the flows are a network's: the (4, Z, Y, X) float32 file (dZ, dY, dX, cellprob)
 that `cytoseg segment --do-3d --save-flows` writes (`make_real_flows.sh` makes one from a
@@ -37,6 +38,7 @@ ap.add_argument("--noise", choices=["voxel", "smooth"], default="voxel",
                 help="per-voxel noise (σ 0.5, the harder case) or noise smoothed over ~1.5 voxels "
                      "(σ 0.5 after smoothing), closer to a network's output")
 ap.add_argument("--flows", help="a network's 3-D flows, (4, Z, Y, X) float32 .npy, instead of synthetic ones")
+ap.add_argument("--keep", help="also write the flows to KEEP/dp.npy and KEEP/cp.npy (for trajectory_stats.py)")
 ap.add_argument("--cytoseg", default=str(Path(__file__).resolve().parents[2] / "target/release/cytoseg"))
 a = ap.parse_args()
 
@@ -75,6 +77,13 @@ else:
           f"{(cp > 0).mean():.0%} of voxels followed; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} CPUs")
 
+if a.keep:
+    Path(a.keep).mkdir(parents=True, exist_ok=True)
+    np.save(Path(a.keep) / "dp.npy", dp)
+    np.save(Path(a.keep) / "cp.npy", cp)
+
+if a.runs < 1:
+    sys.exit(0)
 
 with tempfile.TemporaryDirectory() as d:
     fdp, fcp, out = Path(d) / "dp.npy", Path(d) / "cp.npy", Path(d) / "labels.npy"
