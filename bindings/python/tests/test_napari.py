@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import cytoseg
@@ -81,6 +82,16 @@ def test_sample_segment_features(viewer, qtbot, cli_segment):
     np.testing.assert_allclose(feats["area"], area)
     assert any("intensity" in c for c in feats.columns)
     assert w.progress.value == w.progress.max > 0
+    # Hovering an object shows its own row (before the index column: its neighbour's).
+    for value in (1, int(ref.max())):
+        r, c = np.argwhere(ref == value)[0]
+        assert f"label: {value}," in _hover(labels, (r, c)), _hover(labels, (r, c))
+
+
+def _hover(layer, data_position) -> str:
+    """The status line napari shows for the mouse over ``data_position`` of ``layer``."""
+    world = layer.data_to_world(np.asarray(data_position, float))
+    return layer.get_status(world, world=True)["coordinates"]
 
 
 def test_run_again_updates_the_same_layer(viewer, qtbot):
@@ -183,17 +194,26 @@ def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example):
     out = viewer.layers["stack_labels"]
     assert out.data.shape == (2, *example.shape) and tuple(out.scale) == (3.0, 1.0, 1.0)
     first, second = model.segment(example), model.segment(flipped)
+    # The engine's convention: each plane labelled 1..n, as cytoseg segment writes a stack.
     np.testing.assert_array_equal(out.data[0], first)
-    n = int(first.max())
-    np.testing.assert_array_equal(out.data[1], np.where(second > 0, second + n, 0))
-    feats = out.features
-    assert len(feats) == n + second.max()
-    np.testing.assert_array_equal(feats["label"], np.arange(1, len(feats) + 1))
-    np.testing.assert_array_equal(feats["index-0"], [0] * n + [1] * int(second.max()))
-    # The engine's per-plane labels, as cytoseg segment's objects table numbers a stack.
-    np.testing.assert_array_equal(
-        feats["plane_label"], list(range(1, n + 1)) + list(range(1, int(second.max()) + 1))
-    )
+    np.testing.assert_array_equal(out.data[1], second)
+    assert w.status.value.startswith(f"{int(first.max()) + int(second.max())} objects")
+    # The whole table: the plane's position first, then the plane's objects table.
+    objects = out.metadata["cytoseg"]["objects"]
+    assert list(objects.columns[:2]) == ["index-0", "label"]
+    for k, plane, lab in ((0, example, first), (1, flipped, second)):
+        rows = objects[objects["index-0"] == k].drop(columns="index-0").reset_index(drop=True)
+        expected = cytoseg.measure(lab, plane, pixel_size=None, as_frame=True)
+        pd.testing.assert_frame_equal(rows, expected)
+    # napari keys features by label value: the layer shows the rows of the plane in view.
+    for k, lab in ((1, second), (0, first)):
+        viewer.dims.set_current_step(0, k)
+        feats = out.features
+        assert (feats["index-0"] == k).all()
+        np.testing.assert_array_equal(feats["label"], np.arange(1, int(lab.max()) + 1))
+        for value in (1, int(lab.max())):
+            r, c = np.argwhere(lab == value)[0]
+            assert f"label: {value}," in _hover(out, (k, r, c)), _hover(out, (k, r, c))
 
 
 def test_evaluate_widget(viewer, model, example, tifffile):

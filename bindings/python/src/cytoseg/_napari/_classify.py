@@ -207,14 +207,14 @@ class ClassifierPanel(Container):
             feats = keep.merge(cls, on="label", how="left")
         else:
             feats = cls
-        layer.features = feats
+        from ._widget import as_features, put_labels
+
+        layer.features = as_features(feats)
         # class index + 1 per pixel (0: background or unclassified)
         lut = np.zeros(int(r["label"].max()) + 1 if len(r["label"]) else 1, np.uint32)
         lut[r["label"]] = r["class_index"] + 1
         data = np.asarray(layer.data)
         classes_img = lut[np.clip(data, 0, len(lut) - 1)] * (data < len(lut))
-        from ._widget import put_labels
-
         meta = {"cytoseg": {"classes": r["classes"]}}
         put_labels(self._viewer, f"{layer.name}_classes", classes_img, layer, meta)
         self.table.value = {

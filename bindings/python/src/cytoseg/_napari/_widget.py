@@ -110,6 +110,18 @@ def measurements(labels: np.ndarray, image: np.ndarray, scale: Any) -> Any:
     return api.measure(labels, image, pixel_size=pixel_size(scale), as_frame=True)
 
 
+def as_features(table: Any) -> Any:
+    """``table`` as a Labels layer's ``features``: with an ``index`` column equal to ``label``,
+    which napari uses to find a label value's row (without it, row ``i`` is taken for label
+    value ``i``, the background's included, and hovering an object shows its neighbour's
+    row)."""
+    if table is None or "label" not in table or "index" in table:
+        return table
+    out = table.copy()
+    out.insert(0, "index", out["label"].to_numpy())
+    return out
+
+
 def put_labels(
     viewer: Any, name: str, data: np.ndarray, like: Any, meta: dict[str, Any], features: Any = None
 ) -> None:
@@ -126,7 +138,7 @@ def put_labels(
         existing.scale = scale
         existing.translate = translate
         if features is not None:
-            existing.features = features
+            existing.features = as_features(features)
         existing.metadata.update(meta)
     else:
         viewer.add_labels(
@@ -134,9 +146,41 @@ def put_labels(
             name=name,
             scale=scale,
             translate=translate,
-            features=features,
+            features=as_features(features),
             metadata=meta,
         )
+
+
+def plane_in_view(viewer: Any, layer: Any, axes: int) -> tuple[int, ...]:
+    """The plane of ``layer`` in view: the index on its ``axes`` leading (stack) axes of the
+    viewer's slider position, mapped through the layer's scale and translate."""
+    position = np.asarray(layer.world_to_data(viewer.dims.point))
+    shape = np.shape(layer.data)
+    return tuple(
+        int(np.clip(np.round(position[k]), 0, shape[k] - 1)) for k in range(axes)
+    )
+
+
+def show_plane_features(viewer: Any, layer: Any) -> None:
+    """Sets a stack result's ``features`` to the objects of the plane in view.
+
+    A stack is labelled plane by plane, 1..n in each plane (the engine's convention, as
+    ``cytoseg segment`` writes it), and napari keys a Labels layer's features by label value,
+    so the layer shows one plane's rows at a time; the whole table (leading ``index-0``, ...
+    plane columns, then ``label``) is ``metadata["cytoseg"]["objects"]``. Other layers are
+    left alone."""
+    meta = layer.metadata.get("cytoseg") if hasattr(layer, "metadata") else None
+    if not isinstance(meta, dict) or meta.get("objects") is None or not meta.get("plane_axes"):
+        return
+    objects = meta["objects"]
+    plane = plane_in_view(viewer, layer, int(meta["plane_axes"]))
+    if meta.get("features_plane") == plane:
+        return
+    rows = np.ones(len(objects), bool)
+    for axis, i in enumerate(plane):
+        rows &= objects[f"index-{axis}"].to_numpy() == i
+    meta["features_plane"] = plane
+    layer.features = as_features(objects[rows].reset_index(drop=True))
 
 
 #: The QC measures the widget shows (of :func:`cytoseg.image_qc`): key, label, tooltip (the
@@ -181,7 +225,9 @@ class QcPanel(Container):
 class SegmentWidget(Container):
     """Dock widget: image layer, model, diameter, thresholds, device and tile size; Run and
     Cancel buttons; progress bar. The result is a Labels layer ``<image>_labels`` (scale and
-    translate of the image) whose ``features`` are cytoseg's measurements, and the image's QC
+    translate of the image) whose ``features`` are cytoseg's measurements (for a stack, labelled
+    plane by plane as the engine numbers it: the rows of the plane in view, the whole table in
+    ``metadata["cytoseg"]["objects"]``; see :func:`show_plane_features`), and the image's QC
     measures (:func:`cytoseg.image_qc`, with the network's flows) in a read-only block, also in
     the layer's ``metadata["cytoseg"]["qc"]``; for a stack, those of the plane in view. Below,
     the Classifier block (:class:`ClassifierPanel`): train the object classifier on picked
@@ -300,10 +346,10 @@ class SegmentWidget(Container):
         napari_viewer.layers.events.inserted.connect(self._refresh_layers)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
         napari_viewer.layers.events.reordered.connect(self._refresh_layers)
-        napari_viewer.dims.events.current_step.connect(self._show_qc)
+        napari_viewer.dims.events.current_step.connect(self._on_plane)
         #: QC measures of the last result, per plane index (``()`` for a 2-D image).
         self.last_qc: dict[tuple[int, ...], dict[str, float]] = {}
-        self._qc_title = ""
+        self._qc_layer: Any = None
 
         self._cached: tuple[tuple[str, str], Model] | None = None
         self._model_lock = threading.Lock()
@@ -483,10 +529,11 @@ class SegmentWidget(Container):
     ) -> tuple[Any, ...]:
         """Worker thread: load (or reuse) the model, segment plane by plane, measure.
 
-        Planes of a stack get consecutive label ranges (labels are unique in the layer, as
-        napari's features table needs) and their feature rows carry the plane's position
-        (``index-0``, ...) and ``plane_label``, the engine's per-plane label: (position,
-        plane_label) names the same object as (t/z, label) in ``cytoseg segment``'s table."""
+        A stack's planes are labelled 1..n each, the engine's convention (``cytoseg segment``
+        writes the same label stack), and the table's rows lead with the plane's 0-based
+        position (``index-0``, ...), as the objects table's ``t``/``z`` columns: (position,
+        label) names one object. Returns labels, table, model info, parameters, QC per plane
+        and the number of plane axes."""
         import pandas as pd
 
         model = self._model_for(params)
@@ -494,7 +541,7 @@ class SegmentWidget(Container):
             return self._segment_volume(model, data, params, scale)
         n_planes = int(np.prod(lead)) if lead else 1
         labels = np.zeros((*lead, *data.shape[len(lead) : len(lead) + 2]), np.uint32)
-        tables, offset = [], 0
+        tables = []
         qc: dict[tuple[int, ...], dict[str, float]] = {}
         for k, index in enumerate(np.ndindex(*lead)):
 
@@ -520,19 +567,12 @@ class SegmentWidget(Container):
             qc[index] = api.image_qc(plane, lab, flows, pixel_size=pixel_size(scale))
             del flows
             table = measurements(lab, plane, scale)
-            if lead:
-                table.insert(1, "plane_label", table["label"].copy())
-            if offset:
-                lab[lab > 0] += np.uint32(offset)
-                table["label"] = table["label"] + offset
             for axis, i in enumerate(index):
-                table.insert(1 + axis, f"index-{axis}", i)  # before plane_label
+                table.insert(axis, f"index-{axis}", i)
             tables.append(table)
             labels[index] = lab
-            if lab.any():
-                offset = int(lab.max())
         features = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
-        return labels, features, model.info, params, qc
+        return labels, features, model.info, params, qc, len(lead)
 
     def _segment_volume(
         self, model: Model, data: Any, params: RunParams, scale: Any
@@ -567,7 +607,7 @@ class SegmentWidget(Container):
         )
         if params.stack_mode == "3-D flows":
             params = RunParams(**{**params.__dict__, "anisotropy": anisotropy or 1.0})
-        return labels, features, model.info, params, {}
+        return labels, features, model.info, params, {}, 0
 
     def release_model(self) -> None:
         """Frees the cached model (it is reloaded on the next run)."""
@@ -583,7 +623,7 @@ class SegmentWidget(Container):
             self.progress.value = done
 
     def _on_result(self, layer: Any, result: tuple[Any, ...]) -> None:
-        labels, features, info, params, qc = result
+        labels, features, info, params, qc, planes = result
         name = f"{layer.name}_labels"
         meta = {
             "cytoseg": {
@@ -594,26 +634,38 @@ class SegmentWidget(Container):
                 "qc": qc[()] if list(qc) == [()] else qc,
             }
         }
+        if planes:
+            meta["cytoseg"].update(objects=features, plane_axes=planes)
         self.last_qc = qc
-        self._qc_title = layer.name
+        self._qc_layer = layer
         self._show_qc()
-        put_labels(self._viewer, name, labels, layer, meta, features)
-        n = int(labels.max()) if labels.size else 0
+        put_labels(self._viewer, name, labels, layer, meta, None if planes else features)
+        if planes:
+            show_plane_features(self._viewer, self._viewer.layers[name])
+        n = len(features)
         self.status.value = (
             f"{n} objects in {time.perf_counter() - self._started:.1f} s ({info.get('device')})"
         )
 
+    def _on_plane(self, *_: Any) -> None:
+        """The viewer moved to another plane: its QC, and the features of stack results."""
+        self._show_qc()
+        for layer in self._viewer.layers:
+            show_plane_features(self._viewer, layer)
+
     def _show_qc(self, *_: Any) -> None:
-        """Shows the QC of the plane in view (the viewer's current step on the stack axes)."""
+        """Shows the QC of the plane in view of the segmented image."""
         if not self.last_qc:
             self.qc.show_qc(None)
             return
         index = next(iter(self.last_qc))
-        if index:
-            step = tuple(self._viewer.dims.current_step)[: len(index)]
+        if index and self._qc_layer is not None:
+            step = plane_in_view(self._viewer, self._qc_layer, len(index))
             if step in self.last_qc:
                 index = step
-        title = self._qc_title + (f" {index}" if index else "")
+        title = (self._qc_layer.name if self._qc_layer is not None else "") + (
+            f" {index}" if index else ""
+        )
         self.qc.show_qc(self.last_qc[index], title)
 
     def _on_error(self, error: BaseException) -> None:
