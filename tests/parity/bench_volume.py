@@ -4,15 +4,17 @@ flows: median wall time of several runs each, the ratio, and whether the labels 
 The volume holds ellipsoidal nuclei (~14 px across, z squeezed by 1.5, many touching); the
 flows are what a 3-D Cellpose run gives such nuclei: 10 × unit vectors to each nucleus' centre
 (two summed predictions), with noise, and cellprob logits positive inside. cellpose is timed
-in-process (`dynamics.compute_masks(..., do_3D=True)`, no I/O); cytoseg as the whole
-`cytoseg masks` command, reading the .npy flows and writing the label stack.
+in-process (`dynamics.compute_masks(..., do_3D=True)`, no I/O); cytoseg twice: in-process the
+same way (`cytoseg.flows_to_labels` of `bindings/python/src` on the library beside `--cytoseg`,
+the arrays already in memory), and as the whole `cytoseg masks` command, reading the .npy flows
+and writing the label stack. The runs alternate (cellpose, cytoseg in-process, the command).
 
     python tests/parity/bench_volume.py [--planes 64] [--side 256] [--runs 3] [--noise voxel|smooth]
     python tests/parity/bench_volume.py --flows stack_flows.npy [--runs 3]
     python tests/parity/bench_volume.py --runs 0 --keep DIR   # only write the flows
 
 With `--flows`, the flows are a network's: the (4, Z, Y, X) float32 file (dZ, dY, dX, cellprob)
-that `cytoseg segment --do-3d --save-flows` writes (`make_real_flows.sh` makes one from a
+that `cytoseg segment --do-3d --save-flows` writes (`make_network_flows.py` makes one from a
 synthetic confocal-like stack).
 """
 import argparse
@@ -44,6 +46,11 @@ a = ap.parse_args()
 
 import torch  # noqa: E402
 from cellpose import dynamics  # noqa: E402
+
+# cytoseg's Python package from this checkout, on the library built beside the command.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bindings/python/src"))
+os.environ.setdefault("CYTOSEG_LIBRARY", str(Path(a.cytoseg).resolve().parent / "libcytoseg.so"))
+import cytoseg  # noqa: E402
 
 if a.flows:
     f = np.load(a.flows).astype(np.float32)
@@ -89,18 +96,26 @@ with tempfile.TemporaryDirectory() as d:
     fdp, fcp, out = Path(d) / "dp.npy", Path(d) / "cp.npy", Path(d) / "labels.npy"
     np.save(fdp, dp)
     np.save(fcp, cp)
-    t_cp, t_cs = [], []
+    t_cp, t_cs, t_in = [], [], []
     for _ in range(a.runs):
         t0 = time.perf_counter()
         ref = dynamics.compute_masks(dp, cp, do_3D=True, min_size=15, device=torch.device("cpu"))
         t_cp.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        inproc = cytoseg.flows_to_labels(dp, cp, min_size=15)
+        t_in.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
         subprocess.run([a.cytoseg, "masks", "--dp", str(fdp), "--cellprob", str(fcp), "--out", str(out),
                         "--overwrite", "--min-size", "15"], check=True)
         t_cs.append(time.perf_counter() - t0)
     got = np.load(out)
-    same = np.array_equal(got.astype(np.uint32), np.asarray(ref).astype(np.uint32))
-mc, ms = statistics.median(t_cp), statistics.median(t_cs)
-print(f"{int(np.asarray(ref).max())} 3-D masks; labels equal: {same}")
-print(f"cellpose 4.2.1.1 compute_masks(do_3D=True): median {mc:.2f} s; cytoseg masks (with .npy I/O): "
-      f"median {ms:.2f} s; speed-up {mc / ms:.1f}×")
+    ref = np.asarray(ref).astype(np.uint32)
+    same = np.array_equal(got.astype(np.uint32), ref)
+    same_in = np.array_equal(inproc, ref)
+mc, ms, mi = statistics.median(t_cp), statistics.median(t_cs), statistics.median(t_in)
+print(f"{int(ref.max())} 3-D masks; labels equal: command {same}, in-process {same_in}")
+print(f"cellpose 4.2.1.1 compute_masks(do_3D=True): median {mc:.2f} s {[round(t, 3) for t in t_cp]}")
+print(f"cytoseg in-process (flows_to_labels): median {mi:.3f} s {[round(t, 3) for t in t_in]}; "
+      f"speed-up {mc / mi:.1f}×")
+print(f"cytoseg masks command (with .npy I/O): median {ms:.3f} s {[round(t, 3) for t in t_cs]}; "
+      f"speed-up {mc / ms:.1f}×")

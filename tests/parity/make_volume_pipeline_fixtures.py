@@ -42,12 +42,20 @@ def make_stack(seed=7, shape=(20, 96, 96), nuclei=22, truth=False):
     for k, (c, r) in enumerate(centres):
         ax = r * rng.uniform([0.8, 0.85, 0.85], [1.0, 1.15, 1.15])
         rot = rng.uniform(0, np.pi)
-        y, x = yy - c[1], xx - c[2]
+        # Only the box around the ellipsoid is evaluated (z is sampled every 2 units; the
+        # rotated ellipse fits in the circle of its larger axis): the same voxels as the whole
+        # volume, far faster for large stacks.
+        lat = max(ax[1], ax[2])
+        z0, z1 = max(int((c[0] - ax[0]) // 2), 0), min(int((c[0] + ax[0]) // 2) + 2, d)
+        y0, y1 = max(int(c[1] - lat), 0), min(int(c[1] + lat) + 2, h)
+        x0, x1 = max(int(c[2] - lat), 0), min(int(c[2] + lat) + 2, w)
+        box = np.s_[z0:z1, y0:y1, x0:x1]
+        y, x = yy[box] - c[1], xx[box] - c[2]
         u = np.cos(rot) * y + np.sin(rot) * x
         v = -np.sin(rot) * y + np.cos(rot) * x
-        inside = ((zz - c[0]) / ax[0]) ** 2 + (u / ax[1]) ** 2 + (v / ax[2]) ** 2 <= 1
-        vol[inside] = rng.uniform(0.5, 1.0)
-        labels[inside] = k + 1
+        inside = ((zz[box] - c[0]) / ax[0]) ** 2 + (u / ax[1]) ** 2 + (v / ax[2]) ** 2 <= 1
+        vol[box][inside] = rng.uniform(0.5, 1.0)
+        labels[box][inside] = k + 1
     texture = ndi.gaussian_filter(rng.normal(size=shape), 1.5)
     vol *= 1 + 0.8 * texture / texture.std() * 0.25
     vol = ndi.gaussian_filter(vol, (1.2, 1.0, 1.0))
