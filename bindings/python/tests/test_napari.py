@@ -82,6 +82,7 @@ def test_sample_segment_features(viewer, qtbot, cli_segment):
     np.testing.assert_allclose(feats["area"], area)
     assert any("intensity" in c for c in feats.columns)
     assert w.progress.value == w.progress.max > 0
+    assert w.save_button.enabled
     # Hovering an object shows its own row (before the index column: its neighbour's).
     for value in (1, int(ref.max())):
         r, c = np.argwhere(ref == value)[0]
@@ -183,11 +184,13 @@ def test_qc_follows_the_plane_in_view(viewer, qtbot, example):
     assert w.last_qc[(1,)]["signal"] < w.last_qc[(0,)]["signal"]
 
 
-def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example):
+def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example, tmp_path, monkeypatch):
     flipped = example[::-1].copy()
     viewer.add_image(np.stack([example, flipped]), name="stack", scale=(3.0, 1.0, 1.0))
     w = _segment_widget(viewer)
     w.image.value = viewer.layers["stack"]
+    assert w.save_table(tmp_path / "early.csv") is None and "run first" in w.status.value
+    assert not w.save_button.enabled
     _click_run(qtbot, w)
     qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
     assert w.last_error is None, w.status.value
@@ -205,6 +208,27 @@ def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example):
         rows = objects[objects["index-0"] == k].drop(columns="index-0").reset_index(drop=True)
         expected = cytoseg.measure(lab, plane, pixel_size=None, as_frame=True)
         pd.testing.assert_frame_equal(rows, expected)
+    # Save table: the whole stack's table, as CSV.
+    written = w.save_table(tmp_path / "stack_objects.csv")
+    assert written == tmp_path / "stack_objects.csv" and "objects written" in w.status.value
+    pd.testing.assert_frame_equal(pd.read_csv(written), objects, check_dtype=False)
+    assert w.save_table(tmp_path / "missing" / "x.csv") is None
+    assert "Could not write" in w.status.value
+    # The button asks where (the dialog answered here), then writes the same table.
+    from qtpy.QtWidgets import QFileDialog
+
+    asked = []
+
+    def answer(parent, caption, start, filt):
+        asked.append(start)
+        return str(tmp_path / "from_button.csv"), filt
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(answer))
+    w.save_button.native.click()
+    assert asked and asked[0].endswith("stack_labels_objects.csv")
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "from_button.csv"), objects, check_dtype=False
+    )
     # napari keys features by label value: the layer shows the rows of the plane in view.
     for k, lab in ((1, second), (0, first)):
         viewer.dims.set_current_step(0, k)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -310,6 +312,12 @@ class SegmentWidget(Container):
         )
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.save_button = PushButton(
+            text="Save table…",
+            enabled=False,
+            tooltip="Write the last result's objects table (a stack's: every plane) as CSV, "
+            "for Excel or R",
+        )
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
         self.qc = QcPanel()
@@ -333,6 +341,7 @@ class SegmentWidget(Container):
                 self.cancel_button,
                 self.progress,
                 self.status,
+                self.save_button,
                 self.qc,
                 self.classifier,
             ]
@@ -343,6 +352,7 @@ class SegmentWidget(Container):
         self._on_model_choice(self.model.value)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.save_button.changed.connect(lambda *_: self.save_table())
         napari_viewer.layers.events.inserted.connect(self._refresh_layers)
         napari_viewer.layers.events.removed.connect(self._refresh_layers)
         napari_viewer.layers.events.reordered.connect(self._refresh_layers)
@@ -350,6 +360,9 @@ class SegmentWidget(Container):
         #: QC measures of the last result, per plane index (``()`` for a 2-D image).
         self.last_qc: dict[tuple[int, ...], dict[str, float]] = {}
         self._qc_layer: Any = None
+        #: The last result's objects table (a stack's whole table) and its layer's name.
+        self.last_table: Any = None
+        self._table_name = ""
 
         self._cached: tuple[tuple[str, str], Model] | None = None
         self._model_lock = threading.Lock()
@@ -636,6 +649,8 @@ class SegmentWidget(Container):
         }
         if planes:
             meta["cytoseg"].update(objects=features, plane_axes=planes)
+        self.last_table, self._table_name = features, name
+        self.save_button.enabled = features is not None
         self.last_qc = qc
         self._qc_layer = layer
         self._show_qc()
@@ -646,6 +661,29 @@ class SegmentWidget(Container):
         self.status.value = (
             f"{n} objects in {time.perf_counter() - self._started:.1f} s ({info.get('device')})"
         )
+
+    def save_table(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Writes the last result's objects table as CSV to ``path`` (None: asks where, in a
+        file dialog that confirms replacing a file); returns the path written, None when
+        nothing was."""
+        if self.last_table is None:
+            self.status.value = "Nothing to save yet: run first."
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            start = str(Path.home() / f"{self._table_name}_objects.csv")
+            path, _ = QFileDialog.getSaveFileName(None, "Save objects table", start, "CSV (*.csv)")
+            if not path:
+                return None
+        out = Path(path)
+        try:
+            self.last_table.to_csv(out, index=False)
+        except OSError as e:
+            self.status.value = f"Could not write {out}: {e}"
+            return None
+        self.status.value = f"{len(self.last_table)} objects written to {out}"
+        return out
 
     def _on_plane(self, *_: Any) -> None:
         """The viewer moved to another plane: its QC, and the features of stack results."""
