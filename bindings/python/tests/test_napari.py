@@ -214,6 +214,12 @@ def test_stack_is_segmented_plane_by_plane(viewer, qtbot, model, example, tmp_pa
     pd.testing.assert_frame_equal(pd.read_csv(written), objects, check_dtype=False)
     assert w.save_table(tmp_path / "missing" / "x.csv") is None
     assert "Could not write" in w.status.value
+    # A failed write (here: its temporary file cannot be made) leaves the file it would
+    # have replaced as it was.
+    (tmp_path / "keep.csv").write_text("old\n")
+    (tmp_path / "keep.csv.part").mkdir()
+    assert w.save_table(tmp_path / "keep.csv") is None and "Could not write" in w.status.value
+    assert (tmp_path / "keep.csv").read_text() == "old\n"
     # The button asks where (the dialog answered here), then writes the same table.
     from qtpy.QtWidgets import QFileDialog
 

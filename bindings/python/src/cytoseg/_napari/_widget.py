@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -677,9 +678,14 @@ class SegmentWidget(Container):
             if not path:
                 return None
         out = Path(path)
+        # Written beside it, then renamed: a failed write leaves an existing file as it was.
+        part = out.with_name(out.name + ".part")
         try:
-            self.last_table.to_csv(out, index=False)
+            self.last_table.to_csv(part, index=False)
+            os.replace(part, out)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                part.unlink(missing_ok=True)
             self.status.value = f"Could not write {out}: {e}"
             return None
         self.status.value = f"{len(self.last_table)} objects written to {out}"
