@@ -172,7 +172,7 @@ def show_plane_features(viewer: Any, layer: Any) -> None:
     so the layer shows one plane's rows at a time; the whole table (leading ``index-0``, ...
     plane columns, then ``label``) is ``metadata["cytoseg"]["objects"]``. Other layers are
     left alone."""
-    meta = layer.metadata.get("cytoseg") if hasattr(layer, "metadata") else None
+    meta = layer.metadata.get("cytoseg")
     if not isinstance(meta, dict) or meta.get("objects") is None or not meta.get("plane_axes"):
         return
     objects = meta["objects"]
